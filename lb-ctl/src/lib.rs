@@ -1,0 +1,5 @@
+//! lb-ctl: the node daemon and the operator's command-line tool.
+//!
+//! The library holds everything the binary does so that tests and tools can
+//! drive the same code.
+pub mod dataplane;

@@ -1,0 +1,8 @@
+//! Test harnesses shared by the integration tests and `xtask`:
+//! - [`netns`] and [`rig`]: network-namespace rigs with real processes;
+//! - [`fixture`]: runs an XDP program on crafted packets through the kernel's
+//!   BPF_PROG_TEST_RUN and checks the action and the exact output bytes.
+pub mod fixture;
+pub mod netns;
+pub mod packets;
+pub mod rig;
