@@ -31,8 +31,11 @@ impl Counter {
     /// Number of slots in [`maps::STATS`].
     pub const COUNT: u32 = 3;
     /// Every counter, in slot order.
-    pub const ALL: [Counter; Self::COUNT as usize] =
-        [Counter::PassNotIp, Counter::PassNotService, Counter::PassMalformed];
+    pub const ALL: [Counter; Self::COUNT as usize] = [
+        Counter::PassNotIp,
+        Counter::PassNotService,
+        Counter::PassMalformed,
+    ];
 
     /// A stable name for logs, metrics and the CLI.
     pub const fn name(self) -> &'static str {

@@ -37,8 +37,7 @@ enum XdpCommand {
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     match Cli::parse().command {
@@ -57,7 +56,10 @@ async fn attach(ifaces: &[String], generic: bool) -> Result<()> {
     for iface in ifaces {
         dataplane.attach(iface, mode)?;
     }
-    println!("attached to {}; waiting for SIGINT or SIGTERM", ifaces.join(", "));
+    println!(
+        "attached to {}; waiting for SIGINT or SIGTERM",
+        ifaces.join(", ")
+    );
     wait_for_stop().await?;
     for (counter, value) in dataplane.counters()? {
         println!("{:<20} {value}", counter.name());

@@ -182,7 +182,11 @@ mod tests {
     fn unchanged_pass_holds() {
         let frame = [1, 2, 3];
         assert_eq!(
-            mismatch(&frame, &Expect::Unchanged(Action::Pass), &outcome(Action::Pass, &frame)),
+            mismatch(
+                &frame,
+                &Expect::Unchanged(Action::Pass),
+                &outcome(Action::Pass, &frame)
+            ),
             None
         );
     }
@@ -190,7 +194,11 @@ mod tests {
     #[test]
     fn another_action_fails() {
         let frame = [1, 2, 3];
-        let why = mismatch(&frame, &Expect::Unchanged(Action::Pass), &outcome(Action::Tx, &frame));
+        let why = mismatch(
+            &frame,
+            &Expect::Unchanged(Action::Pass),
+            &outcome(Action::Tx, &frame),
+        );
         assert_eq!(why.as_deref(), Some("action Tx, expected Pass"));
     }
 

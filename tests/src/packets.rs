@@ -12,17 +12,15 @@ pub const LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum L4 {
     /// TCP with the given flags (SYN for a first packet).
-    Tcp { syn: bool, ack: bool },
+    Tcp {
+        syn: bool,
+        ack: bool,
+    },
     Udp,
 }
 
 /// An IPv4 packet from `src:sport` to `dst:dport` carrying `payload`.
-pub fn ipv4(
-    src: (Ipv4Addr, u16),
-    dst: (Ipv4Addr, u16),
-    l4: L4,
-    payload: &[u8],
-) -> Vec<u8> {
+pub fn ipv4(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), l4: L4, payload: &[u8]) -> Vec<u8> {
     let builder =
         PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC).ipv4(src.0.octets(), dst.0.octets(), 64);
     let mut frame = Vec::new();
@@ -44,12 +42,7 @@ pub fn ipv4(
 }
 
 /// An IPv6 packet from `[src]:sport` to `[dst]:dport` carrying `payload`.
-pub fn ipv6(
-    src: (Ipv6Addr, u16),
-    dst: (Ipv6Addr, u16),
-    l4: L4,
-    payload: &[u8],
-) -> Vec<u8> {
+pub fn ipv6(src: (Ipv6Addr, u16), dst: (Ipv6Addr, u16), l4: L4, payload: &[u8]) -> Vec<u8> {
     let builder =
         PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC).ipv6(src.0.octets(), dst.0.octets(), 64);
     let mut frame = Vec::new();

@@ -102,7 +102,10 @@ impl Rig {
     /// Builds the namespaces, links, addresses and routes. Starts no process.
     pub fn build(options: &RigOptions) -> Result<Self> {
         if options.backends == 0 || options.backends > MAX_BACKENDS {
-            bail!("a rig has 1 to {MAX_BACKENDS} backends, not {}", options.backends);
+            bail!(
+                "a rig has 1 to {MAX_BACKENDS} backends, not {}",
+                options.backends
+            );
         }
         let prefix = match &options.prefix {
             Some(prefix) => prefix.clone(),
@@ -279,7 +282,11 @@ impl Rig {
                 backend.ns.name(),
                 backend.v4,
                 backend.v6,
-                if backend.nginx.is_some() { "" } else { " (stopped)" }
+                if backend.nginx.is_some() {
+                    ""
+                } else {
+                    " (stopped)"
+                }
             );
         }
         s
@@ -346,9 +353,24 @@ impl WrkReport {
 /// its peer runs NAPI.
 fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) -> Result<()> {
     a.ip([
-        "link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", b.name(),
+        "link",
+        "add",
+        a_name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_name,
+        "netns",
+        b.name(),
     ])
-    .with_context(|| format!("creating veth {}:{a_name} <-> {}:{b_name}", a.name(), b.name()))?;
+    .with_context(|| {
+        format!(
+            "creating veth {}:{a_name} <-> {}:{b_name}",
+            a.name(),
+            b.name()
+        )
+    })?;
     for (ns, name) in [(a, a_name), (b, b_name)] {
         ns.ip(["link", "set", name, "up"])?;
         ns.exec("ethtool", ["-K", name, "gro", "on"])
@@ -421,7 +443,10 @@ fn wait_for_listener(ns: &Netns, port: u16, limit: Duration) -> Result<()> {
         }
         thread::sleep(Duration::from_millis(50));
     }
-    bail!("nothing listens on port {port} in {} after {limit:?}", ns.name())
+    bail!(
+        "nothing listens on port {port} in {} after {limit:?}",
+        ns.name()
+    )
 }
 
 fn wait_child(child: &mut Child, limit: Duration) -> Result<()> {
@@ -446,9 +471,16 @@ fn unique_test_prefix() -> String {
     )
 }
 
-/// Deletes test namespaces whose creating process is gone.
+/// Deletes test namespaces and scratch directories whose creating process
+/// is gone.
 fn sweep_stale_test_namespaces() {
-    for name in netns::list() {
+    let dirs = scratch_dirs();
+    let names = netns::list().into_iter().chain(
+        dirs.iter()
+            .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned())),
+    );
+    let mut stale = Vec::new();
+    for name in names {
         let mut parts = name.split('-');
         if parts.next() != Some(TEST_PREFIX) {
             continue;
@@ -457,13 +489,19 @@ fn sweep_stale_test_namespaces() {
             continue;
         };
         if !Path::new(&format!("/proc/{pid}")).exists() {
-            netns::delete(&name);
+            stale.push(format!("{TEST_PREFIX}-{pid}"));
         }
+    }
+    stale.sort();
+    stale.dedup();
+    for prefix in stale {
+        remove_by_prefix(&prefix);
     }
 }
 
 /// Deletes every namespace whose name starts with `PREFIX-`, with the
-/// processes inside. Returns the names deleted.
+/// processes inside, and the rig scratch directories of that prefix.
+/// Returns the names of the namespaces deleted.
 pub fn remove_by_prefix(prefix: &str) -> Vec<String> {
     let start = format!("{prefix}-");
     let names: Vec<String> = netns::list()
@@ -473,7 +511,22 @@ pub fn remove_by_prefix(prefix: &str) -> Vec<String> {
     for name in &names {
         netns::delete(name);
     }
+    for dir in scratch_dirs() {
+        let ours = dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(&start));
+        if ours {
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
     names
+}
+
+/// Rig scratch directories in the temporary directory.
+fn scratch_dirs() -> Vec<PathBuf> {
+    fs::read_dir(std::env::temp_dir())
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
 }
 
 /// True when `program` can be run (it is on PATH).
@@ -508,7 +561,9 @@ mod tests {
 
     #[test]
     fn wrk_output_without_summary_is_an_error() {
-        assert!(WrkReport::parse("unable to connect to 198.18.1.11:80 Connection refused\n").is_err());
+        assert!(
+            WrkReport::parse("unable to connect to 198.18.1.11:80 Connection refused\n").is_err()
+        );
     }
 
     #[test]

@@ -13,7 +13,10 @@ const CLIENT4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 const OTHER4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
 const OTHER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
-const SYN: L4 = L4::Tcp { syn: true, ack: false };
+const SYN: L4 = L4::Tcp {
+    syn: true,
+    ack: false,
+};
 const ETH_HLEN: usize = 14;
 
 fn load() -> Dataplane {
@@ -24,12 +27,27 @@ fn load() -> Dataplane {
 fn bystanders() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("arp request", packets::arp_request(CLIENT4, OTHER4)),
-        ("lldp", packets::ethernet(0x88cc, &[0x02, 0x07, 0x04, 0, 0, 0, 0, 0, 1])),
-        ("ipv4 tcp syn", packets::ipv4((CLIENT4, 40000), (OTHER4, 80), SYN, b"")),
-        ("ipv4 udp", packets::ipv4((CLIENT4, 40000), (OTHER4, 53), L4::Udp, b"query")),
+        (
+            "lldp",
+            packets::ethernet(0x88cc, &[0x02, 0x07, 0x04, 0, 0, 0, 0, 0, 1]),
+        ),
+        (
+            "ipv4 tcp syn",
+            packets::ipv4((CLIENT4, 40000), (OTHER4, 80), SYN, b""),
+        ),
+        (
+            "ipv4 udp",
+            packets::ipv4((CLIENT4, 40000), (OTHER4, 53), L4::Udp, b"query"),
+        ),
         ("ipv4 icmp echo", packets::icmpv4_echo(CLIENT4, OTHER4)),
-        ("ipv6 tcp syn", packets::ipv6((CLIENT6, 40000), (OTHER6, 80), SYN, b"")),
-        ("ipv6 udp", packets::ipv6((CLIENT6, 40000), (OTHER6, 53), L4::Udp, b"query")),
+        (
+            "ipv6 tcp syn",
+            packets::ipv6((CLIENT6, 40000), (OTHER6, 80), SYN, b""),
+        ),
+        (
+            "ipv6 udp",
+            packets::ipv6((CLIENT6, 40000), (OTHER6, 53), L4::Udp, b"query"),
+        ),
     ]
 }
 

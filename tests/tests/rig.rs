@@ -64,7 +64,11 @@ fn dropping_a_rig_leaves_nothing_behind() {
         rig.start_nginx().unwrap();
         prefix = rig.prefix.clone();
         let _dp = attach(&rig);
-        assert_eq!(rig.curl(&format!("http://{}/", rig.backends[0].v4)).unwrap(), "b1\n");
+        assert_eq!(
+            rig.curl(&format!("http://{}/", rig.backends[0].v4))
+                .unwrap(),
+            "b1\n"
+        );
     }
     let left: Vec<String> = netns::list()
         .into_iter()
@@ -75,7 +79,11 @@ fn dropping_a_rig_leaves_nothing_behind() {
         .args(["-f", &prefix])
         .output()
         .unwrap();
-    assert!(nginx.stdout.is_empty(), "processes left: {}", String::from_utf8_lossy(&nginx.stdout));
+    assert!(
+        nginx.stdout.is_empty(),
+        "processes left: {}",
+        String::from_utf8_lossy(&nginx.stdout)
+    );
 }
 
 #[test]
@@ -94,7 +102,9 @@ fn a_panicking_test_still_tears_its_rig_down() {
     let prefix = prefix.into_inner().unwrap();
     assert!(!prefix.is_empty());
     assert!(
-        !netns::list().iter().any(|n| n.starts_with(&format!("{prefix}-"))),
+        !netns::list()
+            .iter()
+            .any(|n| n.starts_with(&format!("{prefix}-"))),
         "namespaces of {prefix} left behind"
     );
 }
