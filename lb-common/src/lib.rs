@@ -1,40 +1,254 @@
-//! Types and constants shared by the XDP programs (`lb-ebpf`) and user space.
+//! Types and constants shared by the XDP program (`lb-ebpf`) and user space.
 //!
-//! Everything here is `#[repr(C)]`, `Copy` and free of padding surprises: the
-//! kernel and user space read the same bytes. Map names, sizes and layouts live
-//! only here. With the `user` feature the map types implement `aya::Pod`.
+//! Everything here is `#[repr(C)]`, `Copy`, and laid out without implicit
+//! padding: the kernel and user space read the same bytes. Map names, sizes
+//! and layouts live only here. With the `user` feature the map types
+//! implement `aya::Pod`.
+//!
+//! Byte order: addresses and ports are kept in network byte order, exactly as
+//! they appear in the packet (an IPv4 address is the first 4 bytes of a
+//! 16-byte address, the rest zero).
 #![no_std]
 
-/// Names of the maps in the object, as user space finds them.
+pub mod hash;
+
+/// Map names, as user space finds them in the object (at most 15 bytes: the
+/// kernel keeps no more).
 pub mod maps {
+    /// `HashMap<ServiceKey, Service>`.
+    pub const SERVICES: &str = "LB_SERVICES";
+    /// `Array<Backend>`, indexed by backend id.
+    pub const BACKENDS: &str = "LB_BACKENDS";
+    /// `HashMap<u32 (service id), MaglevTable>`, no preallocation.
+    pub const MAGLEV: &str = "LB_MAGLEV";
+    /// `LruHashMap<FlowKey (client side), Flow>`.
+    pub const FLOWS: &str = "LB_FLOWS";
+    /// `LruHashMap<FlowKey (backend side, as the reply arrives), Reply>`.
+    pub const REPLIES: &str = "LB_REPLIES";
+    /// `Array<Settings>`, one entry.
+    pub const SETTINGS: &str = "LB_SETTINGS";
+    /// `DevMapHash` keyed by ifindex: the interfaces the program may
+    /// redirect to.
+    pub const TX_PORTS: &str = "LB_TX_PORTS";
     /// `PerCpuArray<u64>` indexed by [`super::Counter`].
     pub const STATS: &str = "LB_STATS";
+    /// `PerCpuArray<Traffic>` indexed by service id.
+    pub const SERVICE_STATS: &str = "LB_SVC_STATS";
+    /// `PerCpuArray<Traffic>` indexed by backend id.
+    pub const BACKEND_STATS: &str = "LB_BE_STATS";
 }
 
 /// Name of the XDP program in the object.
 pub const XDP_PROGRAM: &str = "lb_xdp";
 
+// Map sizes. Memory (kernel, approximate, 64-bit):
+// - services: hash, 1,024 x (20 B key + 12 B value + ~48 B element) ~ 80 KiB
+// - backends: array, 16,384 x 24 B = 384 KiB
+// - Maglev tables: hash without preallocation, one 256 KiB value (65,537 x
+//   4 B) per configured service: 256 KiB each, 256 MiB at the 1,024 limit
+// - flows and replies: LRU hash, 1,000,000 x (40 B key + 16 or 28 B value +
+//   ~48 B element) ~ 105 MiB each, preallocated
+// - statistics: per-CPU arrays, (1,024 + 16,384) x 24 B per CPU ~ 408 KiB/CPU
+/// Services (VIP, port, protocol).
+pub const MAX_SERVICES: u32 = 1024;
+/// Backends, all services together (including sorry servers).
+pub const MAX_BACKENDS: u32 = 16384;
+/// Flows in the connection table (and NAT replies in the reply table).
+pub const MAX_FLOWS: u32 = 1_000_000;
+/// Interfaces the program may redirect to.
+pub const MAX_TX_PORTS: u32 = 64;
+/// Slots of one Maglev lookup table: a prime, about 650 per backend at 100
+/// backends (removing one of 100 backends moves about 1.6 % of the slots).
+pub const MAGLEV_TABLE_SIZE: u32 = 65537;
+/// "No backend" in backend-id fields.
+pub const NO_BACKEND: u32 = u32::MAX;
+
+pub const AF_INET: u8 = 4;
+pub const AF_INET6: u8 = 6;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// A service: (VIP, port, protocol).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    /// VIP, network order; IPv4 in the first 4 bytes.
+    pub addr: [u8; 16],
+    /// Port, network order.
+    pub port: [u8; 2],
+    pub proto: u8,
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u8,
+}
+
+/// Forwarding mode of a service.
+pub mod mode {
+    /// Two-arm NAT: destination rewritten to the backend, replies rewritten
+    /// back (backends route through the LB).
+    pub const NAT: u32 = 0;
+    /// Direct server return: only the destination MAC is rewritten; the
+    /// backend holds the VIP and answers the client itself.
+    pub const DSR: u32 = 1;
+}
+
+/// What the data plane knows of a service.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// Index into the Maglev tables and the service statistics.
+    pub id: u32,
+    /// [`mode::NAT`] or [`mode::DSR`].
+    pub mode: u32,
+    /// Backend id of the sorry server, or [`NO_BACKEND`].
+    pub sorry: u32,
+}
+
+/// Backend flags.
+pub mod backend_flags {
+    /// The backend may receive packets (of new or existing flows). Cleared
+    /// when it is removed or fails its health check: its flows then move.
+    pub const LIVE: u8 = 1;
+}
+
+/// A backend (real server), at its id in [`maps::BACKENDS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backend {
+    /// Address, network order; IPv4 in the first 4 bytes.
+    pub addr: [u8; 16],
+    /// Port, network order (NAT rewrites to it; DSR requires the VIP's port).
+    pub port: [u8; 2],
+    pub family: u8,
+    /// [`backend_flags`].
+    pub flags: u8,
+    /// Bumped each time the id is given to another backend, so that flows
+    /// pinned to the old one are not sent to the new one.
+    pub generation: u32,
+}
+
+/// A flow's 5-tuple as it arrives (for [`maps::FLOWS`]: client to VIP; for
+/// [`maps::REPLIES`]: backend to client).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    pub proto: u8,
+    pub family: u8,
+    pub pad: [u8; 2],
+}
+
+/// A flow's pinned backend.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flow {
+    pub backend: u32,
+    /// The backend's [`Backend::generation`] when the flow was pinned.
+    pub generation: u32,
+    pub service: u32,
+    pub pad: u32,
+}
+
+/// How to translate a NAT reply back: its source becomes the VIP and port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub vip: [u8; 16],
+    pub vport: [u8; 2],
+    pub pad: [u8; 2],
+    pub service: u32,
+    /// The backend that sends the replies (for its counters).
+    pub backend: u32,
+}
+
+/// Node role, in [`Settings::role`].
+pub mod role {
+    /// Forwards service traffic (the default of a zeroed map).
+    pub const ACTIVE: u32 = 0;
+    /// Forwards nothing for services: their packets go to the kernel.
+    pub const STANDBY: u32 = 1;
+}
+
+/// Node-wide settings, the one entry of [`maps::SETTINGS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// [`role`].
+    pub role: u32,
+}
+
+/// One Maglev lookup table: slot to backend id.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MaglevTable {
+    pub backends: [u32; MAGLEV_TABLE_SIZE as usize],
+}
+
+/// Traffic counters of a service or backend (per CPU in the maps).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+}
+
 /// Global packet counters, one slot each in [`maps::STATS`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
-    /// Frames that are neither IPv4 nor IPv6, passed to the kernel.
+    /// Frames that are neither IPv4 nor IPv6 (ARP, LLDP, VLAN-tagged...).
     PassNotIp = 0,
-    /// IP packets not addressed to a service, passed to the kernel.
+    /// IP packets not addressed to a service nor a NAT reply.
     PassNotService = 1,
-    /// Frames too short for the header they announce, passed to the kernel
-    /// (the kernel's own stack counts and drops them).
+    /// Frames too short for the header they announce, or with a bad IPv4
+    /// header length: the kernel's stack counts and drops them.
     PassMalformed = 2,
+    /// IPv4 fragments: the kernel reassembles them (see ARCHITECTURE.md).
+    PassFragment = 3,
+    /// IPv6 packets whose next header is not TCP or UDP (extension headers,
+    /// ICMPv6...).
+    PassIpv6NextHeader = 4,
+    /// Service packets on a standby node.
+    PassStandby = 5,
+    /// Service packets whose TTL or hop limit would expire here: the kernel
+    /// answers with ICMP time exceeded.
+    PassTtl = 6,
+    /// Translated packets whose next hop has no neighbour entry yet: the
+    /// kernel forwards them and resolves it.
+    PassNoNeighbour = 7,
+    /// Service packets the FIB cannot forward (no route, forwarding off,
+    /// MTU exceeded...): passed unchanged.
+    PassFibMiss = 8,
+    /// Packets sent on by XDP_TX or a redirect (service traffic and NAT
+    /// replies).
+    Forwarded = 9,
+    /// New flows of a service with no usable backend and no sorry server.
+    DropNoBackend = 10,
+    /// The FIB chose an interface the program may not redirect to (not in
+    /// [`maps::TX_PORTS`]).
+    DropNoTxPort = 11,
 }
 
 impl Counter {
     /// Number of slots in [`maps::STATS`].
-    pub const COUNT: u32 = 3;
+    pub const COUNT: u32 = 12;
     /// Every counter, in slot order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::PassNotIp,
         Counter::PassNotService,
         Counter::PassMalformed,
+        Counter::PassFragment,
+        Counter::PassIpv6NextHeader,
+        Counter::PassStandby,
+        Counter::PassTtl,
+        Counter::PassNoNeighbour,
+        Counter::PassFibMiss,
+        Counter::Forwarded,
+        Counter::DropNoBackend,
+        Counter::DropNoTxPort,
     ];
 
     /// A stable name for logs, metrics and the CLI.
@@ -43,12 +257,39 @@ impl Counter {
             Counter::PassNotIp => "pass_not_ip",
             Counter::PassNotService => "pass_not_service",
             Counter::PassMalformed => "pass_malformed",
+            Counter::PassFragment => "pass_fragment",
+            Counter::PassIpv6NextHeader => "pass_ipv6_next_header",
+            Counter::PassStandby => "pass_standby",
+            Counter::PassTtl => "pass_ttl",
+            Counter::PassNoNeighbour => "pass_no_neighbour",
+            Counter::PassFibMiss => "pass_fib_miss",
+            Counter::Forwarded => "forwarded",
+            Counter::DropNoBackend => "drop_no_backend",
+            Counter::DropNoTxPort => "drop_no_tx_port",
         }
     }
 }
 
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: plain #[repr(C)] data without implicit padding; every bit
+    // pattern is a valid value.
+    unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for Service {}
+    unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for Flow {}
+    unsafe impl aya::Pod for Reply {}
+    unsafe impl aya::Pod for Settings {}
+    unsafe impl aya::Pod for MaglevTable {}
+    unsafe impl aya::Pod for Traffic {}
+}
+
 #[cfg(test)]
 mod tests {
+    use core::mem::size_of;
+
     use super::*;
 
     #[test]
@@ -56,5 +297,17 @@ mod tests {
         for (slot, counter) in Counter::ALL.iter().enumerate() {
             assert_eq!(*counter as usize, slot);
         }
+    }
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<ServiceKey>(), 16 + 2 + 1 + 1);
+        assert_eq!(size_of::<Service>(), 12);
+        assert_eq!(size_of::<Backend>(), 16 + 2 + 1 + 1 + 4);
+        assert_eq!(size_of::<FlowKey>(), 40);
+        assert_eq!(size_of::<Flow>(), 16);
+        assert_eq!(size_of::<Reply>(), 28);
+        assert_eq!(size_of::<Traffic>(), 24);
+        assert_eq!(size_of::<MaglevTable>(), 4 * MAGLEV_TABLE_SIZE as usize);
     }
 }

@@ -25,8 +25,9 @@ use std::hash::Hasher;
 
 use siphasher::sip::SipHasher13;
 
-/// Default lookup-table size: a prime. 16381 slots x 4 bytes = 64 KiB per service.
-pub const DEFAULT_TABLE_SIZE: u32 = 16381;
+/// Default lookup-table size: the data plane's, a prime. 65537 slots x 4
+/// bytes = 256 KiB per service.
+pub const DEFAULT_TABLE_SIZE: u32 = lb_common::MAGLEV_TABLE_SIZE;
 
 /// SipHash-1-3 key (k0, k1) of the offset hash: the ASCII of
 /// "lb-maglev-offset", read as two big-endian `u64`s.
@@ -301,7 +302,7 @@ mod tests {
         // Golden values (the hash keys must never change).
         assert_eq!(
             offset_and_skip(b"10.0.0.0:80", DEFAULT_TABLE_SIZE),
-            (14974, 381)
+            (28069, 31337)
         );
         assert_eq!(offset_and_skip(b"", 13), (2, 9));
         for key in keys(200) {
@@ -395,17 +396,15 @@ mod tests {
             })
             .fold(0.0, f64::max);
         println!("weights 1..=4, 100 backends: max relative deviation {max_dev:.4}");
-        // Measured 0.0080.
+        // Measured 0.0013.
         assert!(max_dev < 0.03, "max relative deviation {max_dev}");
-        // Golden checksum of the whole table (same Python model as above).
+        // Golden checksum of the whole table (the Python model matched this
+        // algorithm at size 16381; these are its values at 65537).
         let checksum = table.iter().enumerate().fold(0u64, |acc, (j, &i)| {
             acc.wrapping_add((j as u64 + 1) * u64::from(i))
         });
-        assert_eq!(checksum, 6_727_766_266);
-        assert_eq!(
-            table[..12],
-            [14, 51, 36, 83, 87, 15, 75, 41, 62, 66, 91, 92]
-        );
+        assert_eq!(checksum, 107_324_558_814);
+        assert_eq!(table[..12], [42, 18, 61, 19, 51, 47, 16, 3, 51, 25, 50, 15]);
     }
 
     #[test]
@@ -441,8 +440,8 @@ mod tests {
             "remove 1 of 100 (each in turn): slots changed mean {mean_total:.4}, \
              max {max_total:.4}; max {max_collateral:.4} of the other backends' slots"
         );
-        assert!(max_total < 0.025, "{max_total}");
-        assert!(max_collateral < 0.015, "{max_collateral}");
+        assert!(max_total < 0.02, "{max_total}");
+        assert!(max_collateral < 0.01, "{max_collateral}");
     }
 
     #[test]
@@ -466,7 +465,7 @@ mod tests {
             "add 1 to 100 (20 cases): slots changed mean {mean_total:.4}, \
              max {max_total:.4} (1/101 = 0.0099)"
         );
-        assert!(max_total < 0.025, "{max_total}");
+        assert!(max_total < 0.02, "{max_total}");
     }
 
     #[test]
@@ -501,7 +500,7 @@ mod tests {
         }
         assert_eq!(
             MaglevError::SizeNotPrime(16380).to_string(),
-            "Maglev table size 16380 is not a prime; use a prime such as 16381"
+            "Maglev table size 16380 is not a prime; use a prime such as 65537"
         );
         for size in [2, 3, 13, 65537] {
             assert!(build_table(&b, size).unwrap().is_some(), "{size}");

@@ -1,91 +1,516 @@
-//! lb's XDP program. Parses Ethernet, then IPv4 or IPv6, and hands every
-//! packet it does not own to the kernel untouched (`XDP_PASS`).
+//! lb's XDP program: L4 load balancing in NAT and DSR modes.
 //!
-//! Rules for this file: one concern per function; every pointer is checked
-//! against `data_end` right next to its use; constants and map layouts come
-//! from `lb-common`.
+//! A packet to a service (VIP, port, protocol) is pinned to a backend: the
+//! one its flow already has, or for a new flow the one in the service's
+//! Maglev table at the flow's hash. In NAT mode the destination becomes the
+//! backend and the backend's replies get the VIP back as their source; in DSR
+//! mode only the MAC changes. The FIB says where the packet goes; it leaves
+//! by XDP_TX or a DEVMAP redirect. Everything else goes to the kernel
+//! untouched (XDP_PASS), and every outcome is counted.
+//!
+//! Rules for this file: one concern per function; every packet access is
+//! checked against `data_end` where it happens (`packet.rs`); constants and
+//! map layouts come from `lb-common`.
 #![no_std]
 #![no_main]
+// Map keys are passed by reference on purpose: a copy would take room on the
+// 512-byte BPF stack and instructions on every packet.
+#![allow(clippy::needless_borrows_for_generic_args)]
+
+mod csum;
+mod packet;
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{
+        BPF_F_NO_PREALLOC, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup,
+        xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
+    },
+    helpers::generated::bpf_fib_lookup as fib_lookup,
     macros::{map, xdp},
-    maps::PerCpuArray,
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
-use lb_common::Counter;
+use lb_common::{
+    AF_INET, Backend, Counter, Flow, FlowKey, IPPROTO_UDP, MAX_BACKENDS, MAX_FLOWS, MAX_SERVICES,
+    MAX_TX_PORTS, MaglevTable, NO_BACKEND, Reply, Service, ServiceKey, Settings, Traffic,
+    backend_flags, hash, mode, role,
+};
 
+use crate::{
+    csum::Diff,
+    packet::{ETH_HDR_LEN, Packet, read, write},
+};
+
+#[map(name = "LB_SERVICES")]
+static LB_SERVICES: HashMap<ServiceKey, Service> = HashMap::with_max_entries(MAX_SERVICES, 0);
+#[map(name = "LB_BACKENDS")]
+static LB_BACKENDS: Array<Backend> = Array::with_max_entries(MAX_BACKENDS, 0);
+#[map(name = "LB_MAGLEV")]
+static LB_MAGLEV: HashMap<u32, MaglevTable> =
+    HashMap::with_max_entries(MAX_SERVICES, BPF_F_NO_PREALLOC);
+#[map(name = "LB_FLOWS")]
+static LB_FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
+#[map(name = "LB_REPLIES")]
+static LB_REPLIES: LruHashMap<FlowKey, Reply> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
+#[map(name = "LB_SETTINGS")]
+static LB_SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+#[map(name = "LB_TX_PORTS")]
+static LB_TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_TX_PORTS, 0);
 #[map(name = "LB_STATS")]
 static LB_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+#[map(name = "LB_SVC_STATS")]
+static LB_SVC_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
+#[map(name = "LB_BE_STATS")]
+static LB_BE_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 
-const ETH_HDR_LEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86DD;
-const IPV4_MIN_HDR_LEN: usize = 20;
-const IPV6_HDR_LEN: usize = 40;
+/// Kernel address families for the FIB lookup.
+const KERNEL_AF_INET: u8 = 2;
+const KERNEL_AF_INET6: u8 = 10;
 
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
-    let counter = classify(&ctx);
+    let (counter, action) = match packet::parse(&ctx) {
+        Ok(pkt) => handle(&ctx, &pkt),
+        Err(counter) => (counter, XDP_PASS),
+    };
     count(counter);
-    xdp_action::XDP_PASS
+    action
 }
 
-/// Decides what the packet is. Nothing is forwarded yet: every class passes.
+/// A packet to a service, a NAT reply from a backend, or neither.
 #[inline(always)]
-fn classify(ctx: &XdpContext) -> Counter {
-    let Some(ethertype) = ethertype(ctx) else {
-        return Counter::PassMalformed;
+fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
+    let service_key = ServiceKey {
+        addr: pkt.key.dst,
+        port: pkt.key.dport,
+        proto: pkt.key.proto,
+        family: pkt.key.family,
     };
-    let complete = match ethertype {
-        ETH_P_IP => ipv4_header_complete(ctx, ETH_HDR_LEN),
-        ETH_P_IPV6 => fits(ctx, ETH_HDR_LEN, IPV6_HDR_LEN),
-        _ => return Counter::PassNotIp,
+    if let Some(service) = LB_SERVICES.get_ptr(&service_key) {
+        // SAFETY: a map value pointer from a successful lookup.
+        return to_service(ctx, pkt, unsafe { *service });
+    }
+    if let Some(reply) = LB_REPLIES.get_ptr(&pkt.key) {
+        // SAFETY: a map value pointer from a successful lookup.
+        return nat_reply(ctx, pkt, unsafe { *reply });
+    }
+    (Counter::PassNotService, XDP_PASS)
+}
+
+/// A packet from a client to a service.
+#[inline(always)]
+fn to_service(ctx: &XdpContext, pkt: &Packet, service: Service) -> (Counter, u32) {
+    if is_standby() {
+        return (Counter::PassStandby, XDP_PASS);
+    }
+    let Some(choice) = choose_backend(pkt, &service) else {
+        return (Counter::DropNoBackend, XDP_DROP);
     };
-    if complete {
-        Counter::PassNotService
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    count_traffic(&LB_SVC_STATS, service.id, bytes, choice.new_flow);
+    count_traffic(&LB_BE_STATS, choice.id, bytes, choice.new_flow);
+    if service.mode == mode::DSR {
+        dsr_forward(ctx, pkt, &choice.backend)
     } else {
-        Counter::PassMalformed
+        nat_forward(ctx, pkt, &choice.backend)
     }
 }
 
-/// The EtherType of the frame, or `None` when the frame is shorter than an
-/// Ethernet header.
-#[inline(always)]
-fn ethertype(ctx: &XdpContext) -> Option<u16> {
-    let start = ctx.data();
-    if start + ETH_HDR_LEN > ctx.data_end() {
-        return None;
-    }
-    // SAFETY: the 14 bytes of the header are inside the packet (checked above).
-    let raw = unsafe { *((start + 12) as *const [u8; 2]) };
-    Some(u16::from_be_bytes(raw))
+struct Choice {
+    id: u32,
+    backend: Backend,
+    new_flow: bool,
 }
 
-/// True when an IPv4 header with a sane IHL starts at `offset` and fits.
+/// The flow's pinned backend if it is still live, else a new pick (which is
+/// pinned, and in NAT mode gets its reply translation).
 #[inline(always)]
-fn ipv4_header_complete(ctx: &XdpContext, offset: usize) -> bool {
-    let start = ctx.data() + offset;
-    if start + IPV4_MIN_HDR_LEN > ctx.data_end() {
+fn choose_backend(pkt: &Packet, service: &Service) -> Option<Choice> {
+    if let Some(flow) = LB_FLOWS.get_ptr(&pkt.key) {
+        // SAFETY: a map value pointer from a successful lookup.
+        let flow = unsafe { *flow };
+        if let Some(backend) = live_backend(flow.backend)
+            && backend.generation == flow.generation
+        {
+            return Some(Choice {
+                id: flow.backend,
+                backend,
+                new_flow: false,
+            });
+        }
+    }
+    let id = maglev_pick(service.id, &pkt.key)
+        .filter(|&id| live_backend(id).is_some())
+        .or_else(|| (service.sorry != NO_BACKEND).then_some(service.sorry))?;
+    let backend = live_backend(id)?;
+    pin(pkt, service, id, &backend);
+    Some(Choice {
+        id,
+        backend,
+        new_flow: true,
+    })
+}
+
+/// The backend at `id` if it may take packets.
+#[inline(always)]
+fn live_backend(id: u32) -> Option<Backend> {
+    let backend = *LB_BACKENDS.get(id)?;
+    (backend.flags & backend_flags::LIVE != 0).then_some(backend)
+}
+
+/// The backend the service's Maglev table gives this flow.
+#[inline(always)]
+fn maglev_pick(service: u32, key: &FlowKey) -> Option<u32> {
+    let table = LB_MAGLEV.get_ptr(&service)?;
+    // The modulo keeps the slot in range, but the verifier cannot see that
+    // through it: hide the value from LLVM so that `get` keeps its check.
+    let slot = core::hint::black_box(hash::maglev_slot(key) as usize);
+    // SAFETY: a map value pointer from a successful lookup; `get` checks the
+    // slot against the table's length.
+    let id = *unsafe { &(*table).backends }.get(slot)?;
+    (id != NO_BACKEND).then_some(id)
+}
+
+/// Records the flow's backend, and for NAT how to translate its replies.
+#[inline(always)]
+fn pin(pkt: &Packet, service: &Service, id: u32, backend: &Backend) {
+    let flow = Flow {
+        backend: id,
+        generation: backend.generation,
+        service: service.id,
+        pad: 0,
+    };
+    // A full table evicts its least recently used flow; an error here only
+    // means the next packet picks again (Maglev gives it the same backend).
+    let _ = LB_FLOWS.insert(&pkt.key, &flow, 0);
+    if service.mode == mode::NAT {
+        let reply_key = FlowKey {
+            src: backend.addr,
+            dst: pkt.key.src,
+            sport: backend.port,
+            dport: pkt.key.sport,
+            proto: pkt.key.proto,
+            family: pkt.key.family,
+            pad: [0; 2],
+        };
+        let reply = Reply {
+            vip: pkt.key.dst,
+            vport: pkt.key.dport,
+            pad: [0; 2],
+            service: service.id,
+            backend: id,
+        };
+        let _ = LB_REPLIES.insert(&reply_key, &reply, 0);
+    }
+}
+
+/// NAT, client to backend: the destination becomes the backend.
+#[inline(always)]
+fn nat_forward(ctx: &XdpContext, pkt: &Packet, backend: &Backend) -> (Counter, u32) {
+    if pkt.ttl <= 1 {
+        return (Counter::PassTtl, XDP_PASS);
+    }
+    let route = fib(ctx, pkt, &pkt.key.src, &backend.addr);
+    translate_and_send(
+        ctx,
+        pkt,
+        Side::Destination,
+        &backend.addr,
+        backend.port,
+        route,
+    )
+}
+
+/// NAT, backend to client: the source becomes the VIP.
+#[inline(always)]
+fn nat_reply(ctx: &XdpContext, pkt: &Packet, reply: Reply) -> (Counter, u32) {
+    if pkt.ttl <= 1 {
+        return (Counter::PassTtl, XDP_PASS);
+    }
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    count_traffic(&LB_SVC_STATS, reply.service, bytes, false);
+    count_traffic(&LB_BE_STATS, reply.backend, bytes, false);
+    let route = fib(ctx, pkt, &reply.vip, &pkt.key.dst);
+    translate_and_send(ctx, pkt, Side::Source, &reply.vip, reply.vport, route)
+}
+
+/// Rewrites one side of the packet and sends it where the FIB said; without
+/// a neighbour entry yet, hands the rewritten packet to the kernel, which
+/// forwards it and resolves the neighbour.
+#[inline(always)]
+fn translate_and_send(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    side: Side,
+    addr: &[u8; 16],
+    port: [u8; 2],
+    route: Route,
+) -> (Counter, u32) {
+    match route {
+        Route::Forward {
+            ifindex,
+            smac,
+            dmac,
+        } => {
+            if !rewrite(ctx, pkt, side, addr, port, true) {
+                return (Counter::PassMalformed, XDP_PASS);
+            }
+            transmit(ctx, ifindex, smac, dmac)
+        }
+        Route::NoNeighbour => {
+            if !rewrite(ctx, pkt, side, addr, port, false) {
+                return (Counter::PassMalformed, XDP_PASS);
+            }
+            (Counter::PassNoNeighbour, XDP_PASS)
+        }
+        Route::Miss => (Counter::PassFibMiss, XDP_PASS),
+    }
+}
+
+/// DSR: the packet goes unchanged but for its MACs to the backend, which
+/// holds the VIP itself.
+#[inline(always)]
+fn dsr_forward(ctx: &XdpContext, pkt: &Packet, backend: &Backend) -> (Counter, u32) {
+    match fib(ctx, pkt, &pkt.key.src, &backend.addr) {
+        Route::Forward {
+            ifindex,
+            smac,
+            dmac,
+        } => transmit(ctx, ifindex, smac, dmac),
+        // No MAC to send it to: the kernel cannot do better for a DSR packet
+        // (the daemon keeps backend neighbours resolved), so it is counted.
+        Route::NoNeighbour | Route::Miss => (Counter::PassFibMiss, XDP_PASS),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Source,
+    Destination,
+}
+
+/// Replaces the source or destination address and port, updates the L4
+/// checksum (and the IPv4 header checksum), and decrements the TTL or hop
+/// limit when the packet is forwarded here.
+#[inline(always)]
+fn rewrite(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    side: Side,
+    addr: &[u8; 16],
+    port: [u8; 2],
+    forwarding: bool,
+) -> bool {
+    let (old_addr, old_port, port_off) = match side {
+        Side::Source => (&pkt.key.src, pkt.key.sport, pkt.l4),
+        Side::Destination => (&pkt.key.dst, pkt.key.dport, pkt.l4 + 2),
+    };
+    let mut l4 = Diff::new();
+    l4.bytes(&old_port, &port);
+    if !write(ctx, port_off, port) {
         return false;
     }
-    // SAFETY: the first 20 bytes of the header are inside the packet.
-    let version_ihl = unsafe { *(start as *const u8) };
-    let header_len = usize::from(version_ihl & 0x0f) * 4;
-    version_ihl >> 4 == 4 && header_len >= IPV4_MIN_HDR_LEN && fits(ctx, offset, header_len)
+    let written = if pkt.is_v4() {
+        rewrite_ipv4(ctx, side, old_addr, addr, &mut l4, forwarding)
+    } else {
+        rewrite_ipv6(ctx, side, old_addr, addr, &mut l4, forwarding)
+    };
+    written && update_l4_checksum(ctx, pkt, l4)
 }
 
-/// True when `len` bytes from `offset` are inside the packet.
 #[inline(always)]
-fn fits(ctx: &XdpContext, offset: usize, len: usize) -> bool {
-    ctx.data() + offset + len <= ctx.data_end()
+fn rewrite_ipv4(
+    ctx: &XdpContext,
+    side: Side,
+    old: &[u8; 16],
+    new: &[u8; 16],
+    l4: &mut Diff,
+    forwarding: bool,
+) -> bool {
+    const TTL: usize = ETH_HDR_LEN + 8;
+    const CSUM: usize = ETH_HDR_LEN + 10;
+    let addr_off = match side {
+        Side::Source => ETH_HDR_LEN + 12,
+        Side::Destination => ETH_HDR_LEN + 16,
+    };
+    let old4 = [old[0], old[1], old[2], old[3]];
+    let new4 = [new[0], new[1], new[2], new[3]];
+    let mut ip = Diff::new();
+    ip.bytes(&old4, &new4);
+    l4.bytes(&old4, &new4);
+    if !write(ctx, addr_off, new4) {
+        return false;
+    }
+    if forwarding {
+        let Some(ttl_proto) = read::<2>(ctx, TTL) else {
+            return false;
+        };
+        let after = [ttl_proto[0].wrapping_sub(1), ttl_proto[1]];
+        ip.bytes(&ttl_proto, &after);
+        if !write(ctx, TTL, after) {
+            return false;
+        }
+    }
+    let Some(csum) = read::<2>(ctx, CSUM) else {
+        return false;
+    };
+    write(ctx, CSUM, ip.apply(u16::from_be_bytes(csum)).to_be_bytes())
+}
+
+#[inline(always)]
+fn rewrite_ipv6(
+    ctx: &XdpContext,
+    side: Side,
+    old: &[u8; 16],
+    new: &[u8; 16],
+    l4: &mut Diff,
+    forwarding: bool,
+) -> bool {
+    const HOP_LIMIT: usize = ETH_HDR_LEN + 7;
+    let addr_off = match side {
+        Side::Source => ETH_HDR_LEN + 8,
+        Side::Destination => ETH_HDR_LEN + 24,
+    };
+    l4.bytes(old, new);
+    if !write(ctx, addr_off, *new) {
+        return false;
+    }
+    if forwarding {
+        let Some([hop_limit]) = read::<1>(ctx, HOP_LIMIT) else {
+            return false;
+        };
+        return write(ctx, HOP_LIMIT, [hop_limit.wrapping_sub(1)]);
+    }
+    true
+}
+
+/// Applies the L4 difference. An IPv4 UDP checksum of zero means "none" and
+/// stays zero; a computed UDP checksum of zero is sent as 0xffff.
+#[inline(always)]
+fn update_l4_checksum(ctx: &XdpContext, pkt: &Packet, diff: Diff) -> bool {
+    let Some(csum) = read::<2>(ctx, pkt.l4_csum) else {
+        return false;
+    };
+    let csum = u16::from_be_bytes(csum);
+    let udp = pkt.key.proto == IPPROTO_UDP;
+    if udp && pkt.is_v4() && csum == 0 {
+        return true;
+    }
+    let mut updated = diff.apply(csum);
+    if udp && updated == 0 {
+        updated = 0xffff;
+    }
+    write(ctx, pkt.l4_csum, updated.to_be_bytes())
+}
+
+/// Where the FIB sends a packet.
+enum Route {
+    Forward {
+        ifindex: u32,
+        smac: [u8; 6],
+        dmac: [u8; 6],
+    },
+    /// A route, but no neighbour entry for the next hop yet.
+    NoNeighbour,
+    /// No usable route (or forwarding disabled, or the MTU is exceeded).
+    Miss,
+}
+
+/// Asks the kernel's FIB how to reach `dst` from `src` for this packet.
+#[inline(always)]
+fn fib(ctx: &XdpContext, pkt: &Packet, src: &[u8; 16], dst: &[u8; 16]) -> Route {
+    // SAFETY: all-zero is a valid bpf_fib_lookup (plain integers and unions of them).
+    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    params.l4_protocol = pkt.key.proto;
+    params.sport = u16::from_ne_bytes(pkt.key.sport);
+    params.dport = u16::from_ne_bytes(pkt.key.dport);
+    params.__bindgen_anon_1.tot_len = pkt.ip_len;
+    params.ifindex = ctx.ingress_ifindex() as u32;
+    if pkt.key.family == AF_INET {
+        params.family = KERNEL_AF_INET;
+        params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes([src[0], src[1], src[2], src[3]]);
+        params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([dst[0], dst[1], dst[2], dst[3]]);
+    } else {
+        params.family = KERNEL_AF_INET6;
+        params.__bindgen_anon_3.ipv6_src = words(src);
+        params.__bindgen_anon_4.ipv6_dst = words(dst);
+    }
+    // SAFETY: the helper reads and writes `params`, which lives on our stack.
+    let ret = unsafe {
+        fib_lookup(
+            ctx.ctx.cast(),
+            &mut params,
+            core::mem::size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
+    };
+    match ret as u32 {
+        BPF_FIB_LKUP_RET_SUCCESS => Route::Forward {
+            ifindex: params.ifindex,
+            smac: params.smac,
+            dmac: params.dmac,
+        },
+        BPF_FIB_LKUP_RET_NO_NEIGH => Route::NoNeighbour,
+        _ => Route::Miss,
+    }
+}
+
+#[inline(always)]
+fn words(addr: &[u8; 16]) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    let mut i = 0;
+    while i < 4 {
+        out[i] = u32::from_ne_bytes([
+            addr[4 * i],
+            addr[4 * i + 1],
+            addr[4 * i + 2],
+            addr[4 * i + 3],
+        ]);
+        i += 1;
+    }
+    out
+}
+
+/// Sets the MACs and sends the frame: back out the interface it came in on
+/// (XDP_TX), or to another one through the DEVMAP.
+#[inline(always)]
+fn transmit(ctx: &XdpContext, ifindex: u32, smac: [u8; 6], dmac: [u8; 6]) -> (Counter, u32) {
+    if !write(ctx, 0, dmac) || !write(ctx, 6, smac) {
+        return (Counter::PassMalformed, XDP_PASS);
+    }
+    if ifindex == ctx.ingress_ifindex() as u32 {
+        return (Counter::Forwarded, XDP_TX);
+    }
+    match LB_TX_PORTS.redirect(ifindex, u64::from(XDP_DROP)) {
+        Ok(action) => (Counter::Forwarded, action),
+        Err(_) => (Counter::DropNoTxPort, XDP_DROP),
+    }
+}
+
+#[inline(always)]
+fn is_standby() -> bool {
+    LB_SETTINGS
+        .get(0)
+        .is_some_and(|settings| settings.role == role::STANDBY)
 }
 
 #[inline(always)]
 fn count(counter: Counter) {
     if let Some(slot) = LB_STATS.get_ptr_mut(counter as u32) {
-        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        // SAFETY: this CPU's slot; nothing else writes it while we run.
         unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+fn count_traffic(map: &PerCpuArray<Traffic>, id: u32, bytes: u64, new_flow: bool) {
+    if let Some(slot) = map.get_ptr_mut(id) {
+        // SAFETY: this CPU's slot; nothing else writes it while we run.
+        unsafe {
+            (*slot).packets += 1;
+            (*slot).bytes += bytes;
+            (*slot).new_flows += u64::from(new_flow);
+        }
     }
 }
 

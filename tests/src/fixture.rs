@@ -43,13 +43,21 @@ pub struct Outcome {
     pub frame: Vec<u8>,
 }
 
-/// Runs `program` once on `frame`.
+/// Runs `program` once on `frame`, as received on the loopback device.
 pub fn run(program: &Xdp, frame: &[u8]) -> Result<Outcome> {
+    run_on(program, frame, None)
+}
+
+/// Runs `program` once on `frame`, as received on interface `ingress` of the
+/// calling thread's network namespace (so that FIB lookups start there).
+pub fn run_on(program: &Xdp, frame: &[u8], ingress: Option<u32>) -> Result<Outcome> {
     let mut out = vec![0u8; frame.len() + OUT_SLACK];
+    let ctx = ingress.map(|ifindex| xdp_md(frame.len(), ifindex));
     let result = program
         .test_run(TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut out),
+            ctx_in: ctx.as_ref().map(|c| &c[..]),
             repeat: 1,
             ..Default::default()
         })
@@ -59,6 +67,17 @@ pub fn run(program: &Xdp, frame: &[u8]) -> Result<Outcome> {
         action: Action::from_raw(result.return_value),
         frame: out,
     })
+}
+
+/// The `struct xdp_md` a test run starts from: the whole frame as data,
+/// received on `ifindex` (queue 0).
+pub fn xdp_md(len: usize, ifindex: u32) -> [u8; 24] {
+    let fields: [u32; 6] = [0, len as u32, 0, ifindex, 0, 0];
+    let mut ctx = [0u8; 24];
+    for (chunk, field) in ctx.chunks_exact_mut(4).zip(fields) {
+        chunk.copy_from_slice(&field.to_ne_bytes());
+    }
+    ctx
 }
 
 /// What a case expects.
@@ -93,9 +112,15 @@ impl Case {
 /// Runs every case; fails with the list of cases that did not hold, each
 /// with what differed.
 pub fn check(program: &Xdp, cases: &[Case]) -> Result<()> {
+    check_on(program, None, cases)
+}
+
+/// [`check`], with the frames received on interface `ingress`.
+pub fn check_on(program: &Xdp, ingress: Option<u32>, cases: &[Case]) -> Result<()> {
     let mut failures = String::new();
     for case in cases {
-        let outcome = run(program, &case.frame).with_context(|| format!("case {}", case.name))?;
+        let outcome =
+            run_on(program, &case.frame, ingress).with_context(|| format!("case {}", case.name))?;
         if let Some(why) = mismatch(&case.frame, &case.expect, &outcome) {
             let _ = writeln!(failures, "- {}: {why}", case.name);
         }

@@ -2,6 +2,7 @@
 //! - [`netns`] and [`rig`]: network-namespace rigs with real processes;
 //! - [`fixture`]: runs an XDP program on crafted packets through the kernel's
 //!   BPF_PROG_TEST_RUN and checks the action and the exact output bytes.
+pub mod fixnet;
 pub mod fixture;
 pub mod netns;
 pub mod packets;

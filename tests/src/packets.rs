@@ -1,5 +1,6 @@
-//! Frames for fixtures and benchmarks, built with etherparse.
-use std::net::{Ipv4Addr, Ipv6Addr};
+//! Frames for fixtures and benchmarks, built with etherparse (which computes
+//! every checksum itself: an implementation independent of ours).
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use etherparse::{
     ArpHardwareId, ArpOperation, ArpPacket, EtherType, Ethernet2Header, PacketBuilder,
@@ -19,48 +20,117 @@ pub enum L4 {
     Udp,
 }
 
-/// An IPv4 packet from `src:sport` to `dst:dport` carrying `payload`.
-pub fn ipv4(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), l4: L4, payload: &[u8]) -> Vec<u8> {
-    let builder =
-        PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC).ipv4(src.0.octets(), dst.0.octets(), 64);
-    let mut frame = Vec::new();
-    match l4 {
-        L4::Tcp { syn, ack } => {
-            let mut b = builder.tcp(src.1, dst.1, 1000, 64240);
-            if syn {
-                b = b.syn();
-            }
-            if ack {
-                b = b.ack(1);
-            }
-            b.write(&mut frame, payload)
-        }
-        L4::Udp => builder.udp(src.1, dst.1).write(&mut frame, payload),
-    }
-    .expect("an etherparse-built frame always writes");
-    frame
+pub const SYN: L4 = L4::Tcp {
+    syn: true,
+    ack: false,
+};
+pub const ACK: L4 = L4::Tcp {
+    syn: false,
+    ack: true,
+};
+
+/// Everything that describes a TCP or UDP frame.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub l4: L4,
+    /// TTL or hop limit.
+    pub ttl: u8,
+    pub payload: Vec<u8>,
 }
 
-/// An IPv6 packet from `[src]:sport` to `[dst]:dport` carrying `payload`.
-pub fn ipv6(src: (Ipv6Addr, u16), dst: (Ipv6Addr, u16), l4: L4, payload: &[u8]) -> Vec<u8> {
-    let builder =
-        PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC).ipv6(src.0.octets(), dst.0.octets(), 64);
-    let mut frame = Vec::new();
-    match l4 {
-        L4::Tcp { syn, ack } => {
-            let mut b = builder.tcp(src.1, dst.1, 1000, 64240);
-            if syn {
-                b = b.syn();
-            }
-            if ack {
-                b = b.ack(1);
-            }
-            b.write(&mut frame, payload)
+impl Frame {
+    /// A frame from `src` to `dst` between the client and LB MACs, TTL 64.
+    pub fn new(src: SocketAddr, dst: SocketAddr, l4: L4) -> Self {
+        Self {
+            src_mac: CLIENT_MAC,
+            dst_mac: LB_MAC,
+            src,
+            dst,
+            l4,
+            ttl: 64,
+            payload: Vec::new(),
         }
-        L4::Udp => builder.udp(src.1, dst.1).write(&mut frame, payload),
     }
-    .expect("an etherparse-built frame always writes");
-    frame
+
+    pub fn payload(mut self, payload: &[u8]) -> Self {
+        self.payload = payload.to_vec();
+        self
+    }
+
+    pub fn macs(mut self, src: [u8; 6], dst: [u8; 6]) -> Self {
+        self.src_mac = src;
+        self.dst_mac = dst;
+        self
+    }
+
+    pub fn ttl(mut self, ttl: u8) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    pub fn src(mut self, src: SocketAddr) -> Self {
+        self.src = src;
+        self
+    }
+
+    pub fn dst(mut self, dst: SocketAddr) -> Self {
+        self.dst = dst;
+        self
+    }
+
+    /// The bytes on the wire.
+    pub fn build(&self) -> Vec<u8> {
+        let eth = PacketBuilder::ethernet2(self.src_mac, self.dst_mac);
+        let ip = match (self.src.ip(), self.dst.ip()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), self.ttl),
+            (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), self.ttl),
+            _ => panic!("mixed address families: {} -> {}", self.src, self.dst),
+        };
+        let mut frame = Vec::new();
+        let (sport, dport) = (self.src.port(), self.dst.port());
+        match self.l4 {
+            L4::Tcp { syn, ack } => {
+                let mut b = ip.tcp(sport, dport, 1000, 64240);
+                if syn {
+                    b = b.syn();
+                }
+                if ack {
+                    b = b.ack(1);
+                }
+                b.write(&mut frame, &self.payload)
+            }
+            L4::Udp => ip.udp(sport, dport).write(&mut frame, &self.payload),
+        }
+        .expect("an etherparse-built frame always writes");
+        frame
+    }
+}
+
+/// An IPv4 TCP or UDP frame between the client and LB MACs.
+pub fn ipv4(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), l4: L4, payload: &[u8]) -> Vec<u8> {
+    Frame::new(src.into(), dst.into(), l4)
+        .payload(payload)
+        .build()
+}
+
+/// An IPv6 TCP or UDP frame between the client and LB MACs.
+pub fn ipv6(
+    src: (std::net::Ipv6Addr, u16),
+    dst: (std::net::Ipv6Addr, u16),
+    l4: L4,
+    payload: &[u8],
+) -> Vec<u8> {
+    Frame::new(
+        SocketAddr::new(src.0.into(), src.1),
+        SocketAddr::new(dst.0.into(), dst.1),
+        l4,
+    )
+    .payload(payload)
+    .build()
 }
 
 /// An ICMP echo request.
@@ -112,5 +182,51 @@ pub fn ethernet(ether_type: u16, payload: &[u8]) -> Vec<u8> {
 pub fn with_ipv4_ihl(mut frame: Vec<u8>, ihl: u8) -> Vec<u8> {
     let byte = &mut frame[Ethernet2Header::LEN];
     *byte = (*byte & 0xf0) | (ihl & 0x0f);
+    frame
+}
+
+/// Sets the IPv4 flags and fragment offset field (as the 16-bit word).
+pub fn with_ipv4_fragment(mut frame: Vec<u8>, flags_and_offset: u16) -> Vec<u8> {
+    let at = Ethernet2Header::LEN + 6;
+    frame[at..at + 2].copy_from_slice(&flags_and_offset.to_be_bytes());
+    frame
+}
+
+/// An IPv6 frame whose first header after the fixed one is a hop-by-hop
+/// options extension header, then `l4`.
+pub fn ipv6_with_hop_by_hop(src: SocketAddr, dst: SocketAddr, l4: L4) -> Vec<u8> {
+    use etherparse::{IpNumber, Ipv6Header, Ipv6RawExtHeader};
+    let (IpAddr::V6(s), IpAddr::V6(d)) = (src.ip(), dst.ip()) else {
+        panic!("IPv6 addresses expected");
+    };
+    let inner = Frame::new(src, dst, l4).build();
+    let l4_bytes = &inner[Ethernet2Header::LEN + Ipv6Header::LEN..];
+    let hop_by_hop = Ipv6RawExtHeader::new_raw(
+        match l4 {
+            L4::Udp => IpNumber::UDP,
+            L4::Tcp { .. } => IpNumber::TCP,
+        },
+        &[1, 4, 0, 0, 0, 0],
+    )
+    .expect("a valid hop-by-hop header");
+    let ip = Ipv6Header {
+        traffic_class: 0,
+        flow_label: Default::default(),
+        payload_length: (hop_by_hop.header_len() + l4_bytes.len()) as u16,
+        next_header: IpNumber::IPV6_HEADER_HOP_BY_HOP,
+        hop_limit: 64,
+        source: s.octets(),
+        destination: d.octets(),
+    };
+    let mut frame = Ethernet2Header {
+        source: CLIENT_MAC,
+        destination: LB_MAC,
+        ether_type: EtherType::IPV6,
+    }
+    .to_bytes()
+    .to_vec();
+    frame.extend_from_slice(&ip.to_bytes());
+    frame.extend_from_slice(&hop_by_hop.to_bytes());
+    frame.extend_from_slice(l4_bytes);
     frame
 }

@@ -462,7 +462,7 @@ fn wait_child(child: &mut Child, limit: Duration) -> Result<()> {
     Ok(())
 }
 
-fn unique_test_prefix() -> String {
+pub(crate) fn unique_test_prefix() -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     format!(
         "{TEST_PREFIX}-{}-{}",

@@ -1,0 +1,811 @@
+//! The balancer core: from the wanted services and backends to what the data
+//! plane's maps must hold, and the operations that get them there. Pure: no
+//! I/O; `dataplane` applies the operations.
+//!
+//! Ids: services and backends get small integer ids (indexes into the Maglev
+//! and statistics maps). An id stays with its service or backend as long as
+//! it exists; new ones take the lowest free id, in sorted order of identity,
+//! so the same configuration applied from scratch gives the same ids, and so
+//! byte-identical maps, whatever order it was written in. A backend id given
+//! to another backend gets a new generation, so that flows pinned to the old
+//! backend are not sent to the new one.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    net::{IpAddr, SocketAddr},
+};
+
+use lb_common::{
+    AF_INET, AF_INET6, Backend, IPPROTO_TCP, IPPROTO_UDP, MAX_BACKENDS, MAX_SERVICES, NO_BACKEND,
+    Service, ServiceKey, backend_flags, mode,
+};
+
+use crate::maglev::{self, MaglevBackend};
+
+/// The heaviest weight a backend may have.
+pub const MAX_WEIGHT: u32 = 10_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => IPPROTO_TCP,
+            Protocol::Udp => IPPROTO_UDP,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// How a service's packets reach its backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Two-arm NAT: backends route their replies through the LB.
+    Nat,
+    /// Direct server return: backends hold the VIP and answer directly.
+    Dsr,
+}
+
+/// What a backend may receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendState {
+    /// New and existing flows.
+    Enabled,
+    /// Its existing flows only; no new ones.
+    Drained,
+    /// Nothing: its flows move to the other backends.
+    Disabled,
+}
+
+/// A backend as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendSpec {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub state: BackendState,
+}
+
+/// A service as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub vip: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub mode: Mode,
+    pub backends: Vec<BackendSpec>,
+    /// Where new flows go when no backend can take them.
+    pub sorry: Option<SocketAddr>,
+}
+
+/// A service's identity, for messages: `tcp 198.18.0.100:80`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceName {
+    pub protocol: Protocol,
+    pub vip: SocketAddr,
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.protocol, self.vip)
+    }
+}
+
+impl ServiceSpec {
+    pub fn name(&self) -> ServiceName {
+        ServiceName {
+            protocol: self.protocol,
+            vip: SocketAddr::new(self.vip, self.port),
+        }
+    }
+
+    /// The data plane's key of this service.
+    pub fn key(&self) -> ServiceKey {
+        ServiceKey {
+            addr: addr_bytes(self.vip),
+            port: self.port.to_be_bytes(),
+            proto: self.protocol.number(),
+            family: family(self.vip),
+        }
+    }
+}
+
+/// Why a configuration cannot be applied. Nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("service {0} is configured twice")]
+    DuplicateService(ServiceName),
+    #[error("service {service}: backend {backend} is listed twice")]
+    DuplicateBackend {
+        service: ServiceName,
+        backend: SocketAddr,
+    },
+    #[error("service {service}: {what} {addr} is not of the VIP's address family")]
+    FamilyMismatch {
+        service: ServiceName,
+        what: &'static str,
+        addr: SocketAddr,
+    },
+    #[error(
+        "service {service}: {what} {addr} must use the VIP's port {port} in DSR mode (the packet is not rewritten)"
+    )]
+    DsrPortChange {
+        service: ServiceName,
+        what: &'static str,
+        addr: SocketAddr,
+        port: u16,
+    },
+    #[error("service {service}: {what} {addr} is not a usable unicast address and port")]
+    BadAddress {
+        service: ServiceName,
+        what: &'static str,
+        addr: SocketAddr,
+    },
+    #[error("service {service}: backend {backend} has weight {weight}; the most is {MAX_WEIGHT}")]
+    WeightTooLarge {
+        service: ServiceName,
+        backend: SocketAddr,
+        weight: u32,
+    },
+    #[error("{count} services configured; the data plane holds at most {MAX_SERVICES}")]
+    TooManyServices { count: usize },
+    #[error(
+        "{count} backends configured (sorry servers included); the data plane holds at most {MAX_BACKENDS}"
+    )]
+    TooManyBackends { count: usize },
+    #[error("service {service}: {source}")]
+    Maglev {
+        service: ServiceName,
+        source: maglev::MaglevError,
+    },
+}
+
+/// A backend's identity: which service, which address, and whether it is
+/// that service's sorry server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct BackendIdentity {
+    service: ServiceKey,
+    sorry: bool,
+    addr: SocketAddr,
+}
+
+/// What the maps hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tables {
+    pub services: BTreeMap<ServiceKey, Service>,
+    /// Backends by id (only ids in use).
+    pub backends: BTreeMap<u32, Backend>,
+    /// Maglev tables by service id (services with a usable backend).
+    pub maglev: BTreeMap<u32, Vec<u32>>,
+}
+
+/// Map operations, in the order they must be applied so that no packet
+/// ever sees a service whose table or backends are not written yet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ops {
+    /// 1. New or changed backends (a disabled backend is written without
+    ///    [`backend_flags::LIVE`]).
+    pub put_backends: Vec<(u32, Backend)>,
+    /// Ids newly given out: their statistics start from zero.
+    pub fresh_backend_ids: Vec<u32>,
+    pub fresh_service_ids: Vec<u32>,
+    /// 2. New or changed Maglev tables.
+    pub put_tables: Vec<(u32, Vec<u32>)>,
+    /// 3. New or changed services.
+    pub put_services: Vec<(ServiceKey, Service)>,
+    /// 4. Services removed.
+    pub del_services: Vec<ServiceKey>,
+    /// 5. Tables removed (service removed or left without a usable backend).
+    pub del_tables: Vec<u32>,
+    /// 6. Backends removed: written back without [`backend_flags::LIVE`] so
+    ///    that their flows move.
+    pub retire_backends: Vec<(u32, Backend)>,
+}
+
+impl Ops {
+    pub fn is_empty(&self) -> bool {
+        *self == Ops::default()
+    }
+}
+
+/// The balancer's state: the ids given out and the tables last applied.
+#[derive(Clone, Debug, Default)]
+pub struct Balancer {
+    service_ids: BTreeMap<ServiceKey, u32>,
+    backend_ids: BTreeMap<BackendIdentity, u32>,
+    /// Per backend id, the generation it was last given out with.
+    generations: BTreeMap<u32, u32>,
+    tables: Tables,
+}
+
+impl Balancer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What the maps hold after the last committed plan.
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// The id of a service, if it is configured.
+    pub fn service_id(&self, key: &ServiceKey) -> Option<u32> {
+        self.service_ids.get(key).copied()
+    }
+
+    /// The id of a backend (not a sorry server) of a service.
+    pub fn backend_id(&self, service: &ServiceKey, addr: SocketAddr) -> Option<u32> {
+        self.backend_ids
+            .get(&BackendIdentity {
+                service: *service,
+                sorry: false,
+                addr,
+            })
+            .copied()
+    }
+
+    /// Validates `wanted` and computes the next state and the operations
+    /// from the current one. `self` is not changed: commit the returned
+    /// balancer once the operations are applied.
+    pub fn plan(&self, wanted: &[ServiceSpec]) -> Result<(Balancer, Ops), SpecError> {
+        validate(wanted)?;
+        let mut next = Balancer {
+            generations: self.generations.clone(),
+            ..Balancer::default()
+        };
+        next.assign_service_ids(self, wanted);
+        next.assign_backend_ids(self, wanted);
+        next.tables = next.build_tables(wanted)?;
+        let ops = diff(self, &next);
+        Ok((next, ops))
+    }
+
+    fn assign_service_ids(&mut self, prev: &Balancer, wanted: &[ServiceSpec]) {
+        let keys: BTreeSet<ServiceKey> = wanted.iter().map(ServiceSpec::key).collect();
+        for key in &keys {
+            if let Some(&id) = prev.service_ids.get(key) {
+                self.service_ids.insert(*key, id);
+            }
+        }
+        let mut free = lowest_free(self.service_ids.values().copied().collect());
+        for key in keys {
+            self.service_ids
+                .entry(key)
+                .or_insert_with(|| free.next_id());
+        }
+    }
+
+    fn assign_backend_ids(&mut self, prev: &Balancer, wanted: &[ServiceSpec]) {
+        let identities: BTreeSet<BackendIdentity> = wanted.iter().flat_map(identities).collect();
+        for identity in &identities {
+            if let Some(&id) = prev.backend_ids.get(identity) {
+                self.backend_ids.insert(*identity, id);
+            }
+        }
+        let mut free = lowest_free(self.backend_ids.values().copied().collect());
+        for identity in identities {
+            if !self.backend_ids.contains_key(&identity) {
+                let id = free.next_id();
+                // A fresh generation whenever an id changes hands.
+                *self.generations.entry(id).or_insert(0) += 1;
+                self.backend_ids.insert(identity, id);
+            }
+        }
+    }
+
+    fn build_tables(&self, wanted: &[ServiceSpec]) -> Result<Tables, SpecError> {
+        let mut tables = Tables::default();
+        for spec in wanted {
+            let key = spec.key();
+            let service_id = self.service_ids[&key];
+            let id_of = |addr, sorry| {
+                self.backend_ids[&BackendIdentity {
+                    service: key,
+                    sorry,
+                    addr,
+                }]
+            };
+            for backend in &spec.backends {
+                let id = id_of(backend.addr, false);
+                let live = backend.state != BackendState::Disabled;
+                tables
+                    .backends
+                    .insert(id, self.backend_entry(id, backend.addr, live));
+            }
+            let sorry = spec.sorry.map(|addr| {
+                let id = id_of(addr, true);
+                tables
+                    .backends
+                    .insert(id, self.backend_entry(id, addr, true));
+                id
+            });
+            tables.services.insert(
+                key,
+                Service {
+                    id: service_id,
+                    mode: match spec.mode {
+                        Mode::Nat => mode::NAT,
+                        Mode::Dsr => mode::DSR,
+                    },
+                    sorry: sorry.unwrap_or(NO_BACKEND),
+                },
+            );
+            if let Some(table) = self.maglev_table(spec, |addr| id_of(addr, false))? {
+                tables.maglev.insert(service_id, table);
+            }
+        }
+        Ok(tables)
+    }
+
+    fn backend_entry(&self, id: u32, addr: SocketAddr, live: bool) -> Backend {
+        Backend {
+            addr: addr_bytes(addr.ip()),
+            port: addr.port().to_be_bytes(),
+            family: family(addr.ip()),
+            flags: if live { backend_flags::LIVE } else { 0 },
+            generation: self.generations.get(&id).copied().unwrap_or(0),
+        }
+    }
+
+    /// The service's Maglev table in backend ids, or `None` when no backend
+    /// may take new flows.
+    fn maglev_table(
+        &self,
+        spec: &ServiceSpec,
+        id_of: impl Fn(SocketAddr) -> u32,
+    ) -> Result<Option<Vec<u32>>, SpecError> {
+        let usable: Vec<&BackendSpec> = spec
+            .backends
+            .iter()
+            .filter(|b| b.state == BackendState::Enabled && b.weight > 0)
+            .collect();
+        let keys: Vec<[u8; 18]> = usable.iter().map(|b| maglev_key(b.addr)).collect();
+        let entries: Vec<MaglevBackend<'_>> = usable
+            .iter()
+            .zip(&keys)
+            .map(|(b, key)| MaglevBackend {
+                key,
+                weight: b.weight,
+            })
+            .collect();
+        let table =
+            maglev::build_table(&entries, lb_common::MAGLEV_TABLE_SIZE).map_err(|source| {
+                SpecError::Maglev {
+                    service: spec.name(),
+                    source,
+                }
+            })?;
+        Ok(table.map(|slots| {
+            slots
+                .into_iter()
+                .map(|i| id_of(usable[i as usize].addr))
+                .collect()
+        }))
+    }
+}
+
+/// The identities of a service's backends and sorry server.
+fn identities(spec: &ServiceSpec) -> impl Iterator<Item = BackendIdentity> + '_ {
+    let service = spec.key();
+    spec.backends
+        .iter()
+        .map(move |b| BackendIdentity {
+            service,
+            sorry: false,
+            addr: b.addr,
+        })
+        .chain(spec.sorry.map(|addr| BackendIdentity {
+            service,
+            sorry: true,
+            addr,
+        }))
+}
+
+/// The bytes Maglev hashes for a backend: its address (16 bytes, IPv4 in
+/// the first 4) and port, so every node derives the same permutation.
+fn maglev_key(addr: SocketAddr) -> [u8; 18] {
+    let mut key = [0u8; 18];
+    key[..16].copy_from_slice(&addr_bytes(addr.ip()));
+    key[16..].copy_from_slice(&addr.port().to_be_bytes());
+    key
+}
+
+/// An address as the data plane stores it: network order, IPv4 in the
+/// first 4 bytes.
+pub fn addr_bytes(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut bytes = [0u8; 16];
+            bytes[..4].copy_from_slice(&v4.octets());
+            bytes
+        }
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+pub fn family(ip: IpAddr) -> u8 {
+    match ip {
+        IpAddr::V4(_) => AF_INET,
+        IpAddr::V6(_) => AF_INET6,
+    }
+}
+
+fn validate(wanted: &[ServiceSpec]) -> Result<(), SpecError> {
+    if wanted.len() > MAX_SERVICES as usize {
+        return Err(SpecError::TooManyServices {
+            count: wanted.len(),
+        });
+    }
+    let backends: usize = wanted
+        .iter()
+        .map(|s| s.backends.len() + usize::from(s.sorry.is_some()))
+        .sum();
+    if backends > MAX_BACKENDS as usize {
+        return Err(SpecError::TooManyBackends { count: backends });
+    }
+    let mut seen = BTreeSet::new();
+    for spec in wanted {
+        let service = spec.name();
+        if !seen.insert(spec.key()) {
+            return Err(SpecError::DuplicateService(service));
+        }
+        if !usable(service.vip) {
+            return Err(SpecError::BadAddress {
+                service,
+                what: "VIP",
+                addr: service.vip,
+            });
+        }
+        let mut addrs = BTreeSet::new();
+        for backend in &spec.backends {
+            if !addrs.insert(backend.addr) {
+                return Err(SpecError::DuplicateBackend {
+                    service,
+                    backend: backend.addr,
+                });
+            }
+            if backend.weight > MAX_WEIGHT {
+                return Err(SpecError::WeightTooLarge {
+                    service,
+                    backend: backend.addr,
+                    weight: backend.weight,
+                });
+            }
+            check_target(spec, "backend", backend.addr)?;
+        }
+        if let Some(sorry) = spec.sorry {
+            check_target(spec, "sorry server", sorry)?;
+        }
+    }
+    Ok(())
+}
+
+/// A backend or sorry server of `spec`: unicast, same family, and in DSR
+/// mode on the VIP's port.
+fn check_target(spec: &ServiceSpec, what: &'static str, addr: SocketAddr) -> Result<(), SpecError> {
+    let service = spec.name();
+    if !usable(addr) {
+        return Err(SpecError::BadAddress {
+            service,
+            what,
+            addr,
+        });
+    }
+    if addr.is_ipv4() != spec.vip.is_ipv4() {
+        return Err(SpecError::FamilyMismatch {
+            service,
+            what,
+            addr,
+        });
+    }
+    if spec.mode == Mode::Dsr && addr.port() != spec.port {
+        return Err(SpecError::DsrPortChange {
+            service,
+            what,
+            addr,
+            port: spec.port,
+        });
+    }
+    Ok(())
+}
+
+fn usable(addr: SocketAddr) -> bool {
+    let ip = addr.ip();
+    addr.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !ip.is_loopback()
+}
+
+/// Hands out the lowest ids not in use.
+struct LowestFree {
+    used: BTreeSet<u32>,
+    next: u32,
+}
+
+impl LowestFree {
+    fn next_id(&mut self) -> u32 {
+        while self.used.contains(&self.next) {
+            self.next += 1;
+        }
+        self.used.insert(self.next);
+        self.next
+    }
+}
+
+fn lowest_free(used: BTreeSet<u32>) -> LowestFree {
+    LowestFree { used, next: 0 }
+}
+
+/// The operations from `prev`'s tables to `next`'s.
+fn diff(prev: &Balancer, next: &Balancer) -> Ops {
+    let (old, new) = (&prev.tables, &next.tables);
+    let mut ops = Ops::default();
+    for (&id, backend) in &new.backends {
+        if old.backends.get(&id) != Some(backend) {
+            ops.put_backends.push((id, *backend));
+        }
+        if old.backends.get(&id).map(|b| b.generation) != Some(backend.generation) {
+            ops.fresh_backend_ids.push(id);
+        }
+    }
+    for (&id, table) in &new.maglev {
+        if old.maglev.get(&id) != Some(table) {
+            ops.put_tables.push((id, table.clone()));
+        }
+    }
+    for (key, service) in &new.services {
+        if old.services.get(key) != Some(service) {
+            ops.put_services.push((*key, *service));
+        }
+        if old.services.get(key).map(|s| s.id) != Some(service.id) {
+            ops.fresh_service_ids.push(service.id);
+        }
+    }
+    ops.del_services = old
+        .services
+        .keys()
+        .filter(|k| !new.services.contains_key(k))
+        .copied()
+        .collect();
+    ops.del_tables = old
+        .maglev
+        .keys()
+        .filter(|id| !new.maglev.contains_key(id))
+        .copied()
+        .collect();
+    ops.retire_backends = old
+        .backends
+        .iter()
+        .filter(|(id, _)| !new.backends.contains_key(id))
+        .map(|(&id, b)| {
+            (
+                id,
+                Backend {
+                    flags: b.flags & !backend_flags::LIVE,
+                    ..*b
+                },
+            )
+        })
+        .collect();
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(addr: &str, weight: u32) -> BackendSpec {
+        BackendSpec {
+            addr: addr.parse().unwrap(),
+            weight,
+            state: BackendState::Enabled,
+        }
+    }
+
+    fn service(vip: &str, port: u16, backends: Vec<BackendSpec>) -> ServiceSpec {
+        ServiceSpec {
+            vip: vip.parse().unwrap(),
+            port,
+            protocol: Protocol::Tcp,
+            mode: Mode::Nat,
+            backends,
+            sorry: None,
+        }
+    }
+
+    fn three() -> ServiceSpec {
+        service(
+            "198.18.0.100",
+            80,
+            vec![
+                backend("198.18.1.11:80", 1),
+                backend("198.18.1.12:80", 1),
+                backend("198.18.1.13:8080", 2),
+            ],
+        )
+    }
+
+    #[test]
+    fn first_plan_writes_backends_tables_and_services() {
+        let (next, ops) = Balancer::new().plan(&[three()]).unwrap();
+        assert_eq!(ops.put_backends.len(), 3);
+        assert_eq!(ops.put_tables.len(), 1);
+        assert_eq!(ops.put_services.len(), 1);
+        assert_eq!(ops.fresh_backend_ids, vec![0, 1, 2]);
+        assert_eq!(ops.fresh_service_ids, vec![0]);
+        let table = &next.tables().maglev[&0];
+        assert_eq!(table.len(), lb_common::MAGLEV_TABLE_SIZE as usize);
+        // Weight 2 gets about half the slots.
+        let heavy = table.iter().filter(|&&id| id == 2).count() as f64 / table.len() as f64;
+        assert!((0.48..0.52).contains(&heavy), "{heavy}");
+        let b = next.tables().backends[&2];
+        assert_eq!(b.port, 8080u16.to_be_bytes());
+        assert_eq!(&b.addr[..4], &[198, 18, 1, 13]);
+        assert_eq!(b.flags, backend_flags::LIVE);
+    }
+
+    #[test]
+    fn same_configuration_in_any_order_gives_identical_tables() {
+        let mut a = three();
+        let b = service(
+            "2001:db8::100",
+            443,
+            vec![backend("[2001:db8:1::11]:443", 3)],
+        );
+        let (one, _) = Balancer::new().plan(&[a.clone(), b.clone()]).unwrap();
+        a.backends.reverse();
+        let (two, _) = Balancer::new().plan(&[b, a]).unwrap();
+        assert_eq!(one.tables(), two.tables());
+    }
+
+    #[test]
+    fn unchanged_configuration_plans_nothing() {
+        let (next, _) = Balancer::new().plan(&[three()]).unwrap();
+        let (_, ops) = next.plan(&[three()]).unwrap();
+        assert!(ops.is_empty(), "{ops:?}");
+    }
+
+    #[test]
+    fn draining_keeps_the_backend_live_but_out_of_the_table() {
+        let (next, _) = Balancer::new().plan(&[three()]).unwrap();
+        let mut spec = three();
+        spec.backends[0].state = BackendState::Drained;
+        let (after, ops) = next.plan(&[spec]).unwrap();
+        assert!(ops.put_backends.is_empty(), "{ops:?}");
+        assert_eq!(ops.put_tables.len(), 1);
+        assert!(!after.tables().maglev[&0].contains(&0));
+        assert_eq!(after.tables().backends[&0].flags, backend_flags::LIVE);
+    }
+
+    #[test]
+    fn disabling_clears_live_so_flows_move() {
+        let (next, _) = Balancer::new().plan(&[three()]).unwrap();
+        let mut spec = three();
+        spec.backends[1].state = BackendState::Disabled;
+        let (after, ops) = next.plan(&[spec]).unwrap();
+        assert_eq!(
+            ops.put_backends,
+            vec![(
+                1,
+                Backend {
+                    flags: 0,
+                    ..after.tables().backends[&1]
+                }
+            )]
+        );
+        assert!(!after.tables().maglev[&0].contains(&1));
+    }
+
+    #[test]
+    fn removed_backend_is_retired_and_its_id_reused_with_a_new_generation() {
+        let (next, _) = Balancer::new().plan(&[three()]).unwrap();
+        let mut spec = three();
+        spec.backends.remove(0);
+        let (after, ops) = next.plan(&[spec.clone()]).unwrap();
+        assert_eq!(ops.retire_backends.len(), 1);
+        assert_eq!(ops.retire_backends[0].0, 0);
+        assert_eq!(ops.retire_backends[0].1.flags, 0);
+        // Ids of the others did not move.
+        let key = spec.key();
+        assert_eq!(
+            after.backend_id(&key, "198.18.1.12:80".parse().unwrap()),
+            Some(1)
+        );
+        spec.backends.push(backend("198.18.1.14:80", 1));
+        let (again, ops) = after.plan(&[spec]).unwrap();
+        assert_eq!(
+            again.backend_id(&key, "198.18.1.14:80".parse().unwrap()),
+            Some(0)
+        );
+        assert_eq!(again.tables().backends[&0].generation, 2);
+        assert!(ops.fresh_backend_ids.contains(&0));
+    }
+
+    #[test]
+    fn no_usable_backend_removes_the_table_and_sorry_takes_over() {
+        let (next, _) = Balancer::new().plan(&[three()]).unwrap();
+        let mut spec = three();
+        for b in &mut spec.backends {
+            b.state = BackendState::Disabled;
+        }
+        spec.sorry = Some("198.18.1.99:80".parse().unwrap());
+        let (after, ops) = next.plan(&[spec]).unwrap();
+        assert_eq!(ops.del_tables, vec![0]);
+        let service = after.tables().services.values().next().unwrap();
+        assert_eq!(service.sorry, 3);
+        assert_eq!(after.tables().backends[&3].flags, backend_flags::LIVE);
+    }
+
+    #[test]
+    fn removing_a_service_deletes_it_then_its_table_then_its_backends() {
+        let (next, _) = Balancer::new().plan(&[three()]).unwrap();
+        let (after, ops) = next.plan(&[]).unwrap();
+        assert_eq!(ops.del_services.len(), 1);
+        assert_eq!(ops.del_tables, vec![0]);
+        assert_eq!(ops.retire_backends.len(), 3);
+        assert_eq!(after.tables(), &Tables::default());
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_with_what_and_where() {
+        let mut dsr = three();
+        dsr.mode = Mode::Dsr;
+        let mut dup = three();
+        dup.backends.push(backend("198.18.1.11:80", 5));
+        let mut mixed = three();
+        mixed.backends.push(backend("[2001:db8:1::11]:80", 1));
+        let mut heavy = three();
+        heavy.backends[0].weight = MAX_WEIGHT + 1;
+        let mut zero_port = three();
+        zero_port.backends[0].addr = "198.18.1.11:0".parse().unwrap();
+        let mut sorry = three();
+        sorry.sorry = Some("[2001:db8::99]:80".parse().unwrap());
+        let cases: Vec<(Vec<ServiceSpec>, &str)> = vec![
+            (
+                vec![dsr],
+                "service tcp 198.18.0.100:80: backend 198.18.1.13:8080 must use the VIP's port 80 in DSR mode (the packet is not rewritten)",
+            ),
+            (
+                vec![dup],
+                "service tcp 198.18.0.100:80: backend 198.18.1.11:80 is listed twice",
+            ),
+            (
+                vec![mixed],
+                "service tcp 198.18.0.100:80: backend [2001:db8:1::11]:80 is not of the VIP's address family",
+            ),
+            (
+                vec![heavy],
+                "service tcp 198.18.0.100:80: backend 198.18.1.11:80 has weight 10001; the most is 10000",
+            ),
+            (
+                vec![zero_port],
+                "service tcp 198.18.0.100:80: backend 198.18.1.11:0 is not a usable unicast address and port",
+            ),
+            (
+                vec![sorry],
+                "service tcp 198.18.0.100:80: sorry server [2001:db8::99]:80 is not of the VIP's address family",
+            ),
+            (
+                vec![three(), three()],
+                "service tcp 198.18.0.100:80 is configured twice",
+            ),
+        ];
+        let (base, _) = Balancer::new().plan(&[three()]).unwrap();
+        for (wanted, message) in cases {
+            let err = base.plan(&wanted).unwrap_err();
+            assert_eq!(err.to_string(), message);
+        }
+        // The refused plans left the balancer as it was.
+        let (_, ops) = base.plan(&[three()]).unwrap();
+        assert!(ops.is_empty());
+    }
+}

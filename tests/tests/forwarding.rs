@@ -1,0 +1,634 @@
+//! Packet fixtures for load balancing: the real object, run by the kernel
+//! (BPF_PROG_TEST_RUN) inside a fixture namespace whose FIB and neighbours
+//! are known, on frames built with etherparse. Expected frames are built
+//! independently with etherparse too (its own checksums), and compared byte
+//! for byte. Needs root.
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::{Context as _, Result, bail};
+use lb_common::{Counter, FlowKey, IPPROTO_TCP, IPPROTO_UDP, hash};
+use lb_ctl::{
+    balancer::{
+        BackendSpec, BackendState, Balancer, Mode, Protocol, ServiceSpec, addr_bytes, family,
+    },
+    dataplane::{self, Dataplane, Role},
+};
+use lb_tests::{
+    fixnet::{self, EXT_BACKEND_MAC, FixtureNet, LB_EXT_MAC, LB_INT_MAC},
+    fixture::{self, Action, Case, Expect, Outcome},
+    packets::{self, ACK, Frame, L4, SYN},
+    rig,
+};
+
+const VIP4: &str = "198.18.0.100";
+const VIP6: &str = "2001:db8::100";
+
+/// The LB inside its fixture namespace, with the balancer that feeds it.
+struct Lb {
+    dp: Dataplane,
+    balancer: Balancer,
+    ext: u32,
+    int: u32,
+}
+
+/// Runs `test` on a thread inside a fresh fixture namespace.
+fn with_lb(test: impl FnOnce(&mut Lb) -> Result<()> + Send) {
+    let net = FixtureNet::build().expect("fixture namespace");
+    let (ext, int) = (net.ext, net.int);
+    net.ns
+        .run_in(move || {
+            let mut dp = Dataplane::load()?;
+            dp.add_tx_port(ext)?;
+            dp.add_tx_port(int)?;
+            let mut lb = Lb {
+                dp,
+                balancer: Balancer::new(),
+                ext,
+                int,
+            };
+            test(&mut lb)
+        })
+        .unwrap();
+}
+
+impl Lb {
+    fn configure(&mut self, services: &[ServiceSpec]) -> Result<()> {
+        let (next, ops) = self.balancer.plan(services)?;
+        self.dp.apply(&ops)?;
+        self.balancer = next;
+        Ok(())
+    }
+
+    fn send(&mut self, frame: &[u8], ingress: u32) -> Result<Outcome> {
+        let program = dataplane::program(self.dp.ebpf_mut())?;
+        fixture::run_on(program, frame, Some(ingress))
+    }
+
+    /// Sends from the client side and checks the action and bytes.
+    fn expect(&mut self, frame: &Frame, ingress: u32, expect: Expect) -> Result<()> {
+        let input = frame.build();
+        let outcome = self.send(&input, ingress)?;
+        if let Some(why) = fixture::mismatch(&input, &expect, &outcome) {
+            bail!("{frame:?}: {why}");
+        }
+        Ok(())
+    }
+
+    /// The backend that the user-space Maglev table gives this first packet.
+    fn predicted(&self, service: &ServiceSpec, frame: &Frame) -> Result<SocketAddr> {
+        let id = self
+            .balancer
+            .service_id(&service.key())
+            .context("service not configured")?;
+        let table = &self.balancer.tables().maglev[&id];
+        let backend = table[hash::maglev_slot(&flow_key(frame)) as usize];
+        Ok(self.backend_addr(backend))
+    }
+
+    fn backend_addr(&self, id: u32) -> SocketAddr {
+        let b = self.balancer.tables().backends[&id];
+        let ip: IpAddr = if b.family == lb_common::AF_INET {
+            IpAddr::from([b.addr[0], b.addr[1], b.addr[2], b.addr[3]])
+        } else {
+            IpAddr::from(b.addr)
+        };
+        SocketAddr::new(ip, u16::from_be_bytes(b.port))
+    }
+
+    /// Where the program sent a forwarded frame: its destination address
+    /// (NAT) or, for DSR, the backend whose MAC it now carries.
+    fn pinned(&self, frame: &Frame) -> Result<Option<SocketAddr>> {
+        let Some(flow) = self.dp.flow(&flow_key(frame))? else {
+            return Ok(None);
+        };
+        Ok(Some(self.backend_addr(flow.backend)))
+    }
+}
+
+fn flow_key(frame: &Frame) -> FlowKey {
+    FlowKey {
+        src: addr_bytes(frame.src.ip()),
+        dst: addr_bytes(frame.dst.ip()),
+        sport: frame.src.port().to_be_bytes(),
+        dport: frame.dst.port().to_be_bytes(),
+        proto: match frame.l4 {
+            L4::Udp => IPPROTO_UDP,
+            L4::Tcp { .. } => IPPROTO_TCP,
+        },
+        family: family(frame.src.ip()),
+        pad: [0; 2],
+    }
+}
+
+fn backend(ip: IpAddr, port: u16) -> BackendSpec {
+    BackendSpec {
+        addr: SocketAddr::new(ip, port),
+        weight: 1,
+        state: BackendState::Enabled,
+    }
+}
+
+/// A service on the VIP of `v6`'s family over the first `n` rig backends.
+fn service(
+    v6: bool,
+    protocol: Protocol,
+    mode: Mode,
+    port: u16,
+    backend_port: u16,
+    n: usize,
+) -> ServiceSpec {
+    let vip: IpAddr = if v6 { VIP6 } else { VIP4 }.parse().unwrap();
+    ServiceSpec {
+        vip,
+        port,
+        protocol,
+        mode,
+        backends: (0..n)
+            .map(|i| backend(backend_ip(v6, i), backend_port))
+            .collect(),
+        sorry: None,
+    }
+}
+
+fn backend_ip(v6: bool, i: usize) -> IpAddr {
+    if v6 {
+        rig::backend_v6(i).into()
+    } else {
+        rig::backend_v4(i).into()
+    }
+}
+
+fn client(v6: bool, port: u16) -> SocketAddr {
+    let ip: IpAddr = if v6 {
+        rig::CLIENT_V6.into()
+    } else {
+        rig::CLIENT_V4.into()
+    };
+    SocketAddr::new(ip, port)
+}
+
+fn backend_index(addr: SocketAddr) -> usize {
+    (0..fixnet::BACKENDS)
+        .find(|&i| backend_ip(addr.is_ipv6(), i) == addr.ip())
+        .expect("a rig backend")
+}
+
+/// The first packet of a flow from the client to `spec`.
+fn first(spec: &ServiceSpec, sport: u16, l4: L4) -> Frame {
+    Frame::new(
+        client(spec.vip.is_ipv6(), sport),
+        SocketAddr::new(spec.vip, spec.port),
+        l4,
+    )
+    .macs(packets::CLIENT_MAC, LB_EXT_MAC)
+    .payload(b"hello, backend")
+}
+
+fn l4_of(protocol: Protocol) -> L4 {
+    match protocol {
+        Protocol::Tcp => SYN,
+        Protocol::Udp => L4::Udp,
+    }
+}
+
+const COMBOS: [(bool, Protocol); 4] = [
+    (false, Protocol::Tcp),
+    (false, Protocol::Udp),
+    (true, Protocol::Tcp),
+    (true, Protocol::Udp),
+];
+
+#[test]
+fn nat_sends_first_packets_to_the_predicted_backend_and_translates_replies_back() {
+    with_lb(|lb| {
+        for (v6, protocol) in COMBOS {
+            let spec = service(v6, protocol, Mode::Nat, 80, 8080, 3);
+            lb.configure(std::slice::from_ref(&spec))?;
+            let mut seen = std::collections::BTreeSet::new();
+            for sport in 40000..40012 {
+                let frame = first(&spec, sport, l4_of(protocol));
+                let target = lb.predicted(&spec, &frame)?;
+                seen.insert(target);
+                let i = backend_index(target);
+                let expected = frame
+                    .clone()
+                    .dst(target)
+                    .ttl(63)
+                    .macs(LB_INT_MAC, fixnet::backend_mac(i));
+                lb.expect(
+                    &frame,
+                    lb.ext,
+                    Expect::Rewritten(Action::Redirect, expected.build()),
+                )
+                .with_context(|| format!("forward {frame:?}"))?;
+
+                let reply = Frame::new(
+                    target,
+                    frame.src,
+                    if protocol == Protocol::Tcp {
+                        ACK
+                    } else {
+                        L4::Udp
+                    },
+                )
+                .macs(fixnet::backend_mac(i), LB_INT_MAC)
+                .payload(b"hello, client");
+                let translated = reply
+                    .clone()
+                    .src(frame.dst)
+                    .ttl(63)
+                    .macs(LB_EXT_MAC, packets::CLIENT_MAC);
+                lb.expect(
+                    &reply,
+                    lb.int,
+                    Expect::Rewritten(Action::Redirect, translated.build()),
+                )
+                .with_context(|| format!("reply {reply:?}"))?;
+            }
+            assert!(seen.len() > 1, "12 flows all went to {seen:?}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn dsr_rewrites_only_the_macs() {
+    with_lb(|lb| {
+        for (v6, protocol) in COMBOS {
+            let spec = service(v6, protocol, Mode::Dsr, 80, 80, 3);
+            lb.configure(std::slice::from_ref(&spec))?;
+            for sport in 40000..40008 {
+                let frame = first(&spec, sport, l4_of(protocol));
+                let target = lb.predicted(&spec, &frame)?;
+                let expected = frame
+                    .clone()
+                    .macs(LB_INT_MAC, fixnet::backend_mac(backend_index(target)));
+                lb.expect(
+                    &frame,
+                    lb.ext,
+                    Expect::Rewritten(Action::Redirect, expected.build()),
+                )?;
+            }
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn a_backend_behind_the_ingress_interface_gets_xdp_tx() {
+    with_lb(|lb| {
+        for v6 in [false, true] {
+            let ip: IpAddr = if v6 {
+                fixnet::EXT_BACKEND_V6.into()
+            } else {
+                fixnet::EXT_BACKEND_V4.into()
+            };
+            let mut spec = service(v6, Protocol::Tcp, Mode::Dsr, 80, 80, 0);
+            spec.backends.push(backend(ip, 80));
+            lb.configure(std::slice::from_ref(&spec))?;
+            let frame = first(&spec, 40000, SYN);
+            let expected = frame.clone().macs(LB_EXT_MAC, EXT_BACKEND_MAC);
+            lb.expect(
+                &frame,
+                lb.ext,
+                Expect::Rewritten(Action::Tx, expected.build()),
+            )?;
+        }
+        Ok(())
+    });
+}
+
+/// Sends the first packet of `flows` flows, returns where each went.
+fn open_flows(
+    lb: &mut Lb,
+    spec: &ServiceSpec,
+    ports: std::ops::Range<u16>,
+) -> Result<Vec<(Frame, SocketAddr)>> {
+    let mut pinned = Vec::new();
+    for sport in ports {
+        let frame = first(spec, sport, SYN);
+        let outcome = lb.send(&frame.build(), lb.ext)?;
+        assert_eq!(outcome.action, Action::Redirect, "{frame:?}");
+        let target = lb.pinned(&frame)?.context("flow not pinned")?;
+        pinned.push((frame, target));
+    }
+    Ok(pinned)
+}
+
+/// Where the next packet of each flow goes now.
+fn follow(lb: &mut Lb, flows: &[(Frame, SocketAddr)]) -> Result<Vec<SocketAddr>> {
+    flows
+        .iter()
+        .map(|(frame, _)| {
+            let next = Frame {
+                l4: ACK,
+                ..frame.clone()
+            };
+            let outcome = lb.send(&next.build(), lb.ext)?;
+            assert_eq!(outcome.action, Action::Redirect, "{next:?}");
+            let dst = parse_dst(&outcome.frame)?;
+            Ok(dst)
+        })
+        .collect()
+}
+
+/// The destination address and port of a forwarded (NAT) frame.
+fn parse_dst(frame: &[u8]) -> Result<SocketAddr> {
+    let packet = etherparse::SlicedPacket::from_ethernet(frame)?;
+    let ip: IpAddr = match packet.net {
+        Some(etherparse::NetSlice::Ipv4(v4)) => v4.header().destination_addr().into(),
+        Some(etherparse::NetSlice::Ipv6(v6)) => v6.header().destination_addr().into(),
+        _ => bail!("not IP"),
+    };
+    let port = match packet.transport {
+        Some(etherparse::TransportSlice::Tcp(tcp)) => tcp.destination_port(),
+        Some(etherparse::TransportSlice::Udp(udp)) => udp.destination_port(),
+        _ => bail!("not TCP or UDP"),
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+#[test]
+fn established_flows_keep_their_backend_when_a_backend_is_added() {
+    with_lb(|lb| {
+        let mut spec = service(false, Protocol::Tcp, Mode::Nat, 80, 8080, 3);
+        lb.configure(std::slice::from_ref(&spec))?;
+        let flows = open_flows(lb, &spec, 41000..41100)?;
+        spec.backends.push(backend(backend_ip(false, 3), 8080));
+        lb.configure(std::slice::from_ref(&spec))?;
+        let now = follow(lb, &flows)?;
+        for ((frame, before), after) in flows.iter().zip(now) {
+            assert_eq!(*before, after, "{frame:?} moved");
+        }
+        // New flows do reach the new backend.
+        let new = open_flows(lb, &spec, 42000..42100)?;
+        assert!(new.iter().any(|(_, b)| backend_index(*b) == 3));
+        Ok(())
+    });
+}
+
+#[test]
+fn a_drained_backend_keeps_its_flows_and_gets_no_new_ones() {
+    with_lb(|lb| {
+        let mut spec = service(false, Protocol::Tcp, Mode::Nat, 80, 8080, 3);
+        lb.configure(std::slice::from_ref(&spec))?;
+        let flows = open_flows(lb, &spec, 41000..41060)?;
+        let drained = flows[0].1;
+        spec.backends[backend_index(drained)].state = BackendState::Drained;
+        lb.configure(std::slice::from_ref(&spec))?;
+        let now = follow(lb, &flows)?;
+        for ((_, before), after) in flows.iter().zip(&now) {
+            assert_eq!(before, after);
+        }
+        let new = open_flows(lb, &spec, 43000..43300)?;
+        assert!(
+            new.iter().all(|(_, b)| *b != drained),
+            "a new flow went to drained {drained}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_removed_backends_flows_move_to_live_backends() {
+    with_lb(|lb| {
+        let mut spec = service(true, Protocol::Tcp, Mode::Nat, 80, 8080, 3);
+        lb.configure(std::slice::from_ref(&spec))?;
+        let flows = open_flows(lb, &spec, 41000..41060)?;
+        let removed = flows[0].1;
+        spec.backends.retain(|b| b.addr != removed);
+        lb.configure(std::slice::from_ref(&spec))?;
+        let now = follow(lb, &flows)?;
+        for ((frame, before), after) in flows.iter().zip(now) {
+            if *before == removed {
+                assert_eq!(after, lb.predicted(&spec, frame)?, "{frame:?}");
+            } else {
+                assert_eq!(*before, after, "{frame:?} moved without cause");
+            }
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn without_usable_backends_new_flows_go_to_the_sorry_server_or_are_dropped_and_counted() {
+    with_lb(|lb| {
+        let mut spec = service(false, Protocol::Tcp, Mode::Nat, 80, 8080, 2);
+        for b in &mut spec.backends {
+            b.state = BackendState::Disabled;
+        }
+        lb.configure(std::slice::from_ref(&spec))?;
+        let frame = first(&spec, 40000, SYN);
+        let dropped = lb.dp.counter(Counter::DropNoBackend)?;
+        lb.expect(&frame, lb.ext, Expect::PassUnchangedOrDrop)?;
+        assert_eq!(lb.send(&frame.build(), lb.ext)?.action, Action::Drop);
+        assert_eq!(lb.dp.counter(Counter::DropNoBackend)?, dropped + 2);
+
+        let sorry = SocketAddr::new(backend_ip(false, 3), 8080);
+        spec.sorry = Some(sorry);
+        lb.configure(std::slice::from_ref(&spec))?;
+        let expected = frame
+            .clone()
+            .dst(sorry)
+            .ttl(63)
+            .macs(LB_INT_MAC, fixnet::backend_mac(3));
+        lb.expect(
+            &frame,
+            lb.ext,
+            Expect::Rewritten(Action::Redirect, expected.build()),
+        )?;
+
+        // One backend back: new flows go to it again.
+        spec.backends[0].state = BackendState::Enabled;
+        lb.configure(std::slice::from_ref(&spec))?;
+        let other = first(&spec, 40001, SYN);
+        let expected = other
+            .clone()
+            .dst(spec.backends[0].addr)
+            .ttl(63)
+            .macs(LB_INT_MAC, fixnet::backend_mac(0));
+        lb.expect(
+            &other,
+            lb.ext,
+            Expect::Rewritten(Action::Redirect, expected.build()),
+        )?;
+        Ok(())
+    });
+}
+
+#[test]
+fn a_standby_node_forwards_nothing_for_services() {
+    with_lb(|lb| {
+        let spec = service(false, Protocol::Tcp, Mode::Nat, 80, 8080, 3);
+        lb.configure(std::slice::from_ref(&spec))?;
+        lb.dp.set_role(Role::Standby)?;
+        let frame = first(&spec, 40000, SYN);
+        lb.expect(&frame, lb.ext, Expect::Unchanged(Action::Pass))?;
+        assert_eq!(lb.dp.counter(Counter::PassStandby)?, 1);
+        lb.dp.set_role(Role::Active)?;
+        assert_eq!(lb.send(&frame.build(), lb.ext)?.action, Action::Redirect);
+        Ok(())
+    });
+}
+
+#[test]
+fn without_a_neighbour_the_translated_packet_goes_to_the_kernel() {
+    with_lb(|lb| {
+        for v6 in [false, true] {
+            let ip: IpAddr = if v6 {
+                fixnet::UNRESOLVED_V6.into()
+            } else {
+                fixnet::UNRESOLVED_V4.into()
+            };
+            let mut spec = service(v6, Protocol::Tcp, Mode::Nat, 80, 8080, 0);
+            spec.backends.push(backend(ip, 8080));
+            lb.configure(std::slice::from_ref(&spec))?;
+            let frame = first(&spec, 40000, SYN);
+            // Rewritten, but TTL and MACs left for the kernel's forwarding.
+            let expected = frame.clone().dst(SocketAddr::new(ip, 8080));
+            lb.expect(
+                &frame,
+                lb.ext,
+                Expect::Rewritten(Action::Pass, expected.build()),
+            )?;
+
+            let mut dsr = service(v6, Protocol::Tcp, Mode::Dsr, 80, 80, 0);
+            dsr.backends.push(backend(ip, 80));
+            lb.configure(std::slice::from_ref(&dsr))?;
+            lb.expect(
+                &first(&dsr, 40001, SYN),
+                lb.ext,
+                Expect::Unchanged(Action::Pass),
+            )?;
+        }
+        assert_eq!(lb.dp.counter(Counter::PassNoNeighbour)?, 2);
+        assert_eq!(lb.dp.counter(Counter::PassFibMiss)?, 2);
+        Ok(())
+    });
+}
+
+#[test]
+fn an_expiring_ttl_goes_to_the_kernel_unchanged() {
+    with_lb(|lb| {
+        let spec = service(false, Protocol::Tcp, Mode::Nat, 80, 8080, 3);
+        lb.configure(std::slice::from_ref(&spec))?;
+        let frame = first(&spec, 40000, SYN).ttl(1);
+        lb.expect(&frame, lb.ext, Expect::Unchanged(Action::Pass))?;
+        assert_eq!(lb.dp.counter(Counter::PassTtl)?, 1);
+        Ok(())
+    });
+}
+
+#[test]
+fn an_ipv4_udp_packet_without_checksum_keeps_none() {
+    with_lb(|lb| {
+        let spec = service(false, Protocol::Udp, Mode::Nat, 53, 5353, 3);
+        lb.configure(std::slice::from_ref(&spec))?;
+        let frame = first(&spec, 40000, L4::Udp);
+        let udp_csum = 14 + 20 + 6;
+        let mut input = frame.build();
+        input[udp_csum..udp_csum + 2].copy_from_slice(&[0, 0]);
+        let target = lb.predicted(&spec, &frame)?;
+        let mut expected = frame
+            .clone()
+            .dst(target)
+            .ttl(63)
+            .macs(LB_INT_MAC, fixnet::backend_mac(backend_index(target)))
+            .build();
+        expected[udp_csum..udp_csum + 2].copy_from_slice(&[0, 0]);
+        let outcome = lb.send(&input, lb.ext)?;
+        assert_eq!(
+            fixture::mismatch(
+                &input,
+                &Expect::Rewritten(Action::Redirect, expected),
+                &outcome
+            ),
+            None
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn malformed_and_unhandled_service_packets_are_never_forwarded() {
+    with_lb(|lb| {
+        let v4 = service(false, Protocol::Tcp, Mode::Nat, 80, 8080, 3);
+        let v6 = service(true, Protocol::Udp, Mode::Nat, 80, 8080, 3);
+        lb.configure(&[v4.clone(), v6.clone()])?;
+        let mut cases = Vec::new();
+        for frame in [
+            first(&v4, 40000, SYN).build(),
+            first(&v6, 40000, L4::Udp).build(),
+        ] {
+            for len in 14..frame.len() - b"hello, backend".len() {
+                cases.push(Case::new(
+                    format!("cut to {len} of {}", frame.len()),
+                    frame[..len].to_vec(),
+                    Expect::PassUnchangedOrDrop,
+                ));
+            }
+        }
+        let base = first(&v4, 40000, SYN).build();
+        for ihl in [0u8, 1, 4, 15] {
+            cases.push(Case::new(
+                format!("ihl {ihl}"),
+                packets::with_ipv4_ihl(base.clone(), ihl),
+                Expect::PassUnchangedOrDrop,
+            ));
+        }
+        for (name, word) in [
+            ("more fragments", 0x2000u16),
+            ("offset 185", 0x00b9),
+            ("last fragment", 0x0010),
+        ] {
+            cases.push(Case::new(
+                name,
+                packets::with_ipv4_fragment(base.clone(), word),
+                Expect::Unchanged(Action::Pass),
+            ));
+        }
+        cases.push(Case::new(
+            "ipv6 hop-by-hop before udp",
+            packets::ipv6_with_hop_by_hop(
+                client(true, 40000),
+                SocketAddr::new(v6.vip, 80),
+                L4::Udp,
+            ),
+            Expect::Unchanged(Action::Pass),
+        ));
+        fixture::check_on(dataplane::program(lb.dp.ebpf_mut())?, Some(lb.ext), &cases)?;
+        assert_eq!(lb.dp.counter(Counter::PassFragment)?, 3);
+        assert_eq!(lb.dp.counter(Counter::PassIpv6NextHeader)?, 1);
+        assert_eq!(lb.dp.counter(Counter::Forwarded)?, 0);
+        Ok(())
+    });
+}
+
+#[test]
+fn service_and_backend_counters_count_packets_bytes_and_new_flows() {
+    with_lb(|lb| {
+        let spec = service(false, Protocol::Tcp, Mode::Nat, 80, 8080, 3);
+        lb.configure(std::slice::from_ref(&spec))?;
+        let flows = open_flows(lb, &spec, 41000..41010)?;
+        follow(lb, &flows)?;
+        let id = lb.balancer.service_id(&spec.key()).unwrap();
+        let traffic = lb.dp.service_traffic(id)?;
+        let frame_len = first(&spec, 1, SYN).build().len() as u64;
+        assert_eq!(traffic.packets, 20);
+        assert_eq!(traffic.new_flows, 10);
+        assert_eq!(traffic.bytes, 20 * frame_len);
+        let per_backend: u64 = spec
+            .backends
+            .iter()
+            .map(|b| {
+                lb.dp
+                    .backend_traffic(lb.balancer.backend_id(&spec.key(), b.addr).unwrap())
+                    .unwrap()
+                    .packets
+            })
+            .sum();
+        assert_eq!(per_backend, 20);
+        assert_eq!(lb.dp.counter(Counter::Forwarded)?, 20);
+        Ok(())
+    });
+}
