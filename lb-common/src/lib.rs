@@ -230,11 +230,16 @@ pub enum Counter {
     /// The FIB chose an interface the program may not redirect to (not in
     /// [`maps::TX_PORTS`]).
     DropNoTxPort = 11,
+    /// DSR packets whose backend has no neighbour entry: handing them to the
+    /// kernel would make it answer for the VIP with a reset, so they are
+    /// dropped (the client retransmits; the daemon's health checks keep
+    /// backend neighbours resolved).
+    DropNoNeighbour = 12,
 }
 
 impl Counter {
     /// Number of slots in [`maps::STATS`].
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 13;
     /// Every counter, in slot order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::PassNotIp,
@@ -249,6 +254,7 @@ impl Counter {
         Counter::Forwarded,
         Counter::DropNoBackend,
         Counter::DropNoTxPort,
+        Counter::DropNoNeighbour,
     ];
 
     /// A stable name for logs, metrics and the CLI.
@@ -266,6 +272,7 @@ impl Counter {
             Counter::Forwarded => "forwarded",
             Counter::DropNoBackend => "drop_no_backend",
             Counter::DropNoTxPort => "drop_no_tx_port",
+            Counter::DropNoNeighbour => "drop_no_neighbour",
         }
     }
 }

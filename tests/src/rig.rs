@@ -43,6 +43,10 @@ pub const LB_EXT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
 pub const LB_INT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
 pub const LB_INT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
 
+/// The service address the rig's clients use (the floating IP on the LB).
+pub const VIP_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+pub const VIP_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+
 /// Prefix of the namespaces of test rigs (`lbt-PID-N-ROLE`).
 const TEST_PREFIX: &str = "lbt";
 /// The most backends a rig builds (addresses .11 to .29).
@@ -173,6 +177,56 @@ impl Rig {
 
         self.lb.sysctl("net.ipv4.ip_forward", "1")?;
         self.lb.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        // Replies from the VIP (DSR answers, NAT replies the program hands
+        // to the kernel before it knows the client's MAC) arrive with a
+        // source address the LB holds; let the kernel forward them.
+        self.lb.sysctl("net.ipv4.conf.all.accept_local", "1")?;
+        self.lb
+            .sysctl(&format!("net.ipv4.conf.{LB_INT_IFACE}.accept_local"), "1")?;
+        Ok(())
+    }
+
+    /// Puts the VIPs on the LB's external interface, as the floating IP is
+    /// in a deployment: the LB's kernel answers ARP and neighbour
+    /// solicitations for them; the XDP program takes the service traffic.
+    pub fn add_vips(&self) -> Result<()> {
+        self.lb
+            .ip(["addr", "add", &format!("{VIP_V4}/32"), "dev", LB_EXT_IFACE])?;
+        self.lb.ip([
+            "addr",
+            "add",
+            &format!("{VIP_V6}/128"),
+            "dev",
+            LB_EXT_IFACE,
+            "nodad",
+        ])?;
+        Ok(())
+    }
+
+    /// Resolves the backends' neighbour entries in the LB namespace (what the
+    /// daemon's health checks do): a DSR packet needs the backend's MAC.
+    pub fn resolve_backends(&self) -> Result<()> {
+        for backend in &self.backends {
+            for addr in [backend.v4.to_string(), backend.v6.to_string()] {
+                self.lb
+                    .exec("ping", ["-c", "1", "-W", "2", &addr])
+                    .with_context(|| format!("ping {addr} from the LB"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// DSR backends hold the VIPs on their loopback (and, being on another
+    /// L2 segment than the clients, never answer ARP for them there).
+    pub fn backends_hold_vips(&self) -> Result<()> {
+        for backend in &self.backends {
+            backend
+                .ns
+                .ip(["addr", "add", &format!("{VIP_V4}/32"), "dev", "lo"])?;
+            backend
+                .ns
+                .ip(["addr", "add", &format!("{VIP_V6}/128"), "dev", "lo"])?;
+        }
         Ok(())
     }
 
@@ -349,8 +403,11 @@ impl WrkReport {
 }
 
 /// A veth pair whose ends are created straight inside their namespaces, up,
-/// with GRO on both ends: a veth only takes XDP_TX or redirected frames when
-/// its peer runs NAPI.
+/// with GRO on both ends (a veth only takes XDP_TX or redirected frames when
+/// its peer runs NAPI) and checksum offload off: a veth otherwise hands over
+/// packets whose L4 checksum is not computed yet (CHECKSUM_PARTIAL), which
+/// an XDP program sees and forwards as they are. On a real wire every
+/// checksum is complete, and so it is here.
 fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) -> Result<()> {
     a.ip([
         "link",
@@ -373,8 +430,8 @@ fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) -> Result<()> {
     })?;
     for (ns, name) in [(a, a_name), (b, b_name)] {
         ns.ip(["link", "set", name, "up"])?;
-        ns.exec("ethtool", ["-K", name, "gro", "on"])
-            .with_context(|| format!("enabling GRO on {}:{name}", ns.name()))?;
+        ns.exec("ethtool", ["-K", name, "gro", "on", "tx", "off"])
+            .with_context(|| format!("setting GRO and checksum offload on {}:{name}", ns.name()))?;
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ const PACKAGES: &[&str] = &[
     "iproute2",
     "ethtool",
     "procps",
+    "iputils-ping",
     "tcpdump",
     "nftables",
     "nginx-light",
