@@ -151,7 +151,7 @@ fn a_long_download_keeps_its_backend_while_a_backend_is_added() {
     let (rig, mut lb) = rig_with(Mode::Nat, 4).unwrap();
     let sport = 45000;
     // 16 MiB at 4 MB/s: about four seconds on one connection.
-    let mut download = rig
+    let download = rig
         .client
         .spawn(
             rig.client
