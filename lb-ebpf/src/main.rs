@@ -18,27 +18,29 @@
 #![allow(clippy::needless_borrows_for_generic_args)]
 
 mod csum;
+mod forward;
 mod packet;
+mod rewrite;
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_NO_PREALLOC, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup,
-        xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
+        BPF_F_NO_PREALLOC,
+        xdp_action::{XDP_DROP, XDP_PASS},
     },
-    helpers::generated::bpf_fib_lookup as fib_lookup,
     macros::{map, xdp},
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
 use lb_common::{
-    AF_INET, Backend, Counter, Flow, FlowKey, IPPROTO_UDP, MAX_BACKENDS, MAX_FLOWS, MAX_SERVICES,
-    MAX_TX_PORTS, MaglevTable, NO_BACKEND, Reply, Service, ServiceKey, Settings, Traffic,
-    backend_flags, hash, mode, role,
+    Backend, Counter, Flow, FlowKey, MAX_BACKENDS, MAX_FLOWS, MAX_SERVICES, MAX_TX_PORTS,
+    MaglevTable, NO_BACKEND, Reply, Service, ServiceKey, Settings, Traffic, backend_flags, hash,
+    mode, role,
 };
 
 use crate::{
-    csum::Diff,
-    packet::{ETH_HDR_LEN, Packet, read, write},
+    forward::{Route, fib, transmit},
+    packet::Packet,
+    rewrite::{Side, rewrite},
 };
 
 #[map(name = "LB_SERVICES")]
@@ -62,10 +64,6 @@ static LB_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT
 static LB_SVC_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
 #[map(name = "LB_BE_STATS")]
 static LB_BE_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
-
-/// Kernel address families for the FIB lookup.
-const KERNEL_AF_INET: u8 = 2;
-const KERNEL_AF_INET6: u8 = 10;
 
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
@@ -255,7 +253,7 @@ fn translate_and_send(
             if !rewrite(ctx, pkt, side, addr, port, true) {
                 return (Counter::PassMalformed, XDP_PASS);
             }
-            transmit(ctx, ifindex, smac, dmac)
+            transmit(ctx, &LB_TX_PORTS, ifindex, smac, dmac)
         }
         Route::NoNeighbour => {
             if !rewrite(ctx, pkt, side, addr, port, false) {
@@ -276,214 +274,10 @@ fn dsr_forward(ctx: &XdpContext, pkt: &Packet, backend: &Backend) -> (Counter, u
             ifindex,
             smac,
             dmac,
-        } => transmit(ctx, ifindex, smac, dmac),
+        } => transmit(ctx, &LB_TX_PORTS, ifindex, smac, dmac),
         // No MAC to send it to: the kernel cannot do better for a DSR packet
         // (the daemon keeps backend neighbours resolved), so it is counted.
         Route::NoNeighbour | Route::Miss => (Counter::PassFibMiss, XDP_PASS),
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Side {
-    Source,
-    Destination,
-}
-
-/// Replaces the source or destination address and port, updates the L4
-/// checksum (and the IPv4 header checksum), and decrements the TTL or hop
-/// limit when the packet is forwarded here.
-#[inline(always)]
-fn rewrite(
-    ctx: &XdpContext,
-    pkt: &Packet,
-    side: Side,
-    addr: &[u8; 16],
-    port: [u8; 2],
-    forwarding: bool,
-) -> bool {
-    let (old_addr, old_port, port_off) = match side {
-        Side::Source => (&pkt.key.src, pkt.key.sport, pkt.l4),
-        Side::Destination => (&pkt.key.dst, pkt.key.dport, pkt.l4 + 2),
-    };
-    let mut l4 = Diff::new();
-    l4.bytes(&old_port, &port);
-    if !write(ctx, port_off, port) {
-        return false;
-    }
-    let written = if pkt.is_v4() {
-        rewrite_ipv4(ctx, side, old_addr, addr, &mut l4, forwarding)
-    } else {
-        rewrite_ipv6(ctx, side, old_addr, addr, &mut l4, forwarding)
-    };
-    written && update_l4_checksum(ctx, pkt, l4)
-}
-
-#[inline(always)]
-fn rewrite_ipv4(
-    ctx: &XdpContext,
-    side: Side,
-    old: &[u8; 16],
-    new: &[u8; 16],
-    l4: &mut Diff,
-    forwarding: bool,
-) -> bool {
-    const TTL: usize = ETH_HDR_LEN + 8;
-    const CSUM: usize = ETH_HDR_LEN + 10;
-    let addr_off = match side {
-        Side::Source => ETH_HDR_LEN + 12,
-        Side::Destination => ETH_HDR_LEN + 16,
-    };
-    let old4 = [old[0], old[1], old[2], old[3]];
-    let new4 = [new[0], new[1], new[2], new[3]];
-    let mut ip = Diff::new();
-    ip.bytes(&old4, &new4);
-    l4.bytes(&old4, &new4);
-    if !write(ctx, addr_off, new4) {
-        return false;
-    }
-    if forwarding {
-        let Some(ttl_proto) = read::<2>(ctx, TTL) else {
-            return false;
-        };
-        let after = [ttl_proto[0].wrapping_sub(1), ttl_proto[1]];
-        ip.bytes(&ttl_proto, &after);
-        if !write(ctx, TTL, after) {
-            return false;
-        }
-    }
-    let Some(csum) = read::<2>(ctx, CSUM) else {
-        return false;
-    };
-    write(ctx, CSUM, ip.apply(u16::from_be_bytes(csum)).to_be_bytes())
-}
-
-#[inline(always)]
-fn rewrite_ipv6(
-    ctx: &XdpContext,
-    side: Side,
-    old: &[u8; 16],
-    new: &[u8; 16],
-    l4: &mut Diff,
-    forwarding: bool,
-) -> bool {
-    const HOP_LIMIT: usize = ETH_HDR_LEN + 7;
-    let addr_off = match side {
-        Side::Source => ETH_HDR_LEN + 8,
-        Side::Destination => ETH_HDR_LEN + 24,
-    };
-    l4.bytes(old, new);
-    if !write(ctx, addr_off, *new) {
-        return false;
-    }
-    if forwarding {
-        let Some([hop_limit]) = read::<1>(ctx, HOP_LIMIT) else {
-            return false;
-        };
-        return write(ctx, HOP_LIMIT, [hop_limit.wrapping_sub(1)]);
-    }
-    true
-}
-
-/// Applies the L4 difference. An IPv4 UDP checksum of zero means "none" and
-/// stays zero; a computed UDP checksum of zero is sent as 0xffff.
-#[inline(always)]
-fn update_l4_checksum(ctx: &XdpContext, pkt: &Packet, diff: Diff) -> bool {
-    let Some(csum) = read::<2>(ctx, pkt.l4_csum) else {
-        return false;
-    };
-    let csum = u16::from_be_bytes(csum);
-    let udp = pkt.key.proto == IPPROTO_UDP;
-    if udp && pkt.is_v4() && csum == 0 {
-        return true;
-    }
-    let mut updated = diff.apply(csum);
-    if udp && updated == 0 {
-        updated = 0xffff;
-    }
-    write(ctx, pkt.l4_csum, updated.to_be_bytes())
-}
-
-/// Where the FIB sends a packet.
-enum Route {
-    Forward {
-        ifindex: u32,
-        smac: [u8; 6],
-        dmac: [u8; 6],
-    },
-    /// A route, but no neighbour entry for the next hop yet.
-    NoNeighbour,
-    /// No usable route (or forwarding disabled, or the MTU is exceeded).
-    Miss,
-}
-
-/// Asks the kernel's FIB how to reach `dst` from `src` for this packet.
-#[inline(always)]
-fn fib(ctx: &XdpContext, pkt: &Packet, src: &[u8; 16], dst: &[u8; 16]) -> Route {
-    // SAFETY: all-zero is a valid bpf_fib_lookup (plain integers and unions of them).
-    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
-    params.l4_protocol = pkt.key.proto;
-    params.sport = u16::from_ne_bytes(pkt.key.sport);
-    params.dport = u16::from_ne_bytes(pkt.key.dport);
-    params.__bindgen_anon_1.tot_len = pkt.ip_len;
-    params.ifindex = ctx.ingress_ifindex() as u32;
-    if pkt.key.family == AF_INET {
-        params.family = KERNEL_AF_INET;
-        params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes([src[0], src[1], src[2], src[3]]);
-        params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([dst[0], dst[1], dst[2], dst[3]]);
-    } else {
-        params.family = KERNEL_AF_INET6;
-        params.__bindgen_anon_3.ipv6_src = words(src);
-        params.__bindgen_anon_4.ipv6_dst = words(dst);
-    }
-    // SAFETY: the helper reads and writes `params`, which lives on our stack.
-    let ret = unsafe {
-        fib_lookup(
-            ctx.ctx.cast(),
-            &mut params,
-            core::mem::size_of::<bpf_fib_lookup>() as i32,
-            0,
-        )
-    };
-    match ret as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => Route::Forward {
-            ifindex: params.ifindex,
-            smac: params.smac,
-            dmac: params.dmac,
-        },
-        BPF_FIB_LKUP_RET_NO_NEIGH => Route::NoNeighbour,
-        _ => Route::Miss,
-    }
-}
-
-#[inline(always)]
-fn words(addr: &[u8; 16]) -> [u32; 4] {
-    let mut out = [0u32; 4];
-    let mut i = 0;
-    while i < 4 {
-        out[i] = u32::from_ne_bytes([
-            addr[4 * i],
-            addr[4 * i + 1],
-            addr[4 * i + 2],
-            addr[4 * i + 3],
-        ]);
-        i += 1;
-    }
-    out
-}
-
-/// Sets the MACs and sends the frame: back out the interface it came in on
-/// (XDP_TX), or to another one through the DEVMAP.
-#[inline(always)]
-fn transmit(ctx: &XdpContext, ifindex: u32, smac: [u8; 6], dmac: [u8; 6]) -> (Counter, u32) {
-    if !write(ctx, 0, dmac) || !write(ctx, 6, smac) {
-        return (Counter::PassMalformed, XDP_PASS);
-    }
-    if ifindex == ctx.ingress_ifindex() as u32 {
-        return (Counter::Forwarded, XDP_TX);
-    }
-    match LB_TX_PORTS.redirect(ifindex, u64::from(XDP_DROP)) {
-        Ok(action) => (Counter::Forwarded, action),
-        Err(_) => (Counter::DropNoTxPort, XDP_DROP),
     }
 }
 

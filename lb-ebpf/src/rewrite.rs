@@ -1,0 +1,129 @@
+//! Header rewrites for NAT: one side's address and port, the checksums
+//! that cover them, and the TTL or hop limit.
+use lb_common::IPPROTO_UDP;
+
+use crate::{
+    csum::Diff,
+    packet::{ETH_HDR_LEN, Packet, read, write},
+};
+use aya_ebpf::programs::XdpContext;
+
+#[derive(Clone, Copy)]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+/// Replaces the source or destination address and port, updates the L4
+/// checksum (and the IPv4 header checksum), and decrements the TTL or hop
+/// limit when the packet is forwarded here.
+#[inline(always)]
+pub fn rewrite(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    side: Side,
+    addr: &[u8; 16],
+    port: [u8; 2],
+    forwarding: bool,
+) -> bool {
+    let (old_addr, old_port, port_off) = match side {
+        Side::Source => (&pkt.key.src, pkt.key.sport, pkt.l4),
+        Side::Destination => (&pkt.key.dst, pkt.key.dport, pkt.l4 + 2),
+    };
+    let mut l4 = Diff::new();
+    l4.bytes(&old_port, &port);
+    if !write(ctx, port_off, port) {
+        return false;
+    }
+    let written = if pkt.is_v4() {
+        rewrite_ipv4(ctx, side, old_addr, addr, &mut l4, forwarding)
+    } else {
+        rewrite_ipv6(ctx, side, old_addr, addr, &mut l4, forwarding)
+    };
+    written && update_l4_checksum(ctx, pkt, l4)
+}
+
+#[inline(always)]
+fn rewrite_ipv4(
+    ctx: &XdpContext,
+    side: Side,
+    old: &[u8; 16],
+    new: &[u8; 16],
+    l4: &mut Diff,
+    forwarding: bool,
+) -> bool {
+    const TTL: usize = ETH_HDR_LEN + 8;
+    const CSUM: usize = ETH_HDR_LEN + 10;
+    let addr_off = match side {
+        Side::Source => ETH_HDR_LEN + 12,
+        Side::Destination => ETH_HDR_LEN + 16,
+    };
+    let old4 = [old[0], old[1], old[2], old[3]];
+    let new4 = [new[0], new[1], new[2], new[3]];
+    let mut ip = Diff::new();
+    ip.bytes(&old4, &new4);
+    l4.bytes(&old4, &new4);
+    if !write(ctx, addr_off, new4) {
+        return false;
+    }
+    if forwarding {
+        let Some(ttl_proto) = read::<2>(ctx, TTL) else {
+            return false;
+        };
+        let after = [ttl_proto[0].wrapping_sub(1), ttl_proto[1]];
+        ip.bytes(&ttl_proto, &after);
+        if !write(ctx, TTL, after) {
+            return false;
+        }
+    }
+    let Some(csum) = read::<2>(ctx, CSUM) else {
+        return false;
+    };
+    write(ctx, CSUM, ip.apply(u16::from_be_bytes(csum)).to_be_bytes())
+}
+
+#[inline(always)]
+fn rewrite_ipv6(
+    ctx: &XdpContext,
+    side: Side,
+    old: &[u8; 16],
+    new: &[u8; 16],
+    l4: &mut Diff,
+    forwarding: bool,
+) -> bool {
+    const HOP_LIMIT: usize = ETH_HDR_LEN + 7;
+    let addr_off = match side {
+        Side::Source => ETH_HDR_LEN + 8,
+        Side::Destination => ETH_HDR_LEN + 24,
+    };
+    l4.bytes(old, new);
+    if !write(ctx, addr_off, *new) {
+        return false;
+    }
+    if forwarding {
+        let Some([hop_limit]) = read::<1>(ctx, HOP_LIMIT) else {
+            return false;
+        };
+        return write(ctx, HOP_LIMIT, [hop_limit.wrapping_sub(1)]);
+    }
+    true
+}
+
+/// Applies the L4 difference. An IPv4 UDP checksum of zero means "none" and
+/// stays zero; a computed UDP checksum of zero is sent as 0xffff.
+#[inline(always)]
+fn update_l4_checksum(ctx: &XdpContext, pkt: &Packet, diff: Diff) -> bool {
+    let Some(csum) = read::<2>(ctx, pkt.l4_csum) else {
+        return false;
+    };
+    let csum = u16::from_be_bytes(csum);
+    let udp = pkt.key.proto == IPPROTO_UDP;
+    if udp && pkt.is_v4() && csum == 0 {
+        return true;
+    }
+    let mut updated = diff.apply(csum);
+    if udp && updated == 0 {
+        updated = 0xffff;
+    }
+    write(ctx, pkt.l4_csum, updated.to_be_bytes())
+}
