@@ -30,6 +30,9 @@ pub mod maps {
     /// `DevMapHash` keyed by ifindex: the interfaces the program may
     /// redirect to.
     pub const TX_PORTS: &str = "LB_TX_PORTS";
+    /// `ProgramArray`: the programs `lb_xdp` tail-calls (see
+    /// [`super::JUMP_ICMP`]).
+    pub const JUMP: &str = "LB_JUMP";
     /// `PerCpuArray<u64>` indexed by [`super::Counter`].
     pub const STATS: &str = "LB_STATS";
     /// `PerCpuArray<Traffic>` indexed by service id.
@@ -38,8 +41,14 @@ pub mod maps {
     pub const BACKEND_STATS: &str = "LB_BE_STATS";
 }
 
-/// Name of the XDP program in the object.
+/// Name of the XDP program in the object (the one attached).
 pub const XDP_PROGRAM: &str = "lb_xdp";
+/// Name of the XDP program that handles ICMP, tail-called by `lb_xdp`.
+pub const ICMP_PROGRAM: &str = "lb_icmp";
+/// Slot of [`ICMP_PROGRAM`] in [`maps::JUMP`].
+pub const JUMP_ICMP: u32 = 0;
+/// Slots in [`maps::JUMP`].
+pub const JUMP_SLOTS: u32 = 1;
 
 // Map sizes. Memory (kernel, approximate, 64-bit):
 // - services: hash, 1,024 x (20 B key + 12 B value + ~48 B element) ~ 80 KiB
@@ -67,6 +76,8 @@ pub const AF_INET: u8 = 4;
 pub const AF_INET6: u8 = 6;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_ICMPV6: u8 = 58;
 
 /// A service: (VIP, port, protocol).
 #[repr(C)]
@@ -235,11 +246,14 @@ pub enum Counter {
     /// dropped (the client retransmits; the daemon's health checks keep
     /// backend neighbours resolved).
     DropNoNeighbour = 12,
+    /// ICMP and ICMPv6 other than an error about a flow of a service
+    /// (fragmentation needed, packet too big): the kernel's.
+    PassIcmp = 13,
 }
 
 impl Counter {
     /// Number of slots in [`maps::STATS`].
-    pub const COUNT: u32 = 13;
+    pub const COUNT: u32 = 14;
     /// Every counter, in slot order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::PassNotIp,
@@ -255,6 +269,7 @@ impl Counter {
         Counter::DropNoBackend,
         Counter::DropNoTxPort,
         Counter::DropNoNeighbour,
+        Counter::PassIcmp,
     ];
 
     /// A stable name for logs, metrics and the CLI.
@@ -273,6 +288,7 @@ impl Counter {
             Counter::DropNoBackend => "drop_no_backend",
             Counter::DropNoTxPort => "drop_no_tx_port",
             Counter::DropNoNeighbour => "drop_no_neighbour",
+            Counter::PassIcmp => "pass_icmp",
         }
     }
 }

@@ -5,13 +5,13 @@ use std::ffi::CString;
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf,
-    maps::{Array, DevMapHash, HashMap, PerCpuArray, PerCpuValues},
+    maps::{Array, DevMapHash, HashMap, PerCpuArray, PerCpuValues, ProgramArray},
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
     util::nr_cpus,
 };
 use lb_common::{
-    Backend, Counter, Flow, FlowKey, MAGLEV_TABLE_SIZE, MaglevTable, NO_BACKEND, Reply, Service,
-    ServiceKey, Settings, Traffic, XDP_PROGRAM, maps, role,
+    Backend, Counter, Flow, FlowKey, ICMP_PROGRAM, JUMP_ICMP, MAGLEV_TABLE_SIZE, MaglevTable,
+    NO_BACKEND, Reply, Service, ServiceKey, Settings, Traffic, XDP_PROGRAM, maps, role,
 };
 
 use crate::balancer::Ops;
@@ -60,7 +60,17 @@ impl Dataplane {
         let mut ebpf = Ebpf::load(object()).context("loading the XDP object into the kernel")?;
         program(&mut ebpf)?
             .load()
-            .context("the kernel's verifier rejected the XDP program")?;
+            .with_context(|| format!("the kernel's verifier rejected {XDP_PROGRAM}"))?;
+        let icmp: &mut Xdp = ebpf
+            .program_mut(ICMP_PROGRAM)
+            .with_context(|| format!("program {ICMP_PROGRAM} missing from the object"))?
+            .try_into()?;
+        icmp.load()
+            .with_context(|| format!("the kernel's verifier rejected {ICMP_PROGRAM}"))?;
+        let icmp_fd = icmp.fd()?.try_clone()?;
+        let mut jump: ProgramArray<_> = map_mut(&mut ebpf, maps::JUMP)?;
+        jump.set(JUMP_ICMP, &icmp_fd, 0)
+            .context("putting the ICMP program in the jump table")?;
         Ok(Self {
             ebpf,
             attached: Vec::new(),

@@ -19,6 +19,7 @@
 
 mod csum;
 mod forward;
+mod icmp;
 mod packet;
 mod rewrite;
 
@@ -28,13 +29,13 @@ use aya_ebpf::{
         xdp_action::{XDP_DROP, XDP_PASS},
     },
     macros::{map, xdp},
-    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
 use lb_common::{
-    Backend, Counter, Flow, FlowKey, MAX_BACKENDS, MAX_FLOWS, MAX_SERVICES, MAX_TX_PORTS,
-    MaglevTable, NO_BACKEND, Reply, Service, ServiceKey, Settings, Traffic, backend_flags, hash,
-    mode, role,
+    Backend, Counter, Flow, FlowKey, JUMP_ICMP, JUMP_SLOTS, MAX_BACKENDS, MAX_FLOWS, MAX_SERVICES,
+    MAX_TX_PORTS, MaglevTable, NO_BACKEND, Reply, Service, ServiceKey, Settings, Traffic,
+    backend_flags, hash, mode, role,
 };
 
 use crate::{
@@ -58,6 +59,8 @@ static LB_REPLIES: LruHashMap<FlowKey, Reply> = LruHashMap::with_max_entries(MAX
 static LB_SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[map(name = "LB_TX_PORTS")]
 static LB_TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_TX_PORTS, 0);
+#[map(name = "LB_JUMP")]
+static LB_JUMP: ProgramArray = ProgramArray::with_max_entries(JUMP_SLOTS, 0);
 #[map(name = "LB_STATS")]
 static LB_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
 #[map(name = "LB_SVC_STATS")]
@@ -67,12 +70,31 @@ static LB_BE_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_BAC
 
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
-    let (counter, action) = match packet::parse(&ctx) {
-        Ok(pkt) => handle(&ctx, &pkt),
-        Err(counter) => (counter, XDP_PASS),
-    };
+    match packet::parse(&ctx) {
+        Ok(pkt) => counted(handle(&ctx, &pkt)),
+        Err(Counter::PassIcmp) => {
+            // ICMP errors are handled by `lb_icmp`, a program of its own: the
+            // BPF stack would not hold both paths. Only if the jump fails
+            // (the program is not in the jump table) does this go on.
+            // SAFETY: the jump table holds only XDP programs of this object.
+            unsafe { LB_JUMP.tail_call(&ctx, JUMP_ICMP) };
+            counted((Counter::PassIcmp, XDP_PASS))
+        }
+        Err(counter) => counted((counter, XDP_PASS)),
+    }
+}
+
+/// Counts the outcome; returns the action.
+#[inline(always)]
+fn counted((counter, action): (Counter, u32)) -> u32 {
     count(counter);
     action
+}
+
+/// ICMP and ICMPv6 packets, reached from `lb_xdp` by a tail call.
+#[xdp]
+pub fn lb_icmp(ctx: XdpContext) -> u32 {
+    counted(icmp_error(&ctx))
 }
 
 /// A packet to a service, a NAT reply from a backend, or neither.
@@ -93,6 +115,58 @@ fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
         return nat_reply(ctx, pkt, unsafe { *reply });
     }
     (Counter::PassNotService, XDP_PASS)
+}
+
+/// An ICMP error about a flow of a service goes to the flow's backend;
+/// anything else ICMP goes to the kernel.
+#[inline(always)]
+fn icmp_error(ctx: &XdpContext) -> (Counter, u32) {
+    let mut err = icmp::IcmpError::new();
+    if !icmp::parse(ctx, &mut err) {
+        return (Counter::PassIcmp, XDP_PASS);
+    }
+    let service_key = ServiceKey {
+        addr: err.flow.dst,
+        port: err.flow.dport,
+        proto: err.flow.proto,
+        family: err.flow.family,
+    };
+    let Some(service) = LB_SERVICES.get_ptr(&service_key) else {
+        return (Counter::PassIcmp, XDP_PASS);
+    };
+    // SAFETY: a map value pointer from a successful lookup.
+    let service = unsafe { *service };
+    if is_standby() {
+        return (Counter::PassStandby, XDP_PASS);
+    }
+    let Some(backend) = pinned_backend(&err.flow) else {
+        return (Counter::PassIcmp, XDP_PASS);
+    };
+    if service.mode == mode::DSR {
+        return dsr_forward(ctx, &err.outer, &backend.1);
+    }
+    if err.outer.ttl <= 1 {
+        return (Counter::PassTtl, XDP_PASS);
+    }
+    match fib(ctx, &err.outer, &err.outer.key.src, &backend.1.addr) {
+        Route::Forward {
+            ifindex,
+            smac,
+            dmac,
+        } => {
+            if !icmp::translate(ctx, &err, &backend.1, true) {
+                return (Counter::PassMalformed, XDP_PASS);
+            }
+            transmit(ctx, &LB_TX_PORTS, ifindex, smac, dmac)
+        }
+        Route::NoNeighbour => {
+            if !icmp::translate(ctx, &err, &backend.1, false) {
+                return (Counter::PassMalformed, XDP_PASS);
+            }
+            (Counter::PassNoNeighbour, XDP_PASS)
+        }
+        Route::Miss => (Counter::PassFibMiss, XDP_PASS),
+    }
 }
 
 /// A packet from a client to a service.
@@ -124,18 +198,12 @@ struct Choice {
 /// pinned, and in NAT mode gets its reply translation).
 #[inline(always)]
 fn choose_backend(pkt: &Packet, service: &Service) -> Option<Choice> {
-    if let Some(flow) = LB_FLOWS.get_ptr(&pkt.key) {
-        // SAFETY: a map value pointer from a successful lookup.
-        let flow = unsafe { *flow };
-        if let Some(backend) = live_backend(flow.backend)
-            && backend.generation == flow.generation
-        {
-            return Some(Choice {
-                id: flow.backend,
-                backend,
-                new_flow: false,
-            });
-        }
+    if let Some((id, backend)) = pinned_backend(&pkt.key) {
+        return Some(Choice {
+            id,
+            backend,
+            new_flow: false,
+        });
     }
     let id = maglev_pick(service.id, &pkt.key)
         .filter(|&id| live_backend(id).is_some())
@@ -147,6 +215,17 @@ fn choose_backend(pkt: &Packet, service: &Service) -> Option<Choice> {
         backend,
         new_flow: true,
     })
+}
+
+/// The flow's backend (id and entry), if the flow is pinned and its backend
+/// is still the same one and live.
+#[inline(always)]
+fn pinned_backend(key: &FlowKey) -> Option<(u32, Backend)> {
+    let flow = LB_FLOWS.get_ptr(key)?;
+    // SAFETY: a map value pointer from a successful lookup.
+    let flow = unsafe { *flow };
+    let backend = live_backend(flow.backend)?;
+    (backend.generation == flow.generation).then_some((flow.backend, backend))
 }
 
 /// The backend at `id` if it may take packets.

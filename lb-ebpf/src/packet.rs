@@ -3,18 +3,20 @@
 use core::mem::size_of;
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{AF_INET, AF_INET6, Counter, FlowKey, IPPROTO_TCP, IPPROTO_UDP};
+use lb_common::{
+    AF_INET, AF_INET6, Counter, FlowKey, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+};
 
 pub const ETH_HDR_LEN: usize = 14;
+pub const IPV4_MIN_HDR_LEN: usize = 20;
+pub const IPV6_HDR_LEN: usize = 40;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
-const IPV4_MIN_HDR_LEN: usize = 20;
-const IPV6_HDR_LEN: usize = 40;
 const TCP_MIN_HDR_LEN: usize = 20;
 const UDP_HDR_LEN: usize = 8;
 /// Offset of the checksum in the TCP and UDP headers.
-const TCP_CSUM_OFF: usize = 16;
-const UDP_CSUM_OFF: usize = 6;
+pub const TCP_CSUM_OFF: usize = 16;
+pub const UDP_CSUM_OFF: usize = 6;
 
 /// A parsed TCP or UDP packet: its 5-tuple and where the fields a rewrite
 /// touches are.
@@ -47,16 +49,21 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     Some((start + offset) as *mut T)
 }
 
-/// Reads `N` bytes at `offset`.
+/// Reads `N` bytes at `offset`. At least two: for one byte LLVM turns the
+/// bounds check into `ptr >= data_end`, from which the verifier learns
+/// nothing about the byte at `ptr` (and rejects the program).
 #[inline(always)]
 pub fn read<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
+    const { assert!(N >= 2, "read at least two bytes") };
     // SAFETY: ptr_at checked that the N bytes are inside the packet.
     ptr_at::<[u8; N]>(ctx, offset).map(|p| unsafe { *p })
 }
 
-/// Writes `N` bytes at `offset`; false when they are not inside the packet.
+/// Writes `N` bytes at `offset` (at least two, as for [`read`]); false when
+/// they are not inside the packet.
 #[inline(always)]
 pub fn write<const N: usize>(ctx: &XdpContext, offset: usize, bytes: [u8; N]) -> bool {
+    const { assert!(N >= 2, "write at least two bytes") };
     match ptr_at::<[u8; N]>(ctx, offset) {
         // SAFETY: ptr_at checked that the N bytes are inside the packet.
         Some(p) => unsafe {
@@ -117,6 +124,9 @@ fn parse_ipv6(ctx: &XdpContext) -> Result<Packet, Counter> {
         return Err(Counter::PassMalformed);
     }
     let next_header = hdr[6];
+    if next_header == IPPROTO_ICMPV6 {
+        return Err(Counter::PassIcmp);
+    }
     if next_header != IPPROTO_TCP && next_header != IPPROTO_UDP {
         return Err(Counter::PassIpv6NextHeader);
     }
@@ -152,6 +162,8 @@ fn transport(
     let (hdr_len, csum_off) = match proto {
         IPPROTO_TCP => (TCP_MIN_HDR_LEN, TCP_CSUM_OFF),
         IPPROTO_UDP => (UDP_HDR_LEN, UDP_CSUM_OFF),
+        // Possibly an error about a flow: see icmp.rs.
+        IPPROTO_ICMP if family == AF_INET => return Err(Counter::PassIcmp),
         _ => return Err(Counter::PassNotService),
     };
     if ctx.data() + l4 + hdr_len > ctx.data_end() {

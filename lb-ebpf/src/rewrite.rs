@@ -91,7 +91,8 @@ fn rewrite_ipv6(
     l4: &mut Diff,
     forwarding: bool,
 ) -> bool {
-    const HOP_LIMIT: usize = ETH_HDR_LEN + 7;
+    // Next header and hop limit, read and written together (see packet::read).
+    const NEXT_HEADER: usize = ETH_HDR_LEN + 6;
     let addr_off = match side {
         Side::Source => ETH_HDR_LEN + 8,
         Side::Destination => ETH_HDR_LEN + 24,
@@ -101,10 +102,10 @@ fn rewrite_ipv6(
         return false;
     }
     if forwarding {
-        let Some([hop_limit]) = read::<1>(ctx, HOP_LIMIT) else {
+        let Some([next_header, hop_limit]) = read::<2>(ctx, NEXT_HEADER) else {
             return false;
         };
-        return write(ctx, HOP_LIMIT, [hop_limit.wrapping_sub(1)]);
+        return write(ctx, NEXT_HEADER, [next_header, hop_limit.wrapping_sub(1)]);
     }
     true
 }

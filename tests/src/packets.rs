@@ -230,3 +230,33 @@ pub fn ipv6_with_hop_by_hop(src: SocketAddr, dst: SocketAddr, l4: L4) -> Vec<u8>
     frame.extend_from_slice(l4_bytes);
     frame
 }
+
+/// An ICMP error about `quoted` (an IP packet, without its Ethernet header)
+/// from `router` to `to`: IPv4 "fragmentation needed" (MTU 1400) or ICMPv6
+/// "packet too big" (MTU 1280), as a router on the path sends it.
+pub fn icmp_too_big(
+    macs: ([u8; 6], [u8; 6]),
+    router: IpAddr,
+    to: IpAddr,
+    ttl: u8,
+    quoted: &[u8],
+) -> Vec<u8> {
+    use etherparse::{Icmpv4Type, Icmpv6Type, icmpv4::DestUnreachableHeader};
+    let eth = PacketBuilder::ethernet2(macs.0, macs.1);
+    let mut frame = Vec::new();
+    match (router, to) {
+        (IpAddr::V4(r), IpAddr::V4(t)) => eth
+            .ipv4(r.octets(), t.octets(), ttl)
+            .icmpv4(Icmpv4Type::DestinationUnreachable(
+                DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+            ))
+            .write(&mut frame, quoted),
+        (IpAddr::V6(r), IpAddr::V6(t)) => eth
+            .ipv6(r.octets(), t.octets(), ttl)
+            .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1280 })
+            .write(&mut frame, quoted),
+        _ => panic!("mixed address families: {router} -> {to}"),
+    }
+    .expect("an etherparse-built frame always writes");
+    frame
+}

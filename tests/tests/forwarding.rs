@@ -632,3 +632,98 @@ fn service_and_backend_counters_count_packets_bytes_and_new_flows() {
         Ok(())
     });
 }
+
+/// The IP packet (no Ethernet header) of a frame.
+fn ip_packet(frame: &Frame) -> Vec<u8> {
+    frame.build()[14..].to_vec()
+}
+
+#[test]
+fn icmp_errors_about_a_flow_reach_its_backend() {
+    with_lb(|lb| {
+        for v6 in [false, true] {
+            for mode in [Mode::Nat, Mode::Dsr] {
+                let port = if mode == Mode::Nat { 8080 } else { 80 };
+                let spec = service(v6, Protocol::Tcp, mode, 80, port, 3);
+                lb.configure(std::slice::from_ref(&spec))?;
+                let syn = first(&spec, 40000, SYN);
+                assert_eq!(lb.send(&syn.build(), lb.ext)?.action, Action::Redirect);
+                let backend = lb.pinned(&syn)?.context("flow pinned")?;
+                let mac = fixnet::backend_mac(backend_index(backend));
+                let router: IpAddr = if v6 {
+                    "2001:db8::fe".parse()?
+                } else {
+                    "198.18.0.254".parse()?
+                };
+                // The service's reply, as the client's side of the path saw it.
+                let reply = Frame::new(syn.dst, syn.src, ACK)
+                    .ttl(62)
+                    .payload(&[7; 1200]);
+                let error = packets::icmp_too_big(
+                    (packets::CLIENT_MAC, LB_EXT_MAC),
+                    router,
+                    spec.vip,
+                    64,
+                    &ip_packet(&reply),
+                );
+                let expected = match mode {
+                    // As if the backend had sent the quoted packet itself.
+                    Mode::Nat => packets::icmp_too_big(
+                        (LB_INT_MAC, mac),
+                        router,
+                        backend.ip(),
+                        63,
+                        &ip_packet(&reply.clone().src(backend)),
+                    ),
+                    Mode::Dsr => {
+                        let mut same = error.clone();
+                        same[..6].copy_from_slice(&mac);
+                        same[6..12].copy_from_slice(&LB_INT_MAC);
+                        same
+                    }
+                };
+                let outcome = lb.send(&error, lb.ext)?;
+                if let Some(why) = fixture::mismatch(
+                    &error,
+                    &Expect::Rewritten(Action::Redirect, expected),
+                    &outcome,
+                ) {
+                    bail!("{mode:?} v6={v6}: {why}");
+                }
+            }
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn other_icmp_goes_to_the_kernel_unchanged() {
+    with_lb(|lb| {
+        let spec = service(false, Protocol::Tcp, Mode::Nat, 80, 8080, 3);
+        lb.configure(std::slice::from_ref(&spec))?;
+        let vip: std::net::Ipv4Addr = VIP4.parse()?;
+        // An error about a flow the table does not hold.
+        let stranger = Frame::new(SocketAddr::new(spec.vip, 80), client(false, 49999), ACK);
+        let cases = vec![
+            Case::new(
+                "echo request to the VIP",
+                packets::icmpv4_echo(rig::CLIENT_V4, vip),
+                Expect::Unchanged(Action::Pass),
+            ),
+            Case::new(
+                "too big about an unknown flow",
+                packets::icmp_too_big(
+                    (packets::CLIENT_MAC, LB_EXT_MAC),
+                    "198.18.0.254".parse()?,
+                    spec.vip,
+                    64,
+                    &ip_packet(&stranger),
+                ),
+                Expect::Unchanged(Action::Pass),
+            ),
+        ];
+        fixture::check_on(dataplane::program(lb.dp.ebpf_mut())?, Some(lb.ext), &cases)?;
+        assert_eq!(lb.dp.counter(Counter::PassIcmp)?, 2);
+        Ok(())
+    });
+}
