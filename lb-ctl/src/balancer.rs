@@ -25,7 +25,10 @@ use crate::maglev::{self, MaglevBackend};
 /// The heaviest weight a backend may have.
 pub const MAX_WEIGHT: u32 = 10_000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
     Udp,
@@ -50,8 +53,10 @@ impl fmt::Display for Protocol {
 }
 
 /// How a service's packets reach its backends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
+    #[default]
     /// Two-arm NAT: backends route their replies through the LB.
     Nat,
     /// Direct server return: backends hold the VIP and answer directly.
@@ -59,9 +64,11 @@ pub enum Mode {
 }
 
 /// What a backend may receive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BackendState {
     /// New and existing flows.
+    #[default]
     Enabled,
     /// Its existing flows only; no new ones.
     Drained,
@@ -90,7 +97,9 @@ pub struct ServiceSpec {
 }
 
 /// A service's identity, for messages: `tcp 198.18.0.100:80`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ServiceName {
     pub protocol: Protocol,
     pub vip: SocketAddr,
@@ -227,11 +236,38 @@ pub struct Balancer {
     /// Per backend id, the generation it was last given out with.
     generations: BTreeMap<u32, u32>,
     tables: Tables,
+    /// The tables were read from maps a previous daemon left (see
+    /// [`Balancer::adopt`]).
+    adopted: bool,
 }
 
 impl Balancer {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A balancer that continues from maps a previous daemon left: `tables`
+    /// is what they hold. Service ids stay; the first plan gives a backend
+    /// the id it had when its address is still there, without a new
+    /// generation, so that pinned flows keep going (and their counters
+    /// keep counting); whatever the maps hold that the plan does not is
+    /// removed or retired by its operations.
+    pub fn adopt(tables: Tables) -> Self {
+        Balancer {
+            service_ids: tables
+                .services
+                .iter()
+                .map(|(key, service)| (*key, service.id))
+                .collect(),
+            backend_ids: BTreeMap::new(),
+            generations: tables
+                .backends
+                .iter()
+                .map(|(&id, b)| (id, b.generation))
+                .collect(),
+            tables,
+            adopted: true,
+        }
     }
 
     /// What the maps hold after the last committed plan.
@@ -297,8 +333,16 @@ impl Balancer {
         for identity in identities {
             if !self.backend_ids.contains_key(&identity) {
                 let id = free.next_id();
-                // A fresh generation whenever an id changes hands.
-                *self.generations.entry(id).or_insert(0) += 1;
+                // A fresh generation whenever an id changes hands (but not
+                // when adopting an entry that already is this backend).
+                let same = prev.adopted
+                    && prev.tables.backends.get(&id).is_some_and(|b| {
+                        b.addr == addr_bytes(identity.addr.ip())
+                            && b.port == identity.addr.port().to_be_bytes()
+                    });
+                if !same {
+                    *self.generations.entry(id).or_insert(0) += 1;
+                }
                 self.backend_ids.insert(identity, id);
             }
         }
@@ -753,6 +797,42 @@ mod tests {
         assert_eq!(ops.del_tables, vec![0]);
         assert_eq!(ops.retire_backends.len(), 3);
         assert_eq!(after.tables(), &Tables::default());
+    }
+
+    #[test]
+    fn adopting_the_maps_of_a_previous_daemon_changes_nothing_that_is_still_there() {
+        let (before, _) = Balancer::new().plan(&[three()]).unwrap();
+        let mut mixed = before.tables().clone();
+        // A stale service the previous daemon had, with a backend.
+        mixed.services.insert(
+            service("198.18.0.101", 80, vec![]).key(),
+            Service {
+                id: 1,
+                mode: mode::NAT,
+                sorry: NO_BACKEND,
+            },
+        );
+        mixed.backends.insert(
+            7,
+            Backend {
+                addr: addr_bytes("198.18.1.77".parse().unwrap()),
+                port: [0, 80],
+                family: AF_INET,
+                flags: backend_flags::LIVE,
+                generation: 4,
+            },
+        );
+        let (after, ops) = Balancer::adopt(mixed).plan(&[three()]).unwrap();
+        assert_eq!(after.tables(), before.tables());
+        assert!(ops.put_backends.is_empty(), "{ops:?}");
+        assert!(ops.fresh_backend_ids.is_empty(), "{ops:?}");
+        assert!(
+            ops.put_tables.is_empty() && ops.put_services.is_empty(),
+            "{ops:?}"
+        );
+        assert_eq!(ops.del_services.len(), 1);
+        assert_eq!(ops.retire_backends.len(), 1);
+        assert_eq!(ops.retire_backends[0].0, 7);
     }
 
     #[test]

@@ -1,12 +1,20 @@
 //! The edge to the kernel's data plane: the embedded XDP object, loading it,
 //! attaching it to interfaces, and reading and writing its maps.
-use std::ffi::CString;
+use std::{
+    ffi::CString,
+    fs,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, Result, bail};
 use aya::{
-    Ebpf,
-    maps::{Array, DevMapHash, HashMap, PerCpuArray, PerCpuValues, ProgramArray},
-    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+    Ebpf, EbpfLoader,
+    maps::{Array, DevMapHash, HashMap, MapInfo, PerCpuArray, PerCpuValues, ProgramArray},
+    programs::{
+        Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
     util::nr_cpus,
 };
 use lb_common::{
@@ -14,7 +22,54 @@ use lb_common::{
     NO_BACKEND, Reply, Service, ServiceKey, Settings, Traffic, XDP_PROGRAM, maps, role,
 };
 
-use crate::balancer::Ops;
+use crate::balancer::{Ops, Tables};
+
+/// Every map of the object with the (key size, value size, max entries) this
+/// build expects: pinned maps that differ were made by an incompatible
+/// version.
+fn expected_maps() -> [(&'static str, usize, usize, u32); 11] {
+    use core::mem::size_of;
+    use lb_common::*;
+    [
+        (
+            maps::SERVICES,
+            size_of::<ServiceKey>(),
+            size_of::<Service>(),
+            MAX_SERVICES,
+        ),
+        (maps::BACKENDS, 4, size_of::<Backend>(), MAX_BACKENDS),
+        (maps::MAGLEV, 4, size_of::<MaglevTable>(), MAX_SERVICES),
+        (
+            maps::FLOWS,
+            size_of::<FlowKey>(),
+            size_of::<Flow>(),
+            MAX_FLOWS,
+        ),
+        (
+            maps::REPLIES,
+            size_of::<FlowKey>(),
+            size_of::<Reply>(),
+            MAX_FLOWS,
+        ),
+        (maps::SETTINGS, 4, size_of::<Settings>(), 1),
+        (maps::TX_PORTS, 4, 8, MAX_TX_PORTS),
+        (maps::JUMP, 4, 4, JUMP_SLOTS),
+        (maps::STATS, 4, 8, Counter::COUNT),
+        (maps::SERVICE_STATS, 4, size_of::<Traffic>(), MAX_SERVICES),
+        (maps::BACKEND_STATS, 4, size_of::<Traffic>(), MAX_BACKENDS),
+    ]
+}
+
+/// What [`Dataplane::open`] found in the pin directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PinState {
+    /// Nothing pinned: new maps.
+    Fresh,
+    /// Maps of a compatible previous daemon: adopted with their contents.
+    Adopted,
+    /// Pinned maps of an incompatible version: removed, new maps made.
+    Replaced { reason: String },
+}
 
 /// The compiled `lb-ebpf` object, built by this crate's build.rs.
 pub fn object() -> &'static [u8] {
@@ -50,14 +105,22 @@ pub enum Role {
 /// it was attached to through this value.
 pub struct Dataplane {
     ebpf: Ebpf,
-    attached: Vec<(String, XdpLinkId)>,
+    /// Interfaces attached through this value (with the link, unless it is
+    /// pinned and outlives us).
+    attached: Vec<(String, Option<XdpLinkId>)>,
 }
 
 impl Dataplane {
-    /// Loads the embedded object into the kernel (verifier included).
+    /// Loads the embedded object into the kernel (verifier included), with
+    /// maps of its own (nothing pinned).
     pub fn load() -> Result<Self> {
         raise_memlock_limit();
-        let mut ebpf = Ebpf::load(object()).context("loading the XDP object into the kernel")?;
+        let ebpf = Ebpf::load(object()).context("loading the XDP object into the kernel")?;
+        Self::finish_load(ebpf)
+    }
+
+    /// Loads the programs and fills the jump table.
+    fn finish_load(mut ebpf: Ebpf) -> Result<Self> {
         program(&mut ebpf)?
             .load()
             .with_context(|| format!("the kernel's verifier rejected {XDP_PROGRAM}"))?;
@@ -77,6 +140,117 @@ impl Dataplane {
         })
     }
 
+    /// Loads the object with its maps pinned in `dir` (a bpffs directory):
+    /// maps a compatible previous daemon left there are adopted with their
+    /// contents; incompatible ones are removed first.
+    pub fn open(dir: &Path) -> Result<(Self, PinState)> {
+        raise_memlock_limit();
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut state = PinState::Fresh;
+        if let Some(reason) = incompatible_pins(dir) {
+            tracing::warn!(dir = %dir.display(), %reason, "pinned maps are of an incompatible version: replacing them");
+            unpin_all(dir)?;
+            state = PinState::Replaced { reason };
+        } else if expected_maps()
+            .iter()
+            .any(|(name, ..)| dir.join(name).exists())
+        {
+            state = PinState::Adopted;
+        }
+        let paths: Vec<(&str, PathBuf)> = expected_maps()
+            .iter()
+            .map(|(name, ..)| (*name, dir.join(name)))
+            .collect();
+        let mut loader = EbpfLoader::new();
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let ebpf = loader
+            .load(object())
+            .context("loading the XDP object into the kernel")?;
+        Ok((Self::finish_load(ebpf)?, state))
+    }
+
+    /// Attaches the program to `iface` (in the calling thread's network
+    /// namespace) through a link pinned in `dir`, so that it stays attached
+    /// when the daemon stops. If a previous daemon's link is pinned there,
+    /// its program is replaced by ours in one step (no packet goes
+    /// unprocessed). Returns true when a link was adopted.
+    pub fn attach_pinned(&mut self, iface: &str, mode: AttachMode, dir: &Path) -> Result<bool> {
+        let ifindex = ifindex(iface)?;
+        self.add_tx_port(ifindex)?;
+        let path = dir.join(format!("link_{iface}"));
+        if path.exists() {
+            match self.adopt_link(&path) {
+                Ok(()) => {
+                    tracing::info!(
+                        iface,
+                        ifindex,
+                        "adopted the pinned XDP link: program replaced in place"
+                    );
+                    self.attached.push((iface.to_owned(), None));
+                    return Ok(true);
+                }
+                Err(err) => {
+                    tracing::warn!(iface, error = %format!("{err:#}"), "the pinned XDP link cannot be adopted: attaching anew");
+                    fs::remove_file(&path)
+                        .with_context(|| format!("removing {}", path.display()))?;
+                }
+            }
+        }
+        let program = program(&mut self.ebpf)?;
+        let id = program
+            .attach(iface, mode.xdp_mode())
+            .with_context(|| format!("attaching XDP ({mode:?}) to interface {iface}"))?;
+        let link: FdLink = program
+            .take_link(id)?
+            .try_into()
+            .context("the kernel gave no bpf_link for XDP (kernel older than 5.9?)")?;
+        link.pin(&path)
+            .with_context(|| format!("pinning the XDP link at {}", path.display()))?;
+        tracing::info!(iface, ifindex, ?mode, pin = %path.display(), "XDP program attached");
+        self.attached.push((iface.to_owned(), None));
+        Ok(false)
+    }
+
+    fn adopt_link(&mut self, path: &Path) -> Result<()> {
+        let pinned = PinnedLink::from_pin(path)
+            .with_context(|| format!("opening the pinned link {}", path.display()))?;
+        let link = XdpLink::try_from(FdLink::from(pinned)).context("the pinned link is not XDP")?;
+        let program = program(&mut self.ebpf)?;
+        let id = program
+            .attach_to_link(link)
+            .context("replacing the program of the pinned link")?;
+        // The link stays pinned; our handle is only closed, never detached.
+        let link: FdLink = program.take_link(id)?.try_into()?;
+        drop(link);
+        Ok(())
+    }
+
+    /// What the maps hold: services, backends (entries ever written) and
+    /// Maglev tables. For a daemon adopting a previous one's maps.
+    pub fn read_tables(&self) -> Result<Tables> {
+        let mut tables = Tables::default();
+        let services: HashMap<_, ServiceKey, Service> = map_ref(&self.ebpf, maps::SERVICES)?;
+        for entry in services.iter() {
+            let (key, service) = entry.context("reading the services map")?;
+            tables.services.insert(key, service);
+        }
+        let backends: Array<_, Backend> = map_ref(&self.ebpf, maps::BACKENDS)?;
+        for (id, entry) in backends.iter().enumerate() {
+            let backend = entry.context("reading the backends map")?;
+            if backend.family != 0 {
+                tables.backends.insert(id as u32, backend);
+            }
+        }
+        let maglev: HashMap<_, u32, MaglevTable> = map_ref(&self.ebpf, maps::MAGLEV)?;
+        for entry in maglev.iter() {
+            let (id, table) = entry.context("reading the Maglev tables")?;
+            tables.maglev.insert(id, table.backends.to_vec());
+        }
+        Ok(tables)
+    }
+
     /// Attaches the program to `iface` in the calling thread's network
     /// namespace, and lets the program redirect packets to it.
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<()> {
@@ -86,7 +260,7 @@ impl Dataplane {
             .attach(iface, mode.xdp_mode())
             .with_context(|| format!("attaching XDP ({mode:?}) to interface {iface}"))?;
         tracing::info!(iface, ifindex, ?mode, "XDP program attached");
-        self.attached.push((iface.to_owned(), link));
+        self.attached.push((iface.to_owned(), Some(link)));
         Ok(())
     }
 
@@ -251,6 +425,63 @@ impl Dataplane {
     pub fn ebpf(&self) -> &Ebpf {
         &self.ebpf
     }
+}
+
+/// Why the maps pinned in `dir` cannot be adopted, if they cannot.
+fn incompatible_pins(dir: &Path) -> Option<String> {
+    for (name, key, value, max) in expected_maps() {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let info = match MapInfo::from_pin(&path) {
+            Ok(info) => info,
+            Err(err) => return Some(format!("{}: {err}", path.display())),
+        };
+        let found = (
+            info.key_size() as usize,
+            info.value_size() as usize,
+            info.max_entries(),
+        );
+        if found != (key, value, max) {
+            return Some(format!(
+                "map {name} has key/value/entries {found:?}, this version needs {:?}",
+                (key, value, max)
+            ));
+        }
+    }
+    None
+}
+
+/// Removes every pin in `dir` (maps and links): the kernel frees them once
+/// nothing else holds them, and an unpinned link detaches its program.
+pub fn unpin_all(dir: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let path = entry?.path();
+        fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Removes the pinned links of `dir` (detaching the program from those
+/// interfaces once the daemon's handles close), keeping the maps.
+pub fn unpin_links(dir: &Path) -> Result<Vec<String>> {
+    let mut detached = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(detached);
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if let Some(iface) = name.as_deref().and_then(|n| n.strip_prefix("link_")) {
+            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            detached.push(iface.to_owned());
+        }
+    }
+    Ok(detached)
 }
 
 /// The XDP program of the object.

@@ -1,7 +1,17 @@
 //! lb-ctl: the node daemon and the operator's command-line tool.
 //!
 //! The library holds everything the binary does so that tests and tools can
-//! drive the same code.
+//! drive the same code: a pure core that decides (`balancer`, `maglev`,
+//! `config`, the health `Tracker`) and thin edges that do I/O (`dataplane`,
+//! `server`, `client`, `alerts`, the health probes).
+pub mod alerts;
+pub mod api;
 pub mod balancer;
+pub mod client;
+pub mod config;
+pub mod daemon;
 pub mod dataplane;
+pub mod health;
+pub mod human;
 pub mod maglev;
+pub mod server;

@@ -48,6 +48,18 @@ impl Netns {
         cmd
     }
 
+    /// A command that runs inside the namespace's network only
+    /// (`nsenter --net`): unlike `ip netns exec` it keeps this process's
+    /// mounts, so what it pins on /sys/fs/bpf outlives it (a daemon that
+    /// must hand its pinned program to the next one).
+    pub fn net_command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.name))
+            .arg("--")
+            .arg(program);
+        cmd
+    }
+
     /// Runs `program args...` inside the namespace and waits for it; fails
     /// unless it exits 0.
     pub fn exec<I, S>(&self, program: &str, args: I) -> Result<Output>

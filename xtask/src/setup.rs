@@ -19,6 +19,7 @@ const PACKAGES: &[&str] = &[
     "ethtool",
     "procps",
     "iputils-ping",
+    "util-linux",
     "tcpdump",
     "nftables",
     "nginx-light",

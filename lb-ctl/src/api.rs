@@ -1,0 +1,238 @@
+//! The local API: JSON over a Unix socket that only root can open. One set of
+//! request and response types for the daemon, the CLI and the console.
+//!
+//! | method | path | body | answer |
+//! |---|---|---|---|
+//! | GET | `/v1/status` | | [`Status`] |
+//! | GET | `/v1/services` | | `[ServiceView]` |
+//! | GET | `/v1/stats` | | [`Stats`] |
+//! | GET | `/v1/alerts?limit=N` | | `[Alert]` (oldest first) |
+//! | GET | `/v1/config` | | the configuration (export) |
+//! | PUT | `/v1/config` | a configuration (import) | [`Applied`] |
+//! | POST | `/v1/changes` | [`Change`] | [`Applied`] |
+//!
+//! Errors answer with a status (400 invalid, 404 no such service or backend,
+//! 409 already exists, 500 the node failed) and an [`ApiError`] body.
+use std::{collections::BTreeMap, fmt, net::SocketAddr, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    balancer::{BackendState, Mode, Protocol, ServiceName},
+    config::{BackendConfig, ServiceConfig},
+    health::Health,
+};
+
+/// A service as the CLI names it: `tcp/198.18.0.100:80`,
+/// `udp/[2001:db8::100]:53`.
+pub type ServiceRef = ServiceName;
+
+impl FromStr for ServiceName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (protocol, vip) = s.split_once('/').ok_or_else(|| {
+            format!("{s:?}: write a service as PROTOCOL/VIP:PORT, e.g. tcp/198.18.0.100:80")
+        })?;
+        let protocol = match protocol {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            other => return Err(format!("{s:?}: unknown protocol {other:?} (tcp or udp)")),
+        };
+        let vip = vip
+            .parse()
+            .map_err(|_| format!("{s:?}: {vip:?} is not an address:port (IPv6 in brackets)"))?;
+        Ok(ServiceName { protocol, vip })
+    }
+}
+
+impl ServiceName {
+    /// The form the CLI takes: `tcp/198.18.0.100:80`.
+    pub fn reference(&self) -> String {
+        format!("{}/{}", self.protocol, self.vip)
+    }
+}
+
+/// A change to the LB configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Change {
+    AddService {
+        service: ServiceConfig,
+    },
+    /// Replaces a service's settings (mode, sorry server, name, health);
+    /// its backends stay as they are unless `service.backends` is not empty.
+    SetService {
+        service: ServiceConfig,
+    },
+    DelService {
+        service: ServiceRef,
+    },
+    AddBackend {
+        service: ServiceRef,
+        backend: BackendConfig,
+    },
+    DelBackend {
+        service: ServiceRef,
+        address: SocketAddr,
+    },
+    /// Changes a backend's weight and/or state.
+    SetBackend {
+        service: ServiceRef,
+        address: SocketAddr,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        weight: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<BackendState>,
+    },
+}
+
+/// A change was applied and persisted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub generation: u64,
+}
+
+/// An error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}
+
+/// The node at a glance (`lb-ctl status`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub node: String,
+    pub version: String,
+    pub role: String,
+    pub generation: u64,
+    pub uptime_seconds: u64,
+    pub interfaces: Vec<String>,
+    pub xdp_mode: String,
+    /// True when this daemon adopted a program left attached by a previous
+    /// one (restart without interruption).
+    pub adopted: bool,
+    pub services: usize,
+    pub backends: usize,
+    pub backends_down: usize,
+    pub config_file: String,
+}
+
+/// Packets, bytes and new flows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+}
+
+impl From<lb_common::Traffic> for Traffic {
+    fn from(t: lb_common::Traffic) -> Self {
+        Traffic {
+            packets: t.packets,
+            bytes: t.bytes,
+            new_flows: t.new_flows,
+        }
+    }
+}
+
+/// A service with its backends, their health and traffic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub service: ServiceRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub mode: Mode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry: Option<SocketAddr>,
+    /// New flows go to the sorry server (or are dropped): no backend can
+    /// take them.
+    pub no_usable_backend: bool,
+    pub traffic: Traffic,
+    pub backends: Vec<BackendView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackendView {
+    pub address: SocketAddr,
+    pub weight: u32,
+    pub state: BackendState,
+    pub health: Health,
+    pub traffic: Traffic,
+}
+
+/// Counters (`lb-ctl stats`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Global packet counters by name (`forwarded`, `pass_not_service`...).
+    pub counters: BTreeMap<String, u64>,
+    pub services: Vec<ServiceView>,
+}
+
+/// One line of the alert log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub level: AlertLevel,
+    /// A stable name: `backend_down`, `backend_up`, `config_applied`,
+    /// `config_rejected`, `no_usable_backend`, `daemon_started`...
+    pub event: String,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertLevel {
+    Info,
+    Warning,
+    Error,
+}
+
+impl fmt::Display for AlertLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AlertLevel::Info => "info",
+            AlertLevel::Warning => "warning",
+            AlertLevel::Error => "error",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_refs_parse_and_print() {
+        for text in ["tcp/198.18.0.100:80", "udp/[2001:db8::100]:53"] {
+            let r: ServiceRef = text.parse().unwrap();
+            assert_eq!(r.reference(), text);
+        }
+        for (bad, why) in [
+            ("198.18.0.100:80", "write a service as PROTOCOL/VIP:PORT"),
+            ("sctp/198.18.0.100:80", "unknown protocol \"sctp\""),
+            ("tcp/198.18.0.100", "is not an address:port"),
+        ] {
+            let err = bad.parse::<ServiceRef>().unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn changes_have_a_stable_json_form() {
+        let change = Change::SetBackend {
+            service: "tcp/198.18.0.100:80".parse().unwrap(),
+            address: "198.18.1.11:80".parse().unwrap(),
+            weight: None,
+            state: Some(BackendState::Drained),
+        };
+        let json = serde_json::to_string(&change).unwrap();
+        assert_eq!(
+            json,
+            r#"{"op":"set_backend","service":{"protocol":"tcp","vip":"198.18.0.100:80"},"address":"198.18.1.11:80","state":"drained"}"#
+        );
+        assert_eq!(serde_json::from_str::<Change>(&json).unwrap(), change);
+        assert!(serde_json::from_str::<Change>(r#"{"op":"explode"}"#).is_err());
+    }
+}

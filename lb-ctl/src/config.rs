@@ -1,0 +1,569 @@
+//! The node configuration: a TOML file, read and validated as a whole, and
+//! written back atomically (temporary file, fsync, rename; the previous file
+//! kept as `FILE.bak`) with a generation number on every change.
+//!
+//! Errors say where: file, line and column, for syntax errors and for
+//! semantic ones (a backend of the wrong address family, a DSR backend on
+//! another port...), which are located through the document's spans.
+use std::{
+    fmt,
+    fs::{self, File},
+    io::Write as _,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    balancer::{
+        BackendSpec, BackendState, Balancer, Mode, Protocol, ServiceName, ServiceSpec, SpecError,
+    },
+    health::HealthSpec,
+};
+
+/// The whole file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Bumped by every change the daemon applies and persists.
+    #[serde(default)]
+    pub generation: u64,
+    pub node: Node,
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
+}
+
+/// This node: per-node settings, never replicated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub name: String,
+    /// Interfaces the XDP program is attached to (client and backend sides).
+    pub interfaces: Vec<String>,
+    #[serde(default)]
+    pub xdp_mode: XdpMode,
+    /// The local API's Unix socket (root only).
+    #[serde(default = "default_api_socket")]
+    pub api_socket: PathBuf,
+    /// Where the program's link and maps are pinned (on a bpffs).
+    #[serde(default = "default_bpffs_dir")]
+    pub bpffs_dir: PathBuf,
+    /// The alert log (JSON lines, rotated).
+    #[serde(default = "default_alert_log")]
+    pub alert_log: PathBuf,
+    /// Prometheus metrics listen address; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<SocketAddr>,
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Detach the program when the daemon stops. Default false: forwarding
+    /// goes on with the pinned program and maps until the next daemon
+    /// adopts them.
+    #[serde(default)]
+    pub detach_on_stop: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// In the driver: the fast path.
+    #[default]
+    Native,
+    /// In the kernel's generic path, for drivers without XDP (slow).
+    Generic,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+pub fn default_api_socket() -> PathBuf {
+    PathBuf::from("/run/lb/lb.sock")
+}
+
+pub fn default_bpffs_dir() -> PathBuf {
+    PathBuf::from("/sys/fs/bpf/lb")
+}
+
+pub fn default_alert_log() -> PathBuf {
+    PathBuf::from("/var/log/lb/alerts.jsonl")
+}
+
+/// A service (distribution group).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// A label for people; optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub vip: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    #[serde(default)]
+    pub mode: Mode,
+    /// Where new flows go when no backend can take them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry: Option<SocketAddr>,
+    /// The health check of every backend (a backend may override it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSpec>,
+    #[serde(default)]
+    pub backends: Vec<BackendConfig>,
+}
+
+/// A backend (distribution node).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    pub address: SocketAddr,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default)]
+    pub state: BackendState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSpec>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+impl ServiceConfig {
+    pub fn name(&self) -> ServiceName {
+        ServiceName {
+            protocol: self.protocol,
+            vip: SocketAddr::new(self.vip, self.port),
+        }
+    }
+
+    /// The health check of a backend: its own, else the service's.
+    pub fn health_of<'a>(&'a self, backend: &'a BackendConfig) -> Option<&'a HealthSpec> {
+        backend.health.as_ref().or(self.health.as_ref())
+    }
+}
+
+/// Where a problem is in the document: `services[2].backends[0]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Location {
+    pub service: Option<usize>,
+    pub backend: Option<usize>,
+    pub field: Option<&'static str>,
+}
+
+/// A configuration that cannot be used. `line` and `column` are 1-based;
+/// both 0 when the problem has no place in a file (an API request).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: Option<PathBuf>,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), 0) => write!(f, "{}: {}", file.display(), self.message),
+            (Some(file), line) => write!(
+                f,
+                "{}:{}:{}: {}",
+                file.display(),
+                line,
+                self.column,
+                self.message
+            ),
+            (None, 0) => f.write_str(&self.message),
+            (None, line) => write!(f, "line {line}, column {}: {}", self.column, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|err| ConfigError {
+            file: Some(path.to_owned()),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the configuration: {err}"),
+        })?;
+        Config::parse(&text).map_err(|mut err| {
+            err.file = Some(path.to_owned());
+            err
+        })
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|err| {
+            let (line, column) = err
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or((0, 0));
+            ConfigError {
+                file: None,
+                line,
+                column,
+                message: err.message().trim().to_owned(),
+            }
+        })?;
+        config.validate().map_err(|(location, message)| {
+            let (line, column) = locate(text, &location).unwrap_or((0, 0));
+            ConfigError {
+                file: None,
+                line,
+                column,
+                message,
+            }
+        })?;
+        Ok(config)
+    }
+
+    /// Checks everything the types do not: node settings, health timings,
+    /// and what the balancer would refuse. On error, says where.
+    pub fn validate(&self) -> Result<(), (Location, String)> {
+        let node = |field| Location {
+            field: Some(field),
+            ..Location::default()
+        };
+        if self.node.name.trim().is_empty() {
+            return Err((node("name"), "node.name must not be empty".into()));
+        }
+        if self.node.interfaces.is_empty() {
+            return Err((
+                node("interfaces"),
+                "node.interfaces must name at least one interface".into(),
+            ));
+        }
+        for iface in &self.node.interfaces {
+            if iface.is_empty() || iface.len() > 15 || iface.contains(['/', ' ', '\0']) {
+                return Err((
+                    node("interfaces"),
+                    format!("node.interfaces: {iface:?} is not a valid interface name"),
+                ));
+            }
+        }
+        for (i, service) in self.services.iter().enumerate() {
+            let at = Location {
+                service: Some(i),
+                ..Location::default()
+            };
+            if let Some(health) = &service.health {
+                health.validate().map_err(|e| {
+                    (
+                        at.clone(),
+                        format!("service {}: health: {e}", service.name()),
+                    )
+                })?;
+            }
+            for (j, backend) in service.backends.iter().enumerate() {
+                if let Some(health) = &backend.health {
+                    health.validate().map_err(|e| {
+                        (
+                            Location {
+                                service: Some(i),
+                                backend: Some(j),
+                                field: None,
+                            },
+                            format!(
+                                "service {}: backend {}: health: {e}",
+                                service.name(),
+                                backend.address
+                            ),
+                        )
+                    })?;
+                }
+            }
+        }
+        Balancer::new()
+            .plan(&self.specs())
+            .map(|_| ())
+            .map_err(|err| (self.locate_spec_error(&err), err.to_string()))
+    }
+
+    /// What the balancer is given: every backend with its configured state.
+    /// (The daemon overlays health: a backend that is down is disabled.)
+    pub fn specs(&self) -> Vec<ServiceSpec> {
+        self.services.iter().map(ServiceConfig::spec).collect()
+    }
+
+    fn locate_spec_error(&self, err: &SpecError) -> Location {
+        let (service, backend) = match err {
+            SpecError::DuplicateService(s) => (Some(*s), None),
+            SpecError::DuplicateBackend { service, backend }
+            | SpecError::WeightTooLarge {
+                service, backend, ..
+            } => (Some(*service), Some(*backend)),
+            SpecError::FamilyMismatch { service, addr, .. }
+            | SpecError::DsrPortChange { service, addr, .. }
+            | SpecError::BadAddress { service, addr, .. } => (Some(*service), Some(*addr)),
+            SpecError::Maglev { service, .. } => (Some(*service), None),
+            SpecError::TooManyServices { .. } | SpecError::TooManyBackends { .. } => (None, None),
+        };
+        let Some(service) = service else {
+            return Location::default();
+        };
+        // The last service of that name (a duplicate is the second one).
+        let Some(i) = self.services.iter().rposition(|s| s.name() == service) else {
+            return Location::default();
+        };
+        let j = backend.and_then(|addr| {
+            self.services[i]
+                .backends
+                .iter()
+                .rposition(|b| b.address == addr)
+        });
+        Location {
+            service: Some(i),
+            backend: j,
+            field: None,
+        }
+    }
+
+    /// Writes the configuration atomically: a temporary file beside it,
+    /// fsync, the previous file kept as `FILE.bak`, rename, fsync of the
+    /// directory. A crash at any point leaves a file that loads (the old one
+    /// or the new one).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let text = self.to_toml();
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .ok_or_else(|| std::io::Error::other(format!("{} is not a file path", path.display())))?
+            .to_string_lossy()
+            .into_owned();
+        let tmp = dir.join(format!(".{name}.tmp"));
+        {
+            let mut file = File::create(&tmp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+        }
+        if path.exists() {
+            // A hard link keeps the previous version whole while the new one
+            // takes its name.
+            let backup = dir.join(format!("{name}.bak"));
+            let _ = fs::remove_file(&backup);
+            fs::hard_link(path, &backup)?;
+        }
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    }
+
+    /// The TOML text, with a header saying who writes it.
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string_pretty(self).expect("a configuration always serializes");
+        format!(
+            "# lb node configuration. lb-ctl rewrites this file on every change\n\
+             # (generation {}); the previous version is kept as .bak.\n\n{body}",
+            self.generation
+        )
+    }
+}
+
+impl ServiceConfig {
+    pub fn spec(&self) -> ServiceSpec {
+        ServiceSpec {
+            vip: self.vip,
+            port: self.port,
+            protocol: self.protocol,
+            mode: self.mode,
+            backends: self
+                .backends
+                .iter()
+                .map(|b| BackendSpec {
+                    addr: b.address,
+                    weight: b.weight,
+                    state: b.state,
+                })
+                .collect(),
+            sorry: self.sorry,
+        }
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Where a location's table (or field) starts in the document.
+fn locate(text: &str, location: &Location) -> Option<(usize, usize)> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let span = match (location.service, location.backend) {
+        (Some(i), backend) => {
+            let services = doc.get("services")?.as_array_of_tables()?;
+            let service = services.get(i)?;
+            match backend {
+                Some(j) => {
+                    let backends = service.get("backends")?.as_array_of_tables()?;
+                    backends.get(j)?.span()?
+                }
+                None => service.span()?,
+            }
+        }
+        (None, _) => {
+            let node = doc.get("node")?.as_table()?;
+            match location.field.and_then(|f| node.key(f)) {
+                Some(key) => key.span()?,
+                None => node.span()?,
+            }
+        }
+    };
+    Some(line_column(text, span.start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[node]
+name = "lb1"
+interfaces = ["ext0", "int0"]
+
+[[services]]
+vip = "198.18.0.100"
+port = 80
+protocol = "tcp"
+
+[[services.backends]]
+address = "198.18.1.11:80"
+
+[[services.backends]]
+address = "198.18.1.12:80"
+weight = 2
+state = "drained"
+
+[[services]]
+vip = "2001:db8::100"
+port = 80
+protocol = "tcp"
+mode = "dsr"
+
+[[services.backends]]
+address = "[2001:db8:1::11]:80"
+"#;
+
+    #[test]
+    fn a_good_file_loads_with_defaults() {
+        let config = Config::parse(GOOD).unwrap();
+        assert_eq!(config.generation, 0);
+        assert_eq!(config.node.api_socket, default_api_socket());
+        assert_eq!(config.node.xdp_mode, XdpMode::Native);
+        assert_eq!(config.services[0].mode, Mode::Nat);
+        assert_eq!(config.services[0].backends[0].weight, 1);
+        assert_eq!(config.services[0].backends[1].state, BackendState::Drained);
+        assert_eq!(config.services[1].mode, Mode::Dsr);
+    }
+
+    #[test]
+    fn written_text_reads_back_the_same() {
+        let mut config = Config::parse(GOOD).unwrap();
+        config.generation = 7;
+        let text = config.to_toml();
+        assert!(text.contains("generation 7"));
+        assert_eq!(Config::parse(&text).unwrap(), config);
+    }
+
+    /// Each bad file with its exact error: line, column and message.
+    #[test]
+    fn bad_files_say_where_and_what() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[node]\nname = \"lb1\"\ninterfaces = [\"ext0\"]\ncolour = 3\n",
+                "line 4, column 1: unknown field `colour`, expected one of `name`, `interfaces`, `xdp_mode`, `api_socket`, `bpffs_dir`, `alert_log`, `metrics`, `log_format`, `detach_on_stop`",
+            ),
+            (
+                "[node]\nname = \"lb1\"\ninterfaces = [\"ext0\"]\n\n[[services]]\nvip = \"198.18.0.300\"\nport = 80\nprotocol = \"tcp\"\n",
+                "line 6, column 7: invalid IP address syntax",
+            ),
+            (
+                "[node]\nname = \"lb1\"\ninterfaces = [\"ext0\"]\n\n[[services]]\nvip = \"198.18.0.100\"\nport = 80\nprotocol = \"sctp\"\n",
+                "line 8, column 12: unknown variant `sctp`, expected `tcp` or `udp`",
+            ),
+            (
+                "[node]\nname = \"lb1\"\ninterfaces = []\n",
+                "line 3, column 1: node.interfaces must name at least one interface",
+            ),
+            (
+                "[node]\nname = \"lb1\"\ninterfaces = [\"ext0\"]\n\n[[services]]\nvip = \"198.18.0.100\"\nport = 80\nprotocol = \"tcp\"\nmode = \"dsr\"\n\n[[services.backends]]\naddress = \"198.18.1.11:80\"\n\n[[services.backends]]\naddress = \"198.18.1.12:8080\"\n",
+                "line 14, column 1: service tcp 198.18.0.100:80: backend 198.18.1.12:8080 must use the VIP's port 80 in DSR mode (the packet is not rewritten)",
+            ),
+            (
+                "[node]\nname = \"lb1\"\ninterfaces = [\"ext0\"]\n\n[[services]]\nvip = \"198.18.0.100\"\nport = 80\nprotocol = \"tcp\"\n\n[[services]]\nvip = \"198.18.0.100\"\nport = 80\nprotocol = \"tcp\"\n",
+                "line 10, column 1: service tcp 198.18.0.100:80 is configured twice",
+            ),
+            (
+                "[node\n",
+                "line 1, column 6: invalid table header\nexpected `.`, `]`",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = Config::parse(text).unwrap_err();
+            assert_eq!(err.to_string(), *want, "for:\n{text}");
+        }
+    }
+
+    #[test]
+    fn saving_keeps_the_previous_file_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lb.toml");
+        let mut config = Config::parse(GOOD).unwrap();
+        config.save(&path).unwrap();
+        config.generation = 1;
+        config.services.pop();
+        config.save(&path).unwrap();
+        let now = Config::load(&path).unwrap();
+        let before = Config::load(&dir.path().join("lb.toml.bak")).unwrap();
+        assert_eq!(now.generation, 1);
+        assert_eq!(before.generation, 0);
+        assert_eq!(before.services.len(), 2);
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+    }
+
+    /// A crash in the middle of saving (simulated at every step) leaves a
+    /// file that loads: the old one or the new one.
+    #[test]
+    fn a_crash_while_saving_never_leaves_a_broken_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lb.toml");
+        let old = Config::parse(GOOD).unwrap();
+        old.save(&path).unwrap();
+        let mut new = old.clone();
+        new.generation = 1;
+        let text = new.to_toml();
+        // The steps of `save`, stopped after each: a partial temporary file,
+        // a complete one, the backup link made, the rename done.
+        let tmp = dir.path().join(".lb.toml.tmp");
+        for cut in [0, text.len() / 2, text.len()] {
+            fs::write(&tmp, &text.as_bytes()[..cut]).unwrap();
+            assert_eq!(Config::load(&path).unwrap(), old, "cut at {cut}");
+        }
+        let _ = fs::remove_file(dir.path().join("lb.toml.bak"));
+        fs::hard_link(&path, dir.path().join("lb.toml.bak")).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), old);
+        fs::rename(&tmp, &path).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), new);
+        // And the next save starts clean over a leftover temporary file.
+        fs::write(&tmp, "garbage").unwrap();
+        new.save(&path).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), new);
+    }
+}

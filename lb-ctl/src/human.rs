@@ -1,0 +1,116 @@
+//! Output for people: aligned tables and readable numbers.
+
+/// An aligned table: the first row is the header. Columns are separated by
+/// two spaces; the last column is not padded.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// 1234567 -> "1.2 M" (decimal units; exact below 1000).
+pub fn count(n: u64) -> String {
+    scaled(n as f64, "")
+}
+
+/// Bytes: 3400000000 -> "3.4 GB".
+pub fn bytes(n: u64) -> String {
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    scaled(n as f64, "B")
+}
+
+/// A rate per second with its unit: (1.2e6, "pps") -> "1.2 Mpps".
+pub fn rate(per_second: f64, unit: &str) -> String {
+    if per_second < 1000.0 {
+        return format!("{per_second:.0} {unit}");
+    }
+    scaled(per_second, unit)
+}
+
+fn scaled(value: f64, unit: &str) -> String {
+    const PREFIXES: [&str; 6] = ["", "k", "M", "G", "T", "P"];
+    if value < 1000.0 {
+        return if unit.is_empty() {
+            format!("{value:.0}")
+        } else {
+            format!("{value:.0} {unit}")
+        };
+    }
+    let mut v = value;
+    let mut p = 0;
+    while v >= 999.95 && p + 1 < PREFIXES.len() {
+        v /= 1000.0;
+        p += 1;
+    }
+    format!("{v:.1} {}{unit}", PREFIXES[p])
+}
+
+/// 3725 -> "1h 2m 5s".
+pub fn duration(seconds: u64) -> String {
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds % 86_400 / 3600,
+        seconds % 3600 / 60,
+        seconds % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m {s}s"),
+        _ => format!("{d}d {h}h {m}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1_234_567), "1.2 M");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3_400_000_000), "3.4 GB");
+        assert_eq!(rate(1_200_000.0, "pps"), "1.2 Mpps");
+        assert_eq!(rate(12.4, "pps"), "12 pps");
+        assert_eq!(count(999_960), "1.0 M");
+        assert_eq!(duration(3725), "1h 2m 5s");
+        assert_eq!(duration(59), "59s");
+        assert_eq!(duration(90_061), "1d 1h 1m");
+    }
+
+    #[test]
+    fn tables_align() {
+        let rows = vec![
+            vec!["SERVICE".into(), "MODE".into(), "BACKENDS".into()],
+            vec!["tcp/198.18.0.100:80".into(), "nat".into(), "3".into()],
+        ];
+        assert_eq!(
+            table(&rows),
+            "SERVICE              MODE  BACKENDS\ntcp/198.18.0.100:80  nat   3\n"
+        );
+    }
+}

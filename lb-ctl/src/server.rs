@@ -1,0 +1,241 @@
+//! The daemon's HTTP edges: the local API on a Unix socket and the
+//! Prometheus metrics on a TCP address. Thin: every decision is the
+//! daemon's.
+use std::{fmt::Write as _, net::SocketAddr};
+
+use axum::{
+    Json, Router,
+    extract::{Query, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+
+use crate::{
+    api::{ApiError, Change},
+    config::Config,
+    daemon::{ChangeError, Shared},
+    health::Health,
+};
+
+/// The local API (see `api` for the table of routes).
+pub fn api_router(daemon: Shared) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/services", get(services))
+        .route("/v1/stats", get(stats))
+        .route("/v1/alerts", get(alerts))
+        .route("/v1/config", get(export).put(import))
+        .route("/v1/changes", post(change))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such API route (see lb-ctl --help)".into(),
+            )
+        })
+        .with_state(daemon)
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(ApiError { error: message })).into_response()
+}
+
+fn change_error(err: ChangeError) -> Response {
+    let status = match err {
+        ChangeError::Invalid(_) => StatusCode::BAD_REQUEST,
+        ChangeError::NotFound(_) => StatusCode::NOT_FOUND,
+        ChangeError::Conflict(_) => StatusCode::CONFLICT,
+        ChangeError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, err.to_string())
+}
+
+async fn status(State(daemon): State<Shared>) -> Response {
+    Json(daemon.lock().await.status()).into_response()
+}
+
+async fn services(State(daemon): State<Shared>) -> Response {
+    Json(daemon.lock().await.services()).into_response()
+}
+
+async fn stats(State(daemon): State<Shared>) -> Response {
+    match daemon.lock().await.stats() {
+        Ok(stats) => Json(stats).into_response(),
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{err:#}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct AlertsQuery {
+    limit: Option<usize>,
+}
+
+async fn alerts(State(daemon): State<Shared>, Query(q): Query<AlertsQuery>) -> Response {
+    let limit = q.limit.unwrap_or(50).min(10_000);
+    Json(daemon.lock().await.alerts().recent(limit)).into_response()
+}
+
+async fn export(State(daemon): State<Shared>) -> Response {
+    Json(daemon.lock().await.config().clone()).into_response()
+}
+
+/// A body that is not the expected JSON gets a 400 with serde's words
+/// (axum's own rejection would do too, but says less).
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("invalid request body: {e}"))
+}
+
+async fn import(State(daemon): State<Shared>, body: axum::body::Bytes) -> Response {
+    let config: Config = match parse(&body) {
+        Ok(c) => c,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    match daemon
+        .lock()
+        .await
+        .apply_config(config, "configuration imported")
+    {
+        Ok(applied) => Json(applied).into_response(),
+        Err(err) => change_error(err),
+    }
+}
+
+async fn change(State(daemon): State<Shared>, body: axum::body::Bytes) -> Response {
+    let change: Change = match parse(&body) {
+        Ok(c) => c,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    match daemon.lock().await.change(change) {
+        Ok(applied) => Json(applied).into_response(),
+        Err(err) => change_error(err),
+    }
+}
+
+/// Prometheus metrics at `/metrics`.
+pub fn metrics_router(daemon: Shared) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(daemon)
+}
+
+async fn metrics(State(daemon): State<Shared>) -> Response {
+    let daemon = daemon.lock().await;
+    let mut out = String::new();
+    let status = daemon.status();
+    let _ = writeln!(
+        out,
+        "# HELP lb_info The daemon's version and node.\n# TYPE lb_info gauge"
+    );
+    let _ = writeln!(
+        out,
+        "lb_info{{version=\"{}\",node=\"{}\"}} 1",
+        label(&status.version),
+        label(&status.node)
+    );
+    gauge(
+        &mut out,
+        "lb_config_generation",
+        "Configuration generation applied.",
+        status.generation,
+    );
+    gauge(
+        &mut out,
+        "lb_uptime_seconds",
+        "Seconds since the daemon started.",
+        status.uptime_seconds,
+    );
+    if let Ok(counters) = daemon.stats().map(|s| s.counters) {
+        let _ = writeln!(
+            out,
+            "# HELP lb_packets_total Packets by outcome (pass_*, drop_*, forwarded).\n# TYPE lb_packets_total counter"
+        );
+        for (name, value) in counters {
+            let _ = writeln!(out, "lb_packets_total{{outcome=\"{name}\"}} {value}");
+        }
+    }
+    let services = daemon.services();
+    type Family = (&'static str, &'static str, fn(&crate::api::Traffic) -> u64);
+    let families: [Family; 3] = [
+        ("packets", "Packets", |t| t.packets),
+        ("bytes", "Bytes", |t| t.bytes),
+        ("new_flows", "New flows", |t| t.new_flows),
+    ];
+    for (name, help, value) in families {
+        let _ = writeln!(
+            out,
+            "# HELP lb_service_{name}_total {help} to the service (both directions for NAT).\n# TYPE lb_service_{name}_total counter"
+        );
+        for s in &services {
+            let _ = writeln!(
+                out,
+                "lb_service_{name}_total{{service=\"{}\"}} {}",
+                s.service.reference(),
+                value(&s.traffic)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lb_backend_{name}_total {help} through the backend.\n# TYPE lb_backend_{name}_total counter"
+        );
+        for s in &services {
+            for b in &s.backends {
+                let _ = writeln!(
+                    out,
+                    "lb_backend_{name}_total{{service=\"{}\",backend=\"{}\"}} {}",
+                    s.service.reference(),
+                    b.address,
+                    value(&b.traffic)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lb_backend_up Health check state (1 up, 0 down).\n# TYPE lb_backend_up gauge"
+    );
+    for s in &services {
+        for b in &s.backends {
+            let _ = writeln!(
+                out,
+                "lb_backend_up{{service=\"{}\",backend=\"{}\"}} {}",
+                s.service.reference(),
+                b.address,
+                u8::from(b.health == Health::Up)
+            );
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+    );
+}
+
+/// Escapes a Prometheus label value.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Serves the metrics until the process ends.
+pub async fn serve_metrics(addr: SocketAddr, daemon: Shared) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("metrics: cannot listen on {addr}: {e}"))?;
+    tracing::info!(%addr, "metrics on /metrics");
+    axum::serve(listener, metrics_router(daemon)).await?;
+    Ok(())
+}

@@ -1,0 +1,477 @@
+//! The real `lb-ctl` binary: the daemon in the rig's LB namespace, the CLI
+//! against it, health checks against real nginx, and restarts (`kill -9`)
+//! under load. Needs root.
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use lb_tests::rig::{Rig, RigOptions, VIP_V4, VIP_V6};
+use serde_json::Value;
+
+const LB_CTL: &str = env!("CARGO_BIN_EXE_lb-ctl");
+
+/// A daemon run by the test; killed and its pins removed on Drop.
+struct Daemon {
+    child: Option<Child>,
+    config: PathBuf,
+    socket: PathBuf,
+    pin_dir: PathBuf,
+}
+
+impl Daemon {
+    fn start(rig: &Rig, config: &Path) -> Daemon {
+        let dir = rig.dir();
+        let mut daemon = Daemon {
+            child: None,
+            config: config.to_owned(),
+            socket: dir.join("lb.sock"),
+            pin_dir: PathBuf::from(format!("/sys/fs/bpf/{}", rig.prefix)),
+        };
+        daemon.spawn(rig);
+        daemon
+    }
+
+    fn spawn(&mut self, rig: &Rig) {
+        let log = fs::File::create(rig.dir().join("daemon.log")).unwrap();
+        let child = rig
+            .lb
+            .net_command(LB_CTL)
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_ready(rig);
+    }
+
+    fn wait_ready(&mut self, rig: &Rig) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.ctl(&["status", "--json"]).status.success() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "lb-ctl run exited ({status}):\n{}",
+                    fs::read_to_string(rig.dir().join("daemon.log")).unwrap_or_default()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the daemon did not answer within 20 s");
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(LB_CTL)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a CLI command that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "lb-ctl {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    /// The health of a backend as `backend list` reports it.
+    fn health(&self, service: &str, backend: &str) -> String {
+        let list = self.json(&["backend", "list", service]);
+        list[0]["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["address"] == backend)
+            .map(|b| b["health"].as_str().unwrap().to_owned())
+            .unwrap()
+    }
+
+    fn wait_health(&self, service: &str, backend: &str, want: &str, limit: Duration) -> Duration {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.health(service, backend) == want {
+                return start.elapsed();
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{service} {backend} not {want} after {limit:?}");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+        // Unpinning detaches what the daemon left attached and frees the maps.
+        let _ = fs::remove_dir_all(&self.pin_dir);
+    }
+}
+
+/// A rig with nginx on `backends` hosts and the VIPs on the LB.
+fn rig(backends: usize) -> Rig {
+    let mut rig = Rig::build(&RigOptions {
+        backends,
+        ..Default::default()
+    })
+    .unwrap();
+    rig.add_vips().unwrap();
+    rig.start_nginx().unwrap();
+    rig
+}
+
+/// A configuration for the rig: one IPv4 and one IPv6 TCP service over the
+/// first three backends, with TCP health checks every 200 ms.
+fn write_config(rig: &Rig, sorry: Option<&str>) -> PathBuf {
+    let dir = rig.dir();
+    let mut text = format!(
+        "[node]\nname = \"lb-test\"\ninterfaces = [\"ext0\", \"int0\"]\napi_socket = \"{}\"\nbpffs_dir = \"/sys/fs/bpf/{}\"\nalert_log = \"{}\"\n",
+        dir.join("lb.sock").display(),
+        rig.prefix,
+        dir.join("alerts.jsonl").display(),
+    );
+    for (vip, v6) in [(VIP_V4.to_string(), false), (VIP_V6.to_string(), true)] {
+        text.push_str(&format!(
+            "\n[[services]]\nvip = \"{vip}\"\nport = 80\nprotocol = \"tcp\"\nhealth = {{ kind = \"tcp\", interval_ms = 200, timeout_ms = 150, rise = 2, fall = 2 }}\n"
+        ));
+        if let (Some(sorry), false) = (sorry, v6) {
+            text.push_str(&format!("sorry = \"{sorry}\"\n"));
+        }
+        for b in rig.backends.iter().take(3) {
+            let addr = if v6 {
+                format!("[{}]:80", b.v6)
+            } else {
+                format!("{}:80", b.v4)
+            };
+            text.push_str(&format!("\n[[services.backends]]\naddress = \"{addr}\"\n"));
+        }
+    }
+    let path = dir.join("lb.toml");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+const SVC4: &str = "tcp/198.18.0.100:80";
+
+#[test]
+fn the_cli_drives_a_real_daemon() {
+    let rig = rig(3);
+    let config = write_config(&rig, None);
+    let d = Daemon::start(&rig, &config);
+
+    let status = d.json(&["status"]);
+    assert_eq!(status["node"], "lb-test");
+    assert_eq!(status["services"], 2);
+    assert_eq!(status["backends"], 6);
+    assert_eq!(status["adopted"], false);
+    let human = d.ok(&["status"]);
+    assert!(human.contains("lb-test (active)"), "{human}");
+
+    // Traffic through the VIP, and the counters see it.
+    let url = format!("http://{VIP_V4}/");
+    for _ in 0..10 {
+        rig.curl(&url).unwrap();
+    }
+    let services = d.json(&["service", "list"]);
+    assert!(
+        services[0]["traffic"]["new_flows"].as_u64().unwrap() >= 10,
+        "{services}"
+    );
+    let table = d.ok(&["service", "list"]);
+    assert!(table.starts_with("SERVICE "), "{table}");
+    assert!(table.contains(SVC4), "{table}");
+
+    // Drain one backend: persisted with a new generation, shown drained.
+    let b1 = format!("{}:80", rig.backends[0].v4);
+    let out = d.ok(&["backend", "drain", SVC4, &b1]);
+    assert_eq!(out, "applied (generation 1)\n");
+    let list = d.json(&["backend", "list", SVC4]);
+    assert_eq!(list[0]["backends"][0]["state"], "drained");
+    let saved = fs::read_to_string(&config).unwrap();
+    assert!(saved.contains("generation = 1"), "{saved}");
+    assert!(saved.contains("state = \"drained\""), "{saved}");
+    assert!(config.with_extension("toml.bak").exists());
+    // New connections avoid it.
+    for _ in 0..20 {
+        assert_ne!(rig.curl(&url).unwrap().trim(), "b1");
+    }
+    d.ok(&["backend", "enable", SVC4, &b1]);
+
+    // Add a service and a backend; export shows them.
+    d.ok(&["service", "add", "udp/198.18.0.100:53", "--mode", "nat"]);
+    d.ok(&[
+        "backend",
+        "add",
+        "udp/198.18.0.100:53",
+        "198.18.1.11:53",
+        "--weight",
+        "3",
+    ]);
+    let exported = d.ok(&["config", "export"]);
+    assert!(exported.contains("protocol = \"udp\""), "{exported}");
+    assert!(exported.contains("weight = 3"), "{exported}");
+
+    // Refused requests: exact message, exit code 1, nothing changed.
+    let before = fs::read_to_string(&config).unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["backend", "add", "tcp/198.18.0.200:80", "198.18.1.11:80"],
+            "error: no service tcp 198.18.0.200:80\n",
+        ),
+        (
+            &["backend", "add", SVC4, &b1],
+            "error: service tcp 198.18.0.100:80 already has backend 198.18.1.11:80\n",
+        ),
+        (
+            &["backend", "add", SVC4, "[2001:db8:1::11]:80"],
+            "error: service tcp 198.18.0.100:80: backend [2001:db8:1::11]:80 is not of the VIP's address family\n",
+        ),
+        (
+            &["service", "add", SVC4],
+            "error: service tcp 198.18.0.100:80 already exists\n",
+        ),
+        (
+            &["backend", "weight", SVC4, &b1, "20000"],
+            "error: service tcp 198.18.0.100:80: backend 198.18.1.11:80 has weight 20000; the most is 10000\n",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = d.ctl(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), *message, "{args:?}");
+    }
+    assert_eq!(fs::read_to_string(&config).unwrap(), before);
+
+    // Usage errors are clap's (exit 2); an unreachable daemon is exit 3.
+    assert_eq!(
+        d.ctl(&["service", "add", "198.18.0.1:80"]).status.code(),
+        Some(2)
+    );
+    let out = Command::new(LB_CTL)
+        .args(["--socket", "/nonexistent/lb.sock", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the lb-ctl daemon"));
+
+    // The alert log recorded the changes and the refusals.
+    let alerts = d.json(&["alerts"]);
+    let events: Vec<&str> = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events[0], "daemon_started");
+    assert!(events.contains(&"config_applied"));
+    assert!(events.contains(&"config_rejected"));
+
+    // Import of an invalid file: refused with its position, nothing changed.
+    let bad = rig.dir().join("bad.toml");
+    fs::write(
+        &bad,
+        exported.replace("protocol = \"udp\"", "protocol = \"sctp\""),
+    )
+    .unwrap();
+    let out = d.ctl(&["config", "import", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown variant `sctp`"));
+    // And of a good one (the backup): restores it.
+    let good = rig.dir().join("good.toml");
+    fs::write(&good, &before).unwrap();
+    d.ok(&["config", "import", good.to_str().unwrap()]);
+}
+
+#[test]
+fn a_bad_configuration_stops_run_before_it_touches_anything() {
+    let rig = rig(1);
+    let config = rig.dir().join("lb.toml");
+    let pin_dir = format!("/sys/fs/bpf/{}", rig.prefix);
+    fs::write(
+        &config,
+        format!("[node]\nname = \"x\"\ninterfaces = [\"ext0\"]\nbpffs_dir = \"{pin_dir}\"\n\n[[services]]\nvip = \"198.18.0.100\"\nport = 80\nprotocol = \"tcp\"\nmode = \"dsr\"\n\n[[services.backends]]\naddress = \"198.18.1.11:8080\"\n"),
+    )
+    .unwrap();
+    let want = format!(
+        "error: {}:12:1: service tcp 198.18.0.100:80: backend 198.18.1.11:8080 must use the VIP's port 80 in DSR mode (the packet is not rewritten)\n",
+        config.display()
+    );
+    let out = Command::new(LB_CTL)
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), want);
+    let out = rig
+        .lb
+        .net_command(LB_CTL)
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), want);
+    assert!(!Path::new(&pin_dir).exists(), "run touched {pin_dir}");
+    let link = rig.lb.ip(["link", "show", "ext0"]).unwrap();
+    assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"));
+}
+
+#[test]
+fn health_checks_take_a_stopped_backend_out_and_the_sorry_server_answers_when_all_are_down() {
+    let mut rig = rig(4);
+    // b4 is the sorry server (not a backend).
+    let sorry = format!("{}:80", rig.backends[3].v4);
+    let config = write_config(&rig, Some(&sorry));
+    let d = Daemon::start(&rig, &config);
+    let url = format!("http://{VIP_V4}/");
+    let b1 = format!("{}:80", rig.backends[0].v4);
+
+    rig.stop_backend(0).unwrap();
+    // fall (2) x interval (200 ms) plus a probe's timeout and slack.
+    let took = d.wait_health(SVC4, &b1, "down", Duration::from_secs(3));
+    println!("b1 marked down {took:?} after nginx stopped");
+    let report = rig.wrk(&url, Duration::from_secs(2), 8).unwrap();
+    assert!(report.requests > 100, "{report:?}");
+    assert_eq!(report.errors(), 0, "{report:?}");
+
+    rig.start_backend(0).unwrap();
+    d.wait_health(SVC4, &b1, "up", Duration::from_secs(3));
+    let served: Vec<String> = (0..40)
+        .map(|_| rig.curl(&url).unwrap().trim().to_owned())
+        .collect();
+    assert!(served.iter().any(|b| b == "b1"), "{served:?}");
+
+    for i in 0..3 {
+        rig.stop_backend(i).unwrap();
+    }
+    for b in rig.backends.iter().take(3) {
+        d.wait_health(
+            SVC4,
+            &format!("{}:80", b.v4),
+            "down",
+            Duration::from_secs(3),
+        );
+    }
+    for _ in 0..5 {
+        assert_eq!(rig.curl(&url).unwrap(), "b4\n");
+    }
+    let list = d.json(&["service", "list"]);
+    assert_eq!(list[0]["no_usable_backend"], true);
+    rig.start_backend(1).unwrap();
+    d.wait_health(
+        SVC4,
+        &format!("{}:80", rig.backends[1].v4),
+        "up",
+        Duration::from_secs(3),
+    );
+    assert_eq!(rig.curl(&url).unwrap(), "b2\n");
+
+    let events: Vec<String> = d
+        .json(&["alerts"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["event"].as_str().unwrap().to_owned())
+        .collect();
+    for want in [
+        "backend_down",
+        "backend_up",
+        "no_usable_backend",
+        "service_recovered",
+    ] {
+        assert!(
+            events.iter().any(|e| e == want),
+            "{want} missing from {events:?}"
+        );
+    }
+}
+
+#[test]
+fn kill_9_of_the_daemon_under_load_loses_no_request() {
+    let rig = rig(3);
+    let config = write_config(&rig, None);
+    let mut d = Daemon::start(&rig, &config);
+    let forwarded = |d: &Daemon| -> u64 {
+        d.json(&["stats"])["counters"]["forwarded"]
+            .as_u64()
+            .unwrap()
+    };
+    let url = format!("http://{VIP_V4}/");
+    let load = {
+        let client = rig.client.name().to_owned();
+        thread::spawn(move || {
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &client,
+                    "timeout",
+                    "30",
+                    "wrk",
+                    "-t1",
+                    "-c16",
+                    "-d6s",
+                    "--timeout",
+                    "5s",
+                    &url,
+                ])
+                .output()
+                .unwrap()
+        })
+    };
+    thread::sleep(Duration::from_secs(2));
+    let before = forwarded(&d);
+    d.kill9();
+    thread::sleep(Duration::from_millis(500));
+    d.spawn(&rig);
+    let out = load.join().unwrap();
+    let report = lb_tests::rig::WrkReport::parse(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    println!("wrk across a kill -9 and restart: {report:?}");
+    assert!(report.requests > 1000, "{report:?}");
+    assert_eq!(report.errors(), 0, "{report:?}");
+    let status = d.json(&["status"]);
+    assert_eq!(status["adopted"], true);
+    let after = forwarded(&d);
+    assert!(after > before, "counters restarted: {before} then {after}");
+    let events: Vec<String> = d
+        .json(&["alerts"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|m| m.contains("adopted the running program")),
+        "{events:?}"
+    );
+}
