@@ -470,6 +470,13 @@ address = "[2001:db8:1::11]:80"
     }
 
     #[test]
+    fn the_documented_example_is_valid() {
+        let config = Config::parse(include_str!("../../docs/lb.example.toml")).unwrap();
+        assert_eq!(config.services.len(), 2);
+        assert_eq!(config.node.metrics, Some("127.0.0.1:9650".parse().unwrap()));
+    }
+
+    #[test]
     fn written_text_reads_back_the_same() {
         let mut config = Config::parse(GOOD).unwrap();
         config.generation = 7;

@@ -89,6 +89,7 @@ pub struct Backend {
     pub v4: Ipv4Addr,
     pub v6: Ipv6Addr,
     nginx: Option<Child>,
+    udp: Option<Child>,
 }
 
 /// A built rig. See the module documentation for the layout.
@@ -134,6 +135,7 @@ impl Rig {
                 v4: backend_v4(index),
                 v6: backend_v6(index),
                 nginx: None,
+                udp: None,
             });
         }
         let rig = Self {
@@ -266,6 +268,24 @@ impl Rig {
             .with_context(|| format!("nginx in {} did not start", backend.ns.name()))
     }
 
+    /// Starts a UDP responder on `port` in every backend (IPv4 and IPv6):
+    /// each datagram is answered with the backend's name.
+    pub fn start_udp(&mut self, port: u16) -> Result<()> {
+        for backend in &mut self.backends {
+            let child = backend.ns.spawn(
+                backend
+                    .ns
+                    .command("socat")
+                    .arg(format!("UDP6-RECVFROM:{port},ipv6only=0,fork,reuseaddr"))
+                    .arg(format!("SYSTEM:echo {}", backend.name))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            )?;
+            backend.udp = Some(child);
+        }
+        Ok(())
+    }
+
     /// Stops nginx in backend `index` (the host stays up).
     pub fn stop_backend(&mut self, index: usize) -> Result<()> {
         let backend = &mut self.backends[index];
@@ -350,7 +370,10 @@ impl Rig {
 impl Drop for Rig {
     fn drop(&mut self) {
         for backend in &mut self.backends {
-            if let Some(mut child) = backend.nginx.take() {
+            for mut child in [backend.nginx.take(), backend.udp.take()]
+                .into_iter()
+                .flatten()
+            {
                 let _ = child.kill();
                 let _ = child.wait();
             }

@@ -20,6 +20,7 @@ const PACKAGES: &[&str] = &[
     "procps",
     "iputils-ping",
     "util-linux",
+    "socat",
     "tcpdump",
     "nftables",
     "nginx-light",
