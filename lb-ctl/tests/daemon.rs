@@ -14,6 +14,16 @@ use serde_json::Value;
 
 const LB_CTL: &str = env!("CARGO_BIN_EXE_lb-ctl");
 
+/// One test at a time: they load the machine (wrk, nginx, health checks
+/// with sub-second timings), and two cores are all there is.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A daemon run by the test; killed and its pins removed on Drop.
 struct Daemon {
     child: Option<Child>,
@@ -148,7 +158,7 @@ fn rig(backends: usize) -> Rig {
 }
 
 /// A configuration for the rig: one IPv4 and one IPv6 TCP service over the
-/// first three backends, with TCP health checks every 200 ms.
+/// first three backends, with TCP health checks every 300 ms.
 fn write_config(rig: &Rig, sorry: Option<&str>) -> PathBuf {
     let dir = rig.dir();
     let mut text = format!(
@@ -159,7 +169,7 @@ fn write_config(rig: &Rig, sorry: Option<&str>) -> PathBuf {
     );
     for (vip, v6) in [(VIP_V4.to_string(), false), (VIP_V6.to_string(), true)] {
         text.push_str(&format!(
-            "\n[[services]]\nvip = \"{vip}\"\nport = 80\nprotocol = \"tcp\"\nhealth = {{ kind = \"tcp\", interval_ms = 200, timeout_ms = 150, rise = 2, fall = 2 }}\n"
+            "\n[[services]]\nvip = \"{vip}\"\nport = 80\nprotocol = \"tcp\"\nhealth = {{ kind = \"tcp\", interval_ms = 300, timeout_ms = 300, rise = 2, fall = 2 }}\n"
         ));
         if let (Some(sorry), false) = (sorry, v6) {
             text.push_str(&format!("sorry = \"{sorry}\"\n"));
@@ -182,6 +192,7 @@ const SVC4: &str = "tcp/198.18.0.100:80";
 
 #[test]
 fn the_cli_drives_a_real_daemon() {
+    let _serial = serial();
     let rig = rig(3);
     let config = write_config(&rig, None);
     let d = Daemon::start(&rig, &config);
@@ -269,6 +280,75 @@ fn the_cli_drives_a_real_daemon() {
     }
     assert_eq!(fs::read_to_string(&config).unwrap(), before);
 
+    // Bad API requests (raw, as another client would send them): exact
+    // status and error, nothing changed.
+    let api_cases: &[(&str, &str, &str, u16, &str)] = &[
+        (
+            "POST",
+            "/v1/changes",
+            "not json",
+            400,
+            "invalid request body: expected ident at line 1 column 2",
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            r#"{"op":"explode"}"#,
+            400,
+            "invalid request body: unknown variant `explode`, expected one of `add_service`, `set_service`, `del_service`, `add_backend`, `del_backend`, `set_backend` at line 1 column 15",
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            r#"{"op":"del_service","service":{"protocol":"tcp","vip":"198.18.0.200:80"}}"#,
+            404,
+            "no service tcp 198.18.0.200:80",
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            r#"{"op":"set_backend","service":{"protocol":"tcp","vip":"198.18.0.100:80"},"address":"198.18.1.11:80"}"#,
+            400,
+            "set_backend changes nothing: give a weight or a state",
+        ),
+        (
+            "PUT",
+            "/v1/config",
+            r#"{"node":{"name":"other","interfaces":["ext0"]}}"#,
+            400,
+            "the [node] section cannot change while the daemon runs: edit the file and restart lb-ctl run",
+        ),
+        (
+            "GET",
+            "/v1/nothing",
+            "",
+            404,
+            "no such API route (see lb-ctl --help)",
+        ),
+    ];
+    for (method, path, body, status, message) in api_cases {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5", "-X", method, "--unix-socket"])
+            .arg(&d.socket)
+            .args([
+                "-w",
+                "\n%{http_code}",
+                "-H",
+                "content-type: application/json",
+                "--data-binary",
+                body,
+            ])
+            .arg(format!("http://lb{path}"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (answer, code) = text.rsplit_once('\n').unwrap();
+        assert_eq!(code, status.to_string(), "{method} {path} {body}: {answer}");
+        let answer: Value = serde_json::from_str(answer).unwrap();
+        assert_eq!(answer["error"], *message, "{method} {path} {body}");
+    }
+    assert_eq!(fs::read_to_string(&config).unwrap(), before);
+
     // Usage errors are clap's (exit 2); an unreachable daemon is exit 3.
     assert_eq!(
         d.ctl(&["service", "add", "198.18.0.1:80"]).status.code(),
@@ -311,6 +391,7 @@ fn the_cli_drives_a_real_daemon() {
 
 #[test]
 fn a_bad_configuration_stops_run_before_it_touches_anything() {
+    let _serial = serial();
     let rig = rig(1);
     let config = rig.dir().join("lb.toml");
     let pin_dir = format!("/sys/fs/bpf/{}", rig.prefix);
@@ -346,6 +427,7 @@ fn a_bad_configuration_stops_run_before_it_touches_anything() {
 
 #[test]
 fn health_checks_take_a_stopped_backend_out_and_the_sorry_server_answers_when_all_are_down() {
+    let _serial = serial();
     let mut rig = rig(4);
     // b4 is the sorry server (not a backend).
     let sorry = format!("{}:80", rig.backends[3].v4);
@@ -355,15 +437,15 @@ fn health_checks_take_a_stopped_backend_out_and_the_sorry_server_answers_when_al
     let b1 = format!("{}:80", rig.backends[0].v4);
 
     rig.stop_backend(0).unwrap();
-    // fall (2) x interval (200 ms) plus a probe's timeout and slack.
-    let took = d.wait_health(SVC4, &b1, "down", Duration::from_secs(3));
+    // fall (2) x interval (300 ms) plus a probe's timeout and slack.
+    let took = d.wait_health(SVC4, &b1, "down", Duration::from_secs(5));
     println!("b1 marked down {took:?} after nginx stopped");
     let report = rig.wrk(&url, Duration::from_secs(2), 8).unwrap();
     assert!(report.requests > 100, "{report:?}");
     assert_eq!(report.errors(), 0, "{report:?}");
 
     rig.start_backend(0).unwrap();
-    d.wait_health(SVC4, &b1, "up", Duration::from_secs(3));
+    d.wait_health(SVC4, &b1, "up", Duration::from_secs(5));
     let served: Vec<String> = (0..40)
         .map(|_| rig.curl(&url).unwrap().trim().to_owned())
         .collect();
@@ -377,7 +459,7 @@ fn health_checks_take_a_stopped_backend_out_and_the_sorry_server_answers_when_al
             SVC4,
             &format!("{}:80", b.v4),
             "down",
-            Duration::from_secs(3),
+            Duration::from_secs(5),
         );
     }
     for _ in 0..5 {
@@ -390,7 +472,7 @@ fn health_checks_take_a_stopped_backend_out_and_the_sorry_server_answers_when_al
         SVC4,
         &format!("{}:80", rig.backends[1].v4),
         "up",
-        Duration::from_secs(3),
+        Duration::from_secs(5),
     );
     assert_eq!(rig.curl(&url).unwrap(), "b2\n");
 
@@ -416,6 +498,7 @@ fn health_checks_take_a_stopped_backend_out_and_the_sorry_server_answers_when_al
 
 #[test]
 fn kill_9_of_the_daemon_under_load_loses_no_request() {
+    let _serial = serial();
     let rig = rig(3);
     let config = write_config(&rig, None);
     let mut d = Daemon::start(&rig, &config);
