@@ -38,9 +38,11 @@
 //! Why the table is read the way it is: serde cannot combine
 //! `#[serde(flatten)]` of an internally tagged enum with
 //! `deny_unknown_fields` (the enum sees the timing fields as unknown, and the
-//! outer struct rejects even `kind`). So [`HealthSpec`] is read and written
-//! through a private flat struct that names every field once; [`Check`] and
-//! [`Timing`] keep their own serde forms for use on their own.
+//! outer struct rejects even `kind`), and its internally tagged enums let
+//! unknown fields through on unit variants (`kind = "tcp"` with a `path`).
+//! So [`HealthSpec`] (and [`Check`], on its own) are read and written
+//! through private flat structs that name every field once, and then checked
+//! against the kind. [`Timing`] is a plain struct with defaults.
 //!
 //! # Probes
 //!
@@ -835,7 +837,7 @@ pub async fn probe(check: &Check, target: SocketAddr, timeout: Duration) -> Resu
             };
             probe_http(
                 &request,
-                Some(*verify_certificate),
+                Some(tls_config(*verify_certificate)),
                 target,
                 deadline,
                 timeout,
@@ -888,16 +890,16 @@ struct HttpRequest<'a> {
     host: Option<&'a str>,
 }
 
-/// `tls`: None for plain HTTP, Some(verify_certificate) for HTTPS.
+/// `tls`: None for plain HTTP, the client configuration for HTTPS.
 async fn probe_http(
     request: &HttpRequest<'_>,
-    tls: Option<bool>,
+    tls: Option<Arc<ClientConfig>>,
     target: SocketAddr,
     deadline: Instant,
     timeout: Duration,
 ) -> Result<(), ProbeError> {
     let tcp = connect(target, deadline, timeout).await?;
-    let Some(verify) = tls else {
+    let Some(tls) = tls else {
         return exchange(TokioIo::new(tcp), request, target, deadline, timeout).await;
     };
     let server_name = match request.host {
@@ -910,7 +912,7 @@ async fn probe_http(
         })?,
         None => ServerName::IpAddress(target.ip().into()),
     };
-    let connector = TlsConnector::from(tls_config(verify));
+    let connector = TlsConnector::from(tls);
     let stream = step(
         deadline,
         timeout,
@@ -1033,30 +1035,30 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 fn tls_config(verify_certificate: bool) -> Arc<ClientConfig> {
     static VERIFYING: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     static ANY_CERTIFICATE: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    let cell = if verify_certificate {
-        &VERIFYING
+    if verify_certificate {
+        VERIFYING.get_or_init(|| client_config(Some(system_roots())))
     } else {
-        &ANY_CERTIFICATE
-    };
-    cell.get_or_init(|| {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .expect("the ring provider supports TLS 1.3 and 1.2");
-        let mut config = if verify_certificate {
-            builder
-                .with_root_certificates(system_roots())
-                .with_no_client_auth()
-        } else {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCertificate { provider }))
-                .with_no_client_auth()
-        };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(config)
-    })
+        ANY_CERTIFICATE.get_or_init(|| client_config(None))
+    }
     .clone()
+}
+
+/// A client configuration that checks certificates against `roots`, or,
+/// with None, accepts any certificate.
+fn client_config(roots: Option<RootCertStore>) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports TLS 1.3 and 1.2");
+    let mut config = match roots {
+        Some(roots) => builder.with_root_certificates(roots).with_no_client_auth(),
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate { provider }))
+            .with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
 /// Where distributions keep their bundle of CA certificates, after the file
@@ -1394,20 +1396,34 @@ where
     /// replaced or removed meanwhile.
     async fn publish(&self, health: Health, reason: String) {
         tracing::debug!(key = ?self.key, target = %self.target, %health, %reason, "health changed");
-        // Wait for room first, so that the check and the send below happen
-        // under the lock, without waiting: a reconcile cannot slip between.
-        let permit = self.events.reserve().await.ok();
-        let mut shared = lock(&self.shared);
-        match shared.get_mut(&self.key) {
-            Some(slot) if slot.generation == self.generation => slot.health = health,
-            _ => return,
+        if !self.current(|slot| slot.health = health) {
+            return;
         }
-        if let Some(permit) = permit {
+        // The state is recorded at once; the event waits for room in the
+        // channel, and is sent (without waiting, under the lock) only if no
+        // reconcile replaced this task meanwhile.
+        let Ok(permit) = self.events.reserve().await else {
+            return; // the daemon is gone; states() stays current
+        };
+        self.current(|_| {
             permit.send(Event {
                 key: self.key.clone(),
                 health,
                 reason,
             });
+        });
+    }
+
+    /// Runs `action` on this task's slot, under the lock, if the slot is
+    /// still this task's; tells whether it was.
+    fn current(&self, action: impl FnOnce(&mut Slot)) -> bool {
+        let mut shared = lock(&self.shared);
+        match shared.get_mut(&self.key) {
+            Some(slot) if slot.generation == self.generation => {
+                action(slot);
+                true
+            }
+            _ => false,
         }
     }
 }
@@ -1833,7 +1849,6 @@ mod tests {
             timing(2000, 1000, 5, 3)
         );
         assert!(toml::from_str::<Timing>("kind = \"tcp\"").is_err());
-        assert_eq!(toml::from_str::<Health>("h = \"down\"").ok(), None);
         #[derive(Deserialize)]
         struct H {
             h: Health,
@@ -1996,9 +2011,11 @@ mod tests {
         serve(LOCALHOST, None, respond).await
     }
 
-    /// A TLS acceptor with a fresh self-signed certificate for "localhost".
-    fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    /// A TLS acceptor with a fresh self-signed certificate for "localhost",
+    /// and that certificate.
+    fn tls_acceptor() -> (tokio_rustls::TlsAcceptor, CertificateDer<'static>) {
         let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let certificate = certified.cert.der().clone();
         let key =
             rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -2007,9 +2024,12 @@ mod tests {
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .with_single_cert(vec![certificate.clone()], key)
         .unwrap();
-        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        (
+            tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            certificate,
+        )
     }
 
     /// A port on loopback that nothing listens on.
@@ -2022,14 +2042,10 @@ mod tests {
 
     #[test]
     fn io_errors_read_well() {
-        let refused = io::Error::from_raw_os_error(libc_econnrefused());
+        let refused = io::Error::from_raw_os_error(111); // ECONNREFUSED on Linux
         assert_eq!(io_text(&refused), "connection refused");
         let custom = io::Error::other("Some Text");
         assert_eq!(io_text(&custom), "Some Text");
-    }
-
-    fn libc_econnrefused() -> i32 {
-        111 // ECONNREFUSED on Linux
     }
 
     #[tokio::test]
@@ -2205,7 +2221,7 @@ mod tests {
 
     #[tokio::test]
     async fn probe_https_accepts_a_self_signed_certificate_unless_told_to_verify() {
-        let server = serve(LOCALHOST, Some(tls_acceptor()), || {
+        let server = serve(LOCALHOST, Some(tls_acceptor().0), || {
             Some(response("200 OK", "ok"))
         })
         .await;
@@ -2244,6 +2260,43 @@ mod tests {
             );
         }
         assert_eq!(server.requests().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn probe_https_verifies_against_the_roots_and_the_name() {
+        let (acceptor, certificate) = tls_acceptor();
+        let server = serve(LOCALHOST, Some(acceptor), || Some(response("200 OK", "ok"))).await;
+        // Trusting the certificate itself, as if a CA of the system's bundle.
+        let mut roots = RootCertStore::empty();
+        roots.add(certificate).unwrap();
+        let config = client_config(Some(roots));
+        let request = |host| HttpRequest {
+            path: "/",
+            expect_status: 200,
+            body_contains: Some("ok"),
+            host,
+        };
+        let deadline = Instant::now() + SECOND;
+        probe_http(
+            &request(Some("localhost")),
+            Some(Arc::clone(&config)),
+            server.addr,
+            deadline,
+            SECOND,
+        )
+        .await
+        .unwrap();
+        // The certificate names "localhost", not 127.0.0.1.
+        let error = probe_http(&request(None), Some(config), server.addr, deadline, SECOND)
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().starts_with(&format!(
+                "TLS handshake with {}: invalid peer certificate: certificate not valid for name \"127.0.0.1\"",
+                server.addr
+            )),
+            "{error}"
+        );
     }
 
     #[tokio::test]
