@@ -162,10 +162,11 @@ fn rig(backends: usize) -> Rig {
 fn write_config(rig: &Rig, sorry: Option<&str>) -> PathBuf {
     let dir = rig.dir();
     let mut text = format!(
-        "[node]\nname = \"lb-test\"\ninterfaces = [\"ext0\", \"int0\"]\napi_socket = \"{}\"\nbpffs_dir = \"/sys/fs/bpf/{}\"\nalert_log = \"{}\"\n",
+        "[node]\nname = \"lb-test\"\ninterfaces = [\"ext0\", \"int0\"]\napi_socket = \"{}\"\nbpffs_dir = \"/sys/fs/bpf/{}\"\nalert_log = \"{}\"\nmetrics = \"{}:9650\"\n",
         dir.join("lb.sock").display(),
         rig.prefix,
         dir.join("alerts.jsonl").display(),
+        lb_tests::rig::LB_EXT_V4,
     );
     for (vip, v6) in [(VIP_V4.to_string(), false), (VIP_V6.to_string(), true)] {
         text.push_str(&format!(
@@ -218,6 +219,27 @@ fn the_cli_drives_a_real_daemon() {
     let table = d.ok(&["service", "list"]);
     assert!(table.starts_with("SERVICE "), "{table}");
     assert!(table.contains(SVC4), "{table}");
+
+    // Prometheus metrics, from the client's side.
+    let metrics = rig
+        .curl(&format!("http://{}:9650/metrics", lb_tests::rig::LB_EXT_V4))
+        .unwrap();
+    for want in [
+        "lb_info{version=\"0.1.0\",node=\"lb-test\"} 1",
+        "lb_config_generation 0",
+        "# TYPE lb_service_new_flows_total counter",
+        "lb_backend_up{service=\"tcp/198.18.0.100:80\",backend=\"198.18.1.11:80\"} 1",
+        "lb_packets_total{outcome=\"forwarded\"}",
+    ] {
+        assert!(metrics.contains(want), "{want} missing from:\n{metrics}");
+    }
+    let flows = metrics
+        .lines()
+        .find(|l| l.starts_with("lb_service_new_flows_total{service=\"tcp/198.18.0.100:80\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap();
+    assert!(flows >= 10, "{flows}");
 
     // Drain one backend: persisted with a new generation, shown drained.
     let b1 = format!("{}:80", rig.backends[0].v4);
@@ -557,4 +579,48 @@ fn kill_9_of_the_daemon_under_load_loses_no_request() {
             .any(|m| m.contains("adopted the running program")),
         "{events:?}"
     );
+}
+
+#[test]
+fn pinned_maps_of_an_incompatible_version_are_replaced_with_an_alert() {
+    let _serial = serial();
+    let rig = rig(1);
+    let config = write_config(&rig, None);
+    let pin_dir = format!("/sys/fs/bpf/{}", rig.prefix);
+    fs::create_dir_all(&pin_dir).unwrap();
+    // A services map as another version might have left it: another value size.
+    let out = Command::new("bpftool")
+        .args(["map", "create", &format!("{pin_dir}/LB_SERVICES")])
+        .args([
+            "type",
+            "hash",
+            "key",
+            "20",
+            "value",
+            "16",
+            "entries",
+            "1024",
+            "name",
+            "LB_SERVICES",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = Daemon::start(&rig, &config);
+    let alerts = d.json(&["alerts"]);
+    let replaced = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["event"] == "dataplane_replaced")
+        .expect("an alert says the pinned maps were replaced");
+    assert_eq!(
+        replaced["message"],
+        "pinned maps of an incompatible version were replaced: map LB_SERVICES has key/value/entries (20, 16, 1024), this version needs (20, 12, 1024)"
+    );
+    assert_eq!(rig.curl(&format!("http://{VIP_V4}/")).unwrap(), "b1\n");
 }
