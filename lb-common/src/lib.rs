@@ -50,6 +50,14 @@ pub const JUMP_ICMP: u32 = 0;
 /// Slots in [`maps::JUMP`].
 pub const JUMP_SLOTS: u32 = 1;
 
+/// Name of the benchmark's baseline XDP program in the object: the same
+/// parse and NAT rewrite as [`XDP_PROGRAM`] for one fixed service and
+/// backend, without any map or FIB lookup.
+pub const BASELINE_PROGRAM: &str = "lb_baseline";
+/// Name of the read-only global ([`BaselineConfig`]) that configures
+/// [`BASELINE_PROGRAM`]; user space sets it when loading the object.
+pub const BASELINE_GLOBAL: &str = "LB_BASELINE";
+
 // Map sizes. Memory (kernel, approximate, 64-bit):
 // - services: hash, 1,024 x (20 B key + 12 B value + ~48 B element) ~ 80 KiB
 // - backends: array, 16,384 x 24 B = 384 KiB
@@ -206,6 +214,47 @@ pub struct Traffic {
     pub new_flows: u64,
 }
 
+/// What the baseline program ([`BASELINE_PROGRAM`]) forwards: packets to
+/// `vip:vport` go to `backend:bport` out of `int_ifindex`, packets from
+/// `backend:bport` come back from `vip:vport` out of `ext_ifindex`, with
+/// these MACs. Addresses and ports in network order, like the maps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BaselineConfig {
+    pub vip: [u8; 16],
+    pub vport: [u8; 2],
+    pub backend: [u8; 16],
+    pub bport: [u8; 2],
+    /// [`AF_INET`] or [`AF_INET6`] (both addresses); 0 forwards nothing.
+    pub family: u8,
+    pub pad: [u8; 3],
+    pub ext_ifindex: u32,
+    pub int_ifindex: u32,
+    pub lb_ext_mac: [u8; 6],
+    pub lb_int_mac: [u8; 6],
+    pub client_mac: [u8; 6],
+    pub backend_mac: [u8; 6],
+}
+
+impl BaselineConfig {
+    /// All zero: forwards nothing (the value in the object until user space
+    /// sets it).
+    pub const UNSET: Self = Self {
+        vip: [0; 16],
+        vport: [0; 2],
+        backend: [0; 16],
+        bport: [0; 2],
+        family: 0,
+        pad: [0; 3],
+        ext_ifindex: 0,
+        int_ifindex: 0,
+        lb_ext_mac: [0; 6],
+        lb_int_mac: [0; 6],
+        client_mac: [0; 6],
+        backend_mac: [0; 6],
+    };
+}
+
 /// Global packet counters, one slot each in [`maps::STATS`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -307,6 +356,7 @@ mod pod {
     unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for MaglevTable {}
     unsafe impl aya::Pod for Traffic {}
+    unsafe impl aya::Pod for BaselineConfig {}
 }
 
 #[cfg(test)]
@@ -331,6 +381,10 @@ mod tests {
         assert_eq!(size_of::<Flow>(), 16);
         assert_eq!(size_of::<Reply>(), 28);
         assert_eq!(size_of::<Traffic>(), 24);
+        assert_eq!(
+            size_of::<BaselineConfig>(),
+            16 + 2 + 16 + 2 + 1 + 3 + 4 + 4 + 4 * 6
+        );
         assert_eq!(size_of::<MaglevTable>(), 4 * MAGLEV_TABLE_SIZE as usize);
     }
 }

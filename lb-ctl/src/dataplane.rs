@@ -484,6 +484,32 @@ pub fn unpin_links(dir: &Path) -> Result<Vec<String>> {
     Ok(detached)
 }
 
+/// Loads the object with the benchmark's baseline program `lb_baseline`
+/// configured by `config`, and loads that program only (not `lb_xdp`). Its
+/// flow tables are shrunk to one entry: the baseline never uses them.
+pub fn load_baseline(config: &lb_common::BaselineConfig) -> Result<Ebpf> {
+    raise_memlock_limit();
+    let mut ebpf = EbpfLoader::new()
+        .override_global(lb_common::BASELINE_GLOBAL, config, true)
+        .map_max_entries(maps::FLOWS, 1)
+        .map_max_entries(maps::REPLIES, 1)
+        .load(object())
+        .context("loading the XDP object (baseline) into the kernel")?;
+    baseline_program(&mut ebpf)?
+        .load()
+        .context("the kernel's verifier rejected the baseline program")?;
+    Ok(ebpf)
+}
+
+/// The baseline program of an object from [`load_baseline`].
+pub fn baseline_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
+    let name = lb_common::BASELINE_PROGRAM;
+    let program = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing from the object"))?;
+    Ok(program.try_into()?)
+}
+
 /// The XDP program of the object.
 pub fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
     let program = ebpf

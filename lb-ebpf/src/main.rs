@@ -17,6 +17,7 @@
 // 512-byte BPF stack and instructions on every packet.
 #![allow(clippy::needless_borrows_for_generic_args)]
 
+mod baseline;
 mod csum;
 mod forward;
 mod icmp;

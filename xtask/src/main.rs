@@ -1,4 +1,5 @@
-//! Project tasks: `cargo xtask setup | build-ebpf | test | demo`.
+//! Project tasks: `cargo xtask setup | build-ebpf | test | demo | bench`.
+mod bench;
 mod build_ebpf;
 mod demo;
 mod setup;
@@ -42,6 +43,16 @@ enum Task {
         #[arg(long)]
         down: bool,
     },
+    /// Run a benchmark (`dataplane`): prints a table and writes
+    /// target/bench/WHICH.json (see docs/benchmarks.md).
+    Bench {
+        /// Which benchmark: `dataplane`.
+        which: String,
+        /// Passed to the benchmark (e.g. `--runs N`, `--secs S`,
+        /// `--only test-run|rig`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -54,6 +65,7 @@ fn main() -> Result<()> {
         Task::Test { args } => test::run_all(&args),
         Task::Demo { down: true } => demo::down(),
         Task::Demo { down: false } => demo::up(),
+        Task::Bench { which, args } => bench::run(&which, &args),
     }
 }
 
