@@ -30,6 +30,9 @@ pub mod maps {
     /// `DevMapHash` keyed by ifindex: the interfaces the program may
     /// redirect to.
     pub const TX_PORTS: &str = "LB_TX_PORTS";
+    /// `PerCpuArray<NextHop>` indexed by backend id: each CPU's cache of the
+    /// FIB's answer for the backend.
+    pub const NEXTHOPS: &str = "LB_NEXTHOPS";
     /// `ProgramArray`: the programs `lb_xdp` tail-calls (see
     /// [`super::JUMP_ICMP`]).
     pub const JUMP: &str = "LB_JUMP";
@@ -180,6 +183,28 @@ pub struct Reply {
     pub service: u32,
     /// The backend that sends the replies (for its counters).
     pub backend: u32,
+}
+
+/// How long a cached next hop is used before the FIB is asked again, in
+/// jiffies: about a second (HZ is 250 on Debian kernels, 100 to 1000
+/// elsewhere). A changed route or neighbour reaches the fast path within it.
+pub const NEXTHOP_TTL_JIFFIES: u64 = 250;
+
+/// A cached FIB answer for a backend (per CPU, in [`maps::NEXTHOPS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHop {
+    /// Output interface; 0 = empty.
+    pub ifindex: u32,
+    /// The backend's [`Backend::generation`] the answer is for.
+    pub generation: u32,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+    /// The route's MTU: bigger packets ask the FIB (which answers "too big").
+    pub mtu: u16,
+    pub pad: [u8; 2],
+    /// Jiffies after which the answer is not used.
+    pub expires: u64,
 }
 
 /// Node role, in [`Settings::role`].
@@ -356,6 +381,7 @@ mod pod {
     unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for MaglevTable {}
     unsafe impl aya::Pod for Traffic {}
+    unsafe impl aya::Pod for NextHop {}
     unsafe impl aya::Pod for BaselineConfig {}
 }
 
@@ -381,6 +407,7 @@ mod tests {
         assert_eq!(size_of::<Flow>(), 16);
         assert_eq!(size_of::<Reply>(), 28);
         assert_eq!(size_of::<Traffic>(), 24);
+        assert_eq!(size_of::<NextHop>(), 32);
         assert_eq!(
             size_of::<BaselineConfig>(),
             16 + 2 + 16 + 2 + 1 + 3 + 4 + 4 + 4 * 6

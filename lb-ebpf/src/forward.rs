@@ -33,6 +33,17 @@ pub enum Route {
 /// Asks the kernel's FIB how to reach `dst` from `src` for this packet.
 #[inline(always)]
 pub fn fib(ctx: &XdpContext, pkt: &Packet, src: &[u8; 16], dst: &[u8; 16]) -> Route {
+    fib_with_mtu(ctx, pkt, src, dst).0
+}
+
+/// [`fib`], with the MTU of the route when it is a complete next hop.
+#[inline(always)]
+pub fn fib_with_mtu(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+) -> (Route, u16) {
     // SAFETY: all-zero is a valid bpf_fib_lookup (plain integers and unions of them).
     let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
     params.l4_protocol = pkt.key.proto;
@@ -59,13 +70,17 @@ pub fn fib(ctx: &XdpContext, pkt: &Packet, src: &[u8; 16], dst: &[u8; 16]) -> Ro
         )
     };
     match ret as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => Route::Forward {
-            ifindex: params.ifindex,
-            smac: params.smac,
-            dmac: params.dmac,
-        },
-        BPF_FIB_LKUP_RET_NO_NEIGH => Route::NoNeighbour,
-        _ => Route::Miss,
+        BPF_FIB_LKUP_RET_SUCCESS => (
+            Route::Forward {
+                ifindex: params.ifindex,
+                smac: params.smac,
+                dmac: params.dmac,
+            },
+            // SAFETY: on success the kernel writes the route's MTU there.
+            unsafe { params.__bindgen_anon_1.mtu_result },
+        ),
+        BPF_FIB_LKUP_RET_NO_NEIGH => (Route::NoNeighbour, 0),
+        _ => (Route::Miss, 0),
     }
 }
 

@@ -29,18 +29,19 @@ use aya_ebpf::{
         BPF_F_NO_PREALLOC,
         xdp_action::{XDP_DROP, XDP_PASS},
     },
+    helpers::generated::bpf_jiffies64,
     macros::{map, xdp},
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
 use lb_common::{
     Backend, Counter, Flow, FlowKey, JUMP_ICMP, JUMP_SLOTS, MAX_BACKENDS, MAX_FLOWS, MAX_SERVICES,
-    MAX_TX_PORTS, MaglevTable, NO_BACKEND, Reply, Service, ServiceKey, Settings, Traffic,
-    backend_flags, hash, mode, role,
+    MAX_TX_PORTS, MaglevTable, NEXTHOP_TTL_JIFFIES, NO_BACKEND, NextHop, Reply, Service,
+    ServiceKey, Settings, Traffic, backend_flags, hash, mode, role,
 };
 
 use crate::{
-    forward::{Route, fib, transmit},
+    forward::{Route, fib, fib_with_mtu, transmit},
     packet::Packet,
     rewrite::{Side, rewrite},
 };
@@ -60,6 +61,8 @@ static LB_REPLIES: LruHashMap<FlowKey, Reply> = LruHashMap::with_max_entries(MAX
 static LB_SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[map(name = "LB_TX_PORTS")]
 static LB_TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_TX_PORTS, 0);
+#[map(name = "LB_NEXTHOPS")]
+static LB_NEXTHOPS: PerCpuArray<NextHop> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 #[map(name = "LB_JUMP")]
 static LB_JUMP: ProgramArray = ProgramArray::with_max_entries(JUMP_SLOTS, 0);
 #[map(name = "LB_STATS")]
@@ -144,7 +147,7 @@ fn icmp_error(ctx: &XdpContext) -> (Counter, u32) {
         return (Counter::PassIcmp, XDP_PASS);
     };
     if service.mode == mode::DSR {
-        return dsr_forward(ctx, &err.outer, &backend.1);
+        return dsr_forward(ctx, &err.outer, backend.0, &backend.1);
     }
     if err.outer.ttl <= 1 {
         return (Counter::PassTtl, XDP_PASS);
@@ -183,9 +186,9 @@ fn to_service(ctx: &XdpContext, pkt: &Packet, service: Service) -> (Counter, u32
     count_traffic(&LB_SVC_STATS, service.id, bytes, choice.new_flow);
     count_traffic(&LB_BE_STATS, choice.id, bytes, choice.new_flow);
     if service.mode == mode::DSR {
-        dsr_forward(ctx, pkt, &choice.backend)
+        dsr_forward(ctx, pkt, choice.id, &choice.backend)
     } else {
-        nat_forward(ctx, pkt, &choice.backend)
+        nat_forward(ctx, pkt, choice.id, &choice.backend)
     }
 }
 
@@ -284,11 +287,11 @@ fn pin(pkt: &Packet, service: &Service, id: u32, backend: &Backend) {
 
 /// NAT, client to backend: the destination becomes the backend.
 #[inline(always)]
-fn nat_forward(ctx: &XdpContext, pkt: &Packet, backend: &Backend) -> (Counter, u32) {
+fn nat_forward(ctx: &XdpContext, pkt: &Packet, id: u32, backend: &Backend) -> (Counter, u32) {
     if pkt.ttl <= 1 {
         return (Counter::PassTtl, XDP_PASS);
     }
-    let route = fib(ctx, pkt, &pkt.key.src, &backend.addr);
+    let route = route_to_backend(ctx, pkt, id, backend);
     translate_and_send(
         ctx,
         pkt,
@@ -348,17 +351,65 @@ fn translate_and_send(
 /// DSR: the packet goes unchanged but for its MACs to the backend, which
 /// holds the VIP itself.
 #[inline(always)]
-fn dsr_forward(ctx: &XdpContext, pkt: &Packet, backend: &Backend) -> (Counter, u32) {
-    match fib(ctx, pkt, &pkt.key.src, &backend.addr) {
+fn dsr_forward(ctx: &XdpContext, pkt: &Packet, id: u32, backend: &Backend) -> (Counter, u32) {
+    match route_to_backend(ctx, pkt, id, backend) {
         Route::Forward {
             ifindex,
             smac,
             dmac,
         } => transmit(ctx, &LB_TX_PORTS, ifindex, smac, dmac),
-        // No MAC to send it to: the kernel cannot do better for a DSR packet
-        // (the daemon keeps backend neighbours resolved), so it is counted.
-        Route::NoNeighbour | Route::Miss => (Counter::PassFibMiss, XDP_PASS),
+        // The kernel holds the VIP: given the packet, it would reset the
+        // connection. Dropped and counted; the client retransmits.
+        Route::NoNeighbour => (Counter::DropNoNeighbour, XDP_DROP),
+        Route::Miss => (Counter::PassFibMiss, XDP_PASS),
     }
+}
+
+/// The route to a backend: this CPU's cached answer while it is fresh and
+/// for this very backend (same generation, packet within the MTU), else the
+/// FIB's, cached when it is a complete next hop.
+#[inline(always)]
+fn route_to_backend(ctx: &XdpContext, pkt: &Packet, id: u32, backend: &Backend) -> Route {
+    let Some(hop) = LB_NEXTHOPS.get_ptr_mut(id) else {
+        return fib(ctx, pkt, &pkt.key.src, &backend.addr);
+    };
+    // SAFETY: bpf_jiffies64 has no preconditions.
+    let now = unsafe { bpf_jiffies64() };
+    // SAFETY: this CPU's slot of a per-CPU array; nothing else writes it
+    // while we run.
+    let cached = unsafe { *hop };
+    if cached.ifindex != 0
+        && cached.generation == backend.generation
+        && now < cached.expires
+        && pkt.ip_len <= cached.mtu
+    {
+        return Route::Forward {
+            ifindex: cached.ifindex,
+            smac: cached.smac,
+            dmac: cached.dmac,
+        };
+    }
+    let (route, mtu) = fib_with_mtu(ctx, pkt, &pkt.key.src, &backend.addr);
+    if let Route::Forward {
+        ifindex,
+        smac,
+        dmac,
+    } = route
+    {
+        // SAFETY: as above.
+        unsafe {
+            *hop = NextHop {
+                ifindex,
+                generation: backend.generation,
+                smac,
+                dmac,
+                mtu,
+                pad: [0; 2],
+                expires: now + NEXTHOP_TTL_JIFFIES,
+            };
+        }
+    }
+    route
 }
 
 #[inline(always)]

@@ -495,14 +495,12 @@ fn without_a_neighbour_the_translated_packet_goes_to_the_kernel() {
             let mut dsr = service(v6, Protocol::Tcp, Mode::Dsr, 80, 80, 0);
             dsr.backends.push(backend(ip, 80));
             lb.configure(std::slice::from_ref(&dsr))?;
-            lb.expect(
-                &first(&dsr, 40001, SYN),
-                lb.ext,
-                Expect::Unchanged(Action::Pass),
-            )?;
+            // The kernel holds the VIP and would reset the connection.
+            let outcome = lb.send(&first(&dsr, 40001, SYN).build(), lb.ext)?;
+            assert_eq!(outcome.action, Action::Drop);
         }
         assert_eq!(lb.dp.counter(Counter::PassNoNeighbour)?, 2);
-        assert_eq!(lb.dp.counter(Counter::PassFibMiss)?, 2);
+        assert_eq!(lb.dp.counter(Counter::DropNoNeighbour)?, 2);
         Ok(())
     });
 }
@@ -724,6 +722,45 @@ fn other_icmp_goes_to_the_kernel_unchanged() {
         ];
         fixture::check_on(dataplane::program(lb.dp.ebpf_mut())?, Some(lb.ext), &cases)?;
         assert_eq!(lb.dp.counter(Counter::PassIcmp)?, 2);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_cached_next_hop_is_never_used_for_another_backend() {
+    with_lb(|lb| {
+        let mut spec = service(false, Protocol::Tcp, Mode::Nat, 80, 8080, 3);
+        lb.configure(std::slice::from_ref(&spec))?;
+        // Warm this CPU's next-hop cache for every backend.
+        open_flows(lb, &spec, 41000..41030)?;
+        // Backend 0 leaves; backend 3 (another MAC) takes its id.
+        spec.backends.remove(0);
+        spec.backends.push(backend(backend_ip(false, 3), 8080));
+        lb.configure(std::slice::from_ref(&spec))?;
+        let key = spec.key();
+        assert_eq!(
+            lb.balancer
+                .backend_id(&key, SocketAddr::new(backend_ip(false, 3), 8080)),
+            Some(0)
+        );
+        let mut reached = false;
+        for sport in 42000..42060 {
+            let frame = first(&spec, sport, SYN);
+            let target = lb.predicted(&spec, &frame)?;
+            let i = backend_index(target);
+            reached |= i == 3;
+            let expected = frame
+                .clone()
+                .dst(target)
+                .ttl(63)
+                .macs(LB_INT_MAC, fixnet::backend_mac(i));
+            lb.expect(
+                &frame,
+                lb.ext,
+                Expect::Rewritten(Action::Redirect, expected.build()),
+            )?;
+        }
+        assert!(reached, "no flow reached the new backend");
         Ok(())
     });
 }
