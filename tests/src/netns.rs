@@ -110,6 +110,27 @@ impl Netns {
         })
     }
 
+    /// Like [`Netns::run_in`], on a thread of its own that keeps running:
+    /// join the handle for its result.
+    pub fn spawn_thread<F, T>(&self, f: F) -> Result<thread::JoinHandle<Result<T>>>
+    where
+        F: FnOnce() -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let path = format!("/run/netns/{}", self.name);
+        let file = File::open(&path).with_context(|| format!("opening {path}"))?;
+        Ok(thread::spawn(move || {
+            // SAFETY: setns on a valid namespace fd affects only this thread.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                bail!(
+                    "entering network namespace {path}: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            f()
+        }))
+    }
+
     /// Kills every process inside the namespace.
     pub fn kill_all(&self) {
         kill_processes_in(&self.name);

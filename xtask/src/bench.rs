@@ -7,23 +7,25 @@ use anyhow::{Result, bail};
 
 use crate::{cargo, exec, require_root, root, setup};
 
-/// The benchmarks `cargo xtask bench` knows.
-const BENCHES: &[&str] = &["dataplane"];
+/// The benchmarks `cargo xtask bench` knows, with the package holding each
+/// (`control` runs the real lb-ctl binary, so it lives in lb-ctl).
+const BENCHES: &[(&str, &str)] = &[("dataplane", "lb-tests"), ("control", "lb-ctl")];
 
 pub fn run(which: &str, args: &[String]) -> Result<()> {
-    if !BENCHES.contains(&which) {
+    let Some(&(_, package)) = BENCHES.iter().find(|(name, _)| *name == which) else {
+        let names: Vec<&str> = BENCHES.iter().map(|(name, _)| *name).collect();
         bail!(
             "no benchmark {which:?}; known: {} (e.g. `cargo xtask bench dataplane`)",
-            BENCHES.join(", ")
+            names.join(", ")
         );
-    }
+    };
     require_root("bench")?;
     setup::run()?;
     let out = root().join("target/bench").join(format!("{which}.json"));
-    println!("[bench] cargo bench -p lb-tests --bench {which}");
+    println!("[bench] cargo bench -p {package} --bench {which}");
     exec(
         cargo()
-            .args(["bench", "-p", "lb-tests", "--bench", which, "--"])
+            .args(["bench", "-p", package, "--bench", which, "--"])
             .arg("--out")
             .arg(&out)
             .args(args),
