@@ -16,6 +16,7 @@ use crate::{
         ETH_HDR_LEN, IPV4_MIN_HDR_LEN, IPV6_HDR_LEN, Packet, TCP_CSUM_OFF, UDP_CSUM_OFF, read,
         write,
     },
+    rewrite::{Side, decrement_hop_limit, first4, ipv4_header},
 };
 
 const ICMP_HDR_LEN: usize = 8;
@@ -205,41 +206,10 @@ fn translate_v4(
     inner_l4: &mut Diff,
     forwarding: bool,
 ) -> bool {
-    const OUTER_DST: usize = ETH_HDR_LEN + 16;
-    const OUTER_TTL: usize = ETH_HDR_LEN + 8;
-    const OUTER_CSUM: usize = ETH_HDR_LEN + 10;
-    let old = [vip[0], vip[1], vip[2], vip[3]];
-    let new = [
-        backend.addr[0],
-        backend.addr[1],
-        backend.addr[2],
-        backend.addr[3],
-    ];
+    let (old, new) = (first4(vip), first4(&backend.addr));
     // Outer header: destination, TTL, header checksum (ICMPv4 has no
     // pseudo-header).
-    let mut outer = Diff::new();
-    outer.bytes(&old, &new);
-    if !write(ctx, OUTER_DST, new) {
-        return false;
-    }
-    if forwarding {
-        let Some(ttl_proto) = read::<2>(ctx, OUTER_TTL) else {
-            return false;
-        };
-        let after = [ttl_proto[0].wrapping_sub(1), ttl_proto[1]];
-        outer.bytes(&ttl_proto, &after);
-        if !write(ctx, OUTER_TTL, after) {
-            return false;
-        }
-    }
-    let Some(csum) = read::<2>(ctx, OUTER_CSUM) else {
-        return false;
-    };
-    if !write(
-        ctx,
-        OUTER_CSUM,
-        outer.apply(u16::from_be_bytes(csum)).to_be_bytes(),
-    ) {
+    if !ipv4_header(ctx, Side::Destination, old, new, forwarding) {
         return false;
     }
     // Quoted header: source and its header checksum, both inside the ICMP
@@ -270,7 +240,6 @@ fn translate_v6(
     forwarding: bool,
 ) -> bool {
     const OUTER_DST: usize = ETH_HDR_LEN + 24;
-    const NEXT_HEADER: usize = ETH_HDR_LEN + 6;
     // The ICMPv6 checksum covers the outer destination (pseudo-header) and
     // the quoted source.
     icmp.bytes(vip, &backend.addr);
@@ -279,13 +248,7 @@ fn translate_v6(
     if !write(ctx, OUTER_DST, backend.addr) || !write(ctx, err.inner + 8, backend.addr) {
         return false;
     }
-    if forwarding {
-        let Some([next_header, hop_limit]) = read::<2>(ctx, NEXT_HEADER) else {
-            return false;
-        };
-        return write(ctx, NEXT_HEADER, [next_header, hop_limit.wrapping_sub(1)]);
-    }
-    true
+    !forwarding || decrement_hop_limit(ctx)
 }
 
 /// Updates the quoted packet's TCP or UDP checksum when the quote holds it

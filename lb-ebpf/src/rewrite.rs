@@ -52,18 +52,36 @@ fn rewrite_ipv4(
     l4: &mut Diff,
     forwarding: bool,
 ) -> bool {
+    let (old4, new4) = (first4(old), first4(new));
+    l4.bytes(&old4, &new4);
+    ipv4_header(ctx, side, old4, new4, forwarding)
+}
+
+/// The first four bytes: the IPv4 address of a 16-byte address field.
+#[inline(always)]
+pub fn first4(addr: &[u8; 16]) -> [u8; 4] {
+    [addr[0], addr[1], addr[2], addr[3]]
+}
+
+/// Replaces one address of the IPv4 header (from `old` to `new`),
+/// decrements the TTL when forwarding, and updates the header checksum.
+#[inline(always)]
+pub fn ipv4_header(
+    ctx: &XdpContext,
+    side: Side,
+    old: [u8; 4],
+    new: [u8; 4],
+    forwarding: bool,
+) -> bool {
     const TTL: usize = ETH_HDR_LEN + 8;
     const CSUM: usize = ETH_HDR_LEN + 10;
     let addr_off = match side {
         Side::Source => ETH_HDR_LEN + 12,
         Side::Destination => ETH_HDR_LEN + 16,
     };
-    let old4 = [old[0], old[1], old[2], old[3]];
-    let new4 = [new[0], new[1], new[2], new[3]];
     let mut ip = Diff::new();
-    ip.bytes(&old4, &new4);
-    l4.bytes(&old4, &new4);
-    if !write(ctx, addr_off, new4) {
+    ip.bytes(&old, &new);
+    if !write(ctx, addr_off, new) {
         return false;
     }
     if forwarding {
@@ -91,8 +109,6 @@ fn rewrite_ipv6(
     l4: &mut Diff,
     forwarding: bool,
 ) -> bool {
-    // Next header and hop limit, read and written together (see packet::read).
-    const NEXT_HEADER: usize = ETH_HDR_LEN + 6;
     let addr_off = match side {
         Side::Source => ETH_HDR_LEN + 8,
         Side::Destination => ETH_HDR_LEN + 24,
@@ -101,13 +117,18 @@ fn rewrite_ipv6(
     if !write(ctx, addr_off, *new) {
         return false;
     }
-    if forwarding {
-        let Some([next_header, hop_limit]) = read::<2>(ctx, NEXT_HEADER) else {
-            return false;
-        };
-        return write(ctx, NEXT_HEADER, [next_header, hop_limit.wrapping_sub(1)]);
-    }
-    true
+    !forwarding || decrement_hop_limit(ctx)
+}
+
+/// Decrements the IPv6 hop limit (no checksum covers it).
+#[inline(always)]
+pub fn decrement_hop_limit(ctx: &XdpContext) -> bool {
+    // Next header and hop limit, read and written together (see packet::read).
+    const NEXT_HEADER: usize = ETH_HDR_LEN + 6;
+    let Some([next_header, hop_limit]) = read::<2>(ctx, NEXT_HEADER) else {
+        return false;
+    };
+    write(ctx, NEXT_HEADER, [next_header, hop_limit.wrapping_sub(1)])
 }
 
 /// Applies the L4 difference. An IPv4 UDP checksum of zero means "none" and

@@ -27,10 +27,7 @@ use aya::{
     Ebpf,
     programs::{TestRun, TestRunOptions, Xdp, XdpMode},
 };
-use lb_common::{
-    AF_INET, BASELINE_PROGRAM, BaselineConfig, FlowKey, IPPROTO_TCP, IPPROTO_UDP, Traffic,
-    XDP_PROGRAM,
-};
+use lb_common::{AF_INET, BASELINE_PROGRAM, BaselineConfig, Traffic, XDP_PROGRAM};
 use lb_ctl::{
     balancer::{
         BackendSpec, BackendState, Balancer, Mode, Protocol, ServiceSpec, addr_bytes, family,
@@ -41,7 +38,7 @@ use lb_tests::{
     fixnet::{self, FixtureNet, LB_EXT_MAC, LB_INT_MAC},
     fixture::{self, Action},
     netns::Netns,
-    packets::{self, ACK, Frame, L4, SYN},
+    packets::{self, ACK, Frame, SYN},
     rig::{self, LB_EXT_IFACE, LB_INT_IFACE, Rig, RigOptions, VIP_V4, VIP_V6},
 };
 use serde_json::json;
@@ -505,7 +502,7 @@ fn family_figures(v6: bool, runs: u64, ext: u32, int: u32) -> Result<FamilyFigur
         );
     }
     let flow = dp
-        .flow(&flow_key(&established))?
+        .flow(&established.flow_key())?
         .context("the pinning packet left no flow")?;
     let backend = balancer.tables().backends[&flow.backend];
     let backend_index = (0..fixnet::BACKENDS)
@@ -590,7 +587,7 @@ fn family_figures(v6: bool, runs: u64, ext: u32, int: u32) -> Result<FamilyFigur
     };
     let samples: Vec<u64> = (0..runs).step_by(9973).chain([runs - 1]).collect();
     for &run in &samples {
-        if dp.flow(&flow_key(&new_flow(run)))?.is_some() {
+        if dp.flow(&new_flow(run).flow_key())?.is_some() {
             bail!("new-flow run {run}: the flow table already holds its 5-tuple");
         }
     }
@@ -674,21 +671,6 @@ fn backend_ip(v6: bool, i: usize) -> IpAddr {
         rig::backend_v6(i).into()
     } else {
         rig::backend_v4(i).into()
-    }
-}
-
-fn flow_key(frame: &Frame) -> FlowKey {
-    FlowKey {
-        src: addr_bytes(frame.src.ip()),
-        dst: addr_bytes(frame.dst.ip()),
-        sport: frame.src.port().to_be_bytes(),
-        dport: frame.dst.port().to_be_bytes(),
-        proto: match frame.l4 {
-            L4::Tcp { .. } => IPPROTO_TCP,
-            L4::Udp => IPPROTO_UDP,
-        },
-        family: family(frame.src.ip()),
-        pad: [0; 2],
     }
 }
 

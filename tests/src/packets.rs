@@ -82,6 +82,34 @@ impl Frame {
         self
     }
 
+    /// The data plane's key of this frame's 5-tuple (as it arrives).
+    pub fn flow_key(&self) -> lb_common::FlowKey {
+        let bytes = |ip: IpAddr| match ip {
+            IpAddr::V4(v4) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&v4.octets());
+                b
+            }
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        lb_common::FlowKey {
+            src: bytes(self.src.ip()),
+            dst: bytes(self.dst.ip()),
+            sport: self.src.port().to_be_bytes(),
+            dport: self.dst.port().to_be_bytes(),
+            proto: match self.l4 {
+                L4::Tcp { .. } => lb_common::IPPROTO_TCP,
+                L4::Udp => lb_common::IPPROTO_UDP,
+            },
+            family: if self.src.is_ipv4() {
+                lb_common::AF_INET
+            } else {
+                lb_common::AF_INET6
+            },
+            pad: [0; 2],
+        }
+    }
+
     /// The bytes on the wire.
     pub fn build(&self) -> Vec<u8> {
         let eth = PacketBuilder::ethernet2(self.src_mac, self.dst_mac);

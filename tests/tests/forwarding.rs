@@ -6,11 +6,9 @@
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context as _, Result, bail};
-use lb_common::{Counter, FlowKey, IPPROTO_TCP, IPPROTO_UDP, hash};
+use lb_common::{Counter, hash};
 use lb_ctl::{
-    balancer::{
-        BackendSpec, BackendState, Balancer, Mode, Protocol, ServiceSpec, addr_bytes, family,
-    },
+    balancer::{BackendSpec, BackendState, Balancer, Mode, Protocol, ServiceSpec},
     dataplane::{self, Dataplane, Role},
 };
 use lb_tests::{
@@ -81,7 +79,7 @@ impl Lb {
             .service_id(&service.key())
             .context("service not configured")?;
         let table = &self.balancer.tables().maglev[&id];
-        let backend = table[hash::maglev_slot(&flow_key(frame)) as usize];
+        let backend = table[hash::maglev_slot(&frame.flow_key()) as usize];
         Ok(self.backend_addr(backend))
     }
 
@@ -98,25 +96,10 @@ impl Lb {
     /// Where the program sent a forwarded frame: its destination address
     /// (NAT) or, for DSR, the backend whose MAC it now carries.
     fn pinned(&self, frame: &Frame) -> Result<Option<SocketAddr>> {
-        let Some(flow) = self.dp.flow(&flow_key(frame))? else {
+        let Some(flow) = self.dp.flow(&frame.flow_key())? else {
             return Ok(None);
         };
         Ok(Some(self.backend_addr(flow.backend)))
-    }
-}
-
-fn flow_key(frame: &Frame) -> FlowKey {
-    FlowKey {
-        src: addr_bytes(frame.src.ip()),
-        dst: addr_bytes(frame.dst.ip()),
-        sport: frame.src.port().to_be_bytes(),
-        dport: frame.dst.port().to_be_bytes(),
-        proto: match frame.l4 {
-            L4::Udp => IPPROTO_UDP,
-            L4::Tcp { .. } => IPPROTO_TCP,
-        },
-        family: family(frame.src.ip()),
-        pad: [0; 2],
     }
 }
 
