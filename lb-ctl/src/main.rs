@@ -276,8 +276,7 @@ fn exit(result: Result<(), ClientError>) -> ExitCode {
             eprintln!("error: {err}");
             match err {
                 ClientError::Unreachable { .. } => ExitCode::from(3),
-                ClientError::Refused { status: 400, .. } => ExitCode::from(1),
-                _ => ExitCode::from(1),
+                ClientError::Refused { .. } | ClientError::Other(_) => ExitCode::from(1),
             }
         }
     }
