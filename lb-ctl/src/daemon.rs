@@ -197,7 +197,11 @@ impl Daemon {
         }
         self.balancer = next;
         self.config = new;
-        self.monitor.reconcile(health_targets(&self.config));
+        let targets = health_targets(&self.config);
+        // Health of backends (or checks) that are gone is forgotten.
+        self.health
+            .retain(|key, _| targets.iter().any(|(k, _, _)| k == key));
+        self.monitor.reconcile(targets);
         self.alerts.record(
             AlertLevel::Info,
             "config_applied",
