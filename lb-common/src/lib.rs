@@ -69,6 +69,7 @@ pub const BASELINE_GLOBAL: &str = "LB_BASELINE";
 // - flows and replies: LRU hash, 1,000,000 x (40 B key + 16 or 28 B value +
 //   ~48 B element) ~ 105 MiB each, preallocated
 // - statistics: per-CPU arrays, (1,024 + 16,384) x 24 B per CPU ~ 408 KiB/CPU
+// - next hops: per-CPU array, 16,384 x 32 B per CPU = 512 KiB/CPU
 /// Services (VIP, port, protocol).
 pub const MAX_SERVICES: u32 = 1024;
 /// Backends, all services together (including sorry servers).
