@@ -33,6 +33,9 @@ pub mod maps {
     /// `PerCpuArray<NextHop>` indexed by backend id: each CPU's cache of the
     /// FIB's answer for the backend.
     pub const NEXTHOPS: &str = "LB_NEXTHOPS";
+    /// `LruPerCpuHashMap<[u8; 16] (client address), NextHop>`: each CPU's
+    /// cache of the FIB's answer for NAT replies to a client.
+    pub const CLIENT_HOPS: &str = "LB_CLIENT_HOPS";
     /// `ProgramArray`: the programs `lb_xdp` tail-calls (see
     /// [`super::JUMP_ICMP`]).
     pub const JUMP: &str = "LB_JUMP";
@@ -69,13 +72,17 @@ pub const BASELINE_GLOBAL: &str = "LB_BASELINE";
 // - flows and replies: LRU hash, 1,000,000 x (40 B key + 16 or 28 B value +
 //   ~48 B element) ~ 105 MiB each, preallocated
 // - statistics: per-CPU arrays, (1,024 + 16,384) x 24 B per CPU ~ 408 KiB/CPU
-// - next hops: per-CPU array, 16,384 x 32 B per CPU = 512 KiB/CPU
+// - next hops: per-CPU array, 16,384 x 32 B per CPU = 512 KiB/CPU; client
+//   next hops: per-CPU LRU hash, 16,384 x (16 B key + ~48 B element +
+//   32 B per CPU) ~ 1 MiB + 512 KiB/CPU
 /// Services (VIP, port, protocol).
 pub const MAX_SERVICES: u32 = 1024;
 /// Backends, all services together (including sorry servers).
 pub const MAX_BACKENDS: u32 = 16384;
 /// Flows in the connection table (and NAT replies in the reply table).
 pub const MAX_FLOWS: u32 = 1_000_000;
+/// Client addresses whose next hop each CPU caches for NAT replies.
+pub const MAX_CLIENT_HOPS: u32 = 16384;
 /// Interfaces the program may redirect to.
 pub const MAX_TX_PORTS: u32 = 64;
 /// Slots of one Maglev lookup table: a prime, about 650 per backend at 100
@@ -197,7 +204,8 @@ pub const NEXTHOP_TTL_JIFFIES: u64 = 250;
 pub struct NextHop {
     /// Output interface; 0 = empty.
     pub ifindex: u32,
-    /// The backend's [`Backend::generation`] the answer is for.
+    /// What the answer is for: the backend's [`Backend::generation`], or the
+    /// address family of a client address.
     pub generation: u32,
     pub smac: [u8; 6],
     pub dmac: [u8; 6],

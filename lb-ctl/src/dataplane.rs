@@ -27,7 +27,7 @@ use crate::balancer::{Ops, Tables};
 /// Every map of the object with the (key size, value size, max entries) this
 /// build expects: pinned maps that differ were made by an incompatible
 /// version.
-fn expected_maps() -> [(&'static str, usize, usize, u32); 12] {
+fn expected_maps() -> [(&'static str, usize, usize, u32); 13] {
     use core::mem::size_of;
     use lb_common::*;
     [
@@ -58,6 +58,7 @@ fn expected_maps() -> [(&'static str, usize, usize, u32); 12] {
         (maps::SERVICE_STATS, 4, size_of::<Traffic>(), MAX_SERVICES),
         (maps::BACKEND_STATS, 4, size_of::<Traffic>(), MAX_BACKENDS),
         (maps::NEXTHOPS, 4, size_of::<NextHop>(), MAX_BACKENDS),
+        (maps::CLIENT_HOPS, 16, size_of::<NextHop>(), MAX_CLIENT_HOPS),
     ]
 }
 

@@ -31,13 +31,13 @@ use aya_ebpf::{
     },
     helpers::generated::bpf_jiffies64,
     macros::{map, xdp},
-    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, ProgramArray},
     programs::XdpContext,
 };
 use lb_common::{
-    Backend, Counter, Flow, FlowKey, JUMP_ICMP, JUMP_SLOTS, MAX_BACKENDS, MAX_FLOWS, MAX_SERVICES,
-    MAX_TX_PORTS, MaglevTable, NEXTHOP_TTL_JIFFIES, NO_BACKEND, NextHop, Reply, Service,
-    ServiceKey, Settings, Traffic, backend_flags, hash, mode, role,
+    Backend, Counter, Flow, FlowKey, JUMP_ICMP, JUMP_SLOTS, MAX_BACKENDS, MAX_CLIENT_HOPS,
+    MAX_FLOWS, MAX_SERVICES, MAX_TX_PORTS, MaglevTable, NEXTHOP_TTL_JIFFIES, NO_BACKEND, NextHop,
+    Reply, Service, ServiceKey, Settings, Traffic, backend_flags, hash, mode, role,
 };
 
 use crate::{
@@ -63,6 +63,9 @@ static LB_SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 static LB_TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_TX_PORTS, 0);
 #[map(name = "LB_NEXTHOPS")]
 static LB_NEXTHOPS: PerCpuArray<NextHop> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+#[map(name = "LB_CLIENT_HOPS")]
+static LB_CLIENT_HOPS: LruPerCpuHashMap<[u8; 16], NextHop> =
+    LruPerCpuHashMap::with_max_entries(MAX_CLIENT_HOPS, 0);
 #[map(name = "LB_JUMP")]
 static LB_JUMP: ProgramArray = ProgramArray::with_max_entries(JUMP_SLOTS, 0);
 #[map(name = "LB_STATS")]
@@ -311,7 +314,7 @@ fn nat_reply(ctx: &XdpContext, pkt: &Packet, reply: Reply) -> (Counter, u32) {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     count_traffic(&LB_SVC_STATS, reply.service, bytes, false);
     count_traffic(&LB_BE_STATS, reply.backend, bytes, false);
-    let route = fib(ctx, pkt, &reply.vip, &pkt.key.dst);
+    let route = route_to_client(ctx, pkt, &reply.vip);
     translate_and_send(ctx, pkt, Side::Source, &reply.vip, reply.vport, route)
 }
 
@@ -365,21 +368,60 @@ fn dsr_forward(ctx: &XdpContext, pkt: &Packet, id: u32, backend: &Backend) -> (C
     }
 }
 
-/// The route to a backend: this CPU's cached answer while it is fresh and
-/// for this very backend (same generation, packet within the MTU), else the
-/// FIB's, cached when it is a complete next hop.
+/// The route to a backend: this CPU's cached answer for it (see
+/// [`cached_route`]), the generation telling backends that share an id apart.
 #[inline(always)]
 fn route_to_backend(ctx: &XdpContext, pkt: &Packet, id: u32, backend: &Backend) -> Route {
-    let Some(hop) = LB_NEXTHOPS.get_ptr_mut(id) else {
-        return fib(ctx, pkt, &pkt.key.src, &backend.addr);
+    match LB_NEXTHOPS.get_ptr_mut(id) {
+        Some(hop) => cached_route(
+            ctx,
+            pkt,
+            &pkt.key.src,
+            &backend.addr,
+            hop,
+            backend.generation,
+        ),
+        None => fib(ctx, pkt, &pkt.key.src, &backend.addr),
+    }
+}
+
+/// The route of a NAT reply to its client: this CPU's cached answer for
+/// that client address (tagged with the address family).
+#[inline(always)]
+fn route_to_client(ctx: &XdpContext, pkt: &Packet, vip: &[u8; 16]) -> Route {
+    let client = &pkt.key.dst;
+    let hop = match LB_CLIENT_HOPS.get_ptr_mut(client) {
+        Some(hop) => Some(hop),
+        None => {
+            let _ = LB_CLIENT_HOPS.insert(client, &NextHop::default(), 0);
+            LB_CLIENT_HOPS.get_ptr_mut(client)
+        }
     };
+    match hop {
+        Some(hop) => cached_route(ctx, pkt, vip, client, hop, u32::from(pkt.key.family)),
+        None => fib(ctx, pkt, vip, client),
+    }
+}
+
+/// A cached FIB answer while it is fresh (about a second), has the same
+/// `tag` and the packet fits its MTU; else the FIB's answer, cached when it
+/// is a complete next hop.
+#[inline(always)]
+fn cached_route(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    hop: *mut NextHop,
+    tag: u32,
+) -> Route {
     // SAFETY: bpf_jiffies64 has no preconditions.
     let now = unsafe { bpf_jiffies64() };
-    // SAFETY: this CPU's slot of a per-CPU array; nothing else writes it
+    // SAFETY: this CPU's value of a per-CPU map; nothing else writes it
     // while we run.
     let cached = unsafe { *hop };
     if cached.ifindex != 0
-        && cached.generation == backend.generation
+        && cached.generation == tag
         && now < cached.expires
         && pkt.ip_len <= cached.mtu
     {
@@ -389,7 +431,7 @@ fn route_to_backend(ctx: &XdpContext, pkt: &Packet, id: u32, backend: &Backend) 
             dmac: cached.dmac,
         };
     }
-    let (route, mtu) = fib_with_mtu(ctx, pkt, &pkt.key.src, &backend.addr);
+    let (route, mtu) = fib_with_mtu(ctx, pkt, src, dst);
     if let Route::Forward {
         ifindex,
         smac,
@@ -400,7 +442,7 @@ fn route_to_backend(ctx: &XdpContext, pkt: &Packet, id: u32, backend: &Backend) 
         unsafe {
             *hop = NextHop {
                 ifindex,
-                generation: backend.generation,
+                generation: tag,
                 smac,
                 dmac,
                 mtu,
