@@ -178,7 +178,9 @@ pub struct Flow {
     /// The backend's [`Backend::generation`] when the flow was pinned.
     pub generation: u32,
     pub service: u32,
-    pub pad: u32,
+    /// The service's [`mode`] when the flow was pinned: the flow keeps it
+    /// (and the fast path needs no service lookup for it).
+    pub mode: u32,
 }
 
 /// How to translate a NAT reply back: its source becomes the VIP and port.

@@ -107,6 +107,9 @@ pub fn lb_icmp(ctx: XdpContext) -> u32 {
 /// A packet to a service, a NAT reply from a backend, or neither.
 #[inline(always)]
 fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
+    if let Some(pinned) = pinned_flow(&pkt.key) {
+        return to_pinned_backend(ctx, pkt, pinned);
+    }
     let service_key = ServiceKey {
         addr: pkt.key.dst,
         port: pkt.key.dport,
@@ -132,42 +135,32 @@ fn icmp_error(ctx: &XdpContext) -> (Counter, u32) {
     if !icmp::parse(ctx, &mut err) {
         return (Counter::PassIcmp, XDP_PASS);
     }
-    let service_key = ServiceKey {
-        addr: err.flow.dst,
-        port: err.flow.dport,
-        proto: err.flow.proto,
-        family: err.flow.family,
-    };
-    let Some(service) = LB_SERVICES.get_ptr(&service_key) else {
-        return (Counter::PassIcmp, XDP_PASS);
-    };
-    // SAFETY: a map value pointer from a successful lookup.
-    let service = unsafe { *service };
     if is_standby() {
         return (Counter::PassStandby, XDP_PASS);
     }
-    let Some(backend) = pinned_backend(&err.flow) else {
+    // The quoted packet's flow, client side, and the mode it was pinned with.
+    let Some((flow, backend)) = pinned_flow(&err.flow) else {
         return (Counter::PassIcmp, XDP_PASS);
     };
-    if service.mode == mode::DSR {
-        return dsr_forward(ctx, &err.outer, backend.0, &backend.1);
+    if flow.mode == mode::DSR {
+        return dsr_forward(ctx, &err.outer, flow.backend, &backend);
     }
     if err.outer.ttl <= 1 {
         return (Counter::PassTtl, XDP_PASS);
     }
-    match fib(ctx, &err.outer, &err.outer.key.src, &backend.1.addr) {
+    match fib(ctx, &err.outer, &err.outer.key.src, &backend.addr) {
         Route::Forward {
             ifindex,
             smac,
             dmac,
         } => {
-            if !icmp::translate(ctx, &err, &backend.1, true) {
+            if !icmp::translate(ctx, &err, &backend, true) {
                 return (Counter::PassMalformed, XDP_PASS);
             }
             transmit(ctx, &LB_TX_PORTS, ifindex, smac, dmac)
         }
         Route::NoNeighbour => {
-            if !icmp::translate(ctx, &err, &backend.1, false) {
+            if !icmp::translate(ctx, &err, &backend, false) {
                 return (Counter::PassMalformed, XDP_PASS);
             }
             (Counter::PassNoNeighbour, XDP_PASS)
@@ -176,63 +169,82 @@ fn icmp_error(ctx: &XdpContext) -> (Counter, u32) {
     }
 }
 
-/// A packet from a client to a service.
+/// A packet of a pinned flow: to its backend, in the mode it was pinned
+/// with.
+#[inline(always)]
+fn to_pinned_backend(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    (flow, backend): (Flow, Backend),
+) -> (Counter, u32) {
+    if is_standby() {
+        return (Counter::PassStandby, XDP_PASS);
+    }
+    forward(
+        ctx,
+        pkt,
+        flow.service,
+        flow.mode,
+        flow.backend,
+        &backend,
+        false,
+    )
+}
+
+/// The first packet of a flow to a service (or one whose backend is gone):
+/// a new pick, pinned (and for NAT its reply translation recorded).
 #[inline(always)]
 fn to_service(ctx: &XdpContext, pkt: &Packet, service: Service) -> (Counter, u32) {
     if is_standby() {
         return (Counter::PassStandby, XDP_PASS);
     }
-    let Some(choice) = choose_backend(pkt, &service) else {
+    let Some((id, backend)) = new_pick(pkt, &service) else {
         return (Counter::DropNoBackend, XDP_DROP);
     };
-    let bytes = (ctx.data_end() - ctx.data()) as u64;
-    count_traffic(&LB_SVC_STATS, service.id, bytes, choice.new_flow);
-    count_traffic(&LB_BE_STATS, choice.id, bytes, choice.new_flow);
-    if service.mode == mode::DSR {
-        dsr_forward(ctx, pkt, choice.id, &choice.backend)
-    } else {
-        nat_forward(ctx, pkt, choice.id, &choice.backend)
-    }
+    forward(ctx, pkt, service.id, service.mode, id, &backend, true)
 }
 
-struct Choice {
-    id: u32,
-    backend: Backend,
-    new_flow: bool,
-}
-
-/// The flow's pinned backend if it is still live, else a new pick (which is
-/// pinned, and in NAT mode gets its reply translation).
+/// Counts the packet for its service and backend and sends it on.
 #[inline(always)]
-fn choose_backend(pkt: &Packet, service: &Service) -> Option<Choice> {
-    if let Some((id, backend)) = pinned_backend(&pkt.key) {
-        return Some(Choice {
-            id,
-            backend,
-            new_flow: false,
-        });
+fn forward(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    service: u32,
+    service_mode: u32,
+    id: u32,
+    backend: &Backend,
+    new_flow: bool,
+) -> (Counter, u32) {
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    count_traffic(&LB_SVC_STATS, service, bytes, new_flow);
+    count_traffic(&LB_BE_STATS, id, bytes, new_flow);
+    if service_mode == mode::DSR {
+        dsr_forward(ctx, pkt, id, backend)
+    } else {
+        nat_forward(ctx, pkt, id, backend)
     }
+}
+
+/// The service's Maglev pick for this flow (or its sorry server), pinned.
+#[inline(always)]
+fn new_pick(pkt: &Packet, service: &Service) -> Option<(u32, Backend)> {
     let id = maglev_pick(service.id, &pkt.key)
         .filter(|&id| live_backend(id).is_some())
         .or_else(|| (service.sorry != NO_BACKEND).then_some(service.sorry))?;
     let backend = live_backend(id)?;
     pin(pkt, service, id, &backend);
-    Some(Choice {
-        id,
-        backend,
-        new_flow: true,
-    })
+    Some((id, backend))
 }
 
-/// The flow's backend (id and entry), if the flow is pinned and its backend
-/// is still the same one and live.
+/// The flow's entry and backend, if the flow is pinned and its backend is
+/// still the same one and live.
 #[inline(always)]
-fn pinned_backend(key: &FlowKey) -> Option<(u32, Backend)> {
+fn pinned_flow(key: &FlowKey) -> Option<(Flow, Backend)> {
     let flow = LB_FLOWS.get_ptr(key)?;
     // SAFETY: a map value pointer from a successful lookup.
     let flow = unsafe { *flow };
     let backend = live_backend(flow.backend)?;
-    (backend.generation == flow.generation).then_some((flow.backend, backend))
+    (backend.generation == flow.generation).then_some((flow, backend))
 }
 
 /// The backend at `id` if it may take packets.
@@ -262,7 +274,7 @@ fn pin(pkt: &Packet, service: &Service, id: u32, backend: &Backend) {
         backend: id,
         generation: backend.generation,
         service: service.id,
-        pad: 0,
+        mode: service.mode,
     };
     // A full table evicts its least recently used flow; an error here only
     // means the next packet picks again (Maglev gives it the same backend).
