@@ -441,13 +441,6 @@ fn health_targets(config: &Config) -> Vec<(HealthKey, SocketAddr, health::Health
 
 /// Applies a change to a configuration, or says why it does not apply.
 fn edit(config: &mut Config, change: Change) -> Result<(), ChangeError> {
-    let find = |config: &mut Config, service: &ServiceRef| -> Result<usize, ChangeError> {
-        config
-            .services
-            .iter()
-            .position(|s| &s.name() == service)
-            .ok_or_else(|| ChangeError::NotFound(format!("no service {service}")))
-    };
     match change {
         Change::AddService { service } => {
             if config.services.iter().any(|s| s.name() == service.name()) {
@@ -487,15 +480,8 @@ fn edit(config: &mut Config, change: Change) -> Result<(), ChangeError> {
             backends.push(backend);
         }
         Change::DelBackend { service, address } => {
-            let i = find(config, &service)?;
-            let backends = &mut config.services[i].backends;
-            let j = backends
-                .iter()
-                .position(|b| b.address == address)
-                .ok_or_else(|| {
-                    ChangeError::NotFound(format!("service {service} has no backend {address}"))
-                })?;
-            backends.remove(j);
+            let (i, j) = find_backend(config, &service, address)?;
+            config.services[i].backends.remove(j);
         }
         Change::SetBackend {
             service,
@@ -503,14 +489,8 @@ fn edit(config: &mut Config, change: Change) -> Result<(), ChangeError> {
             weight,
             state,
         } => {
-            let i = find(config, &service)?;
-            let backend = config.services[i]
-                .backends
-                .iter_mut()
-                .find(|b| b.address == address)
-                .ok_or_else(|| {
-                    ChangeError::NotFound(format!("service {service} has no backend {address}"))
-                })?;
+            let (i, j) = find_backend(config, &service, address)?;
+            let backend = &mut config.services[i].backends[j];
             if weight.is_none() && state.is_none() {
                 return Err(ChangeError::Invalid(
                     "set_backend changes nothing: give a weight or a state".into(),
@@ -525,6 +505,32 @@ fn edit(config: &mut Config, change: Change) -> Result<(), ChangeError> {
         }
     }
     Ok(())
+}
+
+/// The index of a service.
+fn find(config: &Config, service: &ServiceRef) -> Result<usize, ChangeError> {
+    config
+        .services
+        .iter()
+        .position(|s| &s.name() == service)
+        .ok_or_else(|| ChangeError::NotFound(format!("no service {service}")))
+}
+
+/// The indexes of a service and of one of its backends.
+fn find_backend(
+    config: &Config,
+    service: &ServiceRef,
+    address: SocketAddr,
+) -> Result<(usize, usize), ChangeError> {
+    let i = find(config, service)?;
+    let j = config.services[i]
+        .backends
+        .iter()
+        .position(|b| b.address == address)
+        .ok_or_else(|| {
+            ChangeError::NotFound(format!("service {service} has no backend {address}"))
+        })?;
+    Ok((i, j))
 }
 
 fn describe(change: &Change) -> String {
