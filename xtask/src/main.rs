@@ -4,6 +4,10 @@ mod build_ebpf;
 mod demo;
 mod setup;
 mod test;
+mod toolchain;
+
+#[path = "../../lb-ebpf/ebpf_build.rs"]
+mod ebpf_build;
 
 use std::{
     path::{Path, PathBuf},
@@ -22,8 +26,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what the project needs (Debian packages, nightly rust-src,
-    /// bpf-linker). Idempotent: a second run installs nothing.
+    /// Install what the project needs (Debian packages, the pinned eBPF
+    /// toolchain, bpf-linker) and check that their LLVM versions agree.
+    /// Idempotent: a second run installs nothing.
     Setup,
     /// Build the XDP object on its own (target/bpfel-unknown-none/...).
     BuildEbpf {

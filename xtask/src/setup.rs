@@ -4,16 +4,17 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{exec, require_root};
+use crate::{
+    exec, require_root,
+    toolchain::{self, LLVM_MAJOR, Verdict},
+};
 
-/// Debian packages: the LLVM that bpf-linker links against, and the tools the
-/// rigs, fixtures and benchmarks run.
+/// Debian packages: the LLVM that bpf-linker links against (`llvm-N-dev`,
+/// `libpolly-N-dev`, `clang-N` for `LLVM_MAJOR`, added by [`packages`]), and
+/// the tools the rigs, fixtures and benchmarks run.
 const PACKAGES: &[&str] = &[
-    "llvm-22-dev",
-    "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
-    "clang-22",
     "bpftool",
     "iproute2",
     "ethtool",
@@ -28,9 +29,19 @@ const PACKAGES: &[&str] = &[
     "wrk",
     "iperf3",
 ];
-const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
-const NIGHTLY: &str = "nightly";
+
+fn packages() -> Vec<String> {
+    ["llvm-{}-dev", "libpolly-{}-dev", "clang-{}"]
+        .iter()
+        .map(|name| name.replace("{}", &LLVM_MAJOR.to_string()))
+        .chain(PACKAGES.iter().map(|name| name.to_string()))
+        .collect()
+}
+
+fn llvm_prefix() -> String {
+    format!("/usr/lib/llvm-{LLVM_MAJOR}")
+}
 
 struct Step {
     name: &'static str,
@@ -49,16 +60,22 @@ const STEPS: &[Step] = &[
         hint: "check that `apt-get update` works and that the package names exist (`apt-cache policy clang-22`)",
     },
     Step {
-        name: "nightly toolchain with rust-src (builds the eBPF crate with -Z build-std)",
-        missing: missing_rust_src,
-        install: install_rust_src,
-        hint: "run `rustup component add rust-src --toolchain nightly` by hand to see rustup's error",
+        name: "eBPF toolchain (lb-ebpf/rust-toolchain.toml) with rust-src and clippy",
+        missing: missing_ebpf_toolchain,
+        install: install_ebpf_toolchain,
+        hint: "run the rustup command above by hand to see rustup's error",
     },
     Step {
-        name: "bpf-linker (links the eBPF object, built against LLVM 22)",
+        name: "bpf-linker (links the eBPF object, built against the project's LLVM)",
         missing: missing_bpf_linker,
         install: install_bpf_linker,
-        hint: "the build needs llvm-22-dev and libpolly-22-dev (first step); rerun `cargo xtask setup` after fixing them",
+        hint: "the build needs llvm-N-dev and libpolly-N-dev (first step); rerun `cargo xtask setup` after fixing them",
+    },
+    Step {
+        name: "the eBPF toolchain and bpf-linker on the same LLVM",
+        missing: llvm_disagreement,
+        install: nothing_to_install,
+        hint: "see the message above",
     },
 ];
 
@@ -104,11 +121,7 @@ pub fn complete() -> Result<bool> {
 }
 
 fn missing_packages() -> Result<Option<String>> {
-    let missing: Vec<&str> = PACKAGES
-        .iter()
-        .copied()
-        .filter(|pkg| !package_installed(pkg))
-        .collect();
+    let missing = missing_package_names();
     Ok((!missing.is_empty()).then(|| missing.join(" ")))
 }
 
@@ -121,12 +134,15 @@ fn package_installed(pkg: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn install_packages() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES
-        .iter()
-        .copied()
+fn missing_package_names() -> Vec<String> {
+    packages()
+        .into_iter()
         .filter(|pkg| !package_installed(pkg))
-        .collect();
+        .collect()
+}
+
+fn install_packages() -> Result<()> {
+    let missing = missing_package_names();
     exec(
         Command::new("apt-get")
             .args(["-q", "update"])
@@ -142,33 +158,46 @@ fn install_packages() -> Result<()> {
     )
 }
 
-fn missing_rust_src() -> Result<Option<String>> {
+/// The pinned toolchain, or what it lacks. Never touches the user's own
+/// `nightly` or `stable`.
+fn missing_ebpf_toolchain() -> Result<Option<String>> {
+    let channel = toolchain::ebpf_channel()?;
     let out = Command::new("rustup")
-        .args(["component", "list", "--installed", "--toolchain", NIGHTLY])
+        .args(["component", "list", "--installed", "--toolchain", &channel])
         .output()
         .context("running rustup (is rustup installed?)")?;
     if !out.status.success() {
-        return Ok(Some("the nightly toolchain".into()));
+        return Ok(Some(format!("the toolchain {channel}")));
     }
     let listed = String::from_utf8_lossy(&out.stdout);
-    Ok((!listed.lines().any(|l| l.starts_with("rust-src"))).then(|| "rust-src for nightly".into()))
+    let lacking: Vec<&str> = ["rust-src", "clippy"]
+        .into_iter()
+        .filter(|component| !listed.lines().any(|l| l.starts_with(component)))
+        .collect();
+    Ok((!lacking.is_empty()).then(|| format!("{} for {channel}", lacking.join(" and "))))
 }
 
-fn install_rust_src() -> Result<()> {
+fn install_ebpf_toolchain() -> Result<()> {
+    let channel = toolchain::ebpf_channel()?;
+    let args = [
+        "toolchain",
+        "install",
+        &channel,
+        "--profile",
+        "minimal",
+        "--component",
+        "rust-src",
+        "--component",
+        "clippy",
+    ];
+    println!("  rustup {}", args.join(" "));
     exec(
-        Command::new("rustup").args([
-            "toolchain",
-            "install",
-            NIGHTLY,
-            "--profile",
-            "minimal",
-            "--component",
-            "rust-src",
-        ]),
-        "rustup toolchain install nightly --component rust-src",
+        Command::new("rustup").args(args),
+        &format!("rustup toolchain install {channel}"),
     )
 }
 
+/// bpf-linker of the pinned version, built against `LLVM_MAJOR`.
 fn missing_bpf_linker() -> Result<Option<String>> {
     let want = format!("bpf-linker {BPF_LINKER_VERSION}");
     let found = Command::new("bpf-linker")
@@ -176,26 +205,58 @@ fn missing_bpf_linker() -> Result<Option<String>> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    Ok((!found.starts_with(&want)).then_some(want))
+    if !found.starts_with(&want) {
+        return Ok(Some(want));
+    }
+    Ok(match toolchain::linker_llvm_major() {
+        Some(LLVM_MAJOR) => None,
+        Some(other) => Some(format!(
+            "{want} against LLVM {LLVM_MAJOR} (found one on LLVM {other})"
+        )),
+        None => Some(format!(
+            "{want} against LLVM {LLVM_MAJOR} (the one found names no LLVM)"
+        )),
+    })
+}
+
+/// Not installable: a disagreement is a message with the fix.
+fn llvm_disagreement() -> Result<Option<String>> {
+    let channel = toolchain::ebpf_channel()?;
+    let Some(toolchain_llvm) = toolchain::toolchain_llvm_major(&channel)? else {
+        bail!("the eBPF toolchain {channel} is not installed (the step above installs it)");
+    };
+    let verdict = toolchain::verdict(toolchain_llvm, toolchain::linker_llvm_major());
+    if let Some(message) = toolchain::explain(&verdict, &channel, BPF_LINKER_VERSION) {
+        bail!("{message}");
+    }
+    debug_assert_eq!(verdict, Verdict::Agree);
+    Ok(None)
+}
+
+fn nothing_to_install() -> Result<()> {
+    Ok(())
 }
 
 fn install_bpf_linker() -> Result<()> {
     let path = format!(
-        "{LLVM_PREFIX}/bin:{}",
+        "{}/bin:{}",
+        llvm_prefix(),
         std::env::var("PATH").unwrap_or_default()
     );
+    let feature = format!("llvm-{LLVM_MAJOR}");
     exec(
         Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .args([
                 "install",
+                "--force",
                 "bpf-linker",
                 "--version",
                 BPF_LINKER_VERSION,
                 "--no-default-features",
                 "--features",
-                "llvm-22",
+                &feature,
             ])
-            .env("LLVM_PREFIX", LLVM_PREFIX)
+            .env("LLVM_PREFIX", llvm_prefix())
             .env("PATH", path),
         "cargo install bpf-linker",
     )

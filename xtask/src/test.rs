@@ -1,12 +1,12 @@
 //! `cargo xtask test`: the whole suite, the one command CI runs.
 use std::{
     io::{BufRead as _, BufReader},
-    process::{Command, Stdio},
+    process::Stdio,
 };
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{cargo, exec, require_root, setup};
+use crate::{cargo, ebpf_build, exec, require_root, setup, toolchain};
 
 pub fn run_all(args: &[String]) -> Result<()> {
     require_root("test")?;
@@ -25,19 +25,9 @@ pub fn run_all(args: &[String]) -> Result<()> {
         "cargo clippy",
     )?;
     println!("[test] cargo clippy -D warnings (eBPF crate, bpfel-unknown-none)");
+    let channel = toolchain::ebpf_channel()?;
     exec(
-        Command::new("rustup")
-            .current_dir(crate::root())
-            .args(["run", "nightly", "cargo", "clippy", "--package", "lb-ebpf"])
-            .args([
-                "--target",
-                crate::build_ebpf::TARGET,
-                "-Z",
-                "build-std=core",
-            ])
-            .args(["--", "-D", "warnings"])
-            .env_remove("RUSTC")
-            .env_remove("RUSTC_WORKSPACE_WRAPPER"),
+        ebpf_build::cargo(&crate::root(), &channel, "clippy").args(["--", "-D", "warnings"]),
         "cargo clippy on lb-ebpf",
     )?;
     println!("[test] cargo test (unit tests, packet fixtures, netns rigs)");
