@@ -1,6 +1,6 @@
 //! Health checks: what to check ([`Check`], [`Timing`], [`HealthSpec`]:
 //! `spec.rs`, with the configuration's TOML), the probes ([`probe()`], and
-//! one module per kind under [`probe`]), the up/down state machine
+//! one module per kind under [`probe`](mod@probe)), the up/down state machine
 //! ([`Tracker`]) and the tokio tasks that run them for the daemon's backends
 //! ([`Monitor`]: `task.rs`).
 //!

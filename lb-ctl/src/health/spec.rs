@@ -1,9 +1,9 @@
 //! What to check ([`Check`]) and when ([`Timing`]), together a
 //! [`HealthSpec`]: their serde form and their validation.
 //!
-//! In a configuration file a [`HealthSpec`] is one flat table: `kind` picks the check, and the
-//! check's own fields and the timing fields sit beside it. Every field but
-//! `kind` is optional; the comments give the defaults.
+//! In a configuration file a [`HealthSpec`] is one flat table: `kind` picks
+//! the check, and the check's own fields and the timing fields sit beside
+//! it. Every field but `kind` is optional; the comments give the defaults.
 //!
 //! ```toml
 //! [health]

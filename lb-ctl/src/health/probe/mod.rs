@@ -1,19 +1,20 @@
 //! The probes: one function per kind, from its parameters, a target and a
 //! timeout to `Result<(), ProbeError>`, and [`probe()`], which runs the one a
-//! [`Check`] names.
+//! [`Check`] names. A target is an address and port (a backend's, or any
+//! other); nothing here knows about services or backends.
 //!
-//! - `tcp`: a TCP connection to the backend's address and port succeeds.
-//! - `http`, `https`: an HTTP/1.1 `GET path` (`Host:` `host` or the
-//!   backend's address, `Connection: close`, `User-Agent: lb-health/<version>`)
+//! - [`tcp`]: a TCP connection to the target's address and port succeeds.
+//! - [`http`], [`https`]: an HTTP/1.1 `GET path` (`Host:` `host` or the
+//!   target's address, `Connection: close`, `User-Agent: lb-health/<version>`)
 //!   answers with `expect_status`, and, if `body_contains` is set, the first
 //!   64 KiB of the body contain it. HTTPS uses rustls (ring) with TLS 1.3 and
-//!   1.2, server name `host` or the backend's IP.
-//! - `icmp`: an ICMP (IPv4) or ICMPv6 echo request to the backend's IP is
+//!   1.2, server name `host` or the target's IP.
+//! - [`icmp`]: an ICMP (IPv4) or ICMPv6 echo request to the target's IP is
 //!   answered; the port is ignored. This needs `CAP_NET_RAW` (or a
 //!   `net.ipv4.ping_group_range` that holds the daemon's group).
 //!
 //! The whole probe (connect, TLS handshake, request, response, body) is
-//! bounded by `timeout_ms`. Probe connections are closed with a reset
+//! bounded by the timeout (a check's `timeout_ms`). Probe connections are closed with a reset
 //! (zero linger) so that frequent checks do not fill the balancer's port
 //! range with sockets in TIME_WAIT.
 use std::{
