@@ -22,7 +22,7 @@ use std::{
     fs,
     net::{SocketAddr, UdpSocket},
     path::{Path, PathBuf},
-    process::{Child, Command, ExitCode, Stdio},
+    process::ExitCode,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -39,7 +39,10 @@ use lb_ctl::{
     config::BackendConfig,
     maglev::{self, MaglevBackend},
 };
-use lb_tests::rig::{Rig, RigOptions, VIP_V4};
+use lb_tests::{
+    daemon::{DaemonProcess, NodeFiles},
+    rig::{Rig, RigOptions, VIP_V4},
+};
 use serde_json::json;
 
 const LB_CTL: &str = env!("CARGO_BIN_EXE_lb-ctl");
@@ -65,7 +68,7 @@ fn run(out: &Path) -> Result<()> {
     let maglev = maglev_build_ms();
     println!("maglev_build_ms_1000_backends  {maglev:.3} ms (median of {ROUNDS})");
     let rig = rig()?;
-    let mut daemon = Daemon::start(&rig)?;
+    let mut daemon = start_daemon(&rig)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let change = change_to_forwarding_ms(&rig, &daemon, &runtime)?;
     println!(
@@ -136,87 +139,23 @@ fn rig() -> Result<Rig> {
     Ok(rig)
 }
 
-struct Daemon {
-    child: Option<Child>,
-    config: PathBuf,
-    socket: PathBuf,
-    pin_dir: PathBuf,
-}
-
-impl Daemon {
-    fn start(rig: &Rig) -> Result<Daemon> {
-        let dir = rig.dir();
-        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/{}", rig.prefix));
-        let mut text = format!(
-            "[node]\nname = \"bench\"\ninterfaces = [\"ext0\", \"int0\"]\napi_socket = \"{}\"\nbpffs_dir = \"{}\"\nalert_log = \"{}\"\n\n[[services]]\nvip = \"{VIP_V4}\"\nport = {PORT}\nprotocol = \"udp\"\n",
-            dir.join("lb.sock").display(),
-            pin_dir.display(),
-            dir.join("alerts.jsonl").display()
-        );
-        for b in rig.backends.iter().take(3) {
-            text.push_str(&format!(
-                "\n[[services.backends]]\naddress = \"{}:{PORT}\"\n",
-                b.v4
-            ));
-        }
-        let config = dir.join("lb.toml");
-        fs::write(&config, text)?;
-        let mut daemon = Daemon {
-            child: None,
-            config,
-            socket: dir.join("lb.sock"),
-            pin_dir,
-        };
-        daemon.spawn(rig)?;
-        Ok(daemon)
+/// The daemon: one UDP service over the first three backends.
+fn start_daemon(rig: &Rig) -> Result<DaemonProcess> {
+    let files = NodeFiles::in_rig(rig);
+    let mut text = files.node_table("bench", &["ext0", "int0"], None);
+    text.push_str(&format!(
+        "\n[[services]]\nvip = \"{VIP_V4}\"\nport = {PORT}\nprotocol = \"udp\"\n"
+    ));
+    for b in rig.backends.iter().take(3) {
+        text.push_str(&format!(
+            "\n[[services.backends]]\naddress = \"{}:{PORT}\"\n",
+            b.v4
+        ));
     }
-
-    fn spawn(&mut self, rig: &Rig) -> Result<()> {
-        let log = fs::File::create(rig.dir().join("daemon.log"))?;
-        self.child = Some(
-            rig.lb
-                .net_command(LB_CTL)
-                .args(["run", "--config"])
-                .arg(&self.config)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()?,
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let ok = Command::new(LB_CTL)
-                .arg("--socket")
-                .arg(&self.socket)
-                .arg("status")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()?
-                .success();
-            if ok {
-                return Ok(());
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        bail!(
-            "the daemon did not start:\n{}",
-            fs::read_to_string(rig.dir().join("daemon.log")).unwrap_or_default()
-        )
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill9();
-        let _ = fs::remove_dir_all(&self.pin_dir);
-    }
+    let config = files.config();
+    fs::write(&config, text)?;
+    DaemonProcess::start(&rig.lb, Path::new(LB_CTL), files, &config)
+        .context("the daemon did not start")
 }
 
 /// A receiver in a backend namespace: the arrival times of datagrams
@@ -247,10 +186,10 @@ fn receiver(
 
 fn change_to_forwarding_ms(
     rig: &Rig,
-    daemon: &Daemon,
+    daemon: &DaemonProcess,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(f64, f64, f64)> {
-    let client = Client::new(&daemon.socket);
+    let client = Client::new(&daemon.files().socket());
     let service: lb_ctl::api::ServiceRef = format!("udp/{VIP_V4}:{PORT}")
         .parse()
         .map_err(anyhow::Error::msg)?;
@@ -333,7 +272,7 @@ fn change_to_forwarding_ms(
     Ok((median(samples), min, max))
 }
 
-fn restart_gap_ms(rig: &Rig, daemon: &mut Daemon) -> Result<(f64, u64)> {
+fn restart_gap_ms(rig: &Rig, daemon: &mut DaemonProcess) -> Result<(f64, u64)> {
     let stop_receivers = Arc::new(AtomicBool::new(false));
     let stop_sender = Arc::new(AtomicBool::new(false));
     let arrivals = Arc::new(Mutex::new(Vec::new()));
@@ -360,7 +299,7 @@ fn restart_gap_ms(rig: &Rig, daemon: &mut Daemon) -> Result<(f64, u64)> {
     let killed_at = Instant::now();
     daemon.kill9();
     thread::sleep(Duration::from_millis(200));
-    daemon.spawn(rig).context("restarting the daemon")?;
+    daemon.restart(&rig.lb).context("restarting the daemon")?;
     thread::sleep(Duration::from_millis(500));
     stop_sender.store(true, Ordering::Relaxed);
     let sent_at = sender

@@ -3,13 +3,17 @@
 //! under load. Needs root.
 use std::{
     fs,
+    net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output},
     thread,
     time::{Duration, Instant},
 };
 
-use lb_tests::rig::{Rig, RigOptions, VIP_V4, VIP_V6};
+use lb_tests::{
+    daemon::{DaemonProcess, NodeFiles},
+    rig::{Rig, RigOptions, VIP_V4, VIP_V6},
+};
 use serde_json::Value;
 
 const LB_CTL: &str = env!("CARGO_BIN_EXE_lb-ctl");
@@ -24,75 +28,31 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A daemon run by the test; killed and its pins removed on Drop.
+/// A daemon run by the test (the shared harness), with the CLI helpers the
+/// tests use; killed and its pins removed on Drop.
 struct Daemon {
-    child: Option<Child>,
-    config: PathBuf,
+    process: DaemonProcess,
     socket: PathBuf,
-    pin_dir: PathBuf,
 }
 
 impl Daemon {
     fn start(rig: &Rig, config: &Path) -> Daemon {
-        let dir = rig.dir();
-        let mut daemon = Daemon {
-            child: None,
-            config: config.to_owned(),
-            socket: dir.join("lb.sock"),
-            pin_dir: PathBuf::from(format!("/sys/fs/bpf/{}", rig.prefix)),
-        };
-        daemon.spawn(rig);
-        daemon
+        let files = NodeFiles::in_rig(rig);
+        let socket = files.socket();
+        let process = DaemonProcess::start(&rig.lb, Path::new(LB_CTL), files, config).unwrap();
+        Daemon { process, socket }
     }
 
     fn spawn(&mut self, rig: &Rig) {
-        let log = fs::File::create(rig.dir().join("daemon.log")).unwrap();
-        let child = rig
-            .lb
-            .net_command(LB_CTL)
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        self.wait_ready(rig);
-    }
-
-    fn wait_ready(&mut self, rig: &Rig) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if self.ctl(&["status", "--json"]).status.success() {
-                return;
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "lb-ctl run exited ({status}):\n{}",
-                    fs::read_to_string(rig.dir().join("daemon.log")).unwrap_or_default()
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the daemon did not answer within 20 s");
+        self.process.restart(&rig.lb).unwrap();
     }
 
     fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill9();
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(LB_CTL)
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        self.process.ctl().args(args).output().unwrap()
     }
 
     /// Runs a CLI command that must succeed; returns its stdout.
@@ -137,14 +97,6 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill9();
-        // Unpinning detaches what the daemon left attached and frees the maps.
-        let _ = fs::remove_dir_all(&self.pin_dir);
-    }
-}
-
 /// A rig with nginx on `backends` hosts and the VIPs on the LB.
 fn rig(backends: usize) -> Rig {
     let mut rig = Rig::build(&RigOptions {
@@ -160,14 +112,9 @@ fn rig(backends: usize) -> Rig {
 /// A configuration for the rig: one IPv4 and one IPv6 TCP service over the
 /// first three backends, with TCP health checks every 300 ms.
 fn write_config(rig: &Rig, sorry: Option<&str>) -> PathBuf {
-    let dir = rig.dir();
-    let mut text = format!(
-        "[node]\nname = \"lb-test\"\ninterfaces = [\"ext0\", \"int0\"]\napi_socket = \"{}\"\nbpffs_dir = \"/sys/fs/bpf/{}\"\nalert_log = \"{}\"\nmetrics = \"{}:9650\"\n",
-        dir.join("lb.sock").display(),
-        rig.prefix,
-        dir.join("alerts.jsonl").display(),
-        lb_tests::rig::LB_EXT_V4,
-    );
+    let files = NodeFiles::in_rig(rig);
+    let metrics = SocketAddr::new(lb_tests::rig::LB_EXT_V4.into(), 9650);
+    let mut text = files.node_table("lb-test", &["ext0", "int0"], Some(metrics));
     for (vip, v6) in [(VIP_V4.to_string(), false), (VIP_V6.to_string(), true)] {
         text.push_str(&format!(
             "\n[[services]]\nvip = \"{vip}\"\nport = 80\nprotocol = \"tcp\"\nhealth = {{ kind = \"tcp\", interval_ms = 300, timeout_ms = 300, rise = 2, fall = 2 }}\n"
@@ -184,7 +131,7 @@ fn write_config(rig: &Rig, sorry: Option<&str>) -> PathBuf {
             text.push_str(&format!("\n[[services.backends]]\naddress = \"{addr}\"\n"));
         }
     }
-    let path = dir.join("lb.toml");
+    let path = files.config();
     fs::write(&path, text).unwrap();
     path
 }

@@ -1,7 +1,10 @@
 //! Test harnesses shared by the integration tests and `xtask`:
 //! - [`netns`] and [`rig`]: network-namespace rigs with real processes;
 //! - [`fixture`]: runs an XDP program on crafted packets through the kernel's
-//!   BPF_PROG_TEST_RUN and checks the action and the exact output bytes.
+//!   BPF_PROG_TEST_RUN and checks the action and the exact output bytes;
+//! - [`daemon`]: the real `lb-ctl run` as a process in a namespace, for
+//!   the daemon tests, the control benchmark and the demo.
+pub mod daemon;
 pub mod fixnet;
 pub mod fixture;
 pub mod netns;

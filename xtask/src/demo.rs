@@ -1,17 +1,13 @@
 //! `cargo xtask demo`: the rig with real processes and the lb-ctl daemon,
 //! up until Ctrl-C. `cargo xtask demo --down` removes whatever a demo left
 //! behind (for example after it was killed).
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    thread,
-    time::{Duration, Instant},
-};
+use std::{fs, path::PathBuf, sync::mpsc, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
-use lb_tests::rig::{self, Rig, RigOptions, VIP_V4, VIP_V6};
+use lb_tests::{
+    daemon::{DaemonProcess, NodeFiles},
+    rig::{self, Rig, RigOptions, VIP_V4, VIP_V6},
+};
 
 use crate::{cargo, exec, require_root, root, setup};
 
@@ -48,27 +44,19 @@ pub fn up() -> Result<()> {
     rig.start_udp(UDP_PORT)?;
 
     fs::create_dir_all(RUN_DIR)?;
-    let config = Path::new(RUN_DIR).join("lb.toml");
-    fs::write(&config, demo_config(&rig))?;
+    let files = NodeFiles {
+        dir: PathBuf::from(RUN_DIR),
+        pin_dir: PathBuf::from(PIN_DIR),
+    };
+    let config = files.config();
+    let log = files.log();
+    fs::write(&config, demo_config(&rig, &files))?;
     println!(
         "[demo] starting `lb-ctl run` in {} with {}",
         rig.lb.name(),
         config.display()
     );
-    let log = Path::new(RUN_DIR).join("daemon.log");
-    let mut daemon = rig.lb.spawn(
-        rig.lb
-            .net_command(&lb_ctl)
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(fs::File::create(&log)?)
-            .stderr(fs::File::create(&log)?),
-    )?;
-    let ctl = Ctl {
-        bin: lb_ctl.clone(),
-        socket: Path::new(RUN_DIR).join("lb.sock"),
-    };
-    wait_ready(&ctl, &mut daemon, &log)?;
+    let mut daemon = DaemonProcess::start(&rig.lb, &lb_ctl, files, &config)?;
 
     println!("[demo] checking the services through the VIPs:");
     for url in [format!("http://{VIP_V4}/"), format!("http://[{VIP_V6}]/")] {
@@ -90,7 +78,7 @@ pub fn up() -> Result<()> {
     );
 
     let client = rig.client.name().to_owned();
-    let c = ctl.prefix();
+    let c = daemon.ctl_line();
     let b1 = rig.backends[0].v4;
     let b4 = rig.backends[3].v4;
     println!(
@@ -134,8 +122,10 @@ pub fn up() -> Result<()> {
         }
     };
     println!("\n[demo] stopping");
-    terminate(&daemon);
-    let _ = daemon.wait();
+    if let Err(error) = daemon.terminate() {
+        eprintln!("[demo] stopping lb-ctl: {error:#}");
+    }
+    drop(daemon);
     drop(rig);
     remove_leftovers();
     println!("[demo] removed the namespaces, processes and pinned program of {PREFIX}");
@@ -165,12 +155,8 @@ fn remove_leftovers() {
 
 /// The demo's configuration: one service per protocol and family over the
 /// first three backends (the fourth is there to be added).
-fn demo_config(rig: &Rig) -> String {
-    let mut text = format!(
-        "[node]\nname = \"lbdemo\"\ninterfaces = [\"{}\", \"{}\"]\napi_socket = \"{RUN_DIR}/lb.sock\"\nbpffs_dir = \"{PIN_DIR}\"\nalert_log = \"{RUN_DIR}/alerts.jsonl\"\n",
-        rig::LB_EXT_IFACE,
-        rig::LB_INT_IFACE
-    );
+fn demo_config(rig: &Rig, files: &NodeFiles) -> String {
+    let mut text = files.node_table("lbdemo", &[rig::LB_EXT_IFACE, rig::LB_INT_IFACE], None);
     for (protocol, port, health) in [
         (
             "tcp",
@@ -204,51 +190,4 @@ fn demo_config(rig: &Rig) -> String {
         }
     }
     text
-}
-
-struct Ctl {
-    bin: PathBuf,
-    socket: PathBuf,
-}
-
-impl Ctl {
-    /// The command as a person types it.
-    fn prefix(&self) -> String {
-        format!("{} --socket {}", self.bin.display(), self.socket.display())
-    }
-}
-
-fn wait_ready(ctl: &Ctl, daemon: &mut Child, log: &Path) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let ok = Command::new(&ctl.bin)
-            .arg("--socket")
-            .arg(&ctl.socket)
-            .arg("status")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if ok {
-            return Ok(());
-        }
-        if let Some(status) = daemon.try_wait()? {
-            bail!(
-                "lb-ctl run exited ({status}):\n{}",
-                fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    bail!(
-        "lb-ctl run did not answer within 20 s; see {}",
-        log.display()
-    )
-}
-
-/// SIGTERM: the daemon stops cleanly.
-fn terminate(daemon: &Child) {
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
 }

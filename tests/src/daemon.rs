@@ -1,0 +1,255 @@
+//! The real `lb-ctl run` as a process in a namespace, for the integration
+//! tests, the control-plane benchmark and the demo: its files
+//! ([`NodeFiles`]), its start (waiting until the API answers, or failing with
+//! its log), `kill -9`, restart and SIGTERM, and the CLI against it.
+//!
+//! The binary is given by the caller (`env!("CARGO_BIN_EXE_lb-ctl")` in
+//! lb-ctl's tests and benches, `target/debug/lb-ctl` in xtask), so this
+//! crate does not depend on lb-ctl.
+use std::{
+    fs,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{netns::Netns, rig::Rig};
+
+/// How long a daemon may take to answer its first `status`.
+pub const READY_WITHIN: Duration = Duration::from_secs(20);
+
+/// Where one daemon keeps its files: its socket, alert log, output and
+/// configuration in `dir`, its pinned program and maps in `pin_dir`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeFiles {
+    pub dir: PathBuf,
+    pub pin_dir: PathBuf,
+}
+
+impl NodeFiles {
+    /// A rig's daemon: files in the rig's scratch directory (removed with
+    /// the rig), pins in `/sys/fs/bpf/<rig prefix>`.
+    pub fn in_rig(rig: &Rig) -> Self {
+        NodeFiles {
+            dir: rig.dir().to_owned(),
+            pin_dir: PathBuf::from(format!("/sys/fs/bpf/{}", rig.prefix)),
+        }
+    }
+
+    /// The API socket (`api_socket`).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("lb.sock")
+    }
+
+    /// The alert log (`alert_log`).
+    pub fn alert_log(&self) -> PathBuf {
+        self.dir.join("alerts.jsonl")
+    }
+
+    /// The daemon's stdout and stderr.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("daemon.log")
+    }
+
+    /// Where the configuration is written.
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("lb.toml")
+    }
+
+    /// The configuration's `[node]` table for a daemon with these files.
+    pub fn node_table(
+        &self,
+        name: &str,
+        interfaces: &[&str],
+        metrics: Option<SocketAddr>,
+    ) -> String {
+        let interfaces: Vec<String> = interfaces.iter().map(|i| format!("\"{i}\"")).collect();
+        let mut text = format!(
+            "[node]\nname = \"{name}\"\ninterfaces = [{}]\napi_socket = \"{}\"\nbpffs_dir = \"{}\"\nalert_log = \"{}\"\n",
+            interfaces.join(", "),
+            self.socket().display(),
+            self.pin_dir.display(),
+            self.alert_log().display(),
+        );
+        if let Some(metrics) = metrics {
+            text.push_str(&format!("metrics = \"{metrics}\"\n"));
+        }
+        text
+    }
+}
+
+/// A running `lb-ctl run`. Dropping it kills the daemon (`kill -9`) and
+/// removes its pins, which detaches whatever it left attached and frees its
+/// maps.
+#[derive(Debug)]
+pub struct DaemonProcess {
+    bin: PathBuf,
+    files: NodeFiles,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl DaemonProcess {
+    /// Starts `bin run --config config` in `ns` (its network only: pins
+    /// outlive it, see [`Netns::net_command`]), output to
+    /// [`NodeFiles::log`], and waits until its API answers `status`.
+    pub fn start(ns: &Netns, bin: &Path, files: NodeFiles, config: &Path) -> Result<Self> {
+        let mut daemon = DaemonProcess {
+            bin: bin.to_owned(),
+            files,
+            config: config.to_owned(),
+            child: None,
+        };
+        daemon.spawn(ns)?;
+        Ok(daemon)
+    }
+
+    /// Starts the daemon again (after [`DaemonProcess::kill9`] or
+    /// [`DaemonProcess::terminate`]; a daemon still running is killed
+    /// first) and waits until it answers.
+    pub fn restart(&mut self, ns: &Netns) -> Result<()> {
+        self.kill9();
+        self.spawn(ns)
+    }
+
+    fn spawn(&mut self, ns: &Netns) -> Result<()> {
+        let log_path = self.files.log();
+        let log = fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let child = ns.spawn(
+            ns.net_command(&self.bin)
+                .args(["run", "--config"])
+                .arg(&self.config)
+                .stdout(log.try_clone()?)
+                .stderr(log),
+        )?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + READY_WITHIN;
+        while Instant::now() < deadline {
+            let answered = self
+                .ctl()
+                .arg("status")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success());
+            if answered {
+                return Ok(());
+            }
+            if let Some(status) = self.try_wait()? {
+                bail!("lb-ctl run exited ({status}):\n{}", self.log_text());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        bail!(
+            "lb-ctl run did not answer within {} s:\n{}",
+            READY_WITHIN.as_secs(),
+            self.log_text()
+        )
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(self.files.log()).unwrap_or_default()
+    }
+
+    /// Kills the daemon with SIGKILL and reaps it; its pins stay.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the daemon with SIGTERM (a clean stop) and waits for it.
+    pub fn terminate(&mut self) -> Result<Option<ExitStatus>> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        let pid = libc::pid_t::try_from(child.id()).context("the daemon's pid")?;
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+            let error = std::io::Error::last_os_error();
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("SIGTERM to lb-ctl run ({pid}): {error}");
+        }
+        Ok(Some(child.wait()?))
+    }
+
+    /// The daemon's exit status if it has exited (on its own), without
+    /// waiting; after that it counts as not running.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        let Some(child) = &mut self.child else {
+            return Ok(None);
+        };
+        let status = child.try_wait()?;
+        if status.is_some() {
+            self.child = None;
+        }
+        Ok(status)
+    }
+
+    /// `lb-ctl --socket SOCKET`, to which the caller adds a command.
+    pub fn ctl(&self) -> Command {
+        let mut command = Command::new(&self.bin);
+        command
+            .arg("--socket")
+            .arg(self.files.socket())
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// The same command as a person types it.
+    pub fn ctl_line(&self) -> String {
+        format!(
+            "{} --socket {}",
+            self.bin.display(),
+            self.files.socket().display()
+        )
+    }
+
+    /// The daemon's files.
+    pub fn files(&self) -> &NodeFiles {
+        &self.files
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = fs::remove_dir_all(&self.files.pin_dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_table_names_every_file() {
+        let files = NodeFiles {
+            dir: PathBuf::from("/run/x"),
+            pin_dir: PathBuf::from("/sys/fs/bpf/x"),
+        };
+        assert_eq!(
+            files.node_table("n1", &["ext0", "int0"], None),
+            "[node]\nname = \"n1\"\ninterfaces = [\"ext0\", \"int0\"]\n\
+             api_socket = \"/run/x/lb.sock\"\nbpffs_dir = \"/sys/fs/bpf/x\"\n\
+             alert_log = \"/run/x/alerts.jsonl\"\n"
+        );
+        assert_eq!(
+            files.node_table("n1", &["ext0"], Some("198.18.0.1:9650".parse().unwrap())),
+            "[node]\nname = \"n1\"\ninterfaces = [\"ext0\"]\n\
+             api_socket = \"/run/x/lb.sock\"\nbpffs_dir = \"/sys/fs/bpf/x\"\n\
+             alert_log = \"/run/x/alerts.jsonl\"\nmetrics = \"198.18.0.1:9650\"\n"
+        );
+    }
+}
