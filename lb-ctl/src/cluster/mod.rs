@@ -1,6 +1,7 @@
 //! The two-node cluster's core: who serves (membership) and what the nodes
 //! say to each other (heartbeats). Pure and unit-tested; the daemon's edges
 //! carry out what it decides.
+pub mod config;
 pub mod heartbeat;
 pub mod membership;
 
