@@ -412,7 +412,7 @@ impl ServiceConfig {
 }
 
 /// 1-based line and column of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
@@ -450,7 +450,7 @@ fn locate(text: &str, location: &Location) -> Option<(usize, usize)> {
 
 /// The start of the deepest key of `path` the document has (a missing key
 /// is reported where the table that should hold it starts).
-fn locate_path(doc: &toml_edit::ImDocument<&str>, path: &[Seg]) -> Option<usize> {
+pub(crate) fn locate_path(doc: &toml_edit::ImDocument<&str>, path: &[Seg]) -> Option<usize> {
     use toml_edit::{Item, Value};
     #[derive(Clone, Copy)]
     enum At<'a> {
@@ -460,18 +460,23 @@ fn locate_path(doc: &toml_edit::ImDocument<&str>, path: &[Seg]) -> Option<usize>
     let mut at = At::Table(doc.as_table());
     let mut best = None;
     for seg in path {
-        let entry = match (seg, at) {
-            (Seg::Key(key), At::Table(table)) => table.get_key_value(key),
-            (Seg::Key(key), At::Item(item)) => {
+        let name = match seg {
+            Seg::Key(key) => Some(*key),
+            Seg::Name(name) => Some(name.as_str()),
+            Seg::Index(_) => None,
+        };
+        let entry = match (name, seg, at) {
+            (Some(key), _, At::Table(table)) => table.get_key_value(key),
+            (Some(key), _, At::Item(item)) => {
                 item.as_table_like().and_then(|t| t.get_key_value(key))
             }
-            (Seg::Index(i), At::Item(Item::ArrayOfTables(tables))) => {
+            (None, Seg::Index(i), At::Item(Item::ArrayOfTables(tables))) => {
                 let Some(table) = tables.get(*i) else { break };
                 best = table.span().map(|s| s.start).or(best);
                 at = At::Table(table);
                 continue;
             }
-            (Seg::Index(i), At::Item(Item::Value(Value::Array(values)))) => {
+            (None, Seg::Index(i), At::Item(Item::Value(Value::Array(values)))) => {
                 best = values
                     .get(*i)
                     .and_then(|v| v.span())

@@ -26,10 +26,16 @@ pub const DEFAULT_HEARTBEAT_PORT: u16 = 29101;
 pub struct ClusterConfig {
     /// 32 hex digits, made by `lb-ctl cluster init`: heartbeats and
     /// replication of another cluster are refused.
+    #[serde(default)]
     pub id: String,
     /// The heartbeat keys (a file of its own, root only; see
     /// `lb-ctl cluster init`).
+    #[serde(default = "default_key_file")]
     pub key_file: PathBuf,
+    /// The cluster's TLS material: `ca.pem`, and `NAME.pem` / `NAME.key`
+    /// for each server (made by `lb-ctl cluster init`).
+    #[serde(default = "default_tls_dir")]
+    pub tls_dir: PathBuf,
     #[serde(default = "default_interval")]
     pub heartbeat_interval_ms: u64,
     #[serde(default = "default_lost_after")]
@@ -64,6 +70,12 @@ pub struct ClusterConfig {
     pub monitors: Vec<Monitor>,
 }
 
+pub fn default_key_file() -> PathBuf {
+    PathBuf::from("/etc/lb/cluster.keys")
+}
+pub fn default_tls_dir() -> PathBuf {
+    PathBuf::from("/etc/lb/tls")
+}
 fn default_interval() -> u64 {
     DEFAULT_HEARTBEAT_INTERVAL_MS
 }
@@ -212,6 +224,8 @@ pub enum MonitorWhen {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Seg {
     Key(&'static str),
+    /// A key known only at run time (a server's name).
+    Name(String),
     Index(usize),
 }
 
@@ -256,6 +270,9 @@ impl ClusterConfig {
         }
         if self.key_file.as_os_str().is_empty() {
             return Err(at(&[Key("key_file")], "key_file must name a file"));
+        }
+        if self.tls_dir.as_os_str().is_empty() {
+            return Err(at(&[Key("tls_dir")], "tls_dir must name a directory"));
         }
         Ok(())
     }
@@ -555,7 +572,6 @@ mod tests {
 
     const GOOD: &str = r#"
 id = "00112233445566778899aabbccddeeff"
-key_file = "/etc/lb/cluster.keys"
 np_targets = ["198.18.0.254"]
 
 [[servers]]

@@ -3,6 +3,8 @@
 //! carry out what it decides.
 pub mod config;
 pub mod heartbeat;
+pub mod init;
+pub mod keys;
 pub mod membership;
 
 /// A node's role: the active serves the floating IPs and forwards; the
