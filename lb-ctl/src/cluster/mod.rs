@@ -2,6 +2,7 @@
 //! say to each other (heartbeats). Pure and unit-tested; the daemon's edges
 //! carry out what it decides.
 pub mod config;
+pub mod floating;
 pub mod heartbeat;
 pub mod init;
 pub mod keys;
