@@ -21,6 +21,7 @@ use crate::{
     balancer::{BackendState, Mode, Protocol, ServiceName},
     config::{BackendConfig, ServiceConfig},
     health::Health,
+    role::Role,
 };
 
 /// A service as the CLI names it: `tcp/198.18.0.100:80`,
@@ -104,7 +105,7 @@ pub struct ApiError {
 pub struct Status {
     pub node: String,
     pub version: String,
-    pub role: String,
+    pub role: Role,
     pub generation: u64,
     pub uptime_seconds: u64,
     pub interfaces: Vec<String>,

@@ -24,8 +24,9 @@ use crate::{
     },
     balancer::{BackendState, Balancer, Ops, ServiceName, ServiceSpec, Tables},
     config::{Config, ServiceConfig, XdpMode},
-    dataplane::{self, AttachMode, Dataplane, PinState, Role},
+    dataplane::{self, AttachMode, Dataplane, PinState},
     health::{self, Health, Monitor},
+    role::Role,
 };
 
 /// A backend's health-check key: its service and address.
@@ -55,16 +56,19 @@ pub struct Daemon {
     alerts: AlertLog,
     started: Instant,
     adopted: bool,
+    role: Role,
 }
 
 pub type Shared = Arc<Mutex<Daemon>>;
 
 impl Daemon {
     /// Loads the data plane (adopting what a previous daemon pinned), fills
-    /// the maps from `config`, attaches, and starts the health checks.
+    /// the maps from `config`, sets `role` (decided by `role::decide`),
+    /// attaches, and starts the health checks.
     pub fn start(
         config_path: PathBuf,
         config: Config,
+        role: Role,
         events: mpsc::Sender<health::Event<HealthKey>>,
     ) -> Result<Self> {
         let alerts = AlertLog::open(&config.node.alert_log)?;
@@ -92,6 +96,7 @@ impl Daemon {
             alerts,
             started: Instant::now(),
             adopted: pins == PinState::Adopted,
+            role,
             config: config.clone(),
         };
         // Maps first, then the program: the first packet already sees every
@@ -102,7 +107,7 @@ impl Daemon {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         daemon.dataplane.apply(&ops)?;
         daemon.balancer = next;
-        daemon.dataplane.set_role(Role::Active)?;
+        daemon.dataplane.set_role(role)?;
         let mode = match config.node.xdp_mode {
             XdpMode::Native => AttachMode::Native,
             XdpMode::Generic => {
@@ -313,7 +318,7 @@ impl Daemon {
         Status {
             node: self.config.node.name.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            role: "active".to_owned(),
+            role: self.role,
             generation: self.config.generation,
             uptime_seconds: self.started.elapsed().as_secs(),
             interfaces: self.config.node.interfaces.clone(),

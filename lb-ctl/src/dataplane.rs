@@ -19,10 +19,13 @@ use aya::{
 };
 use lb_common::{
     Backend, Counter, Flow, FlowKey, ICMP_PROGRAM, JUMP_ICMP, MAGLEV_TABLE_SIZE, MaglevTable,
-    NO_BACKEND, Reply, Service, ServiceKey, Settings, Traffic, XDP_PROGRAM, maps, role,
+    NO_BACKEND, Reply, Service, ServiceKey, Settings, Traffic, XDP_PROGRAM, maps,
 };
 
-use crate::balancer::{Ops, Tables};
+use crate::{
+    balancer::{Ops, Tables},
+    role::Role,
+};
 
 /// Every map of the object with the (key size, value size, max entries) this
 /// build expects: pinned maps that differ were made by an incompatible
@@ -94,13 +97,6 @@ impl AttachMode {
             AttachMode::Generic => XdpMode::Skb,
         }
     }
-}
-
-/// The node's role as the data plane sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Active,
-    Standby,
 }
 
 /// The loaded object. Dropping it detaches the program from every interface
@@ -358,10 +354,7 @@ impl Dataplane {
     /// to the kernel).
     pub fn set_role(&mut self, node_role: Role) -> Result<()> {
         let mut settings: Array<_, Settings> = map_mut(&mut self.ebpf, maps::SETTINGS)?;
-        let role = match node_role {
-            Role::Active => role::ACTIVE,
-            Role::Standby => role::STANDBY,
-        };
+        let role = node_role.to_map();
         settings.set(0, Settings { role }, 0)?;
         Ok(())
     }

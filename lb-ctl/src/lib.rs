@@ -2,7 +2,7 @@
 //!
 //! The library holds everything the binary does so that tests and tools can
 //! drive the same code: a pure core that decides (`balancer`, `maglev`,
-//! `config`, the health `Tracker`) and thin edges that do I/O (`dataplane`,
+//! `config`, `role`, the health `Tracker`) and thin edges that do I/O (`dataplane`,
 //! `server`, `client`, `alerts`, the health probes).
 pub mod alerts;
 pub mod api;
@@ -15,4 +15,5 @@ pub mod dataplane;
 pub mod health;
 pub mod human;
 pub mod maglev;
+pub mod role;
 pub mod server;

@@ -19,7 +19,7 @@ use lb_ctl::{
     config::{BackendConfig, Config, LogFormat, ServiceConfig},
     daemon::{self, Daemon},
     dataplane::{self, AttachMode, Dataplane},
-    human, server,
+    human, role, server,
 };
 
 const EXAMPLES: &str = "\
@@ -393,7 +393,9 @@ async fn run(path: &Path) -> ExitCode {
 async fn serve(path: &Path, config: Config) -> Result<()> {
     let listener = daemon::bind_api(&config.node.api_socket)?;
     let (events, mut health) = tokio::sync::mpsc::channel(256);
-    let daemon = Daemon::start(path.to_owned(), config.clone(), events)?;
+    // No cluster yet: every node is standalone, so active.
+    let role = role::decide(role::Membership::Standalone);
+    let daemon = Daemon::start(path.to_owned(), config.clone(), role, events)?;
     let shared = Arc::new(tokio::sync::Mutex::new(daemon));
     let api = tokio::spawn({
         let router = server::api_router(shared.clone());

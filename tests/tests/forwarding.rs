@@ -9,7 +9,8 @@ use anyhow::{Context as _, Result, bail};
 use lb_common::{Counter, hash};
 use lb_ctl::{
     balancer::{BackendSpec, BackendState, Balancer, Mode, Protocol, ServiceSpec},
-    dataplane::{self, Dataplane, Role},
+    dataplane::{self, Dataplane},
+    role::Role,
 };
 use lb_tests::{
     fixnet::{self, EXT_BACKEND_MAC, FixtureNet, LB_EXT_MAC, LB_INT_MAC},

@@ -8,11 +8,4 @@ pub mod init;
 pub mod keys;
 pub mod membership;
 
-/// A node's role: the active serves the floating IPs and forwards; the
-/// standby forwards nothing and waits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Active,
-    Standby,
-}
+pub use crate::role::Role;
