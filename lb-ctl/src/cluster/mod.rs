@@ -6,6 +6,7 @@ pub mod floating;
 pub mod heartbeat;
 pub mod init;
 pub mod keys;
+pub mod link;
 pub mod membership;
 
 pub use crate::role::Role;
