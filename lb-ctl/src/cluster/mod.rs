@@ -8,5 +8,6 @@ pub mod init;
 pub mod keys;
 pub mod link;
 pub mod membership;
+pub mod monitors;
 
 pub use crate::role::Role;
