@@ -19,6 +19,7 @@ use crate::{
     balancer::{
         BackendSpec, BackendState, Balancer, Mode, Protocol, ServiceName, ServiceSpec, SpecError,
     },
+    cluster::config::{ClusterConfig, Seg},
     health::HealthSpec,
 };
 
@@ -32,6 +33,9 @@ pub struct Config {
     pub node: Node,
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
+    /// The two-node cluster; a standalone node has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// This node: per-node settings, never replicated.
@@ -153,6 +157,9 @@ pub struct Location {
     pub service: Option<usize>,
     pub backend: Option<usize>,
     pub field: Option<&'static str>,
+    /// Any other key, from the document's root (`cluster.servers[1]`);
+    /// used when not empty.
+    pub path: Vec<Seg>,
 }
 
 /// A configuration that cannot be used. `line` and `column` are 1-based;
@@ -270,7 +277,7 @@ impl Config {
                             Location {
                                 service: Some(i),
                                 backend: Some(j),
-                                field: None,
+                                ..Location::default()
                             },
                             format!(
                                 "service {}: backend {}: health: {e}",
@@ -281,6 +288,19 @@ impl Config {
                     })?;
                 }
             }
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster
+                .validate(&self.node.name, &self.node.interfaces)
+                .map_err(|err| {
+                    (
+                        Location {
+                            path: err.path,
+                            ..Location::default()
+                        },
+                        err.message,
+                    )
+                })?;
         }
         Balancer::new()
             .plan(&self.specs())
@@ -323,7 +343,7 @@ impl Config {
         Location {
             service: Some(i),
             backend: j,
-            field: None,
+            ..Location::default()
         }
     }
 
@@ -392,7 +412,7 @@ impl ServiceConfig {
 }
 
 /// 1-based line and column of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
@@ -402,6 +422,9 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 /// Where a location's table (or field) starts in the document.
 fn locate(text: &str, location: &Location) -> Option<(usize, usize)> {
     let doc = toml_edit::ImDocument::parse(text).ok()?;
+    if !location.path.is_empty() {
+        return locate_path(&doc, &location.path).map(|offset| line_column(text, offset));
+    }
     let span = match (location.service, location.backend) {
         (Some(i), backend) => {
             let services = doc.get("services")?.as_array_of_tables()?;
@@ -423,6 +446,51 @@ fn locate(text: &str, location: &Location) -> Option<(usize, usize)> {
         }
     };
     Some(line_column(text, span.start))
+}
+
+/// The start of the deepest key of `path` the document has (a missing key
+/// is reported where the table that should hold it starts).
+pub(crate) fn locate_path(doc: &toml_edit::ImDocument<&str>, path: &[Seg]) -> Option<usize> {
+    use toml_edit::{Item, Value};
+    #[derive(Clone, Copy)]
+    enum At<'a> {
+        Item(&'a Item),
+        Table(&'a toml_edit::Table),
+    }
+    let mut at = At::Table(doc.as_table());
+    let mut best = None;
+    for seg in path {
+        let name = match seg {
+            Seg::Key(key) => Some(*key),
+            Seg::Name(name) => Some(name.as_str()),
+            Seg::Index(_) => None,
+        };
+        let entry = match (name, seg, at) {
+            (Some(key), _, At::Table(table)) => table.get_key_value(key),
+            (Some(key), _, At::Item(item)) => {
+                item.as_table_like().and_then(|t| t.get_key_value(key))
+            }
+            (None, Seg::Index(i), At::Item(Item::ArrayOfTables(tables))) => {
+                let Some(table) = tables.get(*i) else { break };
+                best = table.span().map(|s| s.start).or(best);
+                at = At::Table(table);
+                continue;
+            }
+            (None, Seg::Index(i), At::Item(Item::Value(Value::Array(values)))) => {
+                best = values
+                    .get(*i)
+                    .and_then(|v| v.span())
+                    .map(|s| s.start)
+                    .or(best);
+                break;
+            }
+            _ => None,
+        };
+        let Some((key, item)) = entry else { break };
+        best = key.span().map(|s| s.start).or(best);
+        at = At::Item(item);
+    }
+    best
 }
 
 #[cfg(test)]
@@ -522,6 +590,34 @@ address = "[2001:db8:1::11]:80"
             let err = Config::parse(text).unwrap_err();
             assert_eq!(err.to_string(), *want, "for:\n{text}");
         }
+    }
+
+    #[test]
+    fn cluster_errors_say_where_and_what() {
+        let base = "[node]\nname = \"lb1\"\ninterfaces = [\"ext0\"]\n\n[cluster]\nid = \"00112233445566778899aabbccddeeff\"\nkey_file = \"/etc/lb/keys\"\nnp_targets = [\"198.18.0.254\", \"127.0.0.1\"]\n\n[[cluster.servers]]\nname = \"lb1\"\n[[cluster.servers]]\nname = \"lb2\"\n\n[[cluster.interconnects]]\nname = \"hb1\"\naddresses = [\"198.18.8.1\", \"198.18.8.2\"]\n";
+        let err = Config::parse(base).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 8, column 31: cluster: 127.0.0.1 cannot be an NP target (it must be outside this node)"
+        );
+        let fixed = base.replace(", \"127.0.0.1\"", "");
+        let config = Config::parse(&fixed).unwrap();
+        assert_eq!(config.cluster.as_ref().unwrap().servers.len(), 2);
+        let short = fixed.replace(
+            "addresses = [\"198.18.8.1\", \"198.18.8.2\"]",
+            "addresses = [\"198.18.8.1\"]",
+        );
+        assert_eq!(
+            Config::parse(&short).unwrap_err().to_string(),
+            "line 17, column 1: cluster: interconnect \"hb1\" needs one address per server (2), it has 1"
+        );
+        let stranger = fixed
+            .replace("name = \"lb2\"", "name = \"lb3\"")
+            .replace("name = \"lb1\"\n[[", "name = \"lb4\"\n[[");
+        assert_eq!(
+            Config::parse(&stranger).unwrap_err().to_string(),
+            "line 10, column 11: cluster: this node (\"lb1\", node.name) is not among the servers (lb4, lb3)"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod api;
 pub mod balancer;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;

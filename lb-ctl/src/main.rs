@@ -94,6 +94,26 @@ enum Command {
     /// Low-level data-plane operations.
     #[command(subcommand)]
     Xdp(XdpCommand),
+    /// The two-node cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Generate the cluster from a plan (the setup parameter sheet; see
+    /// docs/cluster-plan.example.toml): validates both nodes' configuration,
+    /// makes the cluster id, heartbeat key and TLS material, and writes one
+    /// folder per server under --out. Nothing is written if anything is
+    /// invalid or a file exists (--force replaces them).
+    Init {
+        #[arg(long)]
+        plan: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -254,6 +274,9 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 );
             }));
         }
+        Command::Cluster(ClusterCommand::Init { plan, out, force }) => {
+            return cluster_init(&plan, &out, force);
+        }
         Command::Status => status(&client, json).await,
         Command::Service(cmd) => service(&client, cmd, json).await,
         Command::Backend(cmd) => backend(&client, cmd, json).await,
@@ -313,6 +336,30 @@ fn check(file: &Path) -> ExitCode {
     }
 }
 
+fn cluster_init(plan: &Path, out: &Path, force: bool) -> ExitCode {
+    match lb_ctl::cluster::init::init(plan, out, force) {
+        Ok(files) => {
+            for file in &files {
+                println!("wrote {}", file.display());
+            }
+            println!(
+                "each folder under {} goes to its server: lb.toml for `lb-ctl run --config`, \
+                 the key file and tls/ where key_file and tls_dir say",
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err @ lb_ctl::cluster::init::InitError::Plan(_)) => {
+            eprintln!("error: {err}");
+            ExitCode::from(2)
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 async fn run(path: &Path) -> ExitCode {
     // Nothing is touched before the configuration is known to be valid.
     let config = match Config::load(path) {
@@ -322,6 +369,16 @@ async fn run(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if config.cluster.is_some() {
+        // Until the daemon runs membership, a clustered node would serve as
+        // if alone: two nodes active at once. Refused rather than that.
+        eprintln!(
+            "error: {}: this lb-ctl validates the [cluster] section (config check, cluster init) \
+             but does not run a cluster yet; remove [cluster] to run the node standalone",
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
     init_logging(config.node.log_format);
     match serve(path, config).await {
         Ok(()) => ExitCode::SUCCESS,

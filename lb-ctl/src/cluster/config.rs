@@ -1,0 +1,774 @@
+//! The `[cluster]` section: the two servers, the interconnects, heartbeat
+//! timing, network-partition (NP) targets, the failover group (floating IPs)
+//! and the monitors. Validated as a whole; an error names the key it is
+//! about (a [`Path`] the configuration file turns into line and column).
+//!
+//! Default timing, and why: a heartbeat every 40 ms on every interconnect,
+//! the peer lost after 5 missed on all of them (200 ms). The dead time stays
+//! well under the 300 ms a failover may take in all; a false takeover needs
+//! 5 consecutive losses on every interconnect at once: with two
+//! interconnects each losing 10 % of heartbeats, 0.1^10 per 40 ms, about
+//! once in 10^7 hours. 25 datagrams of 108 bytes a second per interconnect
+//! cost nothing.
+use std::{collections::BTreeSet, net::IpAddr, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use super::membership::Params;
+
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 40;
+pub const DEFAULT_HEARTBEAT_LOST_AFTER: u32 = 5;
+/// UDP port of the heartbeats, on every interconnect address.
+pub const DEFAULT_HEARTBEAT_PORT: u16 = 29101;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// 32 hex digits, made by `lb-ctl cluster init`: heartbeats and
+    /// replication of another cluster are refused.
+    #[serde(default)]
+    pub id: String,
+    /// The heartbeat keys (a file of its own, root only; see
+    /// `lb-ctl cluster init`).
+    #[serde(default = "default_key_file")]
+    pub key_file: PathBuf,
+    /// The cluster's TLS material: `ca.pem`, and `NAME.pem` / `NAME.key`
+    /// for each server (made by `lb-ctl cluster init`).
+    #[serde(default = "default_tls_dir")]
+    pub tls_dir: PathBuf,
+    #[serde(default = "default_interval")]
+    pub heartbeat_interval_ms: u64,
+    #[serde(default = "default_lost_after")]
+    pub heartbeat_lost_after: u32,
+    /// Give the group back to the first server when it is healthy again.
+    #[serde(default)]
+    pub auto_failback: bool,
+    /// The server that keeps serving when both are found active; the first
+    /// server when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survivor: Option<String>,
+    /// Failovers a failed monitor of one server may cause within
+    /// `failover_window_s` before the final action applies instead.
+    #[serde(default = "default_max_failovers")]
+    pub max_failovers: u32,
+    #[serde(default = "default_failover_window")]
+    pub failover_window_s: u64,
+    #[serde(default)]
+    pub final_action: FinalAction,
+    /// Addresses a node pings when it hears its peer on no interconnect: one
+    /// that reaches none of them is the isolated one and does not serve.
+    #[serde(default)]
+    pub np_targets: Vec<IpAddr>,
+    /// In priority order: the first is preferred (failback goes to it).
+    pub servers: Vec<Server>,
+    /// In priority order.
+    pub interconnects: Vec<Interconnect>,
+    /// The failover group: moved together to the active node.
+    #[serde(default)]
+    pub floating_ips: Vec<FloatingIp>,
+    #[serde(default)]
+    pub monitors: Vec<Monitor>,
+}
+
+pub fn default_key_file() -> PathBuf {
+    PathBuf::from("/etc/lb/cluster.keys")
+}
+pub fn default_tls_dir() -> PathBuf {
+    PathBuf::from("/etc/lb/tls")
+}
+fn default_interval() -> u64 {
+    DEFAULT_HEARTBEAT_INTERVAL_MS
+}
+fn default_lost_after() -> u32 {
+    DEFAULT_HEARTBEAT_LOST_AFTER
+}
+fn default_max_failovers() -> u32 {
+    3
+}
+fn default_failover_window() -> u64 {
+    3600
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinalAction {
+    /// Keep serving where the group is; alert.
+    #[default]
+    None,
+    /// Stop the cluster service on the node (it forwards nothing).
+    Stop,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Must equal that node's `node.name`.
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interconnect {
+    pub name: String,
+    /// One address per server, in the order of `servers`.
+    pub addresses: Vec<IpAddr>,
+    #[serde(default = "default_port")]
+    pub port: u16,
+}
+
+fn default_port() -> u16 {
+    DEFAULT_HEARTBEAT_PORT
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FloatingIp {
+    /// Address and prefix length: `198.18.0.100/24`.
+    pub address: String,
+    pub interface: String,
+}
+
+impl FloatingIp {
+    /// The address and prefix length, checked.
+    pub fn parse(&self) -> Result<(IpAddr, u8), String> {
+        let (addr, len) = self
+            .address
+            .split_once('/')
+            .ok_or_else(|| format!("{:?} needs a prefix length (198.18.0.100/24)", self.address))?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} is not an IP address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len: u8 = len
+            .parse()
+            .ok()
+            .filter(|l| *l <= max)
+            .ok_or_else(|| format!("prefix length {len:?} is not 0..={max}"))?;
+        if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+            return Err(format!("{addr} cannot be a floating IP"));
+        }
+        Ok((addr, len))
+    }
+}
+
+/// A monitor resource. The fields after `kind` belong to one kind each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Monitor {
+    pub name: String,
+    pub kind: MonitorKind,
+    #[serde(default = "default_monitor_interval")]
+    pub interval_ms: u64,
+    #[serde(default = "default_monitor_timeout")]
+    pub timeout_ms: u64,
+    /// Consecutive failures before the monitor is in Error.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// How long after start the monitor waits before its first check.
+    #[serde(default)]
+    pub start_wait_ms: u64,
+    #[serde(default)]
+    pub when: MonitorWhen,
+    /// Servers that run it; all when empty.
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// `link`: the interface whose carrier is watched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// `ip`: addresses pinged; Error when none answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<IpAddr>,
+    /// `process`: a process name (as in /proc/PID/comm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+    /// `exec`: the program and its arguments; exit status 0 is Normal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+}
+
+fn default_monitor_interval() -> u64 {
+    1000
+}
+fn default_monitor_timeout() -> u64 {
+    1000
+}
+fn default_retries() -> u32 {
+    1
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MonitorKind {
+    /// Carrier of an interface (rtnetlink link events).
+    Link,
+    /// ICMP to a list of addresses.
+    Ip,
+    /// A named process runs.
+    Process,
+    /// The daemon's own event loop answers (watchdog).
+    Stall,
+    /// A command's exit status.
+    Exec,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MonitorWhen {
+    #[default]
+    Always,
+    /// Only while the node is active.
+    Active,
+}
+
+/// One step of the path to a key: `cluster.interconnects[1].addresses`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seg {
+    Key(&'static str),
+    /// A key known only at run time (a server's name).
+    Name(String),
+    Index(usize),
+}
+
+/// Where a problem is, from the document's root.
+pub type Path = Vec<Seg>;
+
+/// A `[cluster]` section that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterError {
+    pub path: Path,
+    pub message: String,
+}
+
+fn at(path: &[Seg], message: impl Into<String>) -> ClusterError {
+    let mut full = vec![Seg::Key("cluster")];
+    full.extend_from_slice(path);
+    ClusterError {
+        path: full,
+        message: format!("cluster: {}", message.into()),
+    }
+}
+
+use Seg::{Index, Key};
+
+impl ClusterConfig {
+    /// Checks the section against this node (`node.name`, its interfaces).
+    pub fn validate(&self, node_name: &str, interfaces: &[String]) -> Result<(), ClusterError> {
+        self.validate_identity()?;
+        self.validate_servers(node_name)?;
+        self.validate_interconnects()?;
+        self.validate_timing()?;
+        self.validate_floating_ips(interfaces)?;
+        self.validate_monitors(interfaces)
+    }
+
+    fn validate_identity(&self) -> Result<(), ClusterError> {
+        if self.id.len() != 32 || !self.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(at(
+                &[Key("id")],
+                "id must be 32 hex digits (`lb-ctl cluster init` makes one)",
+            ));
+        }
+        if self.key_file.as_os_str().is_empty() {
+            return Err(at(&[Key("key_file")], "key_file must name a file"));
+        }
+        if self.tls_dir.as_os_str().is_empty() {
+            return Err(at(&[Key("tls_dir")], "tls_dir must name a directory"));
+        }
+        Ok(())
+    }
+
+    fn validate_servers(&self, node_name: &str) -> Result<(), ClusterError> {
+        if self.servers.len() != 2 {
+            return Err(at(
+                &[Key("servers")],
+                format!(
+                    "a cluster has exactly two servers, {} are configured",
+                    self.servers.len()
+                ),
+            ));
+        }
+        for (i, server) in self.servers.iter().enumerate() {
+            if server.name.trim().is_empty() {
+                return Err(at(&[Key("servers"), Index(i)], "a server needs a name"));
+            }
+            if self.servers[..i].iter().any(|s| s.name == server.name) {
+                return Err(at(
+                    &[Key("servers"), Index(i)],
+                    format!("server {:?} is listed twice", server.name),
+                ));
+            }
+        }
+        if self.me(node_name).is_none() {
+            return Err(at(
+                &[Key("servers")],
+                format!(
+                    "this node ({node_name:?}, node.name) is not among the servers ({})",
+                    self.server_names()
+                ),
+            ));
+        }
+        if let Some(survivor) = &self.survivor
+            && self.servers.iter().all(|s| &s.name != survivor)
+        {
+            return Err(at(
+                &[Key("survivor")],
+                format!(
+                    "survivor {survivor:?} is not one of the servers ({})",
+                    self.server_names()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn server_names(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn validate_interconnects(&self) -> Result<(), ClusterError> {
+        if self.interconnects.is_empty() {
+            return Err(at(
+                &[Key("interconnects")],
+                "at least one interconnect is needed (two or more ride out a cut link)",
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, link) in self.interconnects.iter().enumerate() {
+            let here = [Key("interconnects"), Index(i)];
+            if link.name.trim().is_empty() {
+                return Err(at(&here, "an interconnect needs a name"));
+            }
+            if self.interconnects[..i].iter().any(|l| l.name == link.name) {
+                return Err(at(
+                    &here,
+                    format!("interconnect {:?} is listed twice", link.name),
+                ));
+            }
+            let addrs = [Key("interconnects"), Index(i), Key("addresses")];
+            if link.addresses.len() != self.servers.len() {
+                return Err(at(
+                    &addrs,
+                    format!(
+                        "interconnect {:?} needs one address per server ({}), it has {}",
+                        link.name,
+                        self.servers.len(),
+                        link.addresses.len()
+                    ),
+                ));
+            }
+            if link
+                .addresses
+                .iter()
+                .any(|a| a.is_ipv4() != link.addresses[0].is_ipv4())
+            {
+                return Err(at(
+                    &addrs,
+                    format!("interconnect {:?} mixes IPv4 and IPv6", link.name),
+                ));
+            }
+            for addr in &link.addresses {
+                if addr.is_unspecified() || addr.is_multicast() {
+                    return Err(at(
+                        &addrs,
+                        format!("{addr} cannot be an interconnect address"),
+                    ));
+                }
+                if !seen.insert(*addr) {
+                    return Err(at(
+                        &addrs,
+                        format!("{addr} is used twice among the interconnects"),
+                    ));
+                }
+            }
+            if link.port == 0 {
+                return Err(at(&[Key("interconnects"), Index(i), Key("port")], "port 0"));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_timing(&self) -> Result<(), ClusterError> {
+        if !(10..=10_000).contains(&self.heartbeat_interval_ms) {
+            return Err(at(
+                &[Key("heartbeat_interval_ms")],
+                format!(
+                    "heartbeat_interval_ms {} is not 10..=10000",
+                    self.heartbeat_interval_ms
+                ),
+            ));
+        }
+        if !(2..=100).contains(&self.heartbeat_lost_after) {
+            return Err(at(
+                &[Key("heartbeat_lost_after")],
+                format!(
+                    "heartbeat_lost_after {} is not 2..=100 (one lost heartbeat must never fail over)",
+                    self.heartbeat_lost_after
+                ),
+            ));
+        }
+        if self.failover_window_s == 0 {
+            return Err(at(
+                &[Key("failover_window_s")],
+                "failover_window_s must be above 0",
+            ));
+        }
+        for (i, target) in self.np_targets.iter().enumerate() {
+            if target.is_unspecified() || target.is_multicast() || target.is_loopback() {
+                return Err(at(
+                    &[Key("np_targets"), Index(i)],
+                    format!("{target} cannot be an NP target (it must be outside this node)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_floating_ips(&self, interfaces: &[String]) -> Result<(), ClusterError> {
+        let mut seen = BTreeSet::new();
+        for (i, fip) in self.floating_ips.iter().enumerate() {
+            let here = [Key("floating_ips"), Index(i), Key("address")];
+            let (addr, _) = fip
+                .parse()
+                .map_err(|e| at(&here, format!("floating IP: {e}")))?;
+            if !seen.insert(addr) {
+                return Err(at(&here, format!("floating IP {addr} is listed twice")));
+            }
+            if self
+                .interconnects
+                .iter()
+                .any(|l| l.addresses.contains(&addr))
+            {
+                return Err(at(
+                    &here,
+                    format!("floating IP {addr} is also an interconnect address"),
+                ));
+            }
+            if !interfaces.contains(&fip.interface) {
+                return Err(at(
+                    &[Key("floating_ips"), Index(i), Key("interface")],
+                    format!(
+                        "floating IP {addr}: interface {:?} is not one of node.interfaces",
+                        fip.interface
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_monitors(&self, interfaces: &[String]) -> Result<(), ClusterError> {
+        for (i, m) in self.monitors.iter().enumerate() {
+            let here = |key| [Key("monitors"), Index(i), Key(key)];
+            let name = &m.name;
+            if name.trim().is_empty() {
+                return Err(at(&here("name"), "a monitor needs a name"));
+            }
+            if self.monitors[..i].iter().any(|o| &o.name == name) {
+                return Err(at(
+                    &here("name"),
+                    format!("monitor {name:?} is listed twice"),
+                ));
+            }
+            if m.interval_ms < 10 || m.timeout_ms < 10 {
+                return Err(at(
+                    &here("interval_ms"),
+                    format!("monitor {name:?}: interval_ms and timeout_ms must be at least 10"),
+                ));
+            }
+            if m.retries == 0 {
+                return Err(at(
+                    &here("retries"),
+                    format!("monitor {name:?}: retries must be at least 1"),
+                ));
+            }
+            for server in &m.servers {
+                if self.servers.iter().all(|s| &s.name != server) {
+                    return Err(at(
+                        &here("servers"),
+                        format!(
+                            "monitor {name:?}: {server:?} is not one of the servers ({})",
+                            self.server_names()
+                        ),
+                    ));
+                }
+            }
+            // Each kind's own field, and no other kind's.
+            let fields = [
+                ("interface", m.interface.is_some(), MonitorKind::Link),
+                ("targets", !m.targets.is_empty(), MonitorKind::Ip),
+                ("process", m.process.is_some(), MonitorKind::Process),
+                ("command", !m.command.is_empty(), MonitorKind::Exec),
+            ];
+            for (field, present, owner) in fields {
+                if present && owner != m.kind {
+                    return Err(at(
+                        &here(field),
+                        format!(
+                            "monitor {name:?}: `{field}` belongs to kind {owner:?}, not {:?}",
+                            m.kind
+                        )
+                        .to_lowercase(),
+                    ));
+                }
+                if !present && owner == m.kind {
+                    return Err(at(
+                        &here("kind"),
+                        format!("monitor {name:?}: kind {:?} needs `{field}`", m.kind)
+                            .to_lowercase(),
+                    ));
+                }
+            }
+            if let Some(iface) = &m.interface
+                && !interfaces.contains(iface)
+            {
+                return Err(at(
+                    &here("interface"),
+                    format!("monitor {name:?}: interface {iface:?} is not one of node.interfaces"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// This node's index among the servers.
+    pub fn me(&self, node_name: &str) -> Option<u8> {
+        self.servers
+            .iter()
+            .position(|s| s.name == node_name)
+            .map(|i| i as u8)
+    }
+
+    /// The membership parameters for this node (after [`validate`](Self::validate)).
+    pub fn params(&self, node_name: &str) -> Option<Params> {
+        let me = self.me(node_name)?;
+        let survivor = match &self.survivor {
+            Some(name) => self.me(name)?,
+            None => 0,
+        };
+        let interval = Duration::from_millis(self.heartbeat_interval_ms);
+        Some(Params {
+            me,
+            peer: 1 - me,
+            links: self.interconnects.len(),
+            interval,
+            lost_after: self.heartbeat_lost_after,
+            np_targets: !self.np_targets.is_empty(),
+            np_recheck: (interval * self.heartbeat_lost_after).max(Duration::from_secs(1)),
+            auto_failback: self.auto_failback,
+            survivor,
+            max_failovers: self.max_failovers,
+            failover_window: Duration::from_secs(self.failover_window_s),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+id = "00112233445566778899aabbccddeeff"
+np_targets = ["198.18.0.254"]
+
+[[servers]]
+name = "lb1"
+[[servers]]
+name = "lb2"
+
+[[interconnects]]
+name = "lankhb1"
+addresses = ["198.18.8.1", "198.18.8.2"]
+[[interconnects]]
+name = "lankhb2"
+addresses = ["198.18.9.1", "198.18.9.2"]
+
+[[floating_ips]]
+address = "198.18.0.100/24"
+interface = "ext0"
+[[floating_ips]]
+address = "198.18.1.1/24"
+interface = "int0"
+
+[[monitors]]
+name = "client-link"
+kind = "link"
+interface = "ext0"
+
+[[monitors]]
+name = "gateway"
+kind = "ip"
+targets = ["198.18.0.254"]
+when = "active"
+"#;
+
+    fn ifaces() -> Vec<String> {
+        vec!["ext0".into(), "int0".into()]
+    }
+
+    fn good() -> ClusterConfig {
+        toml::from_str(GOOD).unwrap()
+    }
+
+    #[test]
+    fn a_good_section_validates_with_the_documented_defaults() {
+        let c = good();
+        c.validate("lb2", &ifaces()).unwrap();
+        assert_eq!(c.heartbeat_interval_ms, 40);
+        assert_eq!(c.heartbeat_lost_after, 5);
+        assert_eq!(c.interconnects[0].port, DEFAULT_HEARTBEAT_PORT);
+        assert!(!c.auto_failback);
+        let p = c.params("lb2").unwrap();
+        assert_eq!((p.me, p.peer, p.survivor, p.links), (1, 0, 0, 2));
+        assert_eq!(p.dead_time(), Duration::from_millis(200));
+        assert!(p.np_targets);
+    }
+
+    #[test]
+    fn each_mistake_is_named_with_its_key() {
+        type Edit = fn(&mut ClusterConfig);
+        let cases: &[(Edit, &[Seg], &str)] = &[
+            (
+                |c| c.id = "xyz".into(),
+                &[Key("id")],
+                "id must be 32 hex digits",
+            ),
+            (
+                |c| {
+                    c.servers.pop();
+                },
+                &[Key("servers")],
+                "exactly two servers, 1 are configured",
+            ),
+            (
+                |c| c.servers[1].name = "lb1".into(),
+                &[Key("servers"), Index(1)],
+                "listed twice",
+            ),
+            (
+                |c| c.servers[1].name = "other".into(),
+                &[Key("servers")],
+                "this node (\"lb2\", node.name) is not among the servers",
+            ),
+            (
+                |c| c.survivor = Some("lb3".into()),
+                &[Key("survivor")],
+                "survivor \"lb3\" is not one of the servers (lb1, lb2)",
+            ),
+            (
+                |c| c.interconnects.clear(),
+                &[Key("interconnects")],
+                "at least one interconnect",
+            ),
+            (
+                |c| {
+                    c.interconnects[1].addresses.pop();
+                },
+                &[Key("interconnects"), Index(1), Key("addresses")],
+                "needs one address per server (2), it has 1",
+            ),
+            (
+                |c| c.interconnects[1].addresses[1] = "2001:db8::2".parse().unwrap(),
+                &[Key("interconnects"), Index(1), Key("addresses")],
+                "mixes IPv4 and IPv6",
+            ),
+            (
+                |c| c.interconnects[1].addresses[0] = "198.18.8.1".parse().unwrap(),
+                &[Key("interconnects"), Index(1), Key("addresses")],
+                "198.18.8.1 is used twice",
+            ),
+            (
+                |c| c.heartbeat_lost_after = 1,
+                &[Key("heartbeat_lost_after")],
+                "one lost heartbeat must never fail over",
+            ),
+            (
+                |c| c.heartbeat_interval_ms = 5,
+                &[Key("heartbeat_interval_ms")],
+                "is not 10..=10000",
+            ),
+            (
+                |c| c.np_targets.push("127.0.0.1".parse().unwrap()),
+                &[Key("np_targets"), Index(1)],
+                "cannot be an NP target",
+            ),
+            (
+                |c| c.floating_ips[0].address = "198.18.0.100".into(),
+                &[Key("floating_ips"), Index(0), Key("address")],
+                "needs a prefix length",
+            ),
+            (
+                |c| c.floating_ips[0].address = "198.18.0.100/33".into(),
+                &[Key("floating_ips"), Index(0), Key("address")],
+                "prefix length \"33\" is not 0..=32",
+            ),
+            (
+                |c| c.floating_ips[1].address = "198.18.0.100/24".into(),
+                &[Key("floating_ips"), Index(1), Key("address")],
+                "listed twice",
+            ),
+            (
+                |c| c.floating_ips[1].address = "198.18.9.2/24".into(),
+                &[Key("floating_ips"), Index(1), Key("address")],
+                "also an interconnect address",
+            ),
+            (
+                |c| c.floating_ips[1].interface = "eth9".into(),
+                &[Key("floating_ips"), Index(1), Key("interface")],
+                "interface \"eth9\" is not one of node.interfaces",
+            ),
+            (
+                |c| c.monitors[1].interface = Some("ext0".into()),
+                &[Key("monitors"), Index(1), Key("interface")],
+                "`interface` belongs to kind link, not ip",
+            ),
+            (
+                |c| c.monitors[0].interface = None,
+                &[Key("monitors"), Index(0), Key("kind")],
+                "kind link needs `interface`",
+            ),
+            (
+                |c| c.monitors[1].retries = 0,
+                &[Key("monitors"), Index(1), Key("retries")],
+                "retries must be at least 1",
+            ),
+            (
+                |c| c.monitors[1].servers = vec!["lb9".into()],
+                &[Key("monitors"), Index(1), Key("servers")],
+                "\"lb9\" is not one of the servers",
+            ),
+            (
+                |c| c.monitors[1].name = "client-link".into(),
+                &[Key("monitors"), Index(1), Key("name")],
+                "listed twice",
+            ),
+        ];
+        for (edit, path, want) in cases {
+            let mut c = good();
+            edit(&mut c);
+            let err = c.validate("lb2", &ifaces()).unwrap_err();
+            let mut full = vec![Key("cluster")];
+            full.extend_from_slice(path);
+            assert_eq!(err.path, full, "{}", err.message);
+            assert!(err.message.starts_with("cluster: "), "{}", err.message);
+            assert!(
+                err.message.contains(want),
+                "{:?} lacks {want:?}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err =
+            toml::from_str::<ClusterConfig>(&format!("{GOOD}\nheartbeat_ms = 3\n")).unwrap_err();
+        assert!(
+            err.message().contains("unknown field `heartbeat_ms`"),
+            "{err}"
+        );
+    }
+}

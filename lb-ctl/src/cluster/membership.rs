@@ -1,0 +1,424 @@
+//! Membership: which of the two nodes serves. A pure state machine: the
+//! node's event loop feeds it what it observed (heartbeats, network-partition
+//! checks, its own monitors, the operator's requests) and asks it what to do
+//! ([`Membership::decide`]); the loop carries out a role change (role map,
+//! floating IPs...) and only then [`commits`](Membership::commit) it, as
+//! `Balancer::plan` does for map changes.
+//!
+//! The rules, in order of precedence:
+//! - A node is a *candidate* to serve when its monitors are all Normal, it
+//!   holds the active's current settings (eligible) and it is not yielding.
+//! - Peer alive (heard on any interconnect within the dead time):
+//!   - both active (a healed partition, a restart): the configured survivor
+//!     stays, the other steps down at once;
+//!   - I am active and wish to hand over (the operator's failover or
+//!     failback, a failed monitor, automatic failback): when the peer is a
+//!     standby candidate, I step down first and yield; the peer then sees
+//!     nobody active and a yielding node, and takes over. Never two active;
+//!   - nobody active: the candidate takes over; of two candidates, the one
+//!     first in `[[cluster.servers]]`.
+//! - Peer lost (every interconnect silent for the dead time, or not heard
+//!   since start): with NP targets configured, a check made after the loss
+//!   decides: an active that reaches none steps down (it is the isolated
+//!   one), a standby candidate that reaches one takes over; without targets
+//!   the standby candidate takes over and the active stays.
+//! - An active whose peer is lost keeps serving even with a failed monitor
+//!   (there is nobody to hand over to).
+use std::time::{Duration, Instant};
+
+use super::Role;
+
+/// The cluster's settings that decide membership.
+#[derive(Clone, Debug)]
+pub struct Params {
+    /// This node's index in `[[cluster.servers]]` (0 is the preferred one).
+    pub me: u8,
+    /// The peer's index.
+    pub peer: u8,
+    /// Number of interconnects.
+    pub links: usize,
+    /// Heartbeat interval.
+    pub interval: Duration,
+    /// Heartbeats missed on every interconnect before the peer is lost.
+    pub lost_after: u32,
+    /// NP (network partition) targets are configured.
+    pub np_targets: bool,
+    /// How long an NP answer stays good while the peer stays lost.
+    pub np_recheck: Duration,
+    /// Give the group back to the preferred server when it is a candidate.
+    pub auto_failback: bool,
+    /// The server that keeps serving when both are found active.
+    pub survivor: u8,
+    /// Failovers a failed monitor may cause before the final action.
+    pub max_failovers: u32,
+    /// A failover older than this no longer counts against the maximum.
+    pub failover_window: Duration,
+}
+
+impl Params {
+    /// How long the peer may be silent on every interconnect.
+    pub fn dead_time(&self) -> Duration {
+        self.interval * self.lost_after
+    }
+
+    fn preferred(&self) -> u8 {
+        self.me.min(self.peer)
+    }
+}
+
+/// Why a node changes role, or asks the peer to take the group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The peer is lost and NP resolution (if any) says we are not isolated.
+    PeerLost,
+    /// Both nodes up, neither active (start, or after a step-down).
+    NobodyActive,
+    /// The peer yielded the group to us.
+    Handover,
+    /// Both were active; we are not the survivor.
+    DualActive,
+    /// The peer is lost and we reach no NP target.
+    Isolated,
+    /// The operator moved the group (failover, failback, cluster stop).
+    Operator,
+    /// One of our monitors failed.
+    MonitorFailed,
+    /// Automatic failback to the preferred server.
+    AutoFailback,
+}
+
+/// What the event loop should do now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing.
+    Stay,
+    /// Change role (then [`Membership::commit`]).
+    Become(Role, Reason),
+    /// Run the NP check (ping the targets) and report with
+    /// [`Membership::observe_np`].
+    CheckNp,
+    /// A failed monitor would move the group, but the maximum failover count
+    /// is reached: the configured final action applies.
+    FinalAction,
+}
+
+/// The peer as its last heartbeat described it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerView {
+    pub role: Role,
+    pub healthy: bool,
+    pub eligible: bool,
+    pub yielding: bool,
+    pub generation: u64,
+    pub settings_hash: [u8; 32],
+}
+
+impl PeerView {
+    fn candidate(&self) -> bool {
+        self.healthy && self.eligible && !self.yielding
+    }
+}
+
+/// Why the operator's request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("this node is not active: run it on the active node")]
+    NotActive,
+    #[error("the peer is not reachable on any interconnect")]
+    PeerLost,
+    #[error(
+        "the peer cannot take the group (a monitor failed, or it has not caught up with the settings)"
+    )]
+    PeerNotCandidate,
+    #[error("the group already runs on the preferred server")]
+    AlreadyPreferred,
+}
+
+#[derive(Clone, Debug)]
+pub struct Membership {
+    p: Params,
+    role: Role,
+    started: Instant,
+    /// When each interconnect last carried a heartbeat.
+    heard: Vec<Option<Instant>>,
+    peer: Option<PeerView>,
+    /// When the peer was first found lost (since it was last alive).
+    lost_since: Option<Instant>,
+    /// The last NP answer and when it came.
+    np: Option<(Instant, bool)>,
+    np_pending: bool,
+    healthy: bool,
+    eligible: bool,
+    /// Why we want the peer to take the group (set while active), or why we
+    /// gave it (while standby, until the peer is active).
+    handover: Option<Reason>,
+    /// Monitor-caused failovers, for the maximum.
+    failovers: Vec<Instant>,
+}
+
+impl Membership {
+    /// A node starting with `role`: standby, or active when it adopted a
+    /// data plane that was serving (a daemon restart inside the lease).
+    pub fn new(p: Params, role: Role, now: Instant) -> Self {
+        let links = p.links;
+        Membership {
+            p,
+            role,
+            started: now,
+            heard: vec![None; links],
+            peer: None,
+            lost_since: None,
+            np: None,
+            np_pending: false,
+            healthy: true,
+            eligible: true,
+            handover: None,
+            failovers: Vec::new(),
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.p
+    }
+
+    /// The peer's last heartbeat, while it is alive.
+    pub fn peer(&self, now: Instant) -> Option<PeerView> {
+        self.peer_alive(now).then_some(self.peer).flatten()
+    }
+
+    /// Whether each interconnect heard the peer within the dead time.
+    pub fn links_up(&self, now: Instant) -> Vec<bool> {
+        self.heard
+            .iter()
+            .map(|heard| {
+                heard.is_some_and(|t| now.saturating_duration_since(t) < self.p.dead_time())
+            })
+            .collect()
+    }
+
+    /// What this node says of itself in its heartbeats.
+    pub fn yielding(&self) -> bool {
+        self.handover.is_some()
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.healthy
+    }
+
+    pub fn eligible(&self) -> bool {
+        self.eligible
+    }
+
+    /// Monitor-caused failovers that still count against the maximum.
+    pub fn failovers(&self, now: Instant) -> usize {
+        self.counted_failovers(now).count()
+    }
+
+    fn counted_failovers(&self, now: Instant) -> impl Iterator<Item = &Instant> {
+        self.failovers
+            .iter()
+            .filter(move |t| now.saturating_duration_since(**t) < self.p.failover_window)
+    }
+
+    fn peer_alive(&self, now: Instant) -> bool {
+        self.links_up(now).into_iter().any(|up| up)
+    }
+
+    /// An authentic, fresh heartbeat from the peer on interconnect `link`.
+    pub fn observe_heartbeat(&mut self, now: Instant, link: usize, view: PeerView) {
+        if let Some(slot) = self.heard.get_mut(link) {
+            *slot = Some(now);
+        }
+        self.peer = Some(view);
+        self.lost_since = None;
+        // Our handover is complete once the peer serves.
+        if self.role == Role::Standby && view.role == Role::Active {
+            self.handover = None;
+        }
+    }
+
+    /// The NP check's answer: whether any target answered.
+    pub fn observe_np(&mut self, now: Instant, reachable: bool) {
+        self.np = Some((now, reachable));
+        self.np_pending = false;
+    }
+
+    /// Our monitors: all Normal or not. A failure while active asks the peer
+    /// to take the group.
+    pub fn observe_monitors(&mut self, healthy: bool) {
+        self.healthy = healthy;
+        if !healthy && self.role == Role::Active && self.handover.is_none() {
+            self.handover = Some(Reason::MonitorFailed);
+        }
+        if healthy && self.handover == Some(Reason::MonitorFailed) && self.role == Role::Active {
+            self.handover = None;
+        }
+    }
+
+    /// Whether we hold the active's current settings (from the sync layer).
+    pub fn observe_eligible(&mut self, eligible: bool) {
+        self.eligible = eligible;
+    }
+
+    /// The operator's failover: move the group to the peer.
+    pub fn request_failover(&mut self, now: Instant) -> Result<(), Refusal> {
+        self.check_can_hand_over(now)?;
+        self.handover = Some(Reason::Operator);
+        Ok(())
+    }
+
+    /// The operator's failback: move the group to the preferred server.
+    pub fn request_failback(&mut self, now: Instant) -> Result<(), Refusal> {
+        if self.p.me == self.p.preferred() {
+            return Err(Refusal::AlreadyPreferred);
+        }
+        self.check_can_hand_over(now)?;
+        self.handover = Some(Reason::Operator);
+        Ok(())
+    }
+
+    fn check_can_hand_over(&self, now: Instant) -> Result<(), Refusal> {
+        if self.role != Role::Active {
+            return Err(Refusal::NotActive);
+        }
+        let peer = self.peer(now).ok_or(Refusal::PeerLost)?;
+        if !peer.candidate() {
+            return Err(Refusal::PeerNotCandidate);
+        }
+        Ok(())
+    }
+
+    /// What to do now. Pure: call as often as convenient (after every event
+    /// and on a timer of a fraction of the heartbeat interval).
+    pub fn decide(&self, now: Instant) -> Decision {
+        match self.peer(now) {
+            Some(peer) => self.decide_with_peer(now, peer),
+            None => self.decide_alone(now),
+        }
+    }
+
+    fn decide_with_peer(&self, now: Instant, peer: PeerView) -> Decision {
+        match (self.role, peer.role) {
+            (Role::Active, Role::Active) => {
+                if self.p.me == self.p.survivor {
+                    Decision::Stay
+                } else {
+                    Decision::Become(Role::Standby, Reason::DualActive)
+                }
+            }
+            (Role::Active, Role::Standby) => match self.wanted_handover() {
+                Some(_) if !peer.candidate() => Decision::Stay,
+                Some(Reason::MonitorFailed)
+                    if self.counted_failovers(now).count() >= self.p.max_failovers as usize =>
+                {
+                    Decision::FinalAction
+                }
+                Some(reason) => Decision::Become(Role::Standby, reason),
+                None => Decision::Stay,
+            },
+            (Role::Standby, Role::Active) => Decision::Stay,
+            (Role::Standby, Role::Standby) => {
+                // Nobody serves: the one that can takes it; of two, the one
+                // the other yielded to, else the first server.
+                let i_can = self.healthy && self.eligible;
+                let peer_can = peer.healthy && peer.eligible;
+                let me_first = self.p.me < self.p.peer;
+                let take = i_can
+                    && (!peer_can
+                        || match (self.yielding(), peer.yielding) {
+                            (false, true) => true,
+                            (true, false) => false,
+                            _ => me_first,
+                        });
+                match (take, peer.yielding) {
+                    (false, _) => Decision::Stay,
+                    (true, true) => Decision::Become(Role::Active, Reason::Handover),
+                    (true, false) => Decision::Become(Role::Active, Reason::NobodyActive),
+                }
+            }
+        }
+    }
+
+    /// The handover an active node wants: asked for, or automatic failback.
+    fn wanted_handover(&self) -> Option<Reason> {
+        self.handover.or_else(|| {
+            (self.p.auto_failback && self.p.me != self.p.preferred())
+                .then_some(Reason::AutoFailback)
+        })
+    }
+
+    fn decide_alone(&self, now: Instant) -> Decision {
+        // At start the peer may simply not have been heard yet.
+        if now.saturating_duration_since(self.started) < self.p.dead_time() {
+            return Decision::Stay;
+        }
+        let may_serve = match self.role {
+            Role::Active => true,
+            Role::Standby => self.healthy && self.eligible,
+        };
+        if !may_serve {
+            return Decision::Stay;
+        }
+        if self.p.np_targets {
+            let since = self.lost_since.unwrap_or(self.started);
+            let fresh = self.np.filter(|(at, _)| {
+                *at >= since && now.saturating_duration_since(*at) < self.p.np_recheck
+            });
+            match (fresh, self.role) {
+                (None, _) if self.np_pending => Decision::Stay,
+                (None, _) => Decision::CheckNp,
+                (Some((_, false)), Role::Active) => {
+                    Decision::Become(Role::Standby, Reason::Isolated)
+                }
+                (Some((_, false)), Role::Standby) => Decision::Stay,
+                (Some((_, true)), Role::Standby) => {
+                    Decision::Become(Role::Active, Reason::PeerLost)
+                }
+                (Some((_, true)), Role::Active) => Decision::Stay,
+            }
+        } else {
+            match self.role {
+                Role::Standby => Decision::Become(Role::Active, Reason::PeerLost),
+                Role::Active => Decision::Stay,
+            }
+        }
+    }
+
+    /// The loop started the NP check that [`decide`](Self::decide) asked for.
+    pub fn np_started(&mut self) {
+        self.np_pending = true;
+    }
+
+    /// Marks the moment the peer was found lost; call on every tick (cheap).
+    pub fn tick(&mut self, now: Instant) {
+        if !self.peer_alive(now) && self.lost_since.is_none() {
+            self.lost_since = Some(now);
+        }
+    }
+
+    /// The loop applied a role change that [`decide`](Self::decide) asked for.
+    pub fn commit(&mut self, now: Instant, role: Role, reason: Reason) {
+        self.role = role;
+        match (role, reason) {
+            (Role::Standby, Reason::MonitorFailed) => {
+                self.failovers.push(now);
+                let window = self.p.failover_window;
+                self.failovers
+                    .retain(|t| now.saturating_duration_since(*t) < window);
+                self.handover = Some(reason);
+            }
+            (Role::Standby, Reason::Operator | Reason::AutoFailback) => {
+                self.handover = Some(reason);
+            }
+            (Role::Standby, _) => self.handover = None,
+            (Role::Active, _) => self.handover = None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
