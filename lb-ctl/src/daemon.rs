@@ -6,8 +6,8 @@
 //! validated, applied to the maps, persisted, and only then committed; a
 //! change that fails at any step leaves maps and file as they were.
 use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, SocketAddr},
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     sync::Arc,
@@ -15,17 +15,19 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, Notify, mpsc};
 
 use crate::{
     alerts::AlertLog,
     api::{
-        AlertLevel, Applied, BackendView, Change, ServiceRef, ServiceView, Stats, Status, Traffic,
+        AlertLevel, Applied, BackendView, Change, NextHop, ServiceRef, ServiceView, Stats, Status,
+        Traffic,
     },
     balancer::{BackendState, Balancer, Ops, ServiceName, ServiceSpec, Tables},
     config::{Config, ServiceConfig, XdpMode},
     dataplane::{self, AttachMode, Dataplane, PinState, Role},
     health::{self, Health, Monitor},
+    neighbours::{self, Resolution, netlink::Netlink},
 };
 
 /// A backend's health-check key: its service and address.
@@ -55,6 +57,11 @@ pub struct Daemon {
     alerts: AlertLog,
     started: Instant,
     adopted: bool,
+    /// The backends' neighbour entries, as last read.
+    neighbours: neighbours::Tracker,
+    /// Wakes the neighbour task after a change (new backends get their
+    /// entries at once).
+    neighbour_wake: Arc<Notify>,
 }
 
 pub type Shared = Arc<Mutex<Daemon>>;
@@ -93,6 +100,8 @@ impl Daemon {
             started: Instant::now(),
             adopted: pins == PinState::Adopted,
             config: config.clone(),
+            neighbours: neighbours::Tracker::new(),
+            neighbour_wake: Arc::new(Notify::new()),
         };
         // Maps first, then the program: the first packet already sees every
         // service.
@@ -202,6 +211,7 @@ impl Daemon {
         self.health
             .retain(|key, _| targets.iter().any(|(k, _, _)| k == key));
         self.monitor.reconcile(targets);
+        self.neighbour_wake.notify_one();
         self.alerts.record(
             AlertLevel::Info,
             "config_applied",
@@ -322,6 +332,7 @@ impl Daemon {
             services: self.config.services.len(),
             backends,
             backends_down: self.health.values().filter(|h| **h == Health::Down).count(),
+            neighbours_unresolved: self.neighbours.failed(),
             config_file: self.config_path.display().to_string(),
         }
     }
@@ -367,9 +378,89 @@ impl Daemon {
                         .and_then(|id| self.dataplane.backend_traffic(id).ok())
                         .map(Traffic::from)
                         .unwrap_or_default(),
+                    neighbour: self.neighbour_of(b.address.ip()).0,
+                    next_hop: self.neighbour_of(b.address.ip()).1,
                 })
                 .collect(),
         }
+    }
+
+    /// A backend address's neighbour and the entry it needs.
+    fn neighbour_of(&self, address: IpAddr) -> (Resolution, Option<NextHop>) {
+        match self.neighbours.status(address) {
+            None => (Resolution::Resolving, None),
+            Some(status) => (
+                status.resolution,
+                status.next_hop.map(|key| NextHop {
+                    address: key.address,
+                    interface: neighbours::netlink::interface_name(key.ifindex),
+                }),
+            ),
+        }
+    }
+
+    /// What wakes the neighbour task.
+    pub fn neighbour_wake(&self) -> Arc<Notify> {
+        self.neighbour_wake.clone()
+    }
+
+    /// A reading of the routes and neighbour entries: the backends'
+    /// neighbour states, and an alert for every failure and recovery.
+    pub fn on_neighbours(&mut self, reading: &neighbours::Reading) {
+        for t in self.neighbours.observe(&reading.routes, &reading.table) {
+            let users = self.users_of(t.backend);
+            let hop = t.next_hop.as_ref().map(neighbours::netlink::describe);
+            if t.is_failure() {
+                let why = match (t.to, hop) {
+                    (Resolution::NoRoute, _) => format!(
+                        "no route: {}",
+                        t.reason.as_deref().unwrap_or("the kernel gave none")
+                    ),
+                    (_, Some(hop)) => {
+                        format!("its next hop {hop} does not answer (ARP / neighbour solicitation)")
+                    }
+                    (_, None) => "its next hop is unknown".to_owned(),
+                };
+                self.alerts.record(
+                    AlertLevel::Warning,
+                    "neighbour_unresolved",
+                    format!(
+                        "backend {} ({users}) is unreachable: {why}; DSR packets to it are dropped (drop_no_neighbour)",
+                        t.backend
+                    ),
+                );
+            } else {
+                self.alerts.record(
+                    AlertLevel::Info,
+                    "neighbour_resolved",
+                    format!(
+                        "backend {} ({users}) is reachable again: next hop {} resolved",
+                        t.backend,
+                        hop.unwrap_or_default()
+                    ),
+                );
+            }
+        }
+    }
+
+    /// `backend of tcp/198.18.0.100:80, sorry server of ...`.
+    fn users_of(&self, address: IpAddr) -> String {
+        let mut users = Vec::new();
+        for service in &self.config.services {
+            if service.backends.iter().any(|b| b.address.ip() == address) {
+                users.push(format!("backend of {}", service.name().reference()));
+            }
+            if service.sorry.is_some_and(|s| s.ip() == address) {
+                users.push(format!("sorry server of {}", service.name().reference()));
+            }
+        }
+        users.join(", ")
+    }
+
+    /// Every address the program may forward to: backends and sorry
+    /// servers.
+    pub fn forward_targets(&self) -> BTreeSet<IpAddr> {
+        forward_targets(&self.config)
     }
 
     pub fn stats(&self) -> Result<Stats> {
@@ -419,6 +510,67 @@ impl Daemon {
                 ),
             );
         }
+    }
+}
+
+/// Every address the program may forward to under `config`: backends (in
+/// any state) and sorry servers.
+pub fn forward_targets(config: &Config) -> BTreeSet<IpAddr> {
+    config
+        .services
+        .iter()
+        .flat_map(|s| {
+            s.backends
+                .iter()
+                .map(|b| b.address.ip())
+                .chain(s.sorry.map(|a| a.ip()))
+        })
+        .collect()
+}
+
+/// Before the program is attached: makes the neighbour entries `config`
+/// needs and waits (at most [`neighbours::START_WAIT`]) until each is
+/// resolved or has failed, so that a fresh node forwards its first packet.
+/// Returns the last reading.
+pub async fn first_neighbours(netlink: &Netlink, config: &Config) -> neighbours::Reading {
+    let targets = forward_targets(config);
+    let deadline = Instant::now() + neighbours::START_WAIT;
+    let mut tracker = neighbours::Tracker::new();
+    loop {
+        let reading = netlink.sync(&targets).await;
+        for error in &reading.errors {
+            tracing::warn!(%error, "neighbour entries");
+        }
+        tracker.observe(&reading.routes, &reading.table);
+        if tracker.settled() || Instant::now() >= deadline {
+            if !tracker.settled() {
+                tracing::info!("some backends' neighbours are still being resolved");
+            }
+            return reading;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Keeps the neighbour entries of the backends: every
+/// [`neighbours::INTERVAL`], and at once after a change.
+pub async fn keep_neighbours(shared: Shared, netlink: Netlink) {
+    let wake = shared.lock().await.neighbour_wake();
+    let mut reported = BTreeSet::new();
+    loop {
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(neighbours::INTERVAL) => {}
+        }
+        let targets = shared.lock().await.forward_targets();
+        let reading = netlink.sync(&targets).await;
+        // Each failure logged once while it lasts.
+        let errors: BTreeSet<String> = reading.errors.iter().cloned().collect();
+        for error in errors.difference(&reported) {
+            tracing::warn!(%error, "neighbour entries");
+        }
+        reported = errors;
+        shared.lock().await.on_neighbours(&reading);
     }
 }
 

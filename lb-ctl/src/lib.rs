@@ -14,4 +14,5 @@ pub mod dataplane;
 pub mod health;
 pub mod human;
 pub mod maglev;
+pub mod neighbours;
 pub mod server;

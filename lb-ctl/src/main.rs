@@ -19,7 +19,9 @@ use lb_ctl::{
     config::{BackendConfig, Config, LogFormat, ServiceConfig},
     daemon::{self, Daemon},
     dataplane::{self, AttachMode, Dataplane},
-    human, server,
+    human,
+    neighbours::netlink::Netlink,
+    server,
 };
 
 const EXAMPLES: &str = "\
@@ -336,8 +338,14 @@ async fn run(path: &Path) -> ExitCode {
 async fn serve(path: &Path, config: Config) -> Result<()> {
     let listener = daemon::bind_api(&config.node.api_socket)?;
     let (events, mut health) = tokio::sync::mpsc::channel(256);
-    let daemon = Daemon::start(path.to_owned(), config.clone(), events)?;
+    // The backends' neighbour entries first: the program, once attached,
+    // finds their link-layer addresses from the first packet on.
+    let netlink = Netlink::connect()?;
+    let reading = daemon::first_neighbours(&netlink, &config).await;
+    let mut daemon = Daemon::start(path.to_owned(), config.clone(), events)?;
+    daemon.on_neighbours(&reading);
     let shared = Arc::new(tokio::sync::Mutex::new(daemon));
+    tokio::spawn(daemon::keep_neighbours(shared.clone(), netlink));
     let api = tokio::spawn({
         let router = server::api_router(shared.clone());
         async move { axum::serve(listener, router).await }
@@ -433,8 +441,8 @@ async fn status(client: &Client, json: bool) -> Result<(), ClientError> {
         vec![
             "services".into(),
             format!(
-                "{} ({} backends, {} down)",
-                s.services, s.backends, s.backends_down
+                "{} ({} backends, {} down, {} unresolved)",
+                s.services, s.backends, s.backends_down, s.neighbours_unresolved
             ),
         ],
         vec!["config".into(), s.config_file.clone()],
@@ -576,7 +584,15 @@ async fn backend(client: &Client, cmd: BackendCommand, json: bool) -> Result<(),
             }
             let mut rows = vec![
                 [
-                    "SERVICE", "BACKEND", "WEIGHT", "STATE", "HEALTH", "PACKETS", "BYTES", "FLOWS",
+                    "SERVICE",
+                    "BACKEND",
+                    "WEIGHT",
+                    "STATE",
+                    "HEALTH",
+                    "NEIGHBOUR",
+                    "PACKETS",
+                    "BYTES",
+                    "FLOWS",
                 ]
                 .map(String::from)
                 .to_vec(),
@@ -589,6 +605,7 @@ async fn backend(client: &Client, cmd: BackendCommand, json: bool) -> Result<(),
                         b.weight.to_string(),
                         format!("{:?}", b.state).to_lowercase(),
                         format!("{:?}", b.health).to_lowercase(),
+                        human::neighbour(b),
                         human::count(b.traffic.packets),
                         human::bytes(b.traffic.bytes),
                         human::count(b.traffic.new_flows),

@@ -624,3 +624,264 @@ fn pinned_maps_of_an_incompatible_version_are_replaced_with_an_alert() {
     );
     assert_eq!(rig.curl(&format!("http://{VIP_V4}/")).unwrap(), "b1\n");
 }
+
+/// The `[node]` section for the rig, without metrics, and `services` after
+/// it.
+fn write_node_config(rig: &Rig, extra_node: &str, services: &str) -> PathBuf {
+    let dir = rig.dir();
+    let text = format!(
+        "[node]\nname = \"lb-test\"\ninterfaces = [\"ext0\", \"int0\"]\napi_socket = \"{}\"\nbpffs_dir = \"/sys/fs/bpf/{}\"\nalert_log = \"{}\"\n{extra_node}\n{services}",
+        dir.join("lb.sock").display(),
+        rig.prefix,
+        dir.join("alerts.jsonl").display(),
+    );
+    let path = dir.join("lb.toml");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// A service without health checks (the documented default).
+fn service(vip: &str, port: u16, mode: &str, backends: &[String]) -> String {
+    let mut text = format!(
+        "\n[[services]]\nvip = \"{vip}\"\nport = {port}\nprotocol = \"tcp\"\nmode = \"{mode}\"\n"
+    );
+    for b in backends {
+        text.push_str(&format!("\n[[services.backends]]\naddress = \"{b}\"\n"));
+    }
+    text
+}
+
+/// The LB namespace's neighbour entries with a link-layer address on the
+/// backends' side (`ip neigh show dev int0`), one a line.
+fn resolved_neighbours(rig: &Rig) -> Vec<String> {
+    let out = rig
+        .lb
+        .ip(["neigh", "show", "dev", lb_tests::rig::LB_INT_IFACE])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("lladdr"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn events(d: &Daemon) -> Vec<(String, String)> {
+    d.json(&["alerts", "--limit", "1000"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["event"].as_str().unwrap().to_owned(),
+                a["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until no IPv6 address of the LB namespace is tentative (duplicate
+/// address detection of the link-local addresses of fresh interfaces).
+fn wait_for_ipv6_addresses(rig: &Rig) {
+    wait_for(
+        "the LB's IPv6 addresses are usable",
+        Duration::from_secs(10),
+        || {
+            let out = rig.lb.ip(["-6", "addr", "show", "tentative"]).unwrap();
+            out.stdout.is_empty()
+        },
+    );
+}
+
+/// Waits until `check` holds (polling every 100 ms), or fails with `what`.
+fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: not within {limit:?}");
+}
+
+/// Issue 9: nothing but the daemon resolves the backends' neighbours. A DSR
+/// and a NAT service without health checks, v4 and v6, each on a backend the
+/// LB namespace never talked to, answer their first request, and no packet
+/// is dropped for want of a neighbour.
+#[test]
+fn dsr_and_nat_without_health_checks_answer_the_first_request_on_a_fresh_node() {
+    let _serial = serial();
+    let rig = rig(2);
+    rig.backends_hold_vips().unwrap();
+    let (b1, b2) = (&rig.backends[0], &rig.backends[1]);
+    let mut services = String::new();
+    services.push_str(&service(
+        &VIP_V4.to_string(),
+        80,
+        "dsr",
+        &[format!("{}:80", b1.v4)],
+    ));
+    services.push_str(&service(
+        &VIP_V6.to_string(),
+        80,
+        "dsr",
+        &[format!("[{}]:80", b1.v6)],
+    ));
+    services.push_str(&service(
+        &VIP_V4.to_string(),
+        8080,
+        "nat",
+        &[format!("{}:80", b2.v4)],
+    ));
+    services.push_str(&service(
+        &VIP_V6.to_string(),
+        8080,
+        "nat",
+        &[format!("[{}]:80", b2.v6)],
+    ));
+    let config = write_node_config(&rig, "", &services);
+    // A fresh node: no neighbour of the backends is known.
+    assert_eq!(resolved_neighbours(&rig), Vec::<String>::new());
+    // The node's interfaces are up and their IPv6 link-local addresses
+    // usable (the kernel sends no neighbour solicitation before that).
+    wait_for_ipv6_addresses(&rig);
+    let d = Daemon::start(&rig, &config);
+
+    for (url, want) in [
+        (format!("http://{VIP_V4}/"), "b1\n"),
+        (format!("http://[{VIP_V6}]/"), "b1\n"),
+        (format!("http://{VIP_V4}:8080/"), "b2\n"),
+        (format!("http://[{VIP_V6}]:8080/"), "b2\n"),
+    ] {
+        assert_eq!(rig.curl(&url).unwrap(), want, "{url}");
+    }
+    let counters = d.json(&["stats"])["counters"].clone();
+    assert_eq!(counters["drop_no_neighbour"], 0, "{counters}");
+    assert!(counters["forwarded"].as_u64().unwrap() >= 4, "{counters}");
+
+    // Every backend shows its neighbour resolved (at the daemon's next
+    // reading); the entries are managed ones the daemon made.
+    let all_resolved = || {
+        let list = d.json(&["backend", "list"]);
+        list.as_array().unwrap().iter().all(|s| {
+            s["backends"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|b| b["neighbour"] == "resolved" && b["next_hop"]["interface"] == "int0")
+        })
+    };
+    wait_for(
+        "every backend's neighbour is resolved",
+        Duration::from_secs(5),
+        all_resolved,
+    );
+    let entries = resolved_neighbours(&rig);
+    for addr in [
+        b1.v4.to_string(),
+        b1.v6.to_string(),
+        b2.v4.to_string(),
+        b2.v6.to_string(),
+    ] {
+        let line = entries
+            .iter()
+            .find(|l| l.starts_with(&format!("{addr} ")))
+            .unwrap_or_else(|| panic!("no entry for {addr}: {entries:?}"));
+        assert!(
+            line.contains("managed") && line.contains("proto 177"),
+            "{line}"
+        );
+    }
+
+    // A backend that goes takes the daemon's entry with it.
+    d.ok(&[
+        "backend",
+        "del",
+        "tcp/198.18.0.100:8080",
+        &format!("{}:80", b2.v4),
+    ]);
+    let gone = format!("{} ", b2.v4);
+    wait_for(
+        "the entry of a removed backend is removed",
+        Duration::from_secs(5),
+        || {
+            !resolved_neighbours(&rig)
+                .iter()
+                .any(|l| l.starts_with(&gone))
+        },
+    );
+}
+
+/// A backend whose neighbour cannot be resolved (an address on the backend
+/// segment that nobody holds) shows as unresolved, with an alert; and when
+/// the address appears, as resolved, with an alert.
+#[test]
+fn an_unresolvable_backend_shows_as_unresolved_with_an_alert() {
+    let _serial = serial();
+    let rig = rig(2);
+    rig.backends_hold_vips().unwrap();
+    let ghost = "198.18.1.99";
+    let services = service(
+        &VIP_V4.to_string(),
+        80,
+        "dsr",
+        &[format!("{}:80", rig.backends[0].v4), format!("{ghost}:80")],
+    );
+    let config = write_node_config(&rig, "", &services);
+    wait_for_ipv6_addresses(&rig);
+    let d = Daemon::start(&rig, &config);
+    let neighbour = |addr: &str| -> String {
+        let list = d.json(&["backend", "list", SVC4]);
+        list[0]["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["address"] == format!("{addr}:80"))
+            .map(|b| b["neighbour"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    wait_for(
+        "the ghost backend shows as unresolved",
+        Duration::from_secs(15),
+        || neighbour(ghost) == "unresolved",
+    );
+    assert_eq!(neighbour(&rig.backends[0].v4.to_string()), "resolved");
+    let table = d.ok(&["backend", "list"]);
+    assert!(
+        table.contains("NEIGHBOUR") && table.contains("unresolved (198.18.1.99 on int0)"),
+        "{table}"
+    );
+    assert_eq!(d.json(&["status"])["neighbours_unresolved"], 1);
+    let status = d.ok(&["status"]);
+    assert!(
+        status.contains("(2 backends, 0 down, 1 unresolved)"),
+        "{status}"
+    );
+    let unresolved: Vec<String> = events(&d)
+        .into_iter()
+        .filter(|(e, _)| e == "neighbour_unresolved")
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(
+        unresolved,
+        vec!["backend 198.18.1.99 (backend of tcp/198.18.0.100:80) is unreachable: its next hop 198.18.1.99 on int0 does not answer (ARP / neighbour solicitation); DSR packets to it are dropped (drop_no_neighbour)".to_owned()]
+    );
+
+    // The address appears on the segment: resolved again, with an alert.
+    rig.backends[1]
+        .ns
+        .ip(["addr", "add", &format!("{ghost}/24"), "dev", "eth0"])
+        .unwrap();
+    wait_for(
+        "the ghost backend resolves",
+        Duration::from_secs(15),
+        || neighbour(ghost) == "resolved",
+    );
+    assert!(
+        events(&d).iter().any(|(e, m)| e == "neighbour_resolved"
+            && m == "backend 198.18.1.99 (backend of tcp/198.18.0.100:80) is reachable again: next hop 198.18.1.99 on int0 resolved"),
+        "{:?}",
+        events(&d)
+    );
+    assert_eq!(d.json(&["status"])["neighbours_unresolved"], 0);
+}
