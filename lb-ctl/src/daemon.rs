@@ -62,6 +62,8 @@ pub struct Daemon {
     /// Wakes the neighbour task after a change (new backends get their
     /// entries at once).
     neighbour_wake: Arc<Notify>,
+    /// The pins vanish with this process (see `bpffs`).
+    bpffs_private: bool,
 }
 
 pub type Shared = Arc<Mutex<Daemon>>;
@@ -102,6 +104,7 @@ impl Daemon {
             config: config.clone(),
             neighbours: neighbours::Tracker::new(),
             neighbour_wake: Arc::new(Notify::new()),
+            bpffs_private: false,
         };
         // Maps first, then the program: the first packet already sees every
         // service.
@@ -487,7 +490,23 @@ impl Daemon {
         self.balancer.tables()
     }
 
-    /// What stays after the daemon stops (logged, and in the alert log).
+    /// The pins are on a bpffs private to this process's mount namespace
+    /// (allowed by `node.allow_private_bpffs`): said now, and at the stop.
+    pub fn set_private_bpffs(&mut self, mount_point: &Path) {
+        self.bpffs_private = true;
+        self.alerts.record(
+            AlertLevel::Warning,
+            "bpffs_private",
+            format!(
+                "{} is on a bpffs ({}) that only this process's mount namespace has: the XDP program is detached when lb-ctl exits (node.allow_private_bpffs = true)",
+                self.config.node.bpffs_dir.display(),
+                mount_point.display()
+            ),
+        );
+    }
+
+    /// What stays after the daemon stops (logged, and in the alert log),
+    /// as the pins show it.
     pub fn stop(&mut self) {
         let dir = &self.config.node.bpffs_dir;
         if self.config.node.detach_on_stop {
@@ -499,17 +518,68 @@ impl Daemon {
                 ),
                 Err(err) => tracing::error!(error = %format!("{err:#}"), "detaching failed"),
             }
-        } else {
-            self.alerts.record(
-                AlertLevel::Info,
-                "daemon_stopped",
-                format!(
-                    "stopped; the XDP program stays attached to {} with its maps (pinned in {}), forwarding as configured until the next lb-ctl run adopts it; `lb-ctl xdp detach` removes it",
-                    self.config.node.interfaces.join(", "),
-                    dir.display()
-                ),
-            );
+            return;
         }
+        let links: Vec<(String, bool)> = self
+            .config
+            .node
+            .interfaces
+            .iter()
+            .map(|iface| (iface.clone(), dataplane::link_pinned(dir, iface)))
+            .collect();
+        let (level, message) = stop_message(&links, dir, self.bpffs_private);
+        self.alerts.record(level, "daemon_stopped", message);
+    }
+}
+
+/// What the stop alert says, from what is pinned: the program stays
+/// attached only where its link is pinned on a bpffs that outlives this
+/// process.
+pub fn stop_message(links: &[(String, bool)], dir: &Path, private: bool) -> (AlertLevel, String) {
+    let names = |pinned: bool| -> Vec<&str> {
+        links
+            .iter()
+            .filter(|(_, p)| *p == pinned)
+            .map(|(iface, _)| iface.as_str())
+            .collect()
+    };
+    let (kept, lost) = (names(true), names(false));
+    if private {
+        return (
+            AlertLevel::Warning,
+            format!(
+                "stopped; the XDP program is detached from {} when this process exits: its pins in {} are on a bpffs private to this process's mount namespace",
+                links
+                    .iter()
+                    .map(|(iface, _)| iface.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                dir.display()
+            ),
+        );
+    }
+    let stays = format!(
+        "the XDP program stays attached to {} with its maps (pinned in {}), forwarding as configured until the next lb-ctl run adopts it; `lb-ctl xdp detach` removes it",
+        kept.join(", "),
+        dir.display()
+    );
+    match (kept.is_empty(), lost.is_empty()) {
+        (false, true) => (AlertLevel::Info, format!("stopped; {stays}")),
+        (false, false) => (
+            AlertLevel::Warning,
+            format!(
+                "stopped; {stays}; no link is pinned for {}: detached from it when this process exits",
+                lost.join(", ")
+            ),
+        ),
+        _ => (
+            AlertLevel::Warning,
+            format!(
+                "stopped; no XDP link is pinned in {}: the program is detached from {} when this process exits",
+                dir.display(),
+                lost.join(", ")
+            ),
+        ),
     }
 }
 
@@ -814,6 +884,41 @@ address = "198.18.1.11:80"
 
     fn svc() -> ServiceRef {
         "tcp/198.18.0.100:80".parse().unwrap()
+    }
+
+    #[test]
+    fn the_stop_message_says_only_what_the_pins_show() {
+        let dir = Path::new("/sys/fs/bpf/lb");
+        let links = |a: bool, b: bool| vec![("ext0".to_owned(), a), ("int0".to_owned(), b)];
+        assert_eq!(
+            stop_message(&links(true, true), dir, false),
+            (
+                AlertLevel::Info,
+                "stopped; the XDP program stays attached to ext0, int0 with its maps (pinned in /sys/fs/bpf/lb), forwarding as configured until the next lb-ctl run adopts it; `lb-ctl xdp detach` removes it".to_owned()
+            )
+        );
+        assert_eq!(
+            stop_message(&links(true, false), dir, false),
+            (
+                AlertLevel::Warning,
+                "stopped; the XDP program stays attached to ext0 with its maps (pinned in /sys/fs/bpf/lb), forwarding as configured until the next lb-ctl run adopts it; `lb-ctl xdp detach` removes it; no link is pinned for int0: detached from it when this process exits".to_owned()
+            )
+        );
+        assert_eq!(
+            stop_message(&links(false, false), dir, false),
+            (
+                AlertLevel::Warning,
+                "stopped; no XDP link is pinned in /sys/fs/bpf/lb: the program is detached from ext0, int0 when this process exits".to_owned()
+            )
+        );
+        // Pinned, but on a bpffs that goes with the process.
+        assert_eq!(
+            stop_message(&links(true, true), dir, true),
+            (
+                AlertLevel::Warning,
+                "stopped; the XDP program is detached from ext0, int0 when this process exits: its pins in /sys/fs/bpf/lb are on a bpffs private to this process's mount namespace".to_owned()
+            )
+        );
     }
 
     #[test]

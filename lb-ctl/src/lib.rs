@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod api;
 pub mod balancer;
+pub mod bpffs;
 pub mod client;
 pub mod config;
 pub mod daemon;
