@@ -250,6 +250,7 @@ fn the_cli_drives_a_real_daemon() {
         "lb_config_generation 0",
         "# TYPE lb_service_new_flows_total counter",
         "lb_backend_up{service=\"tcp/198.18.0.100:80\",backend=\"198.18.1.11:80\"} 1",
+        "lb_backend_neighbour_resolved{service=\"tcp/198.18.0.100:80\",backend=\"198.18.1.11:80\"} 1",
         "lb_packets_total{outcome=\"forwarded\"}",
     ] {
         assert!(metrics.contains(want), "{want} missing from:\n{metrics}");
