@@ -9,8 +9,11 @@
 //! looking for its bpffs (by device number) among the mounts of PID 1.
 //!
 //! [`judge`] decides from the text of the two mountinfo files (pure);
-//! [`check`] reads them.
+//! [`check`] reads them. [`stop_message`] says at the stop what stays
+//! attached, from what is pinned.
 use std::path::{Path, PathBuf};
+
+use crate::api::AlertLevel;
 
 /// One line of `/proc/PID/mountinfo` (the fields used here).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,9 +124,95 @@ pub fn check(dir: &Path) -> std::io::Result<Verdict> {
     Ok(judge(&own, &init, dir))
 }
 
+/// What the stop alert says, from what is pinned: the program stays
+/// attached only where its link is pinned on a bpffs that outlives this
+/// process.
+pub fn stop_message(links: &[(String, bool)], dir: &Path, private: bool) -> (AlertLevel, String) {
+    let names = |pinned: bool| -> Vec<&str> {
+        links
+            .iter()
+            .filter(|(_, p)| *p == pinned)
+            .map(|(iface, _)| iface.as_str())
+            .collect()
+    };
+    let (kept, lost) = (names(true), names(false));
+    if private {
+        return (
+            AlertLevel::Warning,
+            format!(
+                "stopped; the XDP program is detached from {} when this process exits: its pins in {} are on a bpffs private to this process's mount namespace",
+                links
+                    .iter()
+                    .map(|(iface, _)| iface.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                dir.display()
+            ),
+        );
+    }
+    let stays = format!(
+        "the XDP program stays attached to {} with its maps (pinned in {}), forwarding as configured until the next lb-ctl run adopts it; `lb-ctl xdp detach` removes it",
+        kept.join(", "),
+        dir.display()
+    );
+    match (kept.is_empty(), lost.is_empty()) {
+        (false, true) => (AlertLevel::Info, format!("stopped; {stays}")),
+        (false, false) => (
+            AlertLevel::Warning,
+            format!(
+                "stopped; {stays}; no link is pinned for {}: detached from it when this process exits",
+                lost.join(", ")
+            ),
+        ),
+        _ => (
+            AlertLevel::Warning,
+            format!(
+                "stopped; no XDP link is pinned in {}: the program is detached from {} when this process exits",
+                dir.display(),
+                lost.join(", ")
+            ),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stop_message_says_only_what_the_pins_show() {
+        let dir = Path::new("/sys/fs/bpf/lb");
+        let links = |a: bool, b: bool| vec![("ext0".to_owned(), a), ("int0".to_owned(), b)];
+        assert_eq!(
+            stop_message(&links(true, true), dir, false),
+            (
+                AlertLevel::Info,
+                "stopped; the XDP program stays attached to ext0, int0 with its maps (pinned in /sys/fs/bpf/lb), forwarding as configured until the next lb-ctl run adopts it; `lb-ctl xdp detach` removes it".to_owned()
+            )
+        );
+        assert_eq!(
+            stop_message(&links(true, false), dir, false),
+            (
+                AlertLevel::Warning,
+                "stopped; the XDP program stays attached to ext0 with its maps (pinned in /sys/fs/bpf/lb), forwarding as configured until the next lb-ctl run adopts it; `lb-ctl xdp detach` removes it; no link is pinned for int0: detached from it when this process exits".to_owned()
+            )
+        );
+        assert_eq!(
+            stop_message(&links(false, false), dir, false),
+            (
+                AlertLevel::Warning,
+                "stopped; no XDP link is pinned in /sys/fs/bpf/lb: the program is detached from ext0, int0 when this process exits".to_owned()
+            )
+        );
+        // Pinned, but on a bpffs that goes with the process.
+        assert_eq!(
+            stop_message(&links(true, true), dir, true),
+            (
+                AlertLevel::Warning,
+                "stopped; the XDP program is detached from ext0, int0 when this process exits: its pins in /sys/fs/bpf/lb are on a bpffs private to this process's mount namespace".to_owned()
+            )
+        );
+    }
 
     /// PID 1's mounts on a systemd host (shortened).
     const HOST: &str = "\

@@ -24,10 +24,11 @@ use crate::{
         Traffic,
     },
     balancer::{BackendState, Balancer, Ops, ServiceName, ServiceSpec, Tables},
+    bpffs,
     config::{Config, ServiceConfig, XdpMode},
     dataplane::{self, AttachMode, Dataplane, PinState, Role},
     health::{self, Health, Monitor},
-    neighbours::{self, Resolution, netlink::Netlink},
+    neighbours::{self, Resolution},
 };
 
 /// A backend's health-check key: its service and address.
@@ -411,59 +412,17 @@ impl Daemon {
     /// neighbour states, and an alert for every failure and recovery.
     pub fn on_neighbours(&mut self, reading: &neighbours::Reading) {
         for t in self.neighbours.observe(&reading.routes, &reading.table) {
-            let users = self.users_of(t.backend);
+            let users = neighbours::users_of(&self.config, t.backend);
             let hop = t.next_hop.as_ref().map(neighbours::netlink::describe);
-            if t.is_failure() {
-                let why = match (t.to, hop) {
-                    (Resolution::NoRoute, _) => format!(
-                        "no route: {}",
-                        t.reason.as_deref().unwrap_or("the kernel gave none")
-                    ),
-                    (_, Some(hop)) => {
-                        format!("its next hop {hop} does not answer (ARP / neighbour solicitation)")
-                    }
-                    (_, None) => "its next hop is unknown".to_owned(),
-                };
-                self.alerts.record(
-                    AlertLevel::Warning,
-                    "neighbour_unresolved",
-                    format!(
-                        "backend {} ({users}) is unreachable: {why}; DSR packets to it are dropped (drop_no_neighbour)",
-                        t.backend
-                    ),
-                );
-            } else {
-                self.alerts.record(
-                    AlertLevel::Info,
-                    "neighbour_resolved",
-                    format!(
-                        "backend {} ({users}) is reachable again: next hop {} resolved",
-                        t.backend,
-                        hop.unwrap_or_default()
-                    ),
-                );
-            }
+            let (level, event, message) = t.alert(&users, hop.as_deref());
+            self.alerts.record(level, event, message);
         }
-    }
-
-    /// `backend of tcp/198.18.0.100:80, sorry server of ...`.
-    fn users_of(&self, address: IpAddr) -> String {
-        let mut users = Vec::new();
-        for service in &self.config.services {
-            if service.backends.iter().any(|b| b.address.ip() == address) {
-                users.push(format!("backend of {}", service.name().reference()));
-            }
-            if service.sorry.is_some_and(|s| s.ip() == address) {
-                users.push(format!("sorry server of {}", service.name().reference()));
-            }
-        }
-        users.join(", ")
     }
 
     /// Every address the program may forward to: backends and sorry
     /// servers.
     pub fn forward_targets(&self) -> BTreeSet<IpAddr> {
-        forward_targets(&self.config)
+        neighbours::task::forward_targets(&self.config)
     }
 
     pub fn stats(&self) -> Result<Stats> {
@@ -527,120 +486,8 @@ impl Daemon {
             .iter()
             .map(|iface| (iface.clone(), dataplane::link_pinned(dir, iface)))
             .collect();
-        let (level, message) = stop_message(&links, dir, self.bpffs_private);
+        let (level, message) = bpffs::stop_message(&links, dir, self.bpffs_private);
         self.alerts.record(level, "daemon_stopped", message);
-    }
-}
-
-/// What the stop alert says, from what is pinned: the program stays
-/// attached only where its link is pinned on a bpffs that outlives this
-/// process.
-pub fn stop_message(links: &[(String, bool)], dir: &Path, private: bool) -> (AlertLevel, String) {
-    let names = |pinned: bool| -> Vec<&str> {
-        links
-            .iter()
-            .filter(|(_, p)| *p == pinned)
-            .map(|(iface, _)| iface.as_str())
-            .collect()
-    };
-    let (kept, lost) = (names(true), names(false));
-    if private {
-        return (
-            AlertLevel::Warning,
-            format!(
-                "stopped; the XDP program is detached from {} when this process exits: its pins in {} are on a bpffs private to this process's mount namespace",
-                links
-                    .iter()
-                    .map(|(iface, _)| iface.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                dir.display()
-            ),
-        );
-    }
-    let stays = format!(
-        "the XDP program stays attached to {} with its maps (pinned in {}), forwarding as configured until the next lb-ctl run adopts it; `lb-ctl xdp detach` removes it",
-        kept.join(", "),
-        dir.display()
-    );
-    match (kept.is_empty(), lost.is_empty()) {
-        (false, true) => (AlertLevel::Info, format!("stopped; {stays}")),
-        (false, false) => (
-            AlertLevel::Warning,
-            format!(
-                "stopped; {stays}; no link is pinned for {}: detached from it when this process exits",
-                lost.join(", ")
-            ),
-        ),
-        _ => (
-            AlertLevel::Warning,
-            format!(
-                "stopped; no XDP link is pinned in {}: the program is detached from {} when this process exits",
-                dir.display(),
-                lost.join(", ")
-            ),
-        ),
-    }
-}
-
-/// Every address the program may forward to under `config`: backends (in
-/// any state) and sorry servers.
-pub fn forward_targets(config: &Config) -> BTreeSet<IpAddr> {
-    config
-        .services
-        .iter()
-        .flat_map(|s| {
-            s.backends
-                .iter()
-                .map(|b| b.address.ip())
-                .chain(s.sorry.map(|a| a.ip()))
-        })
-        .collect()
-}
-
-/// Before the program is attached: makes the neighbour entries `config`
-/// needs and waits (at most [`neighbours::START_WAIT`]) until each is
-/// resolved or has failed, so that a fresh node forwards its first packet.
-/// Returns the last reading.
-pub async fn first_neighbours(netlink: &Netlink, config: &Config) -> neighbours::Reading {
-    let targets = forward_targets(config);
-    let deadline = Instant::now() + neighbours::START_WAIT;
-    let mut tracker = neighbours::Tracker::new();
-    loop {
-        let reading = netlink.sync(&targets).await;
-        for error in &reading.errors {
-            tracing::warn!(%error, "neighbour entries");
-        }
-        tracker.observe(&reading.routes, &reading.table);
-        if tracker.settled() || Instant::now() >= deadline {
-            if !tracker.settled() {
-                tracing::info!("some backends' neighbours are still being resolved");
-            }
-            return reading;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
-/// Keeps the neighbour entries of the backends: every
-/// [`neighbours::INTERVAL`], and at once after a change.
-pub async fn keep_neighbours(shared: Shared, netlink: Netlink) {
-    let wake = shared.lock().await.neighbour_wake();
-    let mut reported = BTreeSet::new();
-    loop {
-        tokio::select! {
-            () = wake.notified() => {}
-            () = tokio::time::sleep(neighbours::INTERVAL) => {}
-        }
-        let targets = shared.lock().await.forward_targets();
-        let reading = netlink.sync(&targets).await;
-        // Each failure logged once while it lasts.
-        let errors: BTreeSet<String> = reading.errors.iter().cloned().collect();
-        for error in errors.difference(&reported) {
-            tracing::warn!(%error, "neighbour entries");
-        }
-        reported = errors;
-        shared.lock().await.on_neighbours(&reading);
     }
 }
 
@@ -884,41 +731,6 @@ address = "198.18.1.11:80"
 
     fn svc() -> ServiceRef {
         "tcp/198.18.0.100:80".parse().unwrap()
-    }
-
-    #[test]
-    fn the_stop_message_says_only_what_the_pins_show() {
-        let dir = Path::new("/sys/fs/bpf/lb");
-        let links = |a: bool, b: bool| vec![("ext0".to_owned(), a), ("int0".to_owned(), b)];
-        assert_eq!(
-            stop_message(&links(true, true), dir, false),
-            (
-                AlertLevel::Info,
-                "stopped; the XDP program stays attached to ext0, int0 with its maps (pinned in /sys/fs/bpf/lb), forwarding as configured until the next lb-ctl run adopts it; `lb-ctl xdp detach` removes it".to_owned()
-            )
-        );
-        assert_eq!(
-            stop_message(&links(true, false), dir, false),
-            (
-                AlertLevel::Warning,
-                "stopped; the XDP program stays attached to ext0 with its maps (pinned in /sys/fs/bpf/lb), forwarding as configured until the next lb-ctl run adopts it; `lb-ctl xdp detach` removes it; no link is pinned for int0: detached from it when this process exits".to_owned()
-            )
-        );
-        assert_eq!(
-            stop_message(&links(false, false), dir, false),
-            (
-                AlertLevel::Warning,
-                "stopped; no XDP link is pinned in /sys/fs/bpf/lb: the program is detached from ext0, int0 when this process exits".to_owned()
-            )
-        );
-        // Pinned, but on a bpffs that goes with the process.
-        assert_eq!(
-            stop_message(&links(true, true), dir, true),
-            (
-                AlertLevel::Warning,
-                "stopped; the XDP program is detached from ext0, int0 when this process exits: its pins in /sys/fs/bpf/lb are on a bpffs private to this process's mount namespace".to_owned()
-            )
-        );
     }
 
     #[test]

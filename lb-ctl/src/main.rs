@@ -21,7 +21,7 @@ use lb_ctl::{
     daemon::{self, Daemon},
     dataplane::{self, AttachMode, Dataplane},
     human,
-    neighbours::netlink::Netlink,
+    neighbours::{self, netlink::Netlink},
     server,
 };
 
@@ -397,14 +397,14 @@ async fn serve(path: &Path, config: Config, private_bpffs: Option<PathBuf>) -> R
     // The backends' neighbour entries first: the program, once attached,
     // finds their link-layer addresses from the first packet on.
     let netlink = Netlink::connect()?;
-    let reading = daemon::first_neighbours(&netlink, &config).await;
+    let reading = neighbours::task::first_neighbours(&netlink, &config).await;
     let mut daemon = Daemon::start(path.to_owned(), config.clone(), events)?;
     if let Some(mount_point) = private_bpffs {
         daemon.set_private_bpffs(&mount_point);
     }
     daemon.on_neighbours(&reading);
     let shared = Arc::new(tokio::sync::Mutex::new(daemon));
-    tokio::spawn(daemon::keep_neighbours(shared.clone(), netlink));
+    tokio::spawn(neighbours::task::keep_neighbours(shared.clone(), netlink));
     let api = tokio::spawn({
         let router = server::api_router(shared.clone());
         async move { axum::serve(listener, router).await }

@@ -10,7 +10,7 @@
 //! ([`wanted`]), what to change in the table ([`plan`]) and what each
 //! backend's neighbour state is, with the alerts its changes raise
 //! ([`Tracker`]). `netlink` is the edge that reads and writes the kernel's
-//! tables through rtnetlink.
+//! tables through rtnetlink; `task` runs it for the daemon.
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
@@ -20,7 +20,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use crate::{api::AlertLevel, config::Config};
+
 pub mod netlink;
+pub mod task;
 
 /// `NDA_PROTOCOL` of the entries the daemon makes: how it tells its own
 /// entries from the kernel's and other tools' (also across restarts). An
@@ -202,6 +205,56 @@ impl Transition {
     pub fn is_failure(&self) -> bool {
         matches!(self.to, Resolution::Unresolved | Resolution::NoRoute)
     }
+
+    /// The alert: level, event and message. `users` says what the address
+    /// is to which services ([`users_of`]); `hop` is the next hop for
+    /// people (`198.18.1.1 on int0`).
+    pub fn alert(&self, users: &str, hop: Option<&str>) -> (AlertLevel, &'static str, String) {
+        if !self.is_failure() {
+            return (
+                AlertLevel::Info,
+                "neighbour_resolved",
+                format!(
+                    "backend {} ({users}) is reachable again: next hop {} resolved",
+                    self.backend,
+                    hop.unwrap_or("-")
+                ),
+            );
+        }
+        let why = match (self.to, hop) {
+            (Resolution::NoRoute, _) => format!(
+                "no route: {}",
+                self.reason.as_deref().unwrap_or("the kernel gave none")
+            ),
+            (_, Some(hop)) => {
+                format!("its next hop {hop} does not answer (ARP / neighbour solicitation)")
+            }
+            (_, None) => "its next hop is unknown".to_owned(),
+        };
+        (
+            AlertLevel::Warning,
+            "neighbour_unresolved",
+            format!(
+                "backend {} ({users}) is unreachable: {why}; DSR packets to it are dropped (drop_no_neighbour)",
+                self.backend
+            ),
+        )
+    }
+}
+
+/// What an address is to the services of `config`: `backend of
+/// tcp/198.18.0.100:80, sorry server of udp/198.18.0.100:53`.
+pub fn users_of(config: &Config, address: IpAddr) -> String {
+    let mut users = Vec::new();
+    for service in &config.services {
+        if service.backends.iter().any(|b| b.address.ip() == address) {
+            users.push(format!("backend of {}", service.name().reference()));
+        }
+        if service.sorry.is_some_and(|s| s.ip() == address) {
+            users.push(format!("sorry server of {}", service.name().reference()));
+        }
+    }
+    users.join(", ")
 }
 
 /// Follows each backend address's neighbour from one reading of the table
@@ -537,6 +590,43 @@ mod tests {
         assert_eq!(
             (t[0].from, t[0].to),
             (Resolution::Resolving, Resolution::Resolved)
+        );
+    }
+
+    #[test]
+    fn alerts_say_which_backend_of_which_service_and_why() {
+        let config = Config::parse(
+            "[node]\nname = \"lb1\"\ninterfaces = [\"ext0\"]\n\n[[services]]\nvip = \"198.18.0.100\"\nport = 80\nprotocol = \"tcp\"\nsorry = \"198.18.1.99:80\"\n\n[[services.backends]]\naddress = \"198.18.1.11:80\"\n\n[[services]]\nvip = \"198.18.0.100\"\nport = 443\nprotocol = \"tcp\"\n\n[[services.backends]]\naddress = \"198.18.1.99:443\"\n",
+        )
+        .unwrap();
+        let users = users_of(&config, ip("198.18.1.99"));
+        assert_eq!(
+            users,
+            "sorry server of tcp/198.18.0.100:80, backend of tcp/198.18.0.100:443"
+        );
+        let mut t = Transition {
+            backend: ip("198.18.1.99"),
+            from: Resolution::Resolving,
+            to: Resolution::NoRoute,
+            next_hop: None,
+            reason: Some("Network is unreachable".into()),
+        };
+        assert_eq!(
+            t.alert(&users, None),
+            (
+                AlertLevel::Warning,
+                "neighbour_unresolved",
+                "backend 198.18.1.99 (sorry server of tcp/198.18.0.100:80, backend of tcp/198.18.0.100:443) is unreachable: no route: Network is unreachable; DSR packets to it are dropped (drop_no_neighbour)".to_owned()
+            )
+        );
+        (t.from, t.to, t.reason) = (Resolution::NoRoute, Resolution::Resolved, None);
+        assert_eq!(
+            t.alert("backend of tcp/198.18.0.100:443", Some("198.18.1.99 on int0")),
+            (
+                AlertLevel::Info,
+                "neighbour_resolved",
+                "backend 198.18.1.99 (backend of tcp/198.18.0.100:443) is reachable again: next hop 198.18.1.99 on int0 resolved".to_owned()
+            )
         );
     }
 
