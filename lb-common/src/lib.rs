@@ -328,8 +328,11 @@ pub enum Counter {
     DropNoTxPort = 11,
     /// DSR packets whose backend has no neighbour entry: handing them to the
     /// kernel would make it answer for the VIP with a reset, so they are
-    /// dropped (the client retransmits; the daemon's health checks keep
-    /// backend neighbours resolved).
+    /// dropped (the client retransmits). The daemon keeps a managed
+    /// neighbour entry for the next hop of every backend, whatever the
+    /// health checks (`lb-ctl/src/neighbours`), so this counts only packets
+    /// to a backend whose next hop does not answer (shown as `unresolved`
+    /// by `lb-ctl backend list`, with an alert).
     DropNoNeighbour = 12,
     /// ICMP and ICMPv6 other than an error about a flow (see
     /// [`Counter::ForwardedIcmp`]): the kernel's.

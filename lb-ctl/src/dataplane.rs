@@ -461,6 +461,12 @@ pub fn unpin_all(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// True when the XDP link of `iface` is pinned in `dir` (a bpf_link that
+/// keeps the program attached without any process).
+pub fn link_pinned(dir: &Path, iface: &str) -> bool {
+    PinnedLink::from_pin(dir.join(format!("link_{iface}"))).is_ok()
+}
+
 /// Removes the pinned links of `dir` (detaching the program from those
 /// interfaces once the daemon's handles close), keeping the maps.
 pub fn unpin_links(dir: &Path) -> Result<Vec<String>> {

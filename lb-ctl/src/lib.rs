@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod api;
 pub mod balancer;
+pub mod bpffs;
 pub mod client;
 pub mod cluster;
 pub mod config;
@@ -16,4 +17,5 @@ pub mod health;
 pub mod human;
 pub mod maglev;
 pub mod role;
+pub mod neighbours;
 pub mod server;
