@@ -221,7 +221,7 @@ pub fn with_ipv4_ihl(mut frame: Vec<u8>, ihl: u8) -> Vec<u8> {
 pub fn fragments(frame: &[u8], id: u32, chunk: usize) -> Vec<Vec<u8>> {
     use etherparse::{IpFragOffset, IpNumber, Ipv4Header, Ipv6FragmentHeader, Ipv6Header};
     assert!(
-        chunk > 0 && chunk % 8 == 0,
+        chunk > 0 && chunk.is_multiple_of(8),
         "fragments hold multiples of 8 bytes"
     );
     let eth = &frame[..Ethernet2Header::LEN];
