@@ -191,6 +191,10 @@ impl Rig {
     /// Puts the VIPs on the LB's external interface, as the floating IP is
     /// in a deployment: the LB's kernel answers ARP and neighbour
     /// solicitations for them; the XDP program takes the service traffic.
+    /// The IPv6 VIP is deprecated (`preferred_lft 0`: still answered and
+    /// received) so that the kernel never picks it as the source of its own
+    /// packets (a /128 would win Linux's longest-match rule over the
+    /// interface's /64), as ARCHITECTURE.md asks of a deployment.
     pub fn add_vips(&self) -> Result<()> {
         self.lb
             .ip(["addr", "add", &format!("{VIP_V4}/32"), "dev", LB_EXT_IFACE])?;
@@ -201,6 +205,8 @@ impl Rig {
             "dev",
             LB_EXT_IFACE,
             "nodad",
+            "preferred_lft",
+            "0",
         ])?;
         Ok(())
     }
