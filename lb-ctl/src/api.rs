@@ -26,8 +26,8 @@ use crate::{
     balancer::{BackendState, Mode, Protocol, ServiceName},
     config::{BackendConfig, ServiceConfig},
     health::Health,
-    role::Role,
     neighbours::Resolution,
+    role::Role,
 };
 
 /// A service as the CLI names it: `tcp/198.18.0.100:80`,

@@ -28,8 +28,8 @@ use crate::{
     config::{Config, ServiceConfig, XdpMode},
     dataplane::{self, AttachMode, Dataplane, PinState},
     health::{self, Health, Monitor},
-    role::Role,
     neighbours::{self, Resolution},
+    role::Role,
 };
 
 /// A backend's health-check key: its service and address.

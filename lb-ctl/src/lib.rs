@@ -16,6 +16,6 @@ pub mod dataplane;
 pub mod health;
 pub mod human;
 pub mod maglev;
-pub mod role;
 pub mod neighbours;
+pub mod role;
 pub mod server;

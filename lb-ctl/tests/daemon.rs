@@ -52,17 +52,13 @@ impl Daemon {
     fn start_with(rig: &Rig, config: &Path, command: Command) -> Daemon {
         let files = NodeFiles::in_rig(rig);
         let socket = files.socket();
-        let process =
-            DaemonProcess::start_with(command, Path::new(LB_CTL), files, config).unwrap();
+        let process = DaemonProcess::start_with(command, Path::new(LB_CTL), files, config).unwrap();
         Daemon { process, socket }
     }
 
     /// SIGTERM, and waits (at most 10 s) until the daemon has exited.
     fn terminate(&mut self) -> std::process::ExitStatus {
-        self.process
-            .terminate()
-            .unwrap()
-            .expect("the daemon runs")
+        self.process.terminate().unwrap().expect("the daemon runs")
     }
 
     fn kill9(&mut self) {
@@ -198,6 +194,11 @@ fn the_cli_drives_a_real_daemon() {
         "lb_packets_total{outcome=\"forwarded\"}",
     ] {
         assert!(metrics.contains(want), "{want} missing from:\n{metrics}");
+    }
+    // Every counter of the data plane, by its name.
+    for counter in lb_common::Counter::ALL {
+        let want = format!("lb_packets_total{{outcome=\"{}\"}}", counter.name());
+        assert!(metrics.contains(&want), "{want} missing from:\n{metrics}");
     }
     let flows = metrics
         .lines()

@@ -104,7 +104,12 @@ impl DaemonProcess {
     /// Like [`DaemonProcess::start`], through `command` (the binary, maybe
     /// behind a wrapper: `ip netns exec NS lb-ctl`), to which `run --config
     /// FILE` is added.
-    pub fn start_with(command: Command, bin: &Path, files: NodeFiles, config: &Path) -> Result<Self> {
+    pub fn start_with(
+        command: Command,
+        bin: &Path,
+        files: NodeFiles,
+        config: &Path,
+    ) -> Result<Self> {
         let mut daemon = DaemonProcess {
             bin: bin.to_owned(),
             files,
