@@ -1,0 +1,227 @@
+//! A UDP server for the backends, for datagrams larger than the MTU (they
+//! travel as IP fragments) both ways, and the client side of an exchange.
+//!
+//! The protocol, one datagram each way:
+//! - `SEND n` is answered with `n` bytes: [`pattern`]`(name, n)`;
+//! - any other datagram is answered with `NAME LEN DIGEST`: its length and
+//!   its [`digest`] in hexadecimal, so that the client can check the request
+//!   arrived whole.
+use std::{
+    io,
+    net::{SocketAddr, UdpSocket},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::{self, JoinHandle},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, anyhow};
+
+use crate::netns::Netns;
+
+/// The largest answer to `SEND n` (an IPv4 UDP payload is at most 65,507).
+pub const MAX_SEND: usize = 65_000;
+
+/// How often a server looks at its stop flag.
+const POLL: Duration = Duration::from_millis(100);
+
+/// One socket served on a thread of its own; stopped on Drop.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Server {
+    /// Binds `addr` inside `ns` (the socket stays the namespace's whatever
+    /// thread uses it) and serves it as `name`.
+    pub fn start(ns: &Netns, addr: SocketAddr, name: &str) -> Result<Self> {
+        let socket = ns
+            .run_in(|| UdpSocket::bind(addr).with_context(|| format!("binding UDP {addr}")))
+            .with_context(|| format!("UDP server in {}", ns.name()))?;
+        socket.set_read_timeout(Some(POLL))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            let name = name.to_owned();
+            thread::Builder::new()
+                .name(format!("udp-{name}"))
+                .spawn(move || serve(&socket, &name, &stop))?
+        };
+        Ok(Self {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the server; an error it met while serving is returned.
+    pub fn stop(mut self) -> Result<()> {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        thread
+            .join()
+            .map_err(|_| anyhow!("the UDP server on {} panicked", self.addr))?
+            .with_context(|| format!("the UDP server on {}", self.addr))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.halt();
+    }
+}
+
+fn serve(socket: &UdpSocket, name: &str, stop: &AtomicBool) -> io::Result<()> {
+    let mut buf = vec![0u8; 65_536];
+    while !stop.load(Ordering::Relaxed) {
+        let (len, from) = match socket.recv_from(&mut buf) {
+            Ok(got) => got,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        socket.send_to(&answer(name, &buf[..len]), from)?;
+    }
+    Ok(())
+}
+
+/// The server's answer to `request`.
+pub fn answer(name: &str, request: &[u8]) -> Vec<u8> {
+    let asked = std::str::from_utf8(request)
+        .ok()
+        .and_then(|text| text.strip_prefix("SEND "))
+        .map(str::parse::<usize>);
+    match asked {
+        Some(Ok(n)) if n <= MAX_SEND => pattern(name, n),
+        Some(_) => {
+            format!("{name} error: SEND takes a number of bytes up to {MAX_SEND}").into_bytes()
+        }
+        None => format!("{name} {} {:016x}", request.len(), digest(request)).into_bytes(),
+    }
+}
+
+/// `n` bytes: `NAME ` then `i % 251` for every following offset `i` (a
+/// prime period, so that a lost or repeated fragment shows).
+pub fn pattern(name: &str, n: usize) -> Vec<u8> {
+    let mut bytes: Vec<u8> = format!("{name} ").into_bytes();
+    bytes.extend((bytes.len()..n.max(bytes.len())).map(|i| (i % 251) as u8));
+    bytes.truncate(n);
+    bytes
+}
+
+/// FNV-1a, 64 bits.
+pub fn digest(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The name at the start of an answer (up to the first space).
+pub fn answered_by(answer: &[u8]) -> Option<&str> {
+    let end = answer.iter().position(|&b| b == b' ')?;
+    std::str::from_utf8(&answer[..end]).ok()
+}
+
+/// What came back to a client's datagram.
+#[derive(Debug)]
+pub enum Reply {
+    Datagram(Vec<u8>),
+    /// An ICMP port unreachable about the connected address.
+    Refused,
+    /// Nothing within the wait.
+    Nothing,
+    /// Another error of the socket.
+    Error(io::Error),
+}
+
+/// From a fresh socket in `ns` connected to `to` (so only datagrams from
+/// `to`, and ICMP errors about packets to `to`, reach it): sends `request`
+/// and waits up to `wait` for what comes back.
+pub fn exchange(ns: &Netns, to: SocketAddr, request: &[u8], wait: Duration) -> Result<Reply> {
+    ns.run_in(|| {
+        let any: SocketAddr = if to.is_ipv6() {
+            "[::]:0".parse()?
+        } else {
+            "0.0.0.0:0".parse()?
+        };
+        let socket = UdpSocket::bind(any)?;
+        socket.connect(to)?;
+        socket.set_read_timeout(Some(wait))?;
+        socket
+            .send(request)
+            .with_context(|| format!("sending {} bytes to {to}", request.len()))?;
+        let mut buf = vec![0u8; 65_536];
+        Ok(match socket.recv(&mut buf) {
+            Ok(len) => {
+                buf.truncate(len);
+                Reply::Datagram(buf)
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Reply::Refused,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Reply::Nothing
+            }
+            Err(e) => Reply::Error(e),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_is_answered_with_the_pattern() {
+        let got = answer("b2", b"SEND 300");
+        assert_eq!(got.len(), 300);
+        assert_eq!(&got[..3], b"b2 ");
+        assert_eq!(got[3], 3);
+        assert_eq!(got[254], 3);
+        assert_eq!(got, pattern("b2", 300));
+        assert_eq!(answered_by(&got), Some("b2"));
+        assert_eq!(pattern("b2", 2), b"b2");
+    }
+
+    #[test]
+    fn other_datagrams_are_answered_with_length_and_digest() {
+        assert_eq!(answer("b1", b""), b"b1 0 cbf29ce484222325");
+        assert_eq!(answer("b1", b"a"), b"b1 1 af63dc4c8601ec8c");
+        let big = pattern("client", 3000);
+        assert_eq!(
+            answer("b3", &big),
+            format!("b3 3000 {:016x}", digest(&big)).into_bytes()
+        );
+    }
+
+    #[test]
+    fn send_beyond_the_largest_datagram_is_refused() {
+        assert_eq!(
+            answer("b1", b"SEND 70000"),
+            b"b1 error: SEND takes a number of bytes up to 65000"
+        );
+        assert_eq!(
+            answer("b1", b"SEND x"),
+            b"b1 error: SEND takes a number of bytes up to 65000"
+        );
+    }
+}
