@@ -1,0 +1,388 @@
+//! The path's edges on the real kernel path (issue 9): UDP datagrams larger
+//! than the MTU (they travel as IP fragments) both ways through a NAT
+//! service, ICMP errors from the backend side translated back to the client,
+//! and TCP path MTU discovery through a router with a smaller MTU behind the
+//! LB. Client, LB (XDP attached in native mode), router, switch and backends
+//! are namespaces of a rig; the servers are real (nginx, the rig's UDP
+//! server). Every test runs once per address family. Needs root.
+use std::{
+    collections::BTreeSet,
+    fs,
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use lb_ctl::{
+    balancer::{BackendSpec, BackendState, Balancer, Mode, Protocol, ServiceSpec},
+    dataplane::{AttachMode, Dataplane},
+};
+use lb_tests::{
+    netns::Netns,
+    rig::{
+        CLIENT_V4, CLIENT_V6, LB_EXT_IFACE, LB_INT_IFACE, Rig, RigOptions, VIP_V4, VIP_V6,
+        udp::{self, Reply},
+    },
+};
+
+/// The UDP service's port, served by the rig's UDP server on every backend.
+const UDP_PORT: u16 = 5300;
+/// A UDP service whose backends' port has no listener.
+const CLOSED_PORT: u16 = 5301;
+/// The longest wait for one answer.
+const WAIT: Duration = Duration::from_secs(3);
+/// New client sockets (new source ports: new flows) tried until each of the
+/// three backends answered.
+const TRIES: usize = 40;
+/// The MTU of the router's routes in the path MTU tests.
+const ROUTER_MTU: u32 = 1300;
+
+/// The LB: the program attached to both interfaces, and the balancer that
+/// feeds its maps.
+struct Lb {
+    dp: Dataplane,
+    balancer: Balancer,
+}
+
+impl Lb {
+    fn start(rig: &Rig, services: &[ServiceSpec]) -> Result<Self> {
+        let dp = rig.lb.run_in(|| {
+            let mut dp = Dataplane::load()?;
+            dp.attach(LB_EXT_IFACE, AttachMode::Native)?;
+            dp.attach(LB_INT_IFACE, AttachMode::Native)?;
+            Ok(dp)
+        })?;
+        let mut lb = Lb {
+            dp,
+            balancer: Balancer::new(),
+        };
+        let (next, ops) = lb.balancer.plan(services)?;
+        lb.dp.apply(&ops)?;
+        lb.balancer = next;
+        Ok(lb)
+    }
+
+    /// The program's non-zero counters, for a failure's message.
+    fn counters(&self) -> String {
+        match self.dp.counters() {
+            Ok(counters) => counters
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(c, n)| format!("{c:?} {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Err(e) => format!("(counters unreadable: {e:#})"),
+        }
+    }
+}
+
+fn vip(v6: bool) -> IpAddr {
+    if v6 { VIP_V6.into() } else { VIP_V4.into() }
+}
+
+fn client(v6: bool) -> IpAddr {
+    if v6 {
+        CLIENT_V6.into()
+    } else {
+        CLIENT_V4.into()
+    }
+}
+
+/// A NAT service on the VIP of `v6`'s family over every backend of the rig.
+fn nat_service(rig: &Rig, v6: bool, protocol: Protocol, port: u16) -> ServiceSpec {
+    ServiceSpec {
+        vip: vip(v6),
+        port,
+        protocol,
+        mode: Mode::Nat,
+        backends: rig
+            .backends
+            .iter()
+            .map(|b| BackendSpec {
+                addr: SocketAddr::new(if v6 { b.v6.into() } else { b.v4.into() }, port),
+                weight: 1,
+                state: BackendState::Enabled,
+            })
+            .collect(),
+        sorry: None,
+    }
+}
+
+/// Three backends with the UDP server on [`UDP_PORT`] (nothing on
+/// [`CLOSED_PORT`]), and UDP NAT services on both ports, both families.
+fn udp_rig() -> Result<(Rig, Lb)> {
+    let mut rig = Rig::build(&RigOptions::default())?;
+    rig.add_vips()?;
+    rig.serve_udp(UDP_PORT)?;
+    let mut services = Vec::new();
+    for v6 in [false, true] {
+        for port in [UDP_PORT, CLOSED_PORT] {
+            services.push(nat_service(&rig, v6, Protocol::Udp, port));
+        }
+    }
+    let lb = Lb::start(&rig, &services)?;
+    Ok((rig, lb))
+}
+
+/// Sends `request` from new client sockets until each backend has answered
+/// (at most [`TRIES`]); `check` validates each answer and names the backend
+/// that sent it. Any answer that is not a datagram fails at once.
+fn from_every_backend(
+    rig: &Rig,
+    lb: &Lb,
+    to: SocketAddr,
+    request: &[u8],
+    check: impl Fn(&[u8]) -> Result<String>,
+) -> Result<()> {
+    let want: BTreeSet<String> = rig.backends.iter().map(|b| b.name.clone()).collect();
+    let mut seen = BTreeSet::new();
+    for _ in 0..TRIES {
+        match udp::exchange(&rig.client, to, request, WAIT)? {
+            Reply::Datagram(answer) => {
+                seen.insert(check(&answer)?);
+            }
+            other => bail!(
+                "{}-byte request to {to}: {other:?} instead of an answer (LB counters: {})",
+                request.len(),
+                lb.counters()
+            ),
+        }
+        if seen == want {
+            return Ok(());
+        }
+    }
+    bail!("{TRIES} requests to {to} were answered by {seen:?}, not all of {want:?}")
+}
+
+/// The client's socket, connected to the VIP, receives 3,000- and
+/// 8,000-byte answers whole (the backends send them as fragments), from
+/// each backend.
+fn big_answers_reach_the_client_whole(v6: bool) -> Result<()> {
+    let (rig, lb) = udp_rig()?;
+    let to = SocketAddr::new(vip(v6), UDP_PORT);
+    for size in [3000, 8000] {
+        let request = format!("SEND {size}");
+        from_every_backend(&rig, &lb, to, request.as_bytes(), |answer| {
+            let name = udp::answered_by(answer)
+                .with_context(|| format!("an answer without a name: {answer:?}"))?;
+            let want = udp::pattern(name, size);
+            if answer != want {
+                let at = answer.iter().zip(&want).position(|(a, b)| a != b);
+                bail!(
+                    "{name}'s {size}-byte answer arrived as {} bytes, first difference at {at:?}",
+                    answer.len()
+                );
+            }
+            Ok(name.to_owned())
+        })?;
+    }
+    Ok(())
+}
+
+#[test]
+fn udp_answers_of_3000_and_8000_bytes_reach_the_client_whole_ipv4() {
+    big_answers_reach_the_client_whole(false).unwrap();
+}
+
+#[test]
+fn udp_answers_of_3000_and_8000_bytes_reach_the_client_whole_ipv6() {
+    big_answers_reach_the_client_whole(true).unwrap();
+}
+
+/// A 3,000-byte request (fragments from the client) reaches each backend
+/// whole: the backend answers with the length and digest it received.
+fn a_big_request_reaches_a_backend_whole(v6: bool) -> Result<()> {
+    let (rig, lb) = udp_rig()?;
+    let to = SocketAddr::new(vip(v6), UDP_PORT);
+    let request = udp::pattern("client", 3000);
+    let received = format!("3000 {:016x}", udp::digest(&request));
+    from_every_backend(&rig, &lb, to, &request, |answer| {
+        let text = String::from_utf8_lossy(answer);
+        match text.split_once(' ') {
+            Some((name, got)) if got == received => Ok(name.to_owned()),
+            _ => bail!("the backend received something else: {text:?}, not {received:?}"),
+        }
+    })
+}
+
+#[test]
+fn a_3000_byte_udp_request_reaches_a_backend_whole_ipv4() {
+    a_big_request_reaches_a_backend_whole(false).unwrap();
+}
+
+#[test]
+fn a_3000_byte_udp_request_reaches_a_backend_whole_ipv6() {
+    a_big_request_reaches_a_backend_whole(true).unwrap();
+}
+
+/// A connected UDP socket learns that the backend's port is closed: the
+/// backend's ICMP port unreachable comes back as about the VIP, and the
+/// socket's next receive fails with ECONNREFUSED. Every try, from a new
+/// socket (new flows spread over the backends); fewer tries than the
+/// backends' ICMP rate limit lets through.
+fn a_closed_backend_port_is_refused(v6: bool) -> Result<()> {
+    let (rig, lb) = udp_rig()?;
+    let to = SocketAddr::new(vip(v6), CLOSED_PORT);
+    for attempt in 1..=6 {
+        match udp::exchange(&rig.client, to, b"anyone?", WAIT)? {
+            Reply::Refused => {}
+            other => bail!(
+                "attempt {attempt}: {other:?} instead of ECONNREFUSED from {to} (LB counters: {})",
+                lb.counters()
+            ),
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_connected_udp_client_gets_econnrefused_from_a_closed_backend_port_ipv4() {
+    a_closed_backend_port_is_refused(false).unwrap();
+}
+
+#[test]
+fn a_connected_udp_client_gets_econnrefused_from_a_closed_backend_port_ipv6() {
+    a_closed_backend_port_is_refused(true).unwrap();
+}
+
+/// `len` bytes of a fixed pseudo-random sequence (xorshift64): a lost, moved
+/// or repeated segment shows.
+fn blob(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The MTU `ip route get` shows for `dst` in `ns` (the path MTU the host
+/// learned), if any.
+fn learned_mtu(ns: &Netns, dst: IpAddr) -> Result<Option<u32>> {
+    let family = if dst.is_ipv6() { "-6" } else { "-4" };
+    let out = ns.ip([family, "route", "get", &dst.to_string()])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace();
+    while let Some(word) = words.next() {
+        if word == "mtu" {
+            let mtu = words.next().context("`mtu` without a value")?;
+            return Ok(Some(mtu.parse().with_context(|| format!("mtu {mtu}"))?));
+        }
+    }
+    Ok(None)
+}
+
+/// TCP through the VIP with a router behind the LB whose routes both ways
+/// have a smaller MTU than every link: a 4 MiB download from nginx and a
+/// 4 MiB upload (PUT) arrive with every byte. The download works because
+/// the router's "fragmentation needed" / "packet too big" reaches the
+/// backend (the backend learns the MTU towards the client); the upload
+/// because the router's error about the client's segments, sent to the
+/// client about the backend's address, is translated by the LB to be about
+/// the VIP (the client learns the MTU towards the VIP).
+fn path_mtu_discovery_through_a_router(v6: bool) -> Result<()> {
+    let mut rig = Rig::build(&RigOptions {
+        router_mtu: Some(ROUTER_MTU),
+        ..Default::default()
+    })?;
+    rig.add_vips()?;
+    rig.start_nginx()?;
+    let lb = Lb::start(&rig, &[nat_service(&rig, v6, Protocol::Tcp, 80)])?;
+    let host = match vip(v6) {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    let family = if v6 { "v6" } else { "v4" };
+
+    let content = blob(4 << 20, 0x9e37_79b9_7f4a_7c15);
+    rig.put_file("blob", &content)?;
+    let downloaded = rig.dir().join(format!("download-{family}"));
+    let url = format!("http://{host}/blob");
+    curl(&rig, &lb, &["-o", path(&downloaded)?, &url])?;
+    let got = fs::read(&downloaded)?;
+    if got != content {
+        bail!(
+            "download of {url}: {} bytes, {} expected, first difference at {:?}",
+            got.len(),
+            content.len(),
+            got.iter().zip(&content).position(|(a, b)| a != b)
+        );
+    }
+    let mut learned = Vec::new();
+    for backend in &rig.backends {
+        learned.push(learned_mtu(&backend.ns, client(v6))?);
+    }
+    if !learned.contains(&Some(ROUTER_MTU)) {
+        bail!("no backend learned the MTU {ROUTER_MTU} towards the client: {learned:?}");
+    }
+    // Each direction on its own: a learned MTU lowers the MSS that host
+    // advertises on its next connections (IPv6 does), so its peer would
+    // not send a segment large enough to need discovery.
+    for ns in rig.backends.iter().map(|b| &b.ns).chain([&rig.client]) {
+        forget_path_mtus(ns)?;
+    }
+
+    let upload = blob(4 << 20, 0x2545_f491_4f6c_dd1d);
+    let source = rig.dir().join(format!("upload-{family}"));
+    fs::write(&source, &upload)?;
+    let name = format!("blob-{family}");
+    let url = format!("http://{host}/upload/{name}");
+    // No "Expect: 100-continue": the body follows the headers at once.
+    curl(&rig, &lb, &["-H", "Expect:", "-T", path(&source)?, &url])?;
+    let Some((backend, got)) = rig.uploaded(&name)? else {
+        bail!("no backend stored the upload {url}");
+    };
+    if got != upload {
+        bail!(
+            "upload to {url} stored by {}: {} bytes, {} expected, first difference at {:?}",
+            backend.name,
+            got.len(),
+            upload.len(),
+            got.iter().zip(&upload).position(|(a, b)| a != b)
+        );
+    }
+    let mtu = learned_mtu(&rig.client, vip(v6))?;
+    if mtu != Some(ROUTER_MTU) {
+        bail!(
+            "the client's path MTU towards the VIP is {mtu:?}, not {ROUTER_MTU} (LB counters: {})",
+            lb.counters()
+        );
+    }
+    Ok(())
+}
+
+/// Flushes the path MTUs `ns` learned, both families.
+fn forget_path_mtus(ns: &Netns) -> Result<()> {
+    ns.ip(["-4", "route", "flush", "cache"])?;
+    ns.ip(["-6", "route", "flush", "cache"])?;
+    Ok(())
+}
+
+/// curl in the client namespace, bounded; an error carries its message and
+/// the LB's counters.
+fn curl(rig: &Rig, lb: &Lb, args: &[&str]) -> Result<()> {
+    let mut all = vec!["-sS", "--fail", "--max-time", "30"];
+    all.extend_from_slice(args);
+    rig.client
+        .exec("curl", &all)
+        .with_context(|| format!("curl {args:?} (LB counters: {})", lb.counters()))?;
+    Ok(())
+}
+
+fn path(p: &std::path::Path) -> Result<&str> {
+    p.to_str()
+        .with_context(|| format!("{} is not UTF-8", p.display()))
+}
+
+#[test]
+fn tcp_path_mtu_discovery_works_through_the_vip_behind_a_smaller_mtu_router_ipv4() {
+    path_mtu_discovery_through_a_router(false).unwrap();
+}
+
+#[test]
+fn tcp_path_mtu_discovery_works_through_the_vip_behind_a_smaller_mtu_router_ipv6() {
+    path_mtu_discovery_through_a_router(true).unwrap();
+}
