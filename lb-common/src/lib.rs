@@ -331,14 +331,18 @@ pub enum Counter {
     /// dropped (the client retransmits; the daemon's health checks keep
     /// backend neighbours resolved).
     DropNoNeighbour = 12,
-    /// ICMP and ICMPv6 other than an error about a flow of a service
-    /// (fragmentation needed, packet too big): the kernel's.
+    /// ICMP and ICMPv6 other than an error about a flow (see
+    /// [`Counter::ForwardedIcmp`]): the kernel's.
     PassIcmp = 13,
+    /// ICMP and ICMPv6 errors about a flow sent on by XDP_TX or a redirect:
+    /// from the client's side to the flow's backend, or (NAT) from the
+    /// backend's side to the client, translated. Not in [`Counter::Forwarded`].
+    ForwardedIcmp = 14,
 }
 
 impl Counter {
     /// Number of slots in [`maps::STATS`].
-    pub const COUNT: u32 = 14;
+    pub const COUNT: u32 = 15;
     /// Every counter, in slot order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::PassNotIp,
@@ -355,6 +359,7 @@ impl Counter {
         Counter::DropNoTxPort,
         Counter::DropNoNeighbour,
         Counter::PassIcmp,
+        Counter::ForwardedIcmp,
     ];
 
     /// A stable name for logs, metrics and the CLI.
@@ -374,6 +379,7 @@ impl Counter {
             Counter::DropNoTxPort => "drop_no_tx_port",
             Counter::DropNoNeighbour => "drop_no_neighbour",
             Counter::PassIcmp => "pass_icmp",
+            Counter::ForwardedIcmp => "forwarded_icmp",
         }
     }
 }

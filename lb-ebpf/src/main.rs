@@ -127,8 +127,9 @@ fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
     (Counter::PassNotService, XDP_PASS)
 }
 
-/// An ICMP error about a flow of a service goes to the flow's backend;
-/// anything else ICMP goes to the kernel.
+/// An ICMP error about a flow goes to the flow's other end: from the
+/// client's side to the flow's backend, from the backend's side (NAT) to the
+/// client (see icmp.rs). Anything else ICMP goes to the kernel.
 #[inline(always)]
 fn icmp_error(ctx: &XdpContext) -> (Counter, u32) {
     let mut err = icmp::IcmpError::new();
@@ -138,29 +139,61 @@ fn icmp_error(ctx: &XdpContext) -> (Counter, u32) {
     if is_standby() {
         return (Counter::PassStandby, XDP_PASS);
     }
-    // The quoted packet's flow, client side, and the mode it was pinned with.
-    let Some((flow, backend)) = pinned_flow(&err.flow) else {
+    // From the client's side the quoted packet reversed is the flow's key,
+    // from the backend's side its NAT reply key.
+    let towards = if let Some((flow, backend)) = pinned_flow(&err.flow) {
+        if flow.mode == mode::DSR {
+            icmp::Towards::DsrBackend(backend)
+        } else {
+            icmp::Towards::NatBackend(backend)
+        }
+    } else if let Some(reply) = LB_REPLIES.get_ptr(&err.flow) {
+        // SAFETY: a map value pointer from a successful lookup (read in
+        // place: the stack has no room for a copy).
+        icmp::Towards::Client(unsafe { &*reply })
+    } else {
         return (Counter::PassIcmp, XDP_PASS);
     };
-    if flow.mode == mode::DSR {
-        return dsr_forward(ctx, &err.outer, flow.backend, &backend);
+    let (counter, action) = icmp_send(ctx, &err, &towards);
+    match counter {
+        // Counted apart from the flows' own packets.
+        Counter::Forwarded => (Counter::ForwardedIcmp, action),
+        other => (other, action),
     }
-    if err.outer.ttl <= 1 {
+}
+
+/// The error translated (NAT) and sent where the FIB says: to the backend
+/// from where the error came from, to the client as the flow's replies go
+/// (from the VIP). One FIB lookup (no next-hop cache: errors are rare) for
+/// every case, as each inlined lookup takes its own room on the stack.
+#[inline(always)]
+fn icmp_send(ctx: &XdpContext, err: &icmp::IcmpError, towards: &icmp::Towards) -> (Counter, u32) {
+    let dsr = matches!(towards, icmp::Towards::DsrBackend(_));
+    if !dsr && err.outer.ttl <= 1 {
         return (Counter::PassTtl, XDP_PASS);
     }
-    match fib(ctx, &err.outer, &err.outer.key.src, &backend.addr) {
+    let (src, dst) = match towards {
+        icmp::Towards::DsrBackend(backend) | icmp::Towards::NatBackend(backend) => {
+            (&err.outer.key.src, &backend.addr)
+        }
+        icmp::Towards::Client(reply) => (&reply.vip, &err.outer.key.dst),
+    };
+    match fib(ctx, &err.outer, src, dst) {
         Route::Forward {
             ifindex,
             smac,
             dmac,
         } => {
-            if !icmp::translate(ctx, &err, &backend, true) {
+            if !icmp::translate(ctx, err, towards, true) {
                 return (Counter::PassMalformed, XDP_PASS);
             }
             transmit(ctx, &LB_TX_PORTS, ifindex, smac, dmac)
         }
+        // As for the flow's packets: the kernel holds the VIP and would
+        // answer for it (see dsr_forward).
+        Route::NoNeighbour if dsr => (Counter::DropNoNeighbour, XDP_DROP),
         Route::NoNeighbour => {
-            if !icmp::translate(ctx, &err, &backend, false) {
+            if !icmp::translate(ctx, err, towards, false) {
                 return (Counter::PassMalformed, XDP_PASS);
             }
             (Counter::PassNoNeighbour, XDP_PASS)
