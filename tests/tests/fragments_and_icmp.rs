@@ -219,11 +219,14 @@ fn a_3000_byte_udp_request_reaches_a_backend_whole_ipv6() {
 /// backend's ICMP port unreachable comes back as about the VIP, and the
 /// socket's next receive fails with ECONNREFUSED. Every try, from a new
 /// socket (new flows spread over the backends); fewer tries than the
-/// backends' ICMP rate limit lets through.
+/// backends' ICMP rate limit lets through. The refusals are the backends'
+/// (the LB's kernel, which holds the VIP, would refuse a datagram the
+/// program passed to it, too).
 fn a_closed_backend_port_is_refused(v6: bool) -> Result<()> {
+    const ATTEMPTS: u64 = 6;
     let (rig, lb) = udp_rig()?;
     let to = SocketAddr::new(vip(v6), CLOSED_PORT);
-    for attempt in 1..=6 {
+    for attempt in 1..=ATTEMPTS {
         match udp::exchange(&rig.client, to, b"anyone?", WAIT)? {
             Reply::Refused => {}
             other => bail!(
@@ -232,7 +235,49 @@ fn a_closed_backend_port_is_refused(v6: bool) -> Result<()> {
             ),
         }
     }
+    let mut by_backends = 0;
+    for backend in &rig.backends {
+        by_backends += udp_no_ports(&backend.ns, v6)?;
+    }
+    let by_lb = udp_no_ports(&rig.lb, v6)?;
+    if (by_backends, by_lb) != (ATTEMPTS, 0) {
+        bail!(
+            "datagrams to a closed port: {by_backends} at the backends, {by_lb} at the LB; {ATTEMPTS} and 0 expected"
+        );
+    }
     Ok(())
+}
+
+/// How many UDP datagrams `ns` received for a port nobody listens on
+/// (`UdpNoPorts`, `Udp6NoPorts`).
+fn udp_no_ports(ns: &Netns, v6: bool) -> Result<u64> {
+    let (file, counter) = if v6 {
+        ("snmp6", "Udp6NoPorts")
+    } else {
+        ("snmp", "NoPorts")
+    };
+    let text = ns.run_in(|| {
+        fs::read_to_string(format!("/proc/thread-self/net/{file}")).context("reading SNMP counters")
+    })?;
+    snmp_counter(&text, counter).with_context(|| format!("no {counter} in {}'s {file}", ns.name()))
+}
+
+/// A counter of `/proc/net/snmp` (`Udp:` header line, then values) or of
+/// `/proc/net/snmp6` (name and value on each line).
+fn snmp_counter(text: &str, name: &str) -> Option<u64> {
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let mut words = line.split_whitespace();
+        let first = words.next()?;
+        if first == name {
+            return words.next()?.parse().ok();
+        }
+        if first == "Udp:" {
+            let at = words.position(|w| w == name)?;
+            return lines.next()?.split_whitespace().nth(at + 1)?.parse().ok();
+        }
+    }
+    None
 }
 
 #[test]
@@ -385,4 +430,13 @@ fn tcp_path_mtu_discovery_works_through_the_vip_behind_a_smaller_mtu_router_ipv4
 #[test]
 fn tcp_path_mtu_discovery_works_through_the_vip_behind_a_smaller_mtu_router_ipv6() {
     path_mtu_discovery_through_a_router(true).unwrap();
+}
+
+#[test]
+fn snmp_counters_are_read_from_both_layouts() {
+    let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\nUdp: InDatagrams NoPorts InErrors\nUdp: 105 7 0\nUdpLite: InDatagrams NoPorts\nUdpLite: 0 0\n";
+    assert_eq!(snmp_counter(snmp, "NoPorts"), Some(7));
+    let snmp6 = "Ip6InReceives                   \t11\nUdp6NoPorts                     \t3\n";
+    assert_eq!(snmp_counter(snmp6, "Udp6NoPorts"), Some(3));
+    assert_eq!(snmp_counter(snmp6, "Udp6InErrors"), None);
 }
