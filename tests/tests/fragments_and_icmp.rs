@@ -7,8 +7,9 @@
 //! server). Every test runs once per address family. Needs root.
 use std::{
     collections::BTreeSet,
-    fs,
+    fs, io,
     net::{IpAddr, SocketAddr},
+    thread,
     time::Duration,
 };
 
@@ -288,6 +289,92 @@ fn a_connected_udp_client_gets_econnrefused_from_a_closed_backend_port_ipv4() {
 #[test]
 fn a_connected_udp_client_gets_econnrefused_from_a_closed_backend_port_ipv6() {
     a_closed_backend_port_is_refused(true).unwrap();
+}
+
+/// ICMP errors a client sends about a service's answers reach the backend
+/// that sent them, quoting the answer as the backend sent it: the backend's
+/// socket reports each with its meaning. The client's firewall makes them
+/// (nftables `reject` of the answers), one type after the other; fewer than
+/// the client's ICMP rate limit lets through.
+fn client_side_errors_reach_the_backend(v6: bool) -> Result<()> {
+    use io::ErrorKind::{ConnectionRefused, HostUnreachable, NetworkUnreachable, PermissionDenied};
+    let (rig, lb) = udp_rig()?;
+    let to = SocketAddr::new(vip(v6), UDP_PORT);
+    let (family, icmp) = if v6 {
+        ("ip6", "icmpv6")
+    } else {
+        ("ip", "icmp")
+    };
+    let cases = if v6 {
+        [
+            ("port-unreachable", ConnectionRefused),
+            ("no-route", NetworkUnreachable),
+            ("addr-unreachable", HostUnreachable),
+            ("admin-prohibited", PermissionDenied),
+        ]
+    } else {
+        [
+            ("port-unreachable", ConnectionRefused),
+            ("net-unreachable", NetworkUnreachable),
+            ("host-unreachable", HostUnreachable),
+            ("admin-prohibited", HostUnreachable),
+        ]
+    };
+    let chain = "{ type filter hook input priority 0 ; }";
+    nft(&rig.client, &["add", "table", family, "lbt"])?;
+    nft(
+        &rig.client,
+        &["add", "chain", family, "lbt", "input", chain],
+    )?;
+    for (case, want) in cases {
+        nft(&rig.client, &["flush", "chain", family, "lbt", "input"])?;
+        let sport = UDP_PORT.to_string();
+        nft(
+            &rig.client,
+            &[
+                "add", "rule", family, "lbt", "input", "udp", "sport", &sport, "reject", "with",
+                icmp, "type", case,
+            ],
+        )?;
+        let before = rig.udp_errors();
+        match udp::exchange(&rig.client, to, b"SEND 10", Duration::from_millis(500))? {
+            Reply::Nothing => {}
+            other => bail!("{case}: the client's firewall let {other:?} through"),
+        }
+        let mut after = rig.udp_errors();
+        for _ in 0..50 {
+            if after.len() > before.len() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(100));
+            after = rig.udp_errors();
+        }
+        let count = |errors: &[(SocketAddr, io::ErrorKind)]| {
+            errors.iter().filter(|(_, kind)| *kind == want).count()
+        };
+        if after.len() != before.len() + 1 || count(&after) != count(&before) + 1 {
+            bail!(
+                "{icmp} {case} from the client: the backends' sockets reported {after:?} (before: {before:?}), one {want:?} more expected (LB counters: {})",
+                lb.counters()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn nft(ns: &Netns, args: &[&str]) -> Result<()> {
+    ns.exec("nft", args)?;
+    Ok(())
+}
+
+#[test]
+fn icmp_errors_from_the_client_reach_the_backend_that_sent_the_answer_ipv4() {
+    client_side_errors_reach_the_backend(false).unwrap();
+}
+
+#[test]
+fn icmp_errors_from_the_client_reach_the_backend_that_sent_the_answer_ipv6() {
+    client_side_errors_reach_the_backend(true).unwrap();
 }
 
 /// `len` bytes of a fixed pseudo-random sequence (xorshift64): a lost, moved

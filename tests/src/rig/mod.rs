@@ -307,6 +307,16 @@ impl Rig {
         Ok(())
     }
 
+    /// The errors the backends' UDP servers' sockets reported so far (ICMP
+    /// errors about their answers), by server address.
+    pub fn udp_errors(&self) -> Vec<(SocketAddr, std::io::ErrorKind)> {
+        self.backends
+            .iter()
+            .flat_map(|b| &b.udp_servers)
+            .flat_map(|s| s.errors().into_iter().map(|e| (s.addr(), e)))
+            .collect()
+    }
+
     /// Writes `bytes` as `/NAME` on every backend's nginx site (the same
     /// file everywhere, whichever backend a client reaches).
     pub fn put_file(&self, name: &str, bytes: &[u8]) -> Result<()> {

@@ -9,8 +9,9 @@
 use std::{
     io,
     net::{SocketAddr, UdpSocket},
+    os::fd::AsRawFd,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     thread::{self, JoinHandle},
@@ -28,11 +29,17 @@ pub const MAX_SEND: usize = 65_000;
 const POLL: Duration = Duration::from_millis(100);
 
 /// One socket served on a thread of its own; stopped on Drop.
+///
+/// The socket reports ICMP errors about what it sent (`IP_RECVERR`,
+/// `IPV6_RECVERR`): a client's "port unreachable" about an answer, for
+/// example, reaches it only if the error quotes the answer as the backend
+/// sent it. The server records them ([`Server::errors`]) and goes on.
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<io::Result<()>>>,
+    errors: Arc<Mutex<Vec<io::ErrorKind>>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -43,22 +50,39 @@ impl Server {
             .run_in(|| UdpSocket::bind(addr).with_context(|| format!("binding UDP {addr}")))
             .with_context(|| format!("UDP server in {}", ns.name()))?;
         socket.set_read_timeout(Some(POLL))?;
+        receive_errors(&socket, addr.is_ipv6())
+            .with_context(|| format!("asking for ICMP errors on UDP {addr}"))?;
         let stop = Arc::new(AtomicBool::new(false));
+        let errors = Arc::new(Mutex::new(Vec::new()));
         let thread = {
-            let stop = stop.clone();
+            let (stop, errors) = (stop.clone(), errors.clone());
             let name = name.to_owned();
             thread::Builder::new()
                 .name(format!("udp-{name}"))
-                .spawn(move || serve(&socket, &name, &stop))?
+                .spawn(move || serve(&socket, &name, &stop, &errors))?
         };
         Ok(Self {
             addr,
             stop,
+            errors,
             thread: Some(thread),
         })
     }
 
-    /// Stops the server; an error it met while serving is returned.
+    /// The address it serves.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The errors its socket reported so far, oldest first.
+    pub fn errors(&self) -> Vec<io::ErrorKind> {
+        self.errors
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Stops the server.
     pub fn stop(mut self) -> Result<()> {
         self.halt()
     }
@@ -70,8 +94,7 @@ impl Server {
         };
         thread
             .join()
-            .map_err(|_| anyhow!("the UDP server on {} panicked", self.addr))?
-            .with_context(|| format!("the UDP server on {}", self.addr))
+            .map_err(|_| anyhow!("the UDP server on {} panicked", self.addr))
     }
 }
 
@@ -81,24 +104,54 @@ impl Drop for Server {
     }
 }
 
-fn serve(socket: &UdpSocket, name: &str, stop: &AtomicBool) -> io::Result<()> {
+/// `IP_RECVERR` or `IPV6_RECVERR` on `socket`.
+fn receive_errors(socket: &UdpSocket, v6: bool) -> io::Result<()> {
+    let (level, option) = if v6 {
+        (libc::SOL_IPV6, libc::IPV6_RECVERR)
+    } else {
+        (libc::SOL_IP, libc::IP_RECVERR)
+    };
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, with a c_int of the size given.
+    let ret = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            option,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn serve(socket: &UdpSocket, name: &str, stop: &AtomicBool, errors: &Mutex<Vec<io::ErrorKind>>) {
+    let record = |e: io::Error| {
+        errors
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(e.kind());
+    };
     let mut buf = vec![0u8; 65_536];
     while !stop.load(Ordering::Relaxed) {
-        let (len, from) = match socket.recv_from(&mut buf) {
-            Ok(got) => got,
+        match socket.recv_from(&mut buf) {
+            Ok((len, from)) => {
+                if let Err(e) = socket.send_to(&answer(name, &buf[..len]), from) {
+                    record(e);
+                }
+            }
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        socket.send_to(&answer(name, &buf[..len]), from)?;
+                ) => {}
+            Err(e) => record(e),
+        }
     }
-    Ok(())
 }
 
 /// The server's answer to `request`.
