@@ -18,8 +18,9 @@ use aya::{
     util::nr_cpus,
 };
 use lb_common::{
-    Backend, Counter, Flow, FlowKey, ICMP_PROGRAM, JUMP_ICMP, MAGLEV_TABLE_SIZE, MaglevTable,
-    NO_BACKEND, Reply, Service, ServiceKey, Settings, Traffic, XDP_PROGRAM, maps, role,
+    Backend, Counter, Flow, FlowKey, ICMP_PROGRAM, JUMP_ICMP, JUMP_TTL, MAGLEV_TABLE_SIZE,
+    MaglevTable, NO_BACKEND, Reply, Service, ServiceKey, Settings, TTL_PROGRAM, Traffic,
+    XDP_PROGRAM, maps, role,
 };
 
 use crate::balancer::{Ops, Tables};
@@ -27,7 +28,7 @@ use crate::balancer::{Ops, Tables};
 /// Every map of the object with the (key size, value size, max entries) this
 /// build expects: pinned maps that differ were made by an incompatible
 /// version.
-fn expected_maps() -> [(&'static str, usize, usize, u32); 13] {
+fn expected_maps() -> [(&'static str, usize, usize, u32); 15] {
     use core::mem::size_of;
     use lb_common::*;
     [
@@ -59,6 +60,13 @@ fn expected_maps() -> [(&'static str, usize, usize, u32); 13] {
         (maps::BACKEND_STATS, 4, size_of::<Traffic>(), MAX_BACKENDS),
         (maps::NEXTHOPS, 4, size_of::<NextHop>(), MAX_BACKENDS),
         (maps::CLIENT_HOPS, 16, size_of::<NextHop>(), MAX_CLIENT_HOPS),
+        (
+            maps::FRAGMENTS,
+            size_of::<FragmentKey>(),
+            size_of::<Fragment>(),
+            MAX_FRAGMENTS,
+        ),
+        (maps::ICMP_BUDGET, 4, size_of::<IcmpBudget>(), 1),
     ]
 }
 
@@ -126,16 +134,18 @@ impl Dataplane {
         program(&mut ebpf)?
             .load()
             .with_context(|| format!("the kernel's verifier rejected {XDP_PROGRAM}"))?;
-        let icmp: &mut Xdp = ebpf
-            .program_mut(ICMP_PROGRAM)
-            .with_context(|| format!("program {ICMP_PROGRAM} missing from the object"))?
-            .try_into()?;
-        icmp.load()
-            .with_context(|| format!("the kernel's verifier rejected {ICMP_PROGRAM}"))?;
-        let icmp_fd = icmp.fd()?.try_clone()?;
-        let mut jump: ProgramArray<_> = map_mut(&mut ebpf, maps::JUMP)?;
-        jump.set(JUMP_ICMP, &icmp_fd, 0)
-            .context("putting the ICMP program in the jump table")?;
+        for (name, slot) in [(ICMP_PROGRAM, JUMP_ICMP), (TTL_PROGRAM, JUMP_TTL)] {
+            let tail: &mut Xdp = ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name} missing from the object"))?
+                .try_into()?;
+            tail.load()
+                .with_context(|| format!("the kernel's verifier rejected {name}"))?;
+            let fd = tail.fd()?.try_clone()?;
+            let mut jump: ProgramArray<_> = map_mut(&mut ebpf, maps::JUMP)?;
+            jump.set(slot, &fd, 0)
+                .with_context(|| format!("putting {name} in the jump table"))?;
+        }
         Ok(Self {
             ebpf,
             attached: Vec::new(),
