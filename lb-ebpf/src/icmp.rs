@@ -90,7 +90,7 @@ impl IcmpError {
 
     /// Whether the quoted packet's destination (the backend, for an error
     /// from the backend's side) sent the error itself.
-    pub fn from_quoted_destination(&self) -> bool {
+    fn sent_by_quoted_destination(&self) -> bool {
         self.outer.key.src == self.flow.src
     }
 }
@@ -273,7 +273,7 @@ fn to_client(ctx: &XdpContext, err: &IcmpError, reply: &Reply, forwarding: bool)
         port: err.flow.sport,
         port_off: err.inner_l4 + 2,
     };
-    let outer = err.from_quoted_destination().then_some(Side::Source);
+    let outer = err.sent_by_quoted_destination().then_some(Side::Source);
     replace(
         ctx,
         err,

@@ -346,6 +346,42 @@ pub fn with_ipv6_payload_length(frame: &[u8], len: u16) -> Vec<u8> {
     out
 }
 
+/// An ICMP or ICMPv6 message type, with its code and the rest of its first
+/// eight bytes (MTU, pointer...).
+#[derive(Clone, Debug)]
+pub enum IcmpKind {
+    V4(etherparse::Icmpv4Type),
+    V6(etherparse::Icmpv6Type),
+}
+
+/// An ICMP message of `kind` from `from` to `to` carrying `payload`: for an
+/// error, the packet it quotes (an IP packet without its Ethernet header,
+/// whole or cut).
+pub fn icmp_message(
+    macs: ([u8; 6], [u8; 6]),
+    from: IpAddr,
+    to: IpAddr,
+    ttl: u8,
+    kind: &IcmpKind,
+    payload: &[u8],
+) -> Vec<u8> {
+    let eth = PacketBuilder::ethernet2(macs.0, macs.1);
+    let mut frame = Vec::new();
+    match (from, to, kind) {
+        (IpAddr::V4(f), IpAddr::V4(t), IcmpKind::V4(kind)) => eth
+            .ipv4(f.octets(), t.octets(), ttl)
+            .icmpv4(kind.clone())
+            .write(&mut frame, payload),
+        (IpAddr::V6(f), IpAddr::V6(t), IcmpKind::V6(kind)) => eth
+            .ipv6(f.octets(), t.octets(), ttl)
+            .icmpv6(*kind)
+            .write(&mut frame, payload),
+        _ => panic!("mixed address families: {from} -> {to}, {kind:?}"),
+    }
+    .expect("an etherparse-built frame always writes");
+    frame
+}
+
 /// An ICMP error about `quoted` (an IP packet, without its Ethernet header)
 /// from `router` to `to`: IPv4 "fragmentation needed" (MTU 1400) or ICMPv6
 /// "packet too big" (MTU 1280), as a router on the path sends it.
@@ -357,23 +393,201 @@ pub fn icmp_too_big(
     quoted: &[u8],
 ) -> Vec<u8> {
     use etherparse::{Icmpv4Type, Icmpv6Type, icmpv4::DestUnreachableHeader};
-    let eth = PacketBuilder::ethernet2(macs.0, macs.1);
-    let mut frame = Vec::new();
-    match (router, to) {
-        (IpAddr::V4(r), IpAddr::V4(t)) => eth
-            .ipv4(r.octets(), t.octets(), ttl)
-            .icmpv4(Icmpv4Type::DestinationUnreachable(
-                DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
-            ))
-            .write(&mut frame, quoted),
-        (IpAddr::V6(r), IpAddr::V6(t)) => eth
-            .ipv6(r.octets(), t.octets(), ttl)
-            .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1280 })
-            .write(&mut frame, quoted),
-        _ => panic!("mixed address families: {router} -> {to}"),
+    let kind = match router {
+        IpAddr::V4(_) => IcmpKind::V4(Icmpv4Type::DestinationUnreachable(
+            DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+        )),
+        IpAddr::V6(_) => IcmpKind::V6(Icmpv6Type::PacketTooBig { mtu: 1280 }),
+    };
+    icmp_message(macs, router, to, ttl, &kind, quoted)
+}
+
+/// What [`verify_icmp_checksums`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotedChecksums {
+    /// The quoted packet is an IPv4 one (whose header checksum was checked).
+    pub ipv4_header: bool,
+    /// The quote holds the whole packet, whose TCP or UDP checksum was
+    /// checked.
+    pub l4: bool,
+}
+
+/// Recomputes with etherparse (not with our code) every checksum of an ICMP
+/// error frame and fails naming the first that is wrong: the outer IPv4
+/// header, the ICMP checksum (ICMPv6 with its pseudo-header), the quoted
+/// IPv4 header, and the quoted TCP or UDP checksum when the quote holds the
+/// whole packet (an IPv4 UDP checksum of zero means none).
+pub fn verify_icmp_checksums(frame: &[u8]) -> anyhow::Result<QuotedChecksums> {
+    use anyhow::{bail, ensure};
+    use etherparse::{Ipv4HeaderSlice, NetSlice, SlicedPacket, TransportSlice};
+    let packet = SlicedPacket::from_ethernet(frame)?;
+    let quote = match (&packet.net, &packet.transport) {
+        (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Icmpv4(icmp))) => {
+            let header = ip.header();
+            ensure!(
+                header.to_header().calc_header_checksum() == header.header_checksum(),
+                "outer IPv4 header checksum"
+            );
+            ensure!(
+                icmp.icmp_type().calc_checksum(icmp.payload()) == icmp.checksum(),
+                "ICMP checksum"
+            );
+            icmp.payload()
+        }
+        (Some(NetSlice::Ipv6(ip)), Some(TransportSlice::Icmpv6(icmp))) => {
+            let header = ip.header();
+            ensure!(
+                icmp.is_checksum_valid(header.source(), header.destination()),
+                "ICMPv6 checksum"
+            );
+            icmp.payload()
+        }
+        _ => bail!("not an ICMP or ICMPv6 message"),
+    };
+    let mut checked = QuotedChecksums {
+        ipv4_header: false,
+        l4: false,
+    };
+    if quote.first().is_some_and(|b| b >> 4 == 4) {
+        let header = Ipv4HeaderSlice::from_slice(quote)?;
+        ensure!(
+            header.to_header().calc_header_checksum() == header.header_checksum(),
+            "quoted IPv4 header checksum"
+        );
+        checked.ipv4_header = true;
     }
-    .expect("an etherparse-built frame always writes");
-    frame
+    // Only a whole quote parses as a packet.
+    let Ok(inner) = SlicedPacket::from_ip(quote) else {
+        return Ok(checked);
+    };
+    let (src, dst) = match &inner.net {
+        Some(NetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            (IpAddr::from(h.source()), IpAddr::from(h.destination()))
+        }
+        Some(NetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            (IpAddr::from(h.source()), IpAddr::from(h.destination()))
+        }
+        _ => bail!("quoted packet is not IP"),
+    };
+    let computed = match (&inner.transport, src, dst) {
+        (Some(TransportSlice::Tcp(tcp)), IpAddr::V4(s), IpAddr::V4(d)) => (
+            tcp.checksum(),
+            tcp.calc_checksum_ipv4(s.octets(), d.octets())?,
+        ),
+        (Some(TransportSlice::Tcp(tcp)), IpAddr::V6(s), IpAddr::V6(d)) => (
+            tcp.checksum(),
+            tcp.calc_checksum_ipv6(s.octets(), d.octets())?,
+        ),
+        (Some(TransportSlice::Udp(udp)), IpAddr::V4(s), IpAddr::V4(d)) => {
+            if udp.checksum() == 0 {
+                return Ok(checked);
+            }
+            let header = udp.to_header();
+            let sum = header.calc_checksum_ipv4_raw(s.octets(), d.octets(), udp.payload())?;
+            (udp.checksum(), sum)
+        }
+        (Some(TransportSlice::Udp(udp)), IpAddr::V6(s), IpAddr::V6(d)) => {
+            let header = udp.to_header();
+            let sum = header.calc_checksum_ipv6_raw(s.octets(), d.octets(), udp.payload())?;
+            (udp.checksum(), sum)
+        }
+        _ => bail!("quoted packet is not TCP or UDP"),
+    };
+    ensure!(
+        computed.0 == computed.1,
+        "quoted TCP/UDP checksum {:#06x}, expected {:#06x}",
+        computed.0,
+        computed.1
+    );
+    checked.l4 = true;
+    Ok(checked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port unreachable quoting a whole UDP or TCP packet, changed by
+    /// `change` (the ICMP checksum computed after it).
+    fn error_with(v6: bool, l4: L4, change: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
+        let (a, b): (IpAddr, IpAddr) = if v6 {
+            (
+                "2001:db8::10".parse().unwrap(),
+                "2001:db8:1::11".parse().unwrap(),
+            )
+        } else {
+            (
+                "198.18.0.10".parse().unwrap(),
+                "198.18.1.11".parse().unwrap(),
+            )
+        };
+        let mut quoted = Frame::new(SocketAddr::new(a, 40000), SocketAddr::new(b, 6001), l4)
+            .payload(b"hello")
+            .build()[14..]
+            .to_vec();
+        change(&mut quoted);
+        let kind = if v6 {
+            IcmpKind::V6(etherparse::Icmpv6Type::DestinationUnreachable(
+                etherparse::icmpv6::DestUnreachableCode::Port,
+            ))
+        } else {
+            IcmpKind::V4(etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::Port,
+            ))
+        };
+        icmp_message((CLIENT_MAC, LB_MAC), b, a, 64, &kind, &quoted)
+    }
+
+    fn error(v6: bool, l4: L4) -> Vec<u8> {
+        error_with(v6, l4, |_| {})
+    }
+
+    fn fails_with(frame: &[u8], what: &str) {
+        let err = verify_icmp_checksums(frame).expect_err("a broken checksum");
+        assert!(err.to_string().contains(what), "{err:#}, expected {what}");
+    }
+
+    #[test]
+    fn etherparse_frames_pass_and_whole_quotes_are_checked() {
+        for v6 in [false, true] {
+            for l4 in [L4::Udp, SYN] {
+                let checked = verify_icmp_checksums(&error(v6, l4)).unwrap();
+                assert_eq!(
+                    checked,
+                    QuotedChecksums {
+                        ipv4_header: !v6,
+                        l4: true
+                    }
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn each_wrong_checksum_is_named() {
+        // Ethernet 14, IPv4 20, ICMP 8, then the quote.
+        let frame = error(false, L4::Udp);
+        let mut outer = frame.clone();
+        outer[14 + 10] ^= 1;
+        fails_with(&outer, "outer IPv4 header checksum");
+        let mut icmp = frame.clone();
+        icmp[14 + 20 + 2] ^= 1;
+        fails_with(&icmp, "ICMP checksum");
+        // A quoted address changed without its checksums.
+        let quoted = error_with(false, L4::Udp, |q| q[16] ^= 1);
+        fails_with(&quoted, "quoted IPv4 header checksum");
+        // A quoted port changed without its checksum.
+        let quoted_l4 = error_with(false, L4::Udp, |q| q[20 + 2] ^= 1);
+        fails_with(&quoted_l4, "quoted TCP/UDP checksum");
+
+        let mut icmp6 = error(true, SYN);
+        icmp6[14 + 40 + 2] ^= 1;
+        fails_with(&icmp6, "ICMPv6 checksum");
+        let quoted_l4 = error_with(true, SYN, |q| q[40 + 3] ^= 1);
+        fails_with(&quoted_l4, "quoted TCP/UDP checksum");
+    }
 }
 
 /// An ICMP time exceeded (IPv4: TTL exceeded in transit; ICMPv6: hop limit
