@@ -216,6 +216,81 @@ fn a_3000_byte_udp_request_reaches_a_backend_whole_ipv6() {
     a_big_request_reaches_a_backend_whole(true).unwrap();
 }
 
+/// IPv6 requests with a hop-by-hop or a destination-options header (an
+/// 8-byte header holding a PadN option, as the client's socket adds it to
+/// every packet), small and in fragments, reach each backend whole: the LB
+/// walks the extension headers to the ports.
+fn ipv6_extension_headers_are_walked() -> Result<()> {
+    let (rig, lb) = udp_rig()?;
+    let to = SocketAddr::new(VIP_V6.into(), UDP_PORT);
+    for (header, option) in [
+        ("hop-by-hop", libc::IPV6_HOPOPTS),
+        ("destination options", libc::IPV6_DSTOPTS),
+    ] {
+        for size in [20, 3000] {
+            let request = udp::pattern("client", size);
+            let received = format!("{size} {:016x}", udp::digest(&request));
+            let want: BTreeSet<String> = rig.backends.iter().map(|b| b.name.clone()).collect();
+            let mut seen = BTreeSet::new();
+            for _ in 0..TRIES {
+                let reply = udp::exchange_with(&rig.client, to, &request, WAIT, |socket| {
+                    padded_option_header(socket, option)
+                })?;
+                let Reply::Datagram(answer) = reply else {
+                    bail!(
+                        "{size}-byte request with a {header} header to {to}: {reply:?} instead of an answer (LB counters: {})",
+                        lb.counters()
+                    );
+                };
+                let text = String::from_utf8_lossy(&answer);
+                match text.split_once(' ') {
+                    Some((name, got)) if got == received => seen.insert(name.to_owned()),
+                    _ => bail!(
+                        "{size}-byte request with a {header} header: the backend received {text:?}, not {received:?}"
+                    ),
+                };
+                if seen == want {
+                    break;
+                }
+            }
+            if seen != want {
+                bail!(
+                    "{size}-byte requests with a {header} header reached {seen:?}, not all of {want:?}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes `socket` send every packet with an IPv6 hop-by-hop or
+/// destination-options header (`option`: `IPV6_HOPOPTS`, `IPV6_DSTOPTS`)
+/// of 8 bytes: next header (the kernel's), length 0, PadN of 4 bytes.
+fn padded_option_header(socket: &std::net::UdpSocket, option: libc::c_int) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let header: [u8; 8] = [0, 0, 1, 4, 0, 0, 0, 0];
+    // SAFETY: setsockopt on a socket we own, with a buffer of the size given.
+    let ret = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            option,
+            header.as_ptr().cast(),
+            header.len() as libc::socklen_t,
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[test]
+fn ipv6_udp_requests_with_extension_headers_reach_a_backend_whole() {
+    ipv6_extension_headers_are_walked().unwrap();
+}
+
 /// A connected UDP socket learns that the backend's port is closed: the
 /// backend's ICMP port unreachable comes back as about the VIP, and the
 /// socket's next receive fails with ECONNREFUSED. Every try, from a new

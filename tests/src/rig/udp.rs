@@ -207,6 +207,18 @@ pub enum Reply {
 /// `to`, and ICMP errors about packets to `to`, reach it): sends `request`
 /// and waits up to `wait` for what comes back.
 pub fn exchange(ns: &Netns, to: SocketAddr, request: &[u8], wait: Duration) -> Result<Reply> {
+    exchange_with(ns, to, request, wait, |_| Ok(()))
+}
+
+/// [`exchange`], with `setup` applied to the socket before it sends (an
+/// IPv6 extension header, a TTL...).
+pub fn exchange_with(
+    ns: &Netns,
+    to: SocketAddr,
+    request: &[u8],
+    wait: Duration,
+    setup: impl FnOnce(&UdpSocket) -> io::Result<()> + Send,
+) -> Result<Reply> {
     ns.run_in(|| {
         let any: SocketAddr = if to.is_ipv6() {
             "[::]:0".parse()?
@@ -216,6 +228,7 @@ pub fn exchange(ns: &Netns, to: SocketAddr, request: &[u8], wait: Duration) -> R
         let socket = UdpSocket::bind(any)?;
         socket.connect(to)?;
         socket.set_read_timeout(Some(wait))?;
+        setup(&socket).context("setting the client's socket up")?;
         socket
             .send(request)
             .with_context(|| format!("sending {} bytes to {to}", request.len()))?;
