@@ -233,6 +233,11 @@ fn the_cli_drives_a_real_daemon() {
     ] {
         assert!(metrics.contains(want), "{want} missing from:\n{metrics}");
     }
+    // Every counter of the data plane, by its name.
+    for counter in lb_common::Counter::ALL {
+        let want = format!("lb_packets_total{{outcome=\"{}\"}}", counter.name());
+        assert!(metrics.contains(&want), "{want} missing from:\n{metrics}");
+    }
     let flows = metrics
         .lines()
         .find(|l| l.starts_with("lb_service_new_flows_total{service=\"tcp/198.18.0.100:80\"}"))

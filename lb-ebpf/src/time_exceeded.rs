@@ -138,7 +138,7 @@ fn sum<const N: usize>(bytes: &[u8; N]) -> u32 {
 /// small BPF stack); `None` if they are not all inside it.
 #[inline(always)]
 fn sum_packet<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<u32> {
-    const { assert!(N % 4 == 0, "bpf_csum_diff sums 4-byte words") };
+    const { assert!(N.is_multiple_of(4), "bpf_csum_diff sums 4-byte words") };
     let bytes = ptr_at::<[u8; N]>(ctx, offset)?;
     // SAFETY: ptr_at checked that the N bytes are inside the packet; the
     // helper only reads them.

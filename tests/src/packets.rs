@@ -221,7 +221,7 @@ pub fn with_ipv4_ihl(mut frame: Vec<u8>, ihl: u8) -> Vec<u8> {
 pub fn fragments(frame: &[u8], id: u32, chunk: usize) -> Vec<Vec<u8>> {
     use etherparse::{IpFragOffset, IpNumber, Ipv4Header, Ipv6FragmentHeader, Ipv6Header};
     assert!(
-        chunk > 0 && chunk % 8 == 0,
+        chunk > 0 && chunk.is_multiple_of(8),
         "fragments hold multiples of 8 bytes"
     );
     let eth = &frame[..Ethernet2Header::LEN];
@@ -505,6 +505,54 @@ pub fn verify_icmp_checksums(frame: &[u8]) -> anyhow::Result<QuotedChecksums> {
     Ok(checked)
 }
 
+/// An ICMP time exceeded (IPv4: TTL exceeded in transit; ICMPv6: hop limit
+/// exceeded) from `node` to `to` about `quoted` (the start of an IP packet,
+/// without Ethernet), as a router sends it: TTL or hop limit 64, IPv4 type
+/// of service 0xc0 (precedence "internetwork control", as Linux sends ICMP
+/// errors), no fragmentation flags.
+pub fn time_exceeded(macs: ([u8; 6], [u8; 6]), node: IpAddr, to: IpAddr, quoted: &[u8]) -> Vec<u8> {
+    use etherparse::{
+        Icmpv4Type, Icmpv6Type, IpDscp, IpHeaders, IpNumber, Ipv4Header, icmpv4, icmpv6,
+    };
+    let eth = PacketBuilder::ethernet2(macs.0, macs.1);
+    let mut frame = Vec::new();
+    match (node, to) {
+        (IpAddr::V4(n), IpAddr::V4(t)) => {
+            let mut ip = Ipv4Header::new(0, 64, IpNumber::ICMP, n.octets(), t.octets())
+                .expect("an empty payload fits");
+            ip.dscp = IpDscp::try_new(0xc0 >> 2).expect("a 6-bit DSCP");
+            ip.dont_fragment = false;
+            eth.ip(IpHeaders::Ipv4(ip, Default::default()))
+                .icmpv4(Icmpv4Type::TimeExceeded(
+                    icmpv4::TimeExceededCode::TtlExceededInTransit,
+                ))
+                .write(&mut frame, quoted)
+        }
+        (IpAddr::V6(n), IpAddr::V6(t)) => eth
+            .ipv6(n.octets(), t.octets(), 64)
+            .icmpv6(Icmpv6Type::TimeExceeded(
+                icmpv6::TimeExceededCode::HopLimitExceeded,
+            ))
+            .write(&mut frame, quoted),
+        _ => panic!("mixed address families: {node} -> {to}"),
+    }
+    .expect("an etherparse-built frame always writes");
+    frame
+}
+
+/// The IPv4 frame with one 4-byte word of options (no-operation, no-operation,
+/// no-operation, end of list) after its header, lengths and header checksum
+/// made right.
+pub fn with_ipv4_nop_options(frame: &[u8]) -> Vec<u8> {
+    let at = Ethernet2Header::LEN;
+    let (mut header, rest) =
+        etherparse::Ipv4Header::from_slice(&frame[at..]).expect("an IPv4 frame");
+    header.options = [1u8, 1, 1, 0][..].try_into().expect("4 bytes of options");
+    header.total_len += 4;
+    header.header_checksum = header.calc_header_checksum();
+    [&frame[..at], &header.to_bytes()[..], rest].concat()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -588,52 +636,4 @@ mod tests {
         let quoted_l4 = error_with(true, SYN, |q| q[40 + 3] ^= 1);
         fails_with(&quoted_l4, "quoted TCP/UDP checksum");
     }
-}
-
-/// An ICMP time exceeded (IPv4: TTL exceeded in transit; ICMPv6: hop limit
-/// exceeded) from `node` to `to` about `quoted` (the start of an IP packet,
-/// without Ethernet), as a router sends it: TTL or hop limit 64, IPv4 type
-/// of service 0xc0 (precedence "internetwork control", as Linux sends ICMP
-/// errors), no fragmentation flags.
-pub fn time_exceeded(macs: ([u8; 6], [u8; 6]), node: IpAddr, to: IpAddr, quoted: &[u8]) -> Vec<u8> {
-    use etherparse::{
-        Icmpv4Type, Icmpv6Type, IpDscp, IpHeaders, IpNumber, Ipv4Header, icmpv4, icmpv6,
-    };
-    let eth = PacketBuilder::ethernet2(macs.0, macs.1);
-    let mut frame = Vec::new();
-    match (node, to) {
-        (IpAddr::V4(n), IpAddr::V4(t)) => {
-            let mut ip = Ipv4Header::new(0, 64, IpNumber::ICMP, n.octets(), t.octets())
-                .expect("an empty payload fits");
-            ip.dscp = IpDscp::try_new(0xc0 >> 2).expect("a 6-bit DSCP");
-            ip.dont_fragment = false;
-            eth.ip(IpHeaders::Ipv4(ip, Default::default()))
-                .icmpv4(Icmpv4Type::TimeExceeded(
-                    icmpv4::TimeExceededCode::TtlExceededInTransit,
-                ))
-                .write(&mut frame, quoted)
-        }
-        (IpAddr::V6(n), IpAddr::V6(t)) => eth
-            .ipv6(n.octets(), t.octets(), 64)
-            .icmpv6(Icmpv6Type::TimeExceeded(
-                icmpv6::TimeExceededCode::HopLimitExceeded,
-            ))
-            .write(&mut frame, quoted),
-        _ => panic!("mixed address families: {node} -> {to}"),
-    }
-    .expect("an etherparse-built frame always writes");
-    frame
-}
-
-/// The IPv4 frame with one 4-byte word of options (no-operation, no-operation,
-/// no-operation, end of list) after its header, lengths and header checksum
-/// made right.
-pub fn with_ipv4_nop_options(frame: &[u8]) -> Vec<u8> {
-    let at = Ethernet2Header::LEN;
-    let (mut header, rest) =
-        etherparse::Ipv4Header::from_slice(&frame[at..]).expect("an IPv4 frame");
-    header.options = [1u8, 1, 1, 0][..].try_into().expect("4 bytes of options");
-    header.total_len += 4;
-    header.header_checksum = header.calc_header_checksum();
-    [&frame[..at], &header.to_bytes()[..], rest].concat()
 }

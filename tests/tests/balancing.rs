@@ -64,6 +64,23 @@ fn service(vip: IpAddr, mode: Mode, backends: &[IpAddr]) -> ServiceSpec {
     }
 }
 
+/// A UDP service on port `port` of `vip` to the same port of `backends`.
+fn udp_service(vip: IpAddr, port: u16, backends: &[IpAddr]) -> ServiceSpec {
+    ServiceSpec {
+        port,
+        protocol: Protocol::Udp,
+        backends: backends
+            .iter()
+            .map(|&ip| BackendSpec {
+                addr: SocketAddr::new(ip, port),
+                weight: 1,
+                state: BackendState::Enabled,
+            })
+            .collect(),
+        ..service(vip, Mode::Nat, &[])
+    }
+}
+
 fn rig_with(mode: Mode, backends: usize) -> Result<(Rig, Lb)> {
     let mut rig = Rig::build(&RigOptions {
         backends,
@@ -202,4 +219,67 @@ fn wait_for_flow(lb: &Lb, key: &FlowKey) -> Result<lb_common::Flow> {
         thread::sleep(Duration::from_millis(20));
     }
     Err(anyhow::anyhow!("the download's flow never appeared")).context("waiting for the flow")
+}
+
+/// Sends `data` from the client to `to` and waits for the echo (up to 10
+/// tries of 1 s: the echo servers may still be starting).
+fn udp_round_trip(rig: &Rig, to: SocketAddr, data: &[u8]) -> Result<Vec<u8>> {
+    let data = data.to_vec();
+    rig.client.run_in(move || {
+        let local = if to.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+        let socket = std::net::UdpSocket::bind(local)?;
+        socket.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..10 {
+            socket.send_to(&data, to)?;
+            match socket.recv_from(&mut buf) {
+                Ok((n, from)) if from == to => return Ok(buf[..n].to_vec()),
+                Ok((_, from)) => bail!("the answer came from {from}, not {to}"),
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        bail!("no answer from {to} in 10 tries")
+    })
+}
+
+/// A UDP datagram bigger than the MTU goes as IP fragments both ways: the
+/// request's fragments to the backend its first fragment went to, the
+/// answer's fragments translated back (from the VIP).
+#[test]
+fn a_big_udp_datagram_in_fragments_goes_through_nat_both_ways() {
+    const PORT: u16 = 5300;
+    let mut rig = Rig::build(&RigOptions::default()).unwrap();
+    rig.add_vips().unwrap();
+    rig.start_udp_echo(PORT).unwrap();
+    let v4: Vec<IpAddr> = rig.backends.iter().map(|b| b.v4.into()).collect();
+    let v6: Vec<IpAddr> = rig.backends.iter().map(|b| b.v6.into()).collect();
+    let lb = Lb::start(
+        &rig,
+        &[
+            udp_service(VIP_V4.into(), PORT, &v4),
+            udp_service(VIP_V6.into(), PORT, &v6),
+        ],
+    )
+    .unwrap();
+    let data: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
+    for vip in [IpAddr::from(VIP_V4), IpAddr::from(VIP_V6)] {
+        let echo = udp_round_trip(&rig, SocketAddr::new(vip, PORT), &data).unwrap();
+        assert!(
+            echo == data,
+            "{vip}: {} bytes came back, not the {} sent",
+            echo.len(),
+            data.len()
+        );
+    }
+    assert_eq!(lb.dp.counter(Counter::PassFragment).unwrap(), 0);
+    // Three fragments each way, both families, at least, translated by the
+    // program (the first ones may go to the kernel to resolve a neighbour).
+    let translated = lb.dp.counter(Counter::Forwarded).unwrap()
+        + lb.dp.counter(Counter::PassNoNeighbour).unwrap();
+    assert!(translated >= 12, "only {translated} packets translated");
 }

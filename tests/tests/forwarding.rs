@@ -17,7 +17,6 @@ use lb_tests::{
     fixnet::{self, EXT_BACKEND_MAC, LB_EXT_MAC, LB_INT_MAC},
     fixture::{self, Action, Case, Expect},
     packets::{self, ACK, Frame, L4, SYN},
-    rig,
 };
 use support::*;
 

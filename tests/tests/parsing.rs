@@ -31,14 +31,20 @@ fn expect_bytes(lb: &mut Lb, what: &str, input: &[u8], ingress: u32, expect: Exp
     Ok(())
 }
 
-/// A client's big UDP datagram to `spec` and the NAT translation of it
-/// (to `target`), each as fragments with the same identification.
-fn request_fragments(
-    lb: &Lb,
-    spec: &ServiceSpec,
-    sport: u16,
-    id: u32,
-) -> Result<(Frame, SocketAddr, Vec<Vec<u8>>, Vec<Vec<u8>>)> {
+/// A client's big UDP datagram to a service, in fragments.
+struct Datagram {
+    frame: Frame,
+    /// The backend it goes to.
+    target: SocketAddr,
+    /// The fragments as the client sends them.
+    input: Vec<Vec<u8>>,
+    /// The fragments of its NAT translation (to `target`).
+    expected: Vec<Vec<u8>>,
+}
+
+/// The datagram from client port `sport` to `spec`, fragmented with
+/// identification `id`.
+fn request_fragments(lb: &Lb, spec: &ServiceSpec, sport: u16, id: u32) -> Result<Datagram> {
     let frame = first(spec, sport, L4::Udp).payload(&[0x5a; BIG]);
     let target = lb.predicted(spec, &frame)?;
     let translated = frame
@@ -46,12 +52,12 @@ fn request_fragments(
         .dst(target)
         .ttl(63)
         .macs(LB_INT_MAC, fixnet::backend_mac(backend_index(target)));
-    Ok((
-        frame.clone(),
+    Ok(Datagram {
+        input: packets::fragments(&frame.build(), id, CHUNK),
+        expected: packets::fragments(&translated.build(), id, CHUNK),
+        frame,
         target,
-        packets::fragments(&frame.build(), id, CHUNK),
-        packets::fragments(&translated.build(), id, CHUNK),
-    ))
+    })
 }
 
 #[test]
@@ -64,7 +70,12 @@ fn nat_fragments_follow_their_first_fragment_in_both_directions() {
             let mut backends = std::collections::BTreeSet::new();
             for sport in 40000..40006 {
                 let id = 0x0100 + u32::from(sport);
-                let (frame, target, input, expected) = request_fragments(lb, &spec, sport, id)?;
+                let Datagram {
+                    frame,
+                    target,
+                    input,
+                    expected,
+                } = request_fragments(lb, &spec, sport, id)?;
                 backends.insert(target);
                 assert_eq!(input.len(), 3);
                 // First, then the last before the middle one: once the first
@@ -118,7 +129,9 @@ fn a_later_fragment_before_its_first_goes_to_the_kernel_and_is_counted() {
             let spec = service(v6, Protocol::Udp, Mode::Nat, 53, 5353, 3);
             lb.configure(std::slice::from_ref(&spec))?;
             let passed = lb.dp.counter(Counter::PassFragment)?;
-            let (_, _, input, expected) = request_fragments(lb, &spec, 41000, 77)?;
+            let Datagram {
+                input, expected, ..
+            } = request_fragments(lb, &spec, 41000, 77)?;
             expect_bytes(
                 lb,
                 "middle fragment first",
@@ -140,7 +153,7 @@ fn a_later_fragment_before_its_first_goes_to_the_kernel_and_is_counted() {
             }
             // Another datagram of the same flow: its own first fragment
             // was never seen.
-            let (_, _, other, _) = request_fragments(lb, &spec, 41000, 78)?;
+            let other = request_fragments(lb, &spec, 41000, 78)?.input;
             expect_bytes(
                 lb,
                 "unknown datagram",

@@ -307,6 +307,26 @@ impl Rig {
         Ok(())
     }
 
+    /// Starts a UDP echo on `port` in every backend (IPv4 and IPv6): each
+    /// datagram (up to 8 KiB) comes back as it was, so a big request gets a
+    /// big answer, in fragments both ways.
+    pub fn start_udp_echo(&mut self, port: u16) -> Result<()> {
+        for backend in &mut self.backends {
+            let child = backend.ns.spawn(
+                backend
+                    .ns
+                    .command("socat")
+                    .args(["-b", "8192"])
+                    .arg(format!("UDP6-RECVFROM:{port},ipv6only=0,fork,reuseaddr"))
+                    .arg("PIPE")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            )?;
+            backend.udp = Some(child);
+        }
+        Ok(())
+    }
+
     /// The errors the backends' UDP servers' sockets reported so far (ICMP
     /// errors about their answers), by server address.
     pub fn udp_errors(&self) -> Vec<(SocketAddr, std::io::ErrorKind)> {
