@@ -45,6 +45,7 @@ mod sweep;
 pub mod udp;
 mod wire;
 mod wrk;
+mod xdp_pass;
 
 use nginx::{wait_child, wait_for_listener, write_nginx_site};
 pub use sweep::remove_by_prefix;
@@ -138,6 +139,9 @@ pub struct Rig {
     /// The router between the LB and the switch, if asked for.
     pub router: Option<Netns>,
     pub backends: Vec<Backend>,
+    /// The pass programs on the veth peers of the LB's interfaces
+    /// (`xdp_pass.rs`).
+    xdp_pass: Vec<std::os::fd::OwnedFd>,
     dir: tempfile::TempDir,
 }
 
@@ -181,22 +185,39 @@ impl Rig {
             Some(_) => Some(Netns::create(&format!("{prefix}-rt"))?),
             None => None,
         };
-        let rig = Self {
+        let mut rig = Self {
             prefix,
             client,
             lb,
             switch,
             router,
             backends,
+            xdp_pass: Vec::new(),
             dir,
         };
         rig.wire(options.router_mtu).context("wiring the rig")?;
+        // The LB's XDP_TX frames reach its neighbours at once.
+        let int_peer = match &rig.router {
+            Some(router) => (router, "r-lb"),
+            None => (&rig.switch, "p-lb"),
+        };
+        let links = [(&rig.client, "eth0"), int_peer]
+            .into_iter()
+            .map(|(ns, iface)| xdp_pass::attach(ns, iface))
+            .collect::<Result<Vec<_>>>()?;
+        rig.xdp_pass = links;
         Ok(rig)
     }
 
     /// Puts the VIPs on the LB's external interface, as the floating IP is
     /// in a deployment: the LB's kernel answers ARP and neighbour
     /// solicitations for them; the XDP program takes the service traffic.
+    /// The IPv6 VIP is deprecated (`preferred_lft 0`): it still answers,
+    /// but the kernel never picks it as the source of the node's own
+    /// packets (source address selection prefers the /128 VIP over the
+    /// interface's /64 address for the clients' prefix otherwise, and the
+    /// node's ICMP errors must not come from the VIP). An IPv4 /32 added
+    /// after the interface's address is secondary and never picked.
     pub fn add_vips(&self) -> Result<()> {
         self.lb
             .ip(["addr", "add", &format!("{VIP_V4}/32"), "dev", LB_EXT_IFACE])?;
@@ -207,6 +228,8 @@ impl Rig {
             "dev",
             LB_EXT_IFACE,
             "nodad",
+            "preferred_lft",
+            "0",
         ])?;
         Ok(())
     }
@@ -456,6 +479,7 @@ impl Rig {
 
 impl Drop for Rig {
     fn drop(&mut self) {
+        self.xdp_pass.clear();
         for backend in &mut self.backends {
             backend.udp_servers.clear();
             for mut child in [backend.nginx.take(), backend.udp.take()]
