@@ -21,7 +21,8 @@ use lb_ctl::{
 use lb_tests::{
     netns::Netns,
     rig::{
-        CLIENT_V4, CLIENT_V6, LB_EXT_IFACE, LB_INT_IFACE, Rig, RigOptions, VIP_V4, VIP_V6,
+        CLIENT_V4, CLIENT_V6, LB_EXT_IFACE, LB_EXT_V4, LB_EXT_V6, LB_INT_IFACE, Rig, RigOptions,
+        VIP_V4, VIP_V6,
         udp::{self, Reply},
     },
 };
@@ -450,6 +451,76 @@ fn icmp_errors_from_the_client_reach_the_backend_that_sent_the_answer_ipv4() {
 #[test]
 fn icmp_errors_from_the_client_reach_the_backend_that_sent_the_answer_ipv6() {
     client_side_errors_reach_the_backend(true).unwrap();
+}
+
+/// A packet to the VIP whose TTL or hop limit expires at the LB is answered
+/// as a router answers it: an ICMP time exceeded from the LB's own address
+/// on the client's side, never from the VIP, quoting the packet as the
+/// client sent it (the client's socket matches the error to itself). A
+/// traceroute through the VIP shows the LB as a hop.
+fn ttl_expiring_at_the_lb_is_answered_from_the_lb(v6: bool) -> Result<()> {
+    let (rig, lb) = udp_rig()?;
+    let to = SocketAddr::new(vip(v6), UDP_PORT);
+    let (want_type, lb_addr) = if v6 {
+        (3, IpAddr::from(LB_EXT_V6))
+    } else {
+        (11, IpAddr::from(LB_EXT_V4))
+    };
+    let want = udp::IcmpReport {
+        icmp_type: want_type,
+        code: 0,
+        from: lb_addr,
+    };
+    // Fewer than the LB's ICMP budget lets through at once.
+    for attempt in 1..=3 {
+        let reply = udp::exchange_with(&rig.client, to, b"hello", WAIT, |socket| {
+            udp::receive_errors(socket, v6)?;
+            if v6 {
+                hop_limit_1(socket)
+            } else {
+                socket.set_ttl(1)
+            }
+        })?;
+        match reply {
+            Reply::Icmp(report) if report == want => {}
+            other => bail!(
+                "attempt {attempt}: {other:?} instead of {want:?} (LB counters: {})",
+                lb.counters()
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// `IPV6_UNICAST_HOPS` 1 on `socket`.
+fn hop_limit_1(socket: &std::net::UdpSocket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let hops: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, with a c_int of the size given.
+    let ret = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_UNICAST_HOPS,
+            (&hops as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[test]
+fn a_ttl_expiring_at_the_lb_is_answered_from_the_lb_not_the_vip_ipv4() {
+    ttl_expiring_at_the_lb_is_answered_from_the_lb(false).unwrap();
+}
+
+#[test]
+fn a_hop_limit_expiring_at_the_lb_is_answered_from_the_lb_not_the_vip_ipv6() {
+    ttl_expiring_at_the_lb_is_answered_from_the_lb(true).unwrap();
 }
 
 /// `len` bytes of a fixed pseudo-random sequence (xorshift64): a lost, moved

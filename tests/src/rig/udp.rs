@@ -8,7 +8,7 @@
 //!   arrived whole.
 use std::{
     io,
-    net::{SocketAddr, UdpSocket},
+    net::{IpAddr, SocketAddr, UdpSocket},
     os::fd::AsRawFd,
     sync::{
         Arc, Mutex,
@@ -104,8 +104,9 @@ impl Drop for Server {
     }
 }
 
-/// `IP_RECVERR` or `IPV6_RECVERR` on `socket`.
-fn receive_errors(socket: &UdpSocket, v6: bool) -> io::Result<()> {
+/// `IP_RECVERR` or `IPV6_RECVERR` on `socket`: ICMP errors about what it
+/// sent are reported with their type, code and sender.
+pub fn receive_errors(socket: &UdpSocket, v6: bool) -> io::Result<()> {
     let (level, option) = if v6 {
         (libc::SOL_IPV6, libc::IPV6_RECVERR)
     } else {
@@ -199,8 +200,22 @@ pub enum Reply {
     Refused,
     /// Nothing within the wait.
     Nothing,
+    /// An ICMP error about the connected address, as the socket's error
+    /// queue tells it (only with `IP_RECVERR` / `IPV6_RECVERR` set up:
+    /// [`receive_errors`]); a port unreachable stays [`Reply::Refused`].
+    Icmp(IcmpReport),
     /// Another error of the socket.
     Error(io::Error),
+}
+
+/// An ICMP error a socket received.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IcmpReport {
+    /// ICMP or ICMPv6 type and code.
+    pub icmp_type: u8,
+    pub code: u8,
+    /// The error's sender.
+    pub from: IpAddr,
 }
 
 /// From a fresh socket in `ns` connected to `to` (so only datagrams from
@@ -247,8 +262,87 @@ pub fn exchange_with(
             {
                 Reply::Nothing
             }
-            Err(e) => Reply::Error(e),
+            Err(e) => match read_icmp_error(&socket)? {
+                Some(report) => Reply::Icmp(report),
+                None => Reply::Error(e),
+            },
         })
+    })
+}
+
+/// The oldest ICMP error in `socket`'s error queue, if there is one.
+fn read_icmp_error(socket: &UdpSocket) -> io::Result<Option<IcmpReport>> {
+    let mut data = [0u8; 64];
+    let mut control = [0u64; 64];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr; the pointers set below outlive
+    // the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: recvmsg on a socket we own, into buffers we own.
+    let ret = unsafe {
+        libc::recvmsg(
+            socket.as_raw_fd(),
+            &mut msg,
+            libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+        )
+    };
+    if ret < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock => Ok(None),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: msg was filled by recvmsg; the CMSG macros stay inside
+    // msg_control / msg_controllen.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: a header CMSG_FIRSTHDR/CMSG_NXTHDR returned.
+        let (level, kind, len) =
+            unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len) };
+        let recverr = (level == libc::SOL_IP && kind == libc::IP_RECVERR)
+            || (level == libc::SOL_IPV6 && kind == libc::IPV6_RECVERR);
+        if recverr {
+            // SAFETY: the data of this control message, `len` minus its header.
+            let bytes = unsafe {
+                let start = libc::CMSG_DATA(cmsg);
+                let header = start.offset_from(cmsg.cast::<u8>()) as usize;
+                std::slice::from_raw_parts(start, len.saturating_sub(header))
+            };
+            return Ok(parse_extended_err(bytes));
+        }
+        // SAFETY: as above.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+    }
+    Ok(None)
+}
+
+/// A `sock_extended_err` (16 bytes) followed by the offender's
+/// `sockaddr_in` or `sockaddr_in6`, when it comes from ICMP.
+fn parse_extended_err(bytes: &[u8]) -> Option<IcmpReport> {
+    let origin = *bytes.get(4)?;
+    if origin != libc::SO_EE_ORIGIN_ICMP && origin != libc::SO_EE_ORIGIN_ICMP6 {
+        return None;
+    }
+    let (icmp_type, code) = (*bytes.get(5)?, *bytes.get(6)?);
+    let offender = bytes.get(16..)?;
+    let family = u16::from_ne_bytes([*offender.first()?, *offender.get(1)?]);
+    let from = match i32::from(family) {
+        libc::AF_INET => IpAddr::from(<[u8; 4]>::try_from(offender.get(4..8)?).ok()?),
+        libc::AF_INET6 => IpAddr::from(<[u8; 16]>::try_from(offender.get(8..24)?).ok()?),
+        _ => return None,
+    };
+    Some(IcmpReport {
+        icmp_type,
+        code,
+        from,
     })
 }
 
@@ -277,6 +371,41 @@ mod tests {
             answer("b3", &big),
             format!("b3 3000 {:016x}", digest(&big)).into_bytes()
         );
+    }
+
+    #[test]
+    fn extended_errors_name_the_icmp_type_code_and_sender() {
+        let mut v4 = vec![113, 0, 0, 0, libc::SO_EE_ORIGIN_ICMP, 11, 0, 0];
+        v4.extend([0; 8]);
+        v4.extend((libc::AF_INET as u16).to_ne_bytes());
+        v4.extend([0, 0, 198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            parse_extended_err(&v4),
+            Some(IcmpReport {
+                icmp_type: 11,
+                code: 0,
+                from: "198.18.0.1".parse().unwrap()
+            })
+        );
+        let mut v6 = vec![113, 0, 0, 0, libc::SO_EE_ORIGIN_ICMP6, 3, 0, 0];
+        v6.extend([0; 8]);
+        v6.extend((libc::AF_INET6 as u16).to_ne_bytes());
+        v6.extend([0; 6]);
+        v6.extend(
+            "2001:db8::1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        v6.extend([0; 4]);
+        assert_eq!(
+            parse_extended_err(&v6).unwrap().from.to_string(),
+            "2001:db8::1"
+        );
+        // A local error (origin 1) is not an ICMP report.
+        let mut local = v4.clone();
+        local[4] = 1;
+        assert_eq!(parse_extended_err(&local), None);
     }
 
     #[test]
