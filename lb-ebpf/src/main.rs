@@ -44,7 +44,7 @@ use lb_common::{
 
 use crate::{
     forward::{Route, fib, fib_with_mtu, transmit},
-    packet::{self as parsed, Packet},
+    packet::{Fragmentation, Packet},
     rewrite::{Side, rewrite},
 };
 
@@ -133,7 +133,7 @@ pub fn lb_ttl_expired(ctx: XdpContext) -> u32 {
 /// A packet to a service, a NAT reply from a backend, or neither.
 #[inline(always)]
 fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
-    if pkt.fragment == parsed::Fragment::Later {
+    if pkt.fragment == Fragmentation::Later {
         return later_fragment(ctx, pkt);
     }
     if let Some(pinned) = pinned_flow(&pkt.key) {
@@ -358,7 +358,7 @@ fn forward(
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     count_traffic(&LB_SVC_STATS, service, bytes, new_flow);
     count_traffic(&LB_BE_STATS, id, bytes, new_flow);
-    if pkt.fragment == parsed::Fragment::First {
+    if pkt.fragment == Fragmentation::First {
         let kind = if service_mode == mode::DSR {
             fragment_kind::DSR
         } else {
@@ -479,7 +479,7 @@ fn nat_reply(ctx: &XdpContext, pkt: &Packet, reply: Reply) -> (Counter, u32) {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     count_traffic(&LB_SVC_STATS, reply.service, bytes, false);
     count_traffic(&LB_BE_STATS, reply.backend, bytes, false);
-    if pkt.fragment == parsed::Fragment::First {
+    if pkt.fragment == Fragmentation::First {
         remember_fragment(
             pkt,
             fragment_kind::REPLY,

@@ -29,7 +29,7 @@ const IPV6_FRAGMENT_HDR_LEN: usize = 8;
 
 /// Whether a packet is a fragment of an IP datagram, and which.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Fragment {
+pub enum Fragmentation {
     /// A whole datagram (an IPv6 "atomic fragment", offset 0 and no more
     /// fragments, counts as one).
     None,
@@ -55,7 +55,7 @@ pub struct Packet {
     pub ip_len: u16,
     /// TTL or hop limit.
     pub ttl: u8,
-    pub fragment: Fragment,
+    pub fragment: Fragmentation,
     /// The datagram's identification, when a fragment (IPv4: 16 bits then
     /// zeros; IPv6: 32 bits), as `lb_common::FragmentKey::id`.
     pub frag_id: [u8; 4],
@@ -69,7 +69,7 @@ impl Packet {
     /// False for a later fragment: no ports, no L4 checksum to update (the
     /// key's ports are zero).
     pub fn has_l4_header(&self) -> bool {
-        self.fragment != Fragment::Later
+        self.fragment != Fragmentation::Later
     }
 }
 
@@ -139,7 +139,7 @@ struct Ip {
     l4: usize,
     end: usize,
     ttl: u8,
-    fragment: Fragment,
+    fragment: Fragmentation,
     frag_id: [u8; 4],
 }
 
@@ -162,11 +162,11 @@ fn parse_ipv4(ctx: &XdpContext) -> Result<Packet, Counter> {
     }
     let flags_offset = u16::from_be_bytes([hdr[6], hdr[7]]);
     let fragment = if flags_offset & 0x1fff != 0 {
-        Fragment::Later
+        Fragmentation::Later
     } else if flags_offset & 0x2000 != 0 {
-        Fragment::First
+        Fragmentation::First
     } else {
-        Fragment::None
+        Fragmentation::None
     };
     let mut ip = Ip {
         family: AF_INET,
@@ -228,7 +228,7 @@ fn parse_ipv6(ctx: &XdpContext) -> Result<Packet, Counter> {
         l4: ETH_HDR_LEN + IPV6_HDR_LEN,
         end,
         ttl: hdr[7],
-        fragment: Fragment::None,
+        fragment: Fragmentation::None,
         frag_id: [0; 4],
     };
     ip.src.copy_from_slice(&hdr[8..24]);
@@ -257,7 +257,7 @@ fn extension_headers(ctx: &XdpContext, ip: &mut Ip) -> Result<(), Counter> {
                 ip.proto = next;
                 ip.l4 += (usize::from(len) + 1) * 8;
             }
-            IPV6_FRAGMENT if ip.fragment == Fragment::None => {
+            IPV6_FRAGMENT if ip.fragment == Fragmentation::None => {
                 let hdr =
                     read::<IPV6_FRAGMENT_HDR_LEN>(ctx, ip.l4).ok_or(Counter::PassBadIpLength)?;
                 ip.proto = hdr[0];
@@ -265,11 +265,11 @@ fn extension_headers(ctx: &XdpContext, ip: &mut Ip) -> Result<(), Counter> {
                 ip.frag_id = [hdr[4], hdr[5], hdr[6], hdr[7]];
                 let offset_flags = u16::from_be_bytes([hdr[2], hdr[3]]);
                 if offset_flags & 0xfff8 != 0 {
-                    ip.fragment = Fragment::Later;
+                    ip.fragment = Fragmentation::Later;
                     break;
                 }
                 if offset_flags & 1 != 0 {
-                    ip.fragment = Fragment::First;
+                    ip.fragment = Fragmentation::First;
                 }
             }
             _ => break,
@@ -289,7 +289,7 @@ fn transport(ctx: &XdpContext, ip: &Ip) -> Result<Packet, Counter> {
         IPPROTO_TCP => TCP_CSUM_OFF,
         IPPROTO_UDP => UDP_CSUM_OFF,
         // Possibly an error about a flow: see icmp.rs.
-        IPPROTO_ICMP if ip.family == AF_INET && ip.fragment == Fragment::None => {
+        IPPROTO_ICMP if ip.family == AF_INET && ip.fragment == Fragmentation::None => {
             return Err(Counter::PassIcmp);
         }
         _ => return Err(Counter::PassNotService),
@@ -311,7 +311,7 @@ fn transport(ctx: &XdpContext, ip: &Ip) -> Result<Packet, Counter> {
         fragment: ip.fragment,
         frag_id: ip.frag_id,
     };
-    if ip.fragment == Fragment::Later {
+    if ip.fragment == Fragmentation::Later {
         return Ok(pkt);
     }
     let ports = if ip.proto == IPPROTO_TCP {
@@ -349,7 +349,7 @@ fn udp_header(ctx: &XdpContext, ip: &Ip) -> Result<[u8; 4], Counter> {
     }
     let hdr = read::<UDP_HDR_LEN>(ctx, ip.l4).ok_or(Counter::PassBadUdpLength)?;
     let len = usize::from(u16::from_be_bytes([hdr[4], hdr[5]]));
-    if len < UDP_HDR_LEN || (ip.fragment == Fragment::None && ip.l4 + len > ip.end) {
+    if len < UDP_HDR_LEN || (ip.fragment == Fragmentation::None && ip.l4 + len > ip.end) {
         return Err(Counter::PassBadUdpLength);
     }
     Ok([hdr[0], hdr[1], hdr[2], hdr[3]])

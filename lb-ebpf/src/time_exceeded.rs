@@ -16,7 +16,7 @@ use crate::{
     csum::fold,
     forward::{Route, fib_from_node, transmit},
     packet::{
-        ETH_HDR_LEN, ETH_P_IP, ETH_P_IPV6, Fragment, IPV4_MIN_HDR_LEN, IPV6_HDR_LEN, Packet,
+        ETH_HDR_LEN, ETH_P_IP, ETH_P_IPV6, Fragmentation, IPV4_MIN_HDR_LEN, IPV6_HDR_LEN, Packet,
         ptr_at, write,
     },
     rewrite::first4,
@@ -45,7 +45,8 @@ pub fn answer(
 ) -> (Counter, u32) {
     // No error about a later fragment (RFC 1122 3.2.2); the quote of an
     // IPv4 header with options is not built.
-    if pkt.fragment == Fragment::Later || (pkt.is_v4() && pkt.l4 != ETH_HDR_LEN + IPV4_MIN_HDR_LEN)
+    if pkt.fragment == Fragmentation::Later
+        || (pkt.is_v4() && pkt.l4 != ETH_HDR_LEN + IPV4_MIN_HDR_LEN)
     {
         return (Counter::DropTtl, XDP_DROP);
     }

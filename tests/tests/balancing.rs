@@ -283,3 +283,144 @@ fn a_big_udp_datagram_in_fragments_goes_through_nat_both_ways() {
         + lb.dp.counter(Counter::PassNoNeighbour).unwrap();
     assert!(translated >= 12, "only {translated} packets translated");
 }
+
+/// The source address and ICMP type and code of the first ICMP or ICMPv6
+/// message the client receives within `wait`, after `send` ran (a raw
+/// socket sees every one, whatever socket it is about).
+fn first_icmp_after(
+    rig: &Rig,
+    v6: bool,
+    wait: Duration,
+    send: impl FnOnce() -> Result<()> + Send + 'static,
+) -> Result<Option<(IpAddr, u8, u8)>> {
+    rig.client.run_in(move || {
+        let (family, proto) = if v6 {
+            (libc::AF_INET6, libc::IPPROTO_ICMPV6)
+        } else {
+            (libc::AF_INET, libc::IPPROTO_ICMP)
+        };
+        // SAFETY: plain socket(2); the descriptor is owned below.
+        let fd = unsafe { libc::socket(family, libc::SOCK_RAW, proto) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("raw ICMP socket");
+        }
+        // SAFETY: a descriptor we just opened and nothing else owns.
+        let socket = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let socket = std::net::UdpSocket::from(socket);
+        socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+        send()?;
+        let deadline = Instant::now() + wait;
+        let mut buf = [0u8; 2048];
+        while Instant::now() < deadline {
+            // SAFETY: recvfrom(2) into our buffer and a sockaddr_storage.
+            let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            let n = unsafe {
+                libc::recvfrom(
+                    std::os::fd::AsRawFd::as_raw_fd(&socket),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&raw mut from).cast(),
+                    &mut len,
+                )
+            };
+            if n < 0 {
+                continue;
+            }
+            let n = n as usize;
+            // IPv4 raw sockets get the IP header too; ICMPv6 ones do not.
+            let (source, icmp): (IpAddr, &[u8]) = if v6 {
+                // SAFETY: the kernel filled a sockaddr_in6 for AF_INET6.
+                let sin6 = unsafe { *(&raw const from).cast::<libc::sockaddr_in6>() };
+                (IpAddr::from(sin6.sin6_addr.s6_addr), &buf[..n])
+            } else {
+                let ihl = usize::from(buf[0] & 0x0f) * 4;
+                let src: [u8; 4] = buf[12..16].try_into()?;
+                (IpAddr::from(src), &buf[ihl..n])
+            };
+            // Skip our own echo traffic and neighbour discovery.
+            let (kind, code) = (icmp[0], icmp[1]);
+            if (v6 && kind >= 128) || (!v6 && (kind == 0 || kind == 8)) {
+                continue;
+            }
+            return Ok(Some((source, kind, code)));
+        }
+        Ok(None)
+    })
+}
+
+/// A datagram to a NAT service whose TTL or hop limit expires at the LB is
+/// answered as a router answers, from the LB's own address: never from the
+/// VIP (the LB's kernel, which holds the VIP, would answer "port
+/// unreachable" from it).
+#[test]
+fn an_expiring_ttl_is_answered_from_the_lb_not_from_the_vip() {
+    const PORT: u16 = 5301;
+    let mut rig = Rig::build(&RigOptions::default()).unwrap();
+    rig.add_vips().unwrap();
+    rig.start_udp_echo(PORT).unwrap();
+    let v4: Vec<IpAddr> = rig.backends.iter().map(|b| b.v4.into()).collect();
+    let v6: Vec<IpAddr> = rig.backends.iter().map(|b| b.v6.into()).collect();
+    let lb = Lb::start(
+        &rig,
+        &[
+            udp_service(VIP_V4.into(), PORT, &v4),
+            udp_service(VIP_V6.into(), PORT, &v6),
+        ],
+    )
+    .unwrap();
+    for (vip, lb_addr, time_exceeded) in [
+        (IpAddr::from(VIP_V4), IpAddr::from(rig::LB_EXT_V4), 11),
+        (IpAddr::from(VIP_V6), IpAddr::from(rig::LB_EXT_V6), 3),
+    ] {
+        let to = SocketAddr::new(vip, PORT);
+        // Up to three datagrams: without a neighbour entry for the client
+        // yet, the program drops the first one (counted) as a router may.
+        let mut answer = None;
+        for _ in 0..3 {
+            answer = first_icmp_after(&rig, vip.is_ipv6(), Duration::from_secs(2), move || {
+                send_expiring(to)
+            })
+            .unwrap();
+            if answer.is_some() {
+                break;
+            }
+        }
+        let neighbours = rig.lb.exec("ip", ["neigh"]).unwrap();
+        assert_eq!(
+            answer,
+            Some((lb_addr, time_exceeded, 0)),
+            "{vip}: expected time exceeded from {lb_addr}; counters {:?}; neighbours {}",
+            lb.dp.counters().unwrap(),
+            String::from_utf8_lossy(&neighbours.stdout)
+        );
+    }
+    assert!(lb.dp.counter(Counter::SentTimeExceeded).unwrap() >= 2);
+}
+
+/// Sends one datagram to `to` with a TTL or hop limit of 1.
+fn send_expiring(to: SocketAddr) -> Result<()> {
+    let local = if to.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+    let socket = std::net::UdpSocket::bind(local)?;
+    if to.is_ipv6() {
+        let hops: libc::c_int = 1;
+        // SAFETY: setsockopt(2) with a c_int option value.
+        let ret = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&socket),
+                libc::IPPROTO_IPV6,
+                libc::IPV6_UNICAST_HOPS,
+                (&raw const hops).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if ret != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+    } else {
+        socket.set_ttl(1)?;
+    }
+    socket.send_to(b"expiring", to)?;
+    Ok(())
+}

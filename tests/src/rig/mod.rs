@@ -212,12 +212,10 @@ impl Rig {
     /// Puts the VIPs on the LB's external interface, as the floating IP is
     /// in a deployment: the LB's kernel answers ARP and neighbour
     /// solicitations for them; the XDP program takes the service traffic.
-    /// The IPv6 VIP is deprecated (`preferred_lft 0`): it still answers,
-    /// but the kernel never picks it as the source of the node's own
-    /// packets (source address selection prefers the /128 VIP over the
-    /// interface's /64 address for the clients' prefix otherwise, and the
-    /// node's ICMP errors must not come from the VIP). An IPv4 /32 added
-    /// after the interface's address is secondary and never picked.
+    /// The IPv6 VIP is deprecated (`preferred_lft 0`: still answered and
+    /// received) so that the kernel never picks it as the source of its own
+    /// packets (a /128 would win Linux's longest-match rule over the
+    /// interface's /64), as ARCHITECTURE.md asks of a deployment.
     pub fn add_vips(&self) -> Result<()> {
         self.lb
             .ip(["addr", "add", &format!("{VIP_V4}/32"), "dev", LB_EXT_IFACE])?;
