@@ -475,11 +475,7 @@ fn ttl_expiring_at_the_lb_is_answered_from_the_lb(v6: bool) -> Result<()> {
     for attempt in 1..=3 {
         let reply = udp::exchange_with(&rig.client, to, b"hello", WAIT, |socket| {
             udp::receive_errors(socket, v6)?;
-            if v6 {
-                hop_limit_1(socket)
-            } else {
-                socket.set_ttl(1)
-            }
+            udp::set_ttl(socket, v6, 1)
         })?;
         match reply {
             Reply::Icmp(report) if report == want => {}
@@ -490,27 +486,6 @@ fn ttl_expiring_at_the_lb_is_answered_from_the_lb(v6: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// `IPV6_UNICAST_HOPS` 1 on `socket`.
-fn hop_limit_1(socket: &std::net::UdpSocket) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let hops: libc::c_int = 1;
-    // SAFETY: setsockopt on a socket we own, with a c_int of the size given.
-    let ret = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IPV6,
-            libc::IPV6_UNICAST_HOPS,
-            (&hops as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 #[test]

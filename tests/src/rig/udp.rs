@@ -270,6 +270,29 @@ pub fn exchange_with(
     })
 }
 
+/// The TTL (IPv4) or unicast hop limit (IPv6) of what `socket` sends.
+pub fn set_ttl(socket: &UdpSocket, v6: bool, ttl: u8) -> io::Result<()> {
+    if !v6 {
+        return socket.set_ttl(u32::from(ttl));
+    }
+    let hops = libc::c_int::from(ttl);
+    // SAFETY: setsockopt on a socket we own, with a c_int of the size given.
+    let ret = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_UNICAST_HOPS,
+            (&hops as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// The oldest ICMP error in `socket`'s error queue, if there is one.
 fn read_icmp_error(socket: &UdpSocket) -> io::Result<Option<IcmpReport>> {
     let mut data = [0u8; 64];
