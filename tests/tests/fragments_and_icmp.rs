@@ -1,14 +1,15 @@
 //! The path's edges on the real kernel path (issue 9): UDP datagrams larger
 //! than the MTU (they travel as IP fragments) both ways through a NAT
-//! service, ICMP errors from the backend side translated back to the client,
-//! and TCP path MTU discovery through a router with a smaller MTU behind the
-//! LB. Client, LB (XDP attached in native mode), router, switch and backends
+//! service, IPv6 extension headers, ICMP errors translated both ways (from
+//! the backends' side to the client, from the client to the backend), TCP
+//! path MTU discovery through a router with a smaller MTU behind the LB, and
+//! the time exceeded the LB sends itself. Client, LB (XDP attached in native mode), router, switch and backends
 //! are namespaces of a rig; the servers are real (nginx, the rig's UDP
 //! server). Every test runs once per address family. Needs root.
 use std::{
     collections::BTreeSet,
     fs, io,
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, SocketAddr, UdpSocket},
     thread,
     time::Duration,
 };
@@ -136,10 +137,22 @@ fn from_every_backend(
     request: &[u8],
     check: impl Fn(&[u8]) -> Result<String>,
 ) -> Result<()> {
+    from_every_backend_with(rig, lb, to, request, |_| Ok(()), check)
+}
+
+/// [`from_every_backend`] with `setup` applied to each client socket.
+fn from_every_backend_with(
+    rig: &Rig,
+    lb: &Lb,
+    to: SocketAddr,
+    request: &[u8],
+    setup: impl Fn(&UdpSocket) -> io::Result<()> + Sync,
+    check: impl Fn(&[u8]) -> Result<String>,
+) -> Result<()> {
     let want: BTreeSet<String> = rig.backends.iter().map(|b| b.name.clone()).collect();
     let mut seen = BTreeSet::new();
     for _ in 0..TRIES {
-        match udp::exchange(&rig.client, to, request, WAIT)? {
+        match udp::exchange_with(&rig.client, to, request, WAIT, |s| setup(s))? {
             Reply::Datagram(answer) => {
                 seen.insert(check(&answer)?);
             }
@@ -231,34 +244,17 @@ fn ipv6_extension_headers_are_walked() -> Result<()> {
         for size in [20, 3000] {
             let request = udp::pattern("client", size);
             let received = format!("{size} {:016x}", udp::digest(&request));
-            let want: BTreeSet<String> = rig.backends.iter().map(|b| b.name.clone()).collect();
-            let mut seen = BTreeSet::new();
-            for _ in 0..TRIES {
-                let reply = udp::exchange_with(&rig.client, to, &request, WAIT, |socket| {
-                    padded_option_header(socket, option)
-                })?;
-                let Reply::Datagram(answer) = reply else {
-                    bail!(
-                        "{size}-byte request with a {header} header to {to}: {reply:?} instead of an answer (LB counters: {})",
-                        lb.counters()
-                    );
-                };
-                let text = String::from_utf8_lossy(&answer);
+            let setup = |socket: &UdpSocket| padded_option_header(socket, option);
+            from_every_backend_with(&rig, &lb, to, &request, setup, |answer| {
+                let text = String::from_utf8_lossy(answer);
                 match text.split_once(' ') {
-                    Some((name, got)) if got == received => seen.insert(name.to_owned()),
+                    Some((name, got)) if got == received => Ok(name.to_owned()),
                     _ => bail!(
                         "{size}-byte request with a {header} header: the backend received {text:?}, not {received:?}"
                     ),
-                };
-                if seen == want {
-                    break;
                 }
-            }
-            if seen != want {
-                bail!(
-                    "{size}-byte requests with a {header} header reached {seen:?}, not all of {want:?}"
-                );
-            }
+            })
+            .with_context(|| format!("with a {header} header"))?;
         }
     }
     Ok(())
@@ -267,7 +263,7 @@ fn ipv6_extension_headers_are_walked() -> Result<()> {
 /// Makes `socket` send every packet with an IPv6 hop-by-hop or
 /// destination-options header (`option`: `IPV6_HOPOPTS`, `IPV6_DSTOPTS`)
 /// of 8 bytes: next header (the kernel's), length 0, PadN of 4 bytes.
-fn padded_option_header(socket: &std::net::UdpSocket, option: libc::c_int) -> io::Result<()> {
+fn padded_option_header(socket: &UdpSocket, option: libc::c_int) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let header: [u8; 8] = [0, 0, 1, 4, 0, 0, 0, 0];
     // SAFETY: setsockopt on a socket we own, with a buffer of the size given.

@@ -15,7 +15,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
     thread::{self, JoinHandle},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, anyhow};
@@ -145,10 +145,14 @@ fn serve(socket: &UdpSocket, name: &str, stop: &AtomicBool, errors: &Mutex<Vec<i
                     record(e);
                 }
             }
+            // A timeout to look at the stop flag, or a signal (a receive
+            // with a timeout is not restarted after one).
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) => {}
             Err(e) => record(e),
         }
@@ -248,7 +252,22 @@ pub fn exchange_with(
             .send(request)
             .with_context(|| format!("sending {} bytes to {to}", request.len()))?;
         let mut buf = vec![0u8; 65_536];
-        Ok(match socket.recv(&mut buf) {
+        // A signal interrupts a receive with a timeout: wait on, up to the
+        // deadline.
+        let deadline = Instant::now() + wait;
+        let received = loop {
+            match socket.recv(&mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break Err(e);
+                    }
+                    socket.set_read_timeout(Some(left))?;
+                }
+                other => break other,
+            }
+        };
+        Ok(match received {
             Ok(len) => {
                 buf.truncate(len);
                 Reply::Datagram(buf)
