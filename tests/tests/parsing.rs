@@ -130,7 +130,10 @@ fn a_later_fragment_before_its_first_goes_to_the_kernel_and_is_counted() {
             lb.configure(std::slice::from_ref(&spec))?;
             let passed = lb.dp.counter(Counter::PassFragment)?;
             let Datagram {
-                input, expected, ..
+                frame,
+                target,
+                input,
+                expected,
             } = request_fragments(lb, &spec, 41000, 77)?;
             expect_bytes(
                 lb,
@@ -162,6 +165,37 @@ fn a_later_fragment_before_its_first_goes_to_the_kernel_and_is_counted() {
                 Expect::Unchanged(Action::Pass),
             )?;
             assert_eq!(lb.dp.counter(Counter::PassFragment)?, passed + 2);
+
+            // The same for a backend's answer: its middle fragment before
+            // its first goes to the kernel, counted; the others are
+            // translated.
+            let reply = Frame::new(target, frame.src, L4::Udp)
+                .macs(fixnet::backend_mac(backend_index(target)), LB_INT_MAC)
+                .payload(&[0xa5; BIG]);
+            let translated = reply
+                .clone()
+                .src(frame.dst)
+                .ttl(63)
+                .macs(LB_EXT_MAC, packets::CLIENT_MAC);
+            let input = packets::fragments(&reply.build(), 0x9000, CHUNK);
+            let expected = packets::fragments(&translated.build(), 0x9000, CHUNK);
+            expect_bytes(
+                lb,
+                "reply's middle fragment first",
+                &input[1],
+                lb.int,
+                Expect::Unchanged(Action::Pass),
+            )?;
+            assert_eq!(lb.dp.counter(Counter::PassFragment)?, passed + 3);
+            for i in [0, 2] {
+                expect_bytes(
+                    lb,
+                    &format!("reply fragment {i}"),
+                    &input[i],
+                    lb.int,
+                    Expect::Rewritten(Action::Redirect, expected[i].clone()),
+                )?;
+            }
         }
         Ok(())
     });
