@@ -3,7 +3,7 @@
 //! under load. Needs root.
 use std::{
     fs,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     process::{Command, Output},
     thread,
@@ -12,7 +12,10 @@ use std::{
 
 use lb_tests::{
     daemon::{DaemonProcess, NodeFiles},
-    rig::{Rig, RigOptions, VIP_V4, VIP_V6},
+    rig::{
+        LB_EXT_V4, LB_EXT_V6, Rig, RigOptions, VIP_V4, VIP_V6,
+        udp::{self, Reply},
+    },
 };
 use serde_json::Value;
 
@@ -1002,4 +1005,83 @@ fn forwarded_after_exit(rig: &Rig) -> u64 {
             u64::from_le_bytes(bytes.try_into().unwrap())
         })
         .sum()
+}
+
+/// The path's edges through the real daemon, and again after a kill -9 and
+/// a restart (adopted maps, fragment table and jump table): 8,000-byte UDP
+/// answers through the VIP (fragments translated), and a TTL or hop limit
+/// expiring at the LB answered with a time exceeded from the LB's address.
+#[test]
+fn fragments_and_time_exceeded_through_the_daemon_and_across_a_restart() {
+    let _serial = serial();
+    let mut rig = rig(3);
+    rig.serve_udp(5300).unwrap();
+    let config = write_config(&rig, None);
+    let mut text = fs::read_to_string(&config).unwrap();
+    for v6 in [false, true] {
+        let vip = if v6 {
+            VIP_V6.to_string()
+        } else {
+            VIP_V4.to_string()
+        };
+        text.push_str(&format!(
+            "\n[[services]]\nvip = \"{vip}\"\nport = 5300\nprotocol = \"udp\"\nmode = \"nat\"\n"
+        ));
+        for b in &rig.backends {
+            let addr = if v6 {
+                format!("[{}]:5300", b.v6)
+            } else {
+                format!("{}:5300", b.v4)
+            };
+            text.push_str(&format!("\n[[services.backends]]\naddress = \"{addr}\"\n"));
+        }
+    }
+    fs::write(&config, text).unwrap();
+    let mut d = Daemon::start(&rig, &config);
+    check_edges(&rig, &d);
+    d.kill9();
+    d.spawn(&rig);
+    assert_eq!(d.json(&["status"])["adopted"], true);
+    check_edges(&rig, &d);
+}
+
+fn check_edges(rig: &Rig, d: &Daemon) {
+    let wait = Duration::from_secs(3);
+    for v6 in [false, true] {
+        let (vip, lb, time_exceeded) = if v6 {
+            (IpAddr::from(VIP_V6), IpAddr::from(LB_EXT_V6), 3)
+        } else {
+            (IpAddr::from(VIP_V4), IpAddr::from(LB_EXT_V4), 11)
+        };
+        let to = SocketAddr::new(vip, 5300);
+        let counters = || d.json(&["stats"])["counters"].clone();
+        match udp::exchange(&rig.client, to, b"SEND 8000", wait).unwrap() {
+            Reply::Datagram(answer) => {
+                let name = udp::answered_by(&answer).unwrap().to_owned();
+                assert!(
+                    answer == udp::pattern(&name, 8000),
+                    "{name}'s answer: {} bytes",
+                    answer.len()
+                );
+            }
+            other => panic!(
+                "8,000-byte answer from {to}: {other:?}; LB counters {}",
+                counters()
+            ),
+        }
+        let reply = udp::exchange_with(&rig.client, to, b"hello", wait, |socket| {
+            udp::receive_errors(socket, v6)?;
+            udp::set_ttl(socket, v6, 1)
+        })
+        .unwrap();
+        match reply {
+            Reply::Icmp(report) => {
+                assert_eq!(
+                    (report.icmp_type, report.code, report.from),
+                    (time_exceeded, 0, lb)
+                );
+            }
+            other => panic!("TTL 1 to {to}: {other:?}; LB counters {}", counters()),
+        }
+    }
 }

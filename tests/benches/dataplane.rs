@@ -685,8 +685,8 @@ struct Load {
 
 fn rig_figures(secs: u64, report: &mut Report) -> Result<()> {
     let mut rig = Rig::build(&RigOptions {
-        prefix: None,
         backends: 1,
+        ..Default::default()
     })?;
     rig.add_vips()?;
     rig.start_nginx()?;

@@ -10,11 +10,10 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use aya::programs::XdpMode;
 use lb_common::{AF_INET, Counter, FlowKey, IPPROTO_TCP};
 use lb_ctl::{
     balancer::{BackendSpec, BackendState, Balancer, Mode, Protocol, ServiceSpec, addr_bytes},
-    dataplane::{self, AttachMode, Dataplane},
+    dataplane::{AttachMode, Dataplane},
 };
 use lb_tests::rig::{self, LB_EXT_IFACE, LB_INT_IFACE, Rig, RigOptions, VIP_V4, VIP_V6};
 
@@ -372,16 +371,8 @@ fn an_expiring_ttl_is_answered_from_the_lb_not_from_the_vip() {
     )
     .unwrap();
     // veth wakes its peer for XDP_TX frames only if the peer runs XDP (a
-    // NIC has no such condition): the client's eth0 runs lb_baseline
-    // unconfigured, which passes everything.
-    let _client_xdp = rig
-        .client
-        .run_in(|| {
-            let mut ebpf = dataplane::load_baseline(&lb_common::BaselineConfig::UNSET)?;
-            dataplane::baseline_program(&mut ebpf)?.attach("eth0", XdpMode::Driver)?;
-            Ok(ebpf)
-        })
-        .unwrap();
+    // NIC has no such condition): the rig runs a pass program on the
+    // client's eth0 (rig/xdp_pass.rs).
     for (vip, lb_addr, time_exceeded) in [
         (IpAddr::from(VIP_V4), IpAddr::from(rig::LB_EXT_V4), 11),
         (IpAddr::from(VIP_V6), IpAddr::from(rig::LB_EXT_V6), 3),

@@ -1,12 +1,15 @@
 //! Rig tests: real namespaces, real nginx, curl and wrk, the XDP program
 //! attached in native mode to the LB's interfaces. Needs root.
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use lb_common::Counter;
 use lb_ctl::dataplane::{AttachMode, Dataplane};
 use lb_tests::{
     netns,
-    rig::{LB_EXT_IFACE, LB_INT_IFACE, Rig, RigOptions},
+    rig::{
+        LB_EXT_IFACE, LB_INT_IFACE, Rig, RigOptions,
+        udp::{self, Reply},
+    },
 };
 
 fn attach(rig: &Rig) -> Dataplane {
@@ -56,18 +59,28 @@ fn client_reaches_every_backend_through_the_lb_with_xdp_attached() {
 fn dropping_a_rig_leaves_nothing_behind() {
     let prefix;
     {
+        // Every part: a router too, and the UDP servers' threads.
         let mut rig = Rig::build(&RigOptions {
             backends: 1,
+            router_mtu: Some(1400),
             ..Default::default()
         })
         .unwrap();
         rig.start_nginx().unwrap();
+        rig.serve_udp(5300).unwrap();
         prefix = rig.prefix.clone();
+        assert!(netns::list().contains(&format!("{prefix}-rt")));
         let _dp = attach(&rig);
         assert_eq!(
             rig.curl(&format!("http://{}/", rig.backends[0].v4))
                 .unwrap(),
             "b1\n"
+        );
+        let to = SocketAddr::new(rig.backends[0].v6.into(), 5300);
+        let reply = udp::exchange(&rig.client, to, b"SEND 5", Duration::from_secs(3)).unwrap();
+        assert!(
+            matches!(reply, Reply::Datagram(ref d) if d == b"b1 \x03\x04"),
+            "{reply:?}"
         );
     }
     let left: Vec<String> = netns::list()

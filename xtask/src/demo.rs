@@ -38,6 +38,7 @@ pub fn up() -> Result<()> {
     let mut rig = Rig::build(&RigOptions {
         prefix: Some(PREFIX.into()),
         backends: 4,
+        ..Default::default()
     })?;
     rig.add_vips()?;
     rig.start_nginx()?;

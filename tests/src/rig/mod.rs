@@ -11,6 +11,17 @@
 //!
 //! Backends route through the LB's internal address (the gateway), and share
 //! one L2 segment with it (the switch's bridge), so both NAT and DSR work.
+//!
+//! With [`RigOptions::router_mtu`], a router stands between the LB and the
+//! switch, and forwards at most that MTU either way (NAT only: DSR needs the
+//! backends on the LB's segment):
+//!
+//! ```text
+//!  lb ns                      router ns                      switch ns
+//!  int0 ──────────────────── r-lb      r-be ──────────────── p-rt ── br0 ...
+//!  198.18.2.1               198.18.2.2   198.18.1.1 (gateway)
+//!  2001:db8:2::1            2001:db8:2::2 2001:db8:1::1
+//! ```
 //! Everything lives in namespaces the rig created; nothing touches the root
 //! namespace. Dropping the rig kills its processes and deletes its
 //! namespaces, also when a test panics. Namespaces of runs that were killed
@@ -18,17 +29,29 @@
 use std::{
     fmt::Write as _,
     fs,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::atomic::{AtomicUsize, Ordering},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::netns::{self, Netns};
+use crate::netns::Netns;
+
+mod links;
+mod nginx;
+mod sweep;
+pub mod udp;
+mod wire;
+mod wrk;
+mod xdp_pass;
+
+use nginx::{wait_child, wait_for_listener, write_nginx_site};
+pub use sweep::remove_by_prefix;
+use sweep::sweep_stale_test_namespaces;
+pub(crate) use sweep::unique_test_prefix;
+pub use wrk::WrkReport;
 
 /// The LB's interface towards the clients.
 pub const LB_EXT_IFACE: &str = "ext0";
@@ -39,9 +62,17 @@ pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
 pub const LB_EXT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const LB_EXT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
-/// The backends' gateway.
+/// The backends' gateway: the LB's internal address, or the router's
+/// backend-side address in a rig with a router.
 pub const LB_INT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
 pub const LB_INT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+
+/// With a router: the LB's end of the link to it (`int0`)...
+pub const TRANSIT_LB_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+pub const TRANSIT_LB_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
+/// ... and the router's end (`r-lb`), the source of its ICMP errors.
+pub const ROUTER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
+pub const ROUTER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
 
 /// The service address the rig's clients use (the floating IP on the LB).
 pub const VIP_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
@@ -69,6 +100,10 @@ pub struct RigOptions {
     pub prefix: Option<String>,
     /// Number of backend namespaces.
     pub backends: usize,
+    /// A router between the LB and the switch whose routes towards the
+    /// backends and towards the clients carry this MTU (see the module
+    /// documentation); `None`: the LB is on the backends' segment.
+    pub router_mtu: Option<u32>,
 }
 
 impl Default for RigOptions {
@@ -76,6 +111,7 @@ impl Default for RigOptions {
         Self {
             prefix: None,
             backends: 3,
+            router_mtu: None,
         }
     }
 }
@@ -90,6 +126,7 @@ pub struct Backend {
     pub v6: Ipv6Addr,
     nginx: Option<Child>,
     udp: Option<Child>,
+    udp_servers: Vec<udp::Server>,
 }
 
 /// A built rig. See the module documentation for the layout.
@@ -99,7 +136,12 @@ pub struct Rig {
     pub client: Netns,
     pub lb: Netns,
     pub switch: Netns,
+    /// The router between the LB and the switch, if asked for.
+    pub router: Option<Netns>,
     pub backends: Vec<Backend>,
+    /// The pass programs on the veth peers of the LB's interfaces
+    /// (`xdp_pass.rs`).
+    xdp_pass: Vec<std::os::fd::OwnedFd>,
     dir: tempfile::TempDir,
 }
 
@@ -136,56 +178,35 @@ impl Rig {
                 v6: backend_v6(index),
                 nginx: None,
                 udp: None,
+                udp_servers: Vec::new(),
             });
         }
-        let rig = Self {
+        let router = match options.router_mtu {
+            Some(_) => Some(Netns::create(&format!("{prefix}-rt"))?),
+            None => None,
+        };
+        let mut rig = Self {
             prefix,
             client,
             lb,
             switch,
+            router,
             backends,
+            xdp_pass: Vec::new(),
             dir,
         };
-        rig.wire().context("wiring the rig")?;
+        rig.wire(options.router_mtu).context("wiring the rig")?;
+        // The LB's XDP_TX frames reach its neighbours at once.
+        let int_peer = match &rig.router {
+            Some(router) => (router, "r-lb"),
+            None => (&rig.switch, "p-lb"),
+        };
+        let links = [(&rig.client, "eth0"), int_peer]
+            .into_iter()
+            .map(|(ns, iface)| xdp_pass::attach(ns, iface))
+            .collect::<Result<Vec<_>>>()?;
+        rig.xdp_pass = links;
         Ok(rig)
-    }
-
-    fn wire(&self) -> Result<()> {
-        // Client <-> LB.
-        veth(&self.client, "eth0", &self.lb, LB_EXT_IFACE)?;
-        address(&self.client, "eth0", CLIENT_V4.into(), 24)?;
-        address(&self.client, "eth0", CLIENT_V6.into(), 64)?;
-        address(&self.lb, LB_EXT_IFACE, LB_EXT_V4.into(), 24)?;
-        address(&self.lb, LB_EXT_IFACE, LB_EXT_V6.into(), 64)?;
-        default_routes(&self.client, LB_EXT_V4, LB_EXT_V6)?;
-
-        // LB <-> switch <-> backends.
-        self.switch
-            .ip(["link", "add", "br0", "type", "bridge"])
-            .context("creating the bridge")?;
-        self.switch.ip(["link", "set", "br0", "up"])?;
-        veth(&self.lb, LB_INT_IFACE, &self.switch, "p-lb")?;
-        self.switch.ip(["link", "set", "p-lb", "master", "br0"])?;
-        address(&self.lb, LB_INT_IFACE, LB_INT_V4.into(), 24)?;
-        address(&self.lb, LB_INT_IFACE, LB_INT_V6.into(), 64)?;
-        for backend in &self.backends {
-            let port = format!("p-{}", backend.name);
-            veth(&backend.ns, "eth0", &self.switch, &port)?;
-            self.switch.ip(["link", "set", &port, "master", "br0"])?;
-            address(&backend.ns, "eth0", backend.v4.into(), 24)?;
-            address(&backend.ns, "eth0", backend.v6.into(), 64)?;
-            default_routes(&backend.ns, LB_INT_V4, LB_INT_V6)?;
-        }
-
-        self.lb.sysctl("net.ipv4.ip_forward", "1")?;
-        self.lb.sysctl("net.ipv6.conf.all.forwarding", "1")?;
-        // Replies from the VIP (DSR answers, NAT replies the program hands
-        // to the kernel before it knows the client's MAC) arrive with a
-        // source address the LB holds; let the kernel forward them.
-        self.lb.sysctl("net.ipv4.conf.all.accept_local", "1")?;
-        self.lb
-            .sysctl(&format!("net.ipv4.conf.{LB_INT_IFACE}.accept_local"), "1")?;
-        Ok(())
     }
 
     /// Puts the VIPs on the LB's external interface, as the floating IP is
@@ -244,7 +265,9 @@ impl Rig {
     }
 
     /// Starts nginx in every backend namespace and waits until each listens.
-    /// Each serves `/` with its name (`b1\n`...) and `/big` (64 MiB).
+    /// Each serves `/` with its name (`b1\n`...) and `/big` (64 MiB), and
+    /// stores what a client sends with `PUT /upload/NAME` (see
+    /// [`Rig::uploaded`]).
     pub fn start_nginx(&mut self) -> Result<()> {
         for index in 0..self.backends.len() {
             self.start_backend(index)?;
@@ -292,6 +315,19 @@ impl Rig {
         Ok(())
     }
 
+    /// Starts [`udp::Server`]s on `port` in every backend, on its IPv4 and
+    /// its IPv6 address; they stop with the rig.
+    pub fn serve_udp(&mut self, port: u16) -> Result<()> {
+        for backend in &mut self.backends {
+            for ip in [IpAddr::from(backend.v4), IpAddr::from(backend.v6)] {
+                let server =
+                    udp::Server::start(&backend.ns, SocketAddr::new(ip, port), &backend.name)?;
+                backend.udp_servers.push(server);
+            }
+        }
+        Ok(())
+    }
+
     /// Starts a UDP echo on `port` in every backend (IPv4 and IPv6): each
     /// datagram (up to 8 KiB) comes back as it was, so a big request gets a
     /// big answer, in fragments both ways.
@@ -310,6 +346,45 @@ impl Rig {
             backend.udp = Some(child);
         }
         Ok(())
+    }
+
+    /// The errors the backends' UDP servers' sockets reported so far (ICMP
+    /// errors about their answers), by server address.
+    pub fn udp_errors(&self) -> Vec<(SocketAddr, std::io::ErrorKind)> {
+        self.backends
+            .iter()
+            .flat_map(|b| &b.udp_servers)
+            .flat_map(|s| s.errors().into_iter().map(|e| (s.addr(), e)))
+            .collect()
+    }
+
+    /// Writes `bytes` as `/NAME` on every backend's nginx site (the same
+    /// file everywhere, whichever backend a client reaches).
+    pub fn put_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        for backend in &self.backends {
+            let path = self.site(backend).join(name);
+            fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The file a client uploaded with `PUT /upload/NAME`, and the backend
+    /// that took it; `None` if no backend has it.
+    pub fn uploaded(&self, name: &str) -> Result<Option<(&Backend, Vec<u8>)>> {
+        for backend in &self.backends {
+            let path = self.site(backend).join("upload").join(name);
+            if path.exists() {
+                let bytes =
+                    fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                return Ok(Some((backend, bytes)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The root of `backend`'s nginx site.
+    fn site(&self, backend: &Backend) -> PathBuf {
+        nginx::site(&self.dir.path().join(&backend.name))
     }
 
     /// Stops nginx in backend `index` (the host stays up).
@@ -374,6 +449,13 @@ impl Rig {
             "  {:<18} lb         {LB_EXT_IFACE} {LB_EXT_V4}/24 {LB_EXT_V6}/64, {LB_INT_IFACE} {LB_INT_V4}/24 {LB_INT_V6}/64",
             self.lb.name()
         );
+        if let Some(router) = &self.router {
+            let _ = writeln!(
+                s,
+                "  {:<18} router     r-lb {ROUTER_V4}/24 {ROUTER_V6}/64, r-be {LB_INT_V4}/24 {LB_INT_V6}/64 (LB int0 {TRANSIT_LB_V4}, {TRANSIT_LB_V6})",
+                router.name()
+            );
+        }
         let _ = writeln!(s, "  {:<18} switch     br0", self.switch.name());
         for backend in &self.backends {
             let _ = writeln!(
@@ -395,7 +477,9 @@ impl Rig {
 
 impl Drop for Rig {
     fn drop(&mut self) {
+        self.xdp_pass.clear();
         for backend in &mut self.backends {
+            backend.udp_servers.clear();
             for mut child in [backend.nginx.take(), backend.udp.take()]
                 .into_iter()
                 .flatten()
@@ -407,232 +491,6 @@ impl Drop for Rig {
         // The namespaces go with their fields (Netns::drop), killing what is
         // left inside.
     }
-}
-
-/// wrk's summary.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct WrkReport {
-    pub requests: u64,
-    pub requests_per_s: f64,
-    /// Connect, read, write and timeout errors added up.
-    pub socket_errors: u64,
-    /// Responses with a status outside 2xx and 3xx.
-    pub non_2xx: u64,
-}
-
-impl WrkReport {
-    /// Parses wrk's text output.
-    pub fn parse(text: &str) -> Result<Self> {
-        let mut report = WrkReport::default();
-        let mut seen_total = false;
-        for line in text.lines().map(str::trim) {
-            if let Some(rest) = line.split_once(" requests in ") {
-                report.requests = rest.0.trim().parse().context("wrk's request count")?;
-                seen_total = true;
-            } else if let Some(rest) = line.strip_prefix("Requests/sec:") {
-                report.requests_per_s = rest.trim().parse().context("wrk's Requests/sec")?;
-            } else if let Some(rest) = line.strip_prefix("Socket errors:") {
-                for part in rest.split(',') {
-                    let n = part.split_whitespace().nth(1).unwrap_or("0");
-                    report.socket_errors += n.parse::<u64>().context("wrk's socket errors")?;
-                }
-            } else if let Some(rest) = line.strip_prefix("Non-2xx or 3xx responses:") {
-                report.non_2xx = rest.trim().parse().context("wrk's non-2xx count")?;
-            }
-        }
-        if !seen_total {
-            bail!("no summary in wrk's output:\n{text}");
-        }
-        Ok(report)
-    }
-
-    pub fn errors(&self) -> u64 {
-        self.socket_errors + self.non_2xx
-    }
-}
-
-/// A veth pair whose ends are created straight inside their namespaces, up,
-/// with GRO on both ends (a veth only takes XDP_TX or redirected frames when
-/// its peer runs NAPI) and checksum offload off: a veth otherwise hands over
-/// packets whose L4 checksum is not computed yet (CHECKSUM_PARTIAL), which
-/// an XDP program sees and forwards as they are. On a real wire every
-/// checksum is complete, and so it is here.
-fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) -> Result<()> {
-    a.ip([
-        "link",
-        "add",
-        a_name,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_name,
-        "netns",
-        b.name(),
-    ])
-    .with_context(|| {
-        format!(
-            "creating veth {}:{a_name} <-> {}:{b_name}",
-            a.name(),
-            b.name()
-        )
-    })?;
-    for (ns, name) in [(a, a_name), (b, b_name)] {
-        ns.ip(["link", "set", name, "up"])?;
-        ns.exec("ethtool", ["-K", name, "gro", "on", "tx", "off"])
-            .with_context(|| format!("setting GRO and checksum offload on {}:{name}", ns.name()))?;
-    }
-    Ok(())
-}
-
-fn address(ns: &Netns, iface: &str, addr: IpAddr, prefix_len: u8) -> Result<()> {
-    let cidr = format!("{addr}/{prefix_len}");
-    let mut args = vec!["addr", "add", cidr.as_str(), "dev", iface];
-    if addr.is_ipv6() {
-        // No duplicate address detection: the address is usable at once.
-        args.push("nodad");
-    }
-    ns.ip(args)
-        .with_context(|| format!("adding {cidr} to {}:{iface}", ns.name()))?;
-    Ok(())
-}
-
-fn default_routes(ns: &Netns, v4: Ipv4Addr, v6: Ipv6Addr) -> Result<()> {
-    ns.ip(["route", "add", "default", "via", &v4.to_string()])?;
-    ns.ip(["-6", "route", "add", "default", "via", &v6.to_string()])?;
-    Ok(())
-}
-
-fn write_nginx_site(root: &Path, name: &str) -> Result<PathBuf> {
-    let www = root.join("www");
-    fs::create_dir_all(root.join("tmp")).context("creating nginx's directories")?;
-    fs::create_dir_all(&www).context("creating nginx's directories")?;
-    fs::write(www.join("index.html"), format!("{name}\n"))?;
-    let big = fs::File::create(www.join("big"))?;
-    big.set_len(64 << 20)?;
-    let r = root.display();
-    let conf = root.join("nginx.conf");
-    fs::write(
-        &conf,
-        format!(
-            "daemon off;\n\
-             user root;\n\
-             worker_processes 1;\n\
-             pid {r}/nginx.pid;\n\
-             error_log stderr warn;\n\
-             events {{ worker_connections 4096; }}\n\
-             http {{\n\
-             \x20 access_log off;\n\
-             \x20 client_body_temp_path {r}/tmp;\n\
-             \x20 keepalive_requests 1000000;\n\
-             \x20 sendfile on;\n\
-             \x20 server {{\n\
-             \x20   listen 80 default_server;\n\
-             \x20   listen [::]:80 default_server;\n\
-             \x20   root {r}/www;\n\
-             \x20   location / {{ }}\n\
-             \x20 }}\n\
-             }}\n"
-        ),
-    )?;
-    Ok(conf)
-}
-
-/// Waits until something listens on TCP `port` inside `ns`.
-fn wait_for_listener(ns: &Netns, port: u16, limit: Duration) -> Result<()> {
-    let filter = format!("sport = :{port}");
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        let out = ns.exec("ss", ["-Hltn", &filter])?;
-        if !out.stdout.is_empty() {
-            return Ok(());
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    bail!(
-        "nothing listens on port {port} in {} after {limit:?}",
-        ns.name()
-    )
-}
-
-fn wait_child(child: &mut Child, limit: Duration) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if child.try_wait()?.is_some() {
-            return Ok(());
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    child.wait()?;
-    Ok(())
-}
-
-pub(crate) fn unique_test_prefix() -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{TEST_PREFIX}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Deletes test namespaces and scratch directories whose creating process
-/// is gone.
-fn sweep_stale_test_namespaces() {
-    let dirs = scratch_dirs();
-    let names = netns::list().into_iter().chain(
-        dirs.iter()
-            .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned())),
-    );
-    let mut stale = Vec::new();
-    for name in names {
-        let mut parts = name.split('-');
-        if parts.next() != Some(TEST_PREFIX) {
-            continue;
-        }
-        let Some(Ok(pid)) = parts.next().map(str::parse::<u32>) else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            stale.push(format!("{TEST_PREFIX}-{pid}"));
-        }
-    }
-    stale.sort();
-    stale.dedup();
-    for prefix in stale {
-        remove_by_prefix(&prefix);
-    }
-}
-
-/// Deletes every namespace whose name starts with `PREFIX-`, with the
-/// processes inside, and the rig scratch directories of that prefix.
-/// Returns the names of the namespaces deleted.
-pub fn remove_by_prefix(prefix: &str) -> Vec<String> {
-    let start = format!("{prefix}-");
-    let names: Vec<String> = netns::list()
-        .into_iter()
-        .filter(|n| n.starts_with(&start))
-        .collect();
-    for name in &names {
-        netns::delete(name);
-    }
-    for dir in scratch_dirs() {
-        let ours = dir
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(&start));
-        if ours {
-            let _ = fs::remove_dir_all(&dir);
-        }
-    }
-    names
-}
-
-/// Rig scratch directories in the temporary directory.
-fn scratch_dirs() -> Vec<PathBuf> {
-    fs::read_dir(std::env::temp_dir())
-        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default()
 }
 
 /// True when `program` can be run (it is on PATH).
@@ -648,29 +506,6 @@ pub fn have(program: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_wrk_output() {
-        let text = "Running 5s test @ http://198.18.1.11/\n  1 threads and 10 connections\n  Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency   181.24us  101.14us   5.07ms   93.85%\n    Req/Sec    52.10k     2.07k   55.69k    70.00%\n  259186 requests in 5.00s, 60.06MB read\n  Socket errors: connect 0, read 2, write 1, timeout 3\n  Non-2xx or 3xx responses: 4\nRequests/sec:  51822.52\nTransfer/sec:     12.01MB\n";
-        let report = WrkReport::parse(text).unwrap();
-        assert_eq!(
-            report,
-            WrkReport {
-                requests: 259186,
-                requests_per_s: 51822.52,
-                socket_errors: 6,
-                non_2xx: 4,
-            }
-        );
-        assert_eq!(report.errors(), 10);
-    }
-
-    #[test]
-    fn wrk_output_without_summary_is_an_error() {
-        assert!(
-            WrkReport::parse("unable to connect to 198.18.1.11:80 Connection refused\n").is_err()
-        );
-    }
 
     #[test]
     fn backend_addresses() {
