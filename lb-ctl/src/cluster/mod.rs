@@ -9,5 +9,6 @@ pub mod keys;
 pub mod link;
 pub mod membership;
 pub mod monitors;
+pub mod node;
 
 pub use crate::role::Role;
