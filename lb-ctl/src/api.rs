@@ -117,6 +117,9 @@ pub struct Status {
     pub backends: usize,
     pub backends_down: usize,
     pub config_file: String,
+    /// The pair, when this node is clustered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::node::ClusterStatus>,
 }
 
 /// Packets, bytes and new flows.

@@ -23,6 +23,7 @@ use crate::{
         AlertLevel, Applied, BackendView, Change, ServiceRef, ServiceView, Stats, Status, Traffic,
     },
     balancer::{BackendState, Balancer, Ops, ServiceName, ServiceSpec, Tables},
+    cluster::serve::ClusterLink,
     config::{Config, ServiceConfig, XdpMode},
     dataplane::{self, AttachMode, Dataplane, PinState},
     health::{self, Health, Monitor},
@@ -57,6 +58,8 @@ pub struct Daemon {
     started: Instant,
     adopted: bool,
     role: Role,
+    /// The cluster's status and requests, when the node is clustered.
+    cluster: Option<ClusterLink>,
 }
 
 pub type Shared = Arc<Mutex<Daemon>>;
@@ -97,6 +100,7 @@ impl Daemon {
             started: Instant::now(),
             adopted: pins == PinState::Adopted,
             role,
+            cluster: None,
             config: config.clone(),
         };
         // Maps first, then the program: the first packet already sees every
@@ -313,6 +317,24 @@ impl Daemon {
         })
     }
 
+    /// The cluster changed this node's role: the data plane's role map
+    /// first (forwarding starts or stops at once), then the daemon's state.
+    pub fn set_role(&mut self, role: Role) -> Result<()> {
+        self.dataplane.set_role(role)?;
+        self.role = role;
+        Ok(())
+    }
+
+    /// Connects the cluster's status and requests (see `cluster::serve`).
+    pub fn attach_cluster(&mut self, link: ClusterLink) {
+        self.cluster = Some(link);
+    }
+
+    /// Where the operator's cluster requests go, when clustered.
+    pub fn cluster(&self) -> Option<&ClusterLink> {
+        self.cluster.as_ref()
+    }
+
     pub fn status(&self) -> Status {
         let backends: usize = self.config.services.iter().map(|s| s.backends.len()).sum();
         Status {
@@ -328,6 +350,7 @@ impl Daemon {
             backends,
             backends_down: self.health.values().filter(|h| **h == Health::Down).count(),
             config_file: self.config_path.display().to_string(),
+            cluster: self.cluster.as_ref().map(|c| c.status.borrow().clone()),
         }
     }
 

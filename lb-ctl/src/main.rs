@@ -97,6 +97,11 @@ enum Command {
     /// The two-node cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Move the group (floating IPs, service traffic) to the peer; run on
+    /// the active node.
+    Failover,
+    /// Move the group back to the first server; run on the active node.
+    Failback,
 }
 
 #[derive(Subcommand)]
@@ -277,6 +282,8 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Cluster(ClusterCommand::Init { plan, out, force }) => {
             return cluster_init(&plan, &out, force);
         }
+        Command::Failover => cluster_operation(&client, "failover").await,
+        Command::Failback => cluster_operation(&client, "failback").await,
         Command::Status => status(&client, json).await,
         Command::Service(cmd) => service(&client, cmd, json).await,
         Command::Backend(cmd) => backend(&client, cmd, json).await,
@@ -394,9 +401,27 @@ async fn serve(path: &Path, config: Config) -> Result<()> {
     let listener = daemon::bind_api(&config.node.api_socket)?;
     let (events, mut health) = tokio::sync::mpsc::channel(256);
     // No cluster yet: every node is standalone, so active.
-    let role = role::decide(role::Membership::Standalone);
+    // A clustered node starts standby: it serves once membership says so.
+    let role = match &config.cluster {
+        Some(_) => lb_ctl::role::Role::Standby,
+        None => role::decide(role::Membership::Standalone),
+    };
     let daemon = Daemon::start(path.to_owned(), config.clone(), role, events)?;
     let shared = Arc::new(tokio::sync::Mutex::new(daemon));
+    let (stop_cluster, stop_rx) = tokio::sync::watch::channel(false);
+    let cluster_task = match &config.cluster {
+        Some(cluster) => {
+            let (link, task) = lb_ctl::cluster::serve::start(
+                cluster.clone(),
+                config.node.name.clone(),
+                shared.clone(),
+                stop_rx,
+            )?;
+            shared.lock().await.attach_cluster(link);
+            Some(task)
+        }
+        None => None,
+    };
     let api = tokio::spawn({
         let router = server::api_router(shared.clone());
         async move { axum::serve(listener, router).await }
@@ -424,6 +449,15 @@ async fn serve(path: &Path, config: Config) -> Result<()> {
     );
     wait_for_stop().await?;
     api.abort();
+    if let Some(task) = cluster_task {
+        // A clustered node steps down and tells its peer before it goes.
+        let _ = stop_cluster.send(true);
+        match tokio::time::timeout(Duration::from_secs(5), task).await {
+            Ok(Ok(Err(err))) => tracing::error!(error = %format!("{err:#}"), "cluster"),
+            Err(_) => tracing::error!("the cluster did not step down within 5 s"),
+            _ => {}
+        }
+    }
     shared.lock().await.stop();
     let _ = std::fs::remove_file(&config.node.api_socket);
     Ok(())
@@ -498,7 +532,19 @@ async fn status(client: &Client, json: bool) -> Result<(), ClientError> {
         ],
         vec!["config".into(), s.config_file.clone()],
     ];
+    let mut rows = rows;
+    if let Some(c) = &s.cluster {
+        rows.extend(human::cluster_rows(c));
+    }
     print!("{}", human::table(&rows));
+    Ok(())
+}
+
+async fn cluster_operation(client: &Client, operation: &str) -> Result<(), ClientError> {
+    let _: serde_json::Value = client
+        .send(Method::POST, &format!("/v1/cluster/{operation}"), &())
+        .await?;
+    println!("{operation}: the group is moving (`lb-ctl status` shows where it runs)");
     Ok(())
 }
 

@@ -184,6 +184,7 @@ fn pair() -> Result<Pair> {
                 let (event_tx, mut event_rx) = mpsc::channel::<ClusterEvent>(64);
                 tokio::spawn(async move { while event_rx.recv().await.is_some() {} });
                 let (_settings_tx, settings) = watch::channel((1u64, [0u8; 32]));
+                let (_operations_tx, operations) = mpsc::channel(1);
                 run(
                     NodeSetup {
                         cluster: cluster_config(),
@@ -195,6 +196,7 @@ fn pair() -> Result<Pair> {
                     role_tx,
                     event_tx,
                     status_tx,
+                    operations,
                     stop_rx,
                 )
                 .await

@@ -10,5 +10,6 @@ pub mod link;
 pub mod membership;
 pub mod monitors;
 pub mod node;
+pub mod serve;
 
 pub use crate::role::Role;

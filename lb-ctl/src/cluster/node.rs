@@ -30,6 +30,19 @@ pub const ANNOUNCE_REFRESH: Duration = Duration::from_secs(10);
 /// A role change for the data plane; answer when the role map holds it.
 pub type RoleRequest = (Role, oneshot::Sender<Result<()>>);
 
+/// The operator's requests to the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// Move the group to the peer.
+    Failover,
+    /// Move the group to the first server.
+    Failback,
+}
+
+/// An operation and where to answer (refused with the reason).
+pub type OperationRequest = (Operation, oneshot::Sender<Result<(), String>>);
+
 /// What the loop publishes (status, console, metrics).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterStatus {
@@ -83,6 +96,7 @@ pub async fn run(
     roles: mpsc::Sender<RoleRequest>,
     events: mpsc::Sender<ClusterEvent>,
     status: watch::Sender<ClusterStatus>,
+    mut operations: mpsc::Receiver<OperationRequest>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let NodeSetup {
@@ -143,9 +157,18 @@ pub async fn run(
                 }
             }
             Some(reachable) = np.recv() => membership.observe_np(Instant::now(), reachable),
+            Some((operation, answer)) = operations.recv() => {
+                let now = Instant::now();
+                let result = match operation {
+                    Operation::Failover => membership.request_failover(now),
+                    Operation::Failback => membership.request_failback(now),
+                };
+                let _ = answer.send(result.map_err(|refusal| refusal.to_string()));
+            }
             _ = tick.tick() => {}
             _ = stop.changed() => {
                 if *stop.borrow() {
+                    step_down(&mut membership, &roles, &floating, &links, &mut seq, &settings).await;
                     break;
                 }
             }
@@ -230,6 +253,40 @@ pub async fn run(
         );
     }
     Ok(())
+}
+
+/// A clean stop: an active node stops forwarding, gives the floating IPs up
+/// and tells the peer it yields, so the peer takes over at once instead of
+/// after the dead time.
+async fn step_down(
+    membership: &mut Membership,
+    roles: &mpsc::Sender<RoleRequest>,
+    floating: &FloatingIps,
+    links: &Links,
+    seq: &mut u64,
+    settings: &watch::Receiver<(u64, [u8; 32])>,
+) {
+    if membership.role() == Role::Active {
+        if let Err(err) = change_role(roles, floating, Role::Standby).await {
+            tracing::error!(error = %format!("{err:#}"), "stepping down at stop");
+        }
+        membership.commit(Instant::now(), Role::Standby, Reason::Operator);
+    }
+    let (generation, settings_hash) = *settings.borrow();
+    let last = Heartbeat {
+        cluster: links.cluster(),
+        node: membership.params().me,
+        link: 0,
+        seq: 0,
+        role: Role::Standby,
+        // Not a candidate: the peer must not wait for us.
+        healthy: false,
+        eligible: false,
+        yielding: true,
+        generation,
+        settings_hash,
+    };
+    links.send(&last, seq).await;
 }
 
 /// The role map first, then the floating IPs (both directions: a standby
