@@ -41,6 +41,9 @@ pub mod maps {
     pub const JUMP: &str = "LB_JUMP";
     /// `PerCpuArray<u64>` indexed by [`super::Counter`].
     pub const STATS: &str = "LB_STATS";
+    /// `HashMap<FloatingKey, u8>`: the failover group's addresses, which a
+    /// fenced node stops answering for (see [`super::Settings`]).
+    pub const FLOATING: &str = "LB_FLOATING";
     /// `PerCpuArray<Traffic>` indexed by service id.
     pub const SERVICE_STATS: &str = "LB_SVC_STATS";
     /// `PerCpuArray<Traffic>` indexed by backend id.
@@ -232,7 +235,29 @@ pub mod role {
 pub struct Settings {
     /// [`role`].
     pub role: u32,
+    pub pad: u32,
+    /// The active's lease, in `bpf_ktime_get_ns` time (CLOCK_MONOTONIC):
+    /// a clustered daemon renews it every heartbeat. Once it has passed,
+    /// the node is *fenced*: it forwards nothing for services and drops
+    /// what is addressed to its floating IPs (ARP and neighbour
+    /// solicitations for them too), so a node whose daemon died or stalled
+    /// never serves beside the peer that took over. 0: no lease (a
+    /// standalone node).
+    pub lease_until_ns: u64,
 }
+
+/// A floating IP (key of [`maps::FLOATING`]): the address as in
+/// [`FlowKey`] (IPv4 in the first four bytes) and its family.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FloatingKey {
+    pub addr: [u8; 16],
+    pub family: u8,
+    pub pad: [u8; 3],
+}
+
+/// Floating IPs a node may hold (the failover group).
+pub const MAX_FLOATING: u32 = 64;
 
 /// One Maglev lookup table: slot to backend id.
 #[repr(C)]
@@ -338,11 +363,15 @@ pub enum Counter {
     /// from the client's side to the flow's backend, or (NAT) from the
     /// backend's side to the client, translated. Not in [`Counter::Forwarded`].
     ForwardedIcmp = 14,
+    /// On a fenced node (its lease passed: see [`Settings`]), packets to
+    /// its floating IPs and ARP / neighbour solicitations for them: dropped,
+    /// so the node answers nothing the peer now serves.
+    DropFenced = 15,
 }
 
 impl Counter {
     /// Number of slots in [`maps::STATS`].
-    pub const COUNT: u32 = 15;
+    pub const COUNT: u32 = 16;
     /// Every counter, in slot order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::PassNotIp,
@@ -360,6 +389,7 @@ impl Counter {
         Counter::DropNoNeighbour,
         Counter::PassIcmp,
         Counter::ForwardedIcmp,
+        Counter::DropFenced,
     ];
 
     /// A stable name for logs, metrics and the CLI.
@@ -380,6 +410,7 @@ impl Counter {
             Counter::DropNoNeighbour => "drop_no_neighbour",
             Counter::PassIcmp => "pass_icmp",
             Counter::ForwardedIcmp => "forwarded_icmp",
+            Counter::DropFenced => "drop_fenced",
         }
     }
 }
@@ -396,6 +427,7 @@ mod pod {
     unsafe impl aya::Pod for Flow {}
     unsafe impl aya::Pod for Reply {}
     unsafe impl aya::Pod for Settings {}
+    unsafe impl aya::Pod for FloatingKey {}
     unsafe impl aya::Pod for MaglevTable {}
     unsafe impl aya::Pod for Traffic {}
     unsafe impl aya::Pod for NextHop {}

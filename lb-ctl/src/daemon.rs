@@ -112,6 +112,9 @@ impl Daemon {
         daemon.dataplane.apply(&ops)?;
         daemon.balancer = next;
         daemon.dataplane.set_role(role)?;
+        // No lease until a cluster renews one (a lease a clustered daemon
+        // left in the pins must not fence a standalone node).
+        daemon.dataplane.set_lease(0)?;
         let mode = match config.node.xdp_mode {
             XdpMode::Native => AttachMode::Native,
             XdpMode::Generic => {
@@ -323,6 +326,16 @@ impl Daemon {
         self.dataplane.set_role(role)?;
         self.role = role;
         Ok(())
+    }
+
+    /// Renews the active's lease (see `lb_common::Settings`).
+    pub fn renew_lease(&mut self, until_ns: u64) -> Result<()> {
+        self.dataplane.set_lease(until_ns)
+    }
+
+    /// The floating IPs the data plane fences (see `lb_common::Settings`).
+    pub fn set_floating(&mut self, addresses: &[std::net::IpAddr]) -> Result<()> {
+        self.dataplane.set_floating(addresses)
     }
 
     /// Connects the cluster's status and requests (see `cluster::serve`).

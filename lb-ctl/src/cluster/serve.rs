@@ -49,6 +49,31 @@ pub fn start(
     let (status_tx, status) = watch::channel(ClusterStatus::default());
     let (operations, operation_rx) = mpsc::channel(4);
     let (settings_tx, settings) = watch::channel((0u64, [0u8; 32]));
+    let (lease_tx, mut lease_rx) = mpsc::channel::<()>(1);
+    // The lease: shorter than the peer's dead time, so that a node whose
+    // loop stops is fenced before the peer takes over.
+    let lease = interval * cluster.heartbeat_lost_after * 3 / 4;
+    let group: Vec<std::net::IpAddr> = cluster
+        .floating_ips
+        .iter()
+        .filter_map(|f| f.parse().ok().map(|(addr, _)| addr))
+        .collect();
+    // The addresses a fenced node stops answering for, before it can be
+    // active.
+    futures_util::FutureExt::now_or_never(shared.lock())
+        .context("the daemon is busy at the cluster's start")?
+        .set_floating(&group)?;
+    tokio::spawn({
+        let shared = shared.clone();
+        async move {
+            while lease_rx.recv().await.is_some() {
+                let until = monotonic_ns() + lease.as_nanos() as u64;
+                if let Err(err) = shared.lock().await.renew_lease(until) {
+                    tracing::error!(error = %format!("{err:#}"), "renewing the lease");
+                }
+            }
+        }
+    });
     // Role changes: the role map, answered once it holds the role.
     tokio::spawn({
         let shared = shared.clone();
@@ -99,11 +124,30 @@ pub fn start(
         settings,
     };
     let task = tokio::spawn(async move {
-        node::run(setup, role_tx, event_tx, status_tx, operation_rx, stop)
-            .await
-            .context("the cluster's event loop stopped")
+        node::run(
+            setup,
+            role_tx,
+            event_tx,
+            status_tx,
+            operation_rx,
+            lease_tx,
+            stop,
+        )
+        .await
+        .context("the cluster's event loop stopped")
     });
     Ok((ClusterLink { status, operations }, task))
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The alert-log line of an event: level, stable name, message.
