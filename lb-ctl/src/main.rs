@@ -376,16 +376,6 @@ async fn run(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if config.cluster.is_some() {
-        // Until the daemon runs membership, a clustered node would serve as
-        // if alone: two nodes active at once. Refused rather than that.
-        eprintln!(
-            "error: {}: this lb-ctl validates the [cluster] section (config check, cluster init) \
-             but does not run a cluster yet; remove [cluster] to run the node standalone",
-            path.display()
-        );
-        return ExitCode::from(2);
-    }
     init_logging(config.node.log_format);
     match serve(path, config).await {
         Ok(()) => ExitCode::SUCCESS,

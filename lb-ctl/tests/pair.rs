@@ -4,11 +4,7 @@
 //! The data plane is stood in for by a role sink that records what it was
 //! asked (the daemon's role map is the daemon tests' business).
 use std::{
-    process::Command,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -20,7 +16,7 @@ use lb_ctl::cluster::{
     heartbeat::{Key, Keyring},
     node::{ClusterEvent, ClusterStatus, NodeSetup, RoleRequest, run},
 };
-use lb_tests::netns::{Netns, run as sh};
+use lb_tests::{netns::Netns, pair::PairNet};
 use tokio::sync::{mpsc, watch};
 
 const FIP: &str = "198.18.0.100";
@@ -93,68 +89,7 @@ interface = "ext0"
 }
 
 fn pair() -> Result<Pair> {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let tag = format!(
-        "lbt-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let switch = Netns::create(&format!("{tag}-psw"))?;
-    let client = Netns::create(&format!("{tag}-pcl"))?;
-    let n1 = Netns::create(&format!("{tag}-pn1"))?;
-    let n2 = Netns::create(&format!("{tag}-pn2"))?;
-    switch.ip(["link", "add", "br0", "type", "bridge"])?;
-    switch.ip(["link", "set", "br0", "up"])?;
-    for (i, (ns, dev)) in [(&client, "eth0"), (&n1, "ext0"), (&n2, "ext0")]
-        .into_iter()
-        .enumerate()
-    {
-        let port = format!("p{i}");
-        sh(Command::new("ip").args([
-            "link",
-            "add",
-            dev,
-            "netns",
-            ns.name(),
-            "type",
-            "veth",
-            "peer",
-            &port,
-            "netns",
-            switch.name(),
-        ]))?;
-        switch.ip(["link", "set", &port, "master", "br0"])?;
-        switch.ip(["link", "set", &port, "up"])?;
-        ns.ip(["link", "set", dev, "up"])?;
-    }
-    client.ip(["addr", "add", "198.18.0.10/24", "dev", "eth0"])?;
-    n1.ip(["addr", "add", "198.18.0.1/24", "dev", "ext0"])?;
-    n2.ip(["addr", "add", "198.18.0.2/24", "dev", "ext0"])?;
-    for (dev, net) in [("hb0", 8), ("hb1", 9)] {
-        sh(Command::new("ip").args([
-            "link",
-            "add",
-            dev,
-            "netns",
-            n1.name(),
-            "type",
-            "veth",
-            "peer",
-            dev,
-            "netns",
-            n2.name(),
-        ]))?;
-        for (ns, host) in [(&n1, 1), (&n2, 2)] {
-            ns.ip([
-                "addr",
-                "add",
-                &format!("198.18.{net}.{host}/24"),
-                "dev",
-                dev,
-            ])?;
-            ns.ip(["link", "set", dev, "up"])?;
-        }
-    }
+    let net = PairNet::build()?;
     let keys = Keyring::new(
         vec![Key {
             id: 1,
@@ -213,6 +148,12 @@ fn pair() -> Result<Pair> {
             thread: Some(thread),
         })
     };
+    let PairNet {
+        client,
+        switch,
+        nodes: [n1, n2],
+        ..
+    } = net;
     let n1 = node(n1, "lb1")?;
     let n2 = node(n2, "lb2")?;
     Ok(Pair {
