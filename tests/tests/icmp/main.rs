@@ -16,7 +16,8 @@ use etherparse::{Icmpv4Type, Icmpv6Type, icmpv4, icmpv6};
 use lb_common::Counter;
 use lb_ctl::{
     balancer::{BackendSpec, BackendState, Balancer, Mode, Protocol, ServiceSpec},
-    dataplane::{self, Dataplane, Role},
+    dataplane::{self, Dataplane},
+    role::Role,
 };
 use lb_tests::{
     fixnet::{self, FixtureNet, LB_EXT_MAC, LB_INT_MAC},
