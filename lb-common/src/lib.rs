@@ -36,8 +36,14 @@ pub mod maps {
     /// `LruPerCpuHashMap<[u8; 16] (client address), NextHop>`: each CPU's
     /// cache of the FIB's answer for NAT replies to a client.
     pub const CLIENT_HOPS: &str = "LB_CLIENT_HOPS";
+    /// `LruHashMap<FragmentKey, Fragment>`: where the first fragment of an
+    /// IP datagram went, for its later fragments (which carry no ports).
+    pub const FRAGMENTS: &str = "LB_FRAGMENTS";
+    /// `PerCpuArray<IcmpBudget>`, one entry: each CPU's budget of ICMP time
+    /// exceeded messages (see [`super::ICMP_BURST`]).
+    pub const ICMP_BUDGET: &str = "LB_ICMP_BUDGET";
     /// `ProgramArray`: the programs `lb_xdp` tail-calls (see
-    /// [`super::JUMP_ICMP`]).
+    /// [`super::JUMP_ICMP`], [`super::JUMP_TTL`]).
     pub const JUMP: &str = "LB_JUMP";
     /// `PerCpuArray<u64>` indexed by [`super::Counter`].
     pub const STATS: &str = "LB_STATS";
@@ -56,8 +62,14 @@ pub const XDP_PROGRAM: &str = "lb_xdp";
 pub const ICMP_PROGRAM: &str = "lb_icmp";
 /// Slot of [`ICMP_PROGRAM`] in [`maps::JUMP`].
 pub const JUMP_ICMP: u32 = 0;
+/// Name of the XDP program that answers a packet to a service whose TTL or
+/// hop limit expires here with an ICMP time exceeded, tail-called by
+/// `lb_xdp`.
+pub const TTL_PROGRAM: &str = "lb_ttl_expired";
+/// Slot of [`TTL_PROGRAM`] in [`maps::JUMP`].
+pub const JUMP_TTL: u32 = 1;
 /// Slots in [`maps::JUMP`].
-pub const JUMP_SLOTS: u32 = 1;
+pub const JUMP_SLOTS: u32 = 2;
 
 /// Name of the benchmark's baseline XDP program in the object: the same
 /// parse and NAT rewrite as [`XDP_PROGRAM`] for one fixed service and
@@ -78,6 +90,9 @@ pub const BASELINE_GLOBAL: &str = "LB_BASELINE";
 // - next hops: per-CPU array, 16,384 x 32 B per CPU = 512 KiB/CPU; client
 //   next hops: per-CPU LRU hash, 16,384 x (16 B key + ~48 B element +
 //   32 B per CPU) ~ 1 MiB + 512 KiB/CPU
+// - fragments: LRU hash, 8,192 x (40 B key + 32 B value + ~48 B element)
+//   ~ 1 MiB, preallocated
+// - ICMP budget: per-CPU array, 1 x 16 B per CPU
 /// Services (VIP, port, protocol).
 pub const MAX_SERVICES: u32 = 1024;
 /// Backends, all services together (including sorry servers).
@@ -86,6 +101,13 @@ pub const MAX_BACKENDS: u32 = 16384;
 pub const MAX_FLOWS: u32 = 1_000_000;
 /// Client addresses whose next hop each CPU caches for NAT replies.
 pub const MAX_CLIENT_HOPS: u32 = 16384;
+/// IP datagrams in fragments whose first fragment's destination is kept for
+/// the later ones (the kernel's own reassembly keeps at most 4 MiB of
+/// fragments; Cilium's fragment map holds 8,192 datagrams).
+pub const MAX_FRAGMENTS: u32 = 8192;
+/// IPv6 extension headers (hop-by-hop, destination options, fragment) the
+/// program walks before TCP or UDP, as Cilium's `ipv6_hdrlen` does.
+pub const IPV6_MAX_EXT_HEADERS: usize = 4;
 /// Interfaces the program may redirect to.
 pub const MAX_TX_PORTS: u32 = 64;
 /// Slots of one Maglev lookup table: a prime, about 650 per backend at 100
@@ -196,6 +218,68 @@ pub struct Reply {
     pub service: u32,
     /// The backend that sends the replies (for its counters).
     pub backend: u32,
+}
+
+/// ICMP time exceeded messages a CPU may send at once; it earns one more per
+/// jiffy (HZ a second: 250 on Debian), as Linux's `icmp_msgs_burst` (50) and
+/// `icmp_msgs_per_sec` (1,000) limit its own.
+pub const ICMP_BURST: u64 = 50;
+
+/// A CPU's budget of ICMP errors it builds itself (in
+/// [`maps::ICMP_BUDGET`]): a token bucket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IcmpBudget {
+    /// Messages it may send now (at most [`ICMP_BURST`]).
+    pub tokens: u64,
+    /// Jiffies when `tokens` was last brought up to date.
+    pub updated: u64,
+}
+
+/// An IP datagram in fragments as its fragments arrive: (source,
+/// destination, protocol, identification). For IPv4 the 16-bit
+/// identification fills the first two bytes of `id`, the rest zero; for IPv6
+/// it is the fragment header's 32-bit identification. Network order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FragmentKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub id: [u8; 4],
+    pub proto: u8,
+    pub family: u8,
+    pub pad: [u8; 2],
+}
+
+/// What the first fragment of a datagram was, in [`Fragment::kind`].
+pub mod fragment_kind {
+    /// To a backend in NAT mode: the destination becomes the backend's
+    /// address.
+    pub const NAT: u32 = 0;
+    /// To a backend in DSR mode: only the MACs change.
+    pub const DSR: u32 = 1;
+    /// A NAT reply from a backend: the source becomes [`super::Fragment::vip`].
+    pub const REPLY: u32 = 2;
+}
+
+/// Where the first fragment of a datagram went: all a later fragment (which
+/// carries no ports, so no flow key) needs to follow it. The backend's
+/// address and next hop come from [`maps::BACKENDS`] and
+/// [`maps::NEXTHOPS`] (a backend whose generation changed is not followed);
+/// a reply's client is the fragment's own destination.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fragment {
+    /// [`fragment_kind`].
+    pub kind: u32,
+    /// The backend it went to (NAT, DSR) or that sent it (reply).
+    pub backend: u32,
+    /// That backend's [`Backend::generation`] then (NAT, DSR).
+    pub generation: u32,
+    /// The service (for its counters).
+    pub service: u32,
+    /// Reply: the VIP, its new source address. Zero otherwise.
+    pub vip: [u8; 16],
 }
 
 /// How long a cached next hop is used before the FIB is asked again, in
@@ -327,15 +411,20 @@ pub enum Counter {
     /// Frames too short for the header they announce, or with a bad IPv4
     /// header length: the kernel's stack counts and drops them.
     PassMalformed = 2,
-    /// IPv4 fragments: the kernel reassembles them (see ARCHITECTURE.md).
+    /// Later fragments (not the first) of a datagram whose first fragment
+    /// was not seen here, or arrived after them, or went to a backend that
+    /// has gone since: the kernel's (see ARCHITECTURE.md, "Fragments").
     PassFragment = 3,
-    /// IPv6 packets whose next header is not TCP or UDP (extension headers,
-    /// ICMPv6...).
+    /// IPv6 packets whose next header, after at most
+    /// [`IPV6_MAX_EXT_HEADERS`] hop-by-hop, destination-options and
+    /// fragment headers, is not TCP, UDP or ICMPv6 (routing headers, AH,
+    /// ESP, longer chains...).
     PassIpv6NextHeader = 4,
     /// Service packets on a standby node.
     PassStandby = 5,
-    /// Service packets whose TTL or hop limit would expire here: the kernel
-    /// answers with ICMP time exceeded.
+    /// NAT replies and ICMP errors for a backend whose TTL or hop limit
+    /// would expire here: the kernel answers with ICMP time exceeded from
+    /// its own address (packets to a service: [`Counter::DropTtl`]).
     PassTtl = 6,
     /// Translated packets whose next hop has no neighbour entry yet: the
     /// kernel forwards them and resolves it.
@@ -353,8 +442,11 @@ pub enum Counter {
     DropNoTxPort = 11,
     /// DSR packets whose backend has no neighbour entry: handing them to the
     /// kernel would make it answer for the VIP with a reset, so they are
-    /// dropped (the client retransmits; the daemon's health checks keep
-    /// backend neighbours resolved).
+    /// dropped (the client retransmits). The daemon keeps a managed
+    /// neighbour entry for the next hop of every backend, whatever the
+    /// health checks (`lb-ctl/src/neighbours`), so this counts only packets
+    /// to a backend whose next hop does not answer (shown as `unresolved`
+    /// by `lb-ctl backend list`, with an alert).
     DropNoNeighbour = 12,
     /// ICMP and ICMPv6 other than an error about a flow (see
     /// [`Counter::ForwardedIcmp`]): the kernel's.
@@ -363,15 +455,38 @@ pub enum Counter {
     /// from the client's side to the flow's backend, or (NAT) from the
     /// backend's side to the client, translated. Not in [`Counter::Forwarded`].
     ForwardedIcmp = 14,
+    /// IPv4 packets whose header checksum is wrong: dropped (RFC 1812,
+    /// 5.2.2; the kernel's stack would drop them too).
+    DropIpv4Checksum = 15,
+    /// IPv4 total length beyond the frame or shorter than the header, or an
+    /// IPv6 payload length beyond the frame or shorter than the extension
+    /// headers: passed unchanged (the kernel's stack counts and drops them).
+    PassBadIpLength = 16,
+    /// TCP data offset below 5 words or beyond the IP packet: passed
+    /// unchanged (the kernel's stack counts and drops them).
+    PassBadTcpHeader = 17,
+    /// UDP length below 8 or beyond the IP payload: passed unchanged (the
+    /// kernel's stack counts and drops them).
+    PassBadUdpLength = 18,
+    /// Packets to a NAT service whose TTL or hop limit would expire here,
+    /// not answered with a time exceeded ([`Counter::SentTimeExceeded`]):
+    /// later fragments (RFC 1122 3.2.2), IPv4 with options, no way back, or
+    /// over the ICMP budget ([`ICMP_BURST`]). Dropped: handed to the kernel
+    /// they would be answered from the VIP (a reset, a port unreachable).
+    DropTtl = 19,
+    /// Packets to a NAT service whose TTL or hop limit would expire here,
+    /// answered as a router does: an ICMP time exceeded from the node's own
+    /// address (the one the FIB picks for the way back), never from the VIP.
+    SentTimeExceeded = 20,
     /// On a fenced node (its lease passed: see [`Settings`]), packets to
     /// its floating IPs and ARP / neighbour solicitations for them: dropped,
     /// so the node answers nothing the peer now serves.
-    DropFenced = 15,
+    DropFenced = 21,
 }
 
 impl Counter {
     /// Number of slots in [`maps::STATS`].
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 22;
     /// Every counter, in slot order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::PassNotIp,
@@ -389,6 +504,12 @@ impl Counter {
         Counter::DropNoNeighbour,
         Counter::PassIcmp,
         Counter::ForwardedIcmp,
+        Counter::DropIpv4Checksum,
+        Counter::PassBadIpLength,
+        Counter::PassBadTcpHeader,
+        Counter::PassBadUdpLength,
+        Counter::DropTtl,
+        Counter::SentTimeExceeded,
         Counter::DropFenced,
     ];
 
@@ -410,6 +531,12 @@ impl Counter {
             Counter::DropNoNeighbour => "drop_no_neighbour",
             Counter::PassIcmp => "pass_icmp",
             Counter::ForwardedIcmp => "forwarded_icmp",
+            Counter::DropIpv4Checksum => "drop_ipv4_checksum",
+            Counter::PassBadIpLength => "pass_bad_ip_length",
+            Counter::PassBadTcpHeader => "pass_bad_tcp_header",
+            Counter::PassBadUdpLength => "pass_bad_udp_length",
+            Counter::DropTtl => "drop_ttl",
+            Counter::SentTimeExceeded => "sent_time_exceeded",
             Counter::DropFenced => "drop_fenced",
         }
     }
@@ -432,6 +559,9 @@ mod pod {
     unsafe impl aya::Pod for Traffic {}
     unsafe impl aya::Pod for NextHop {}
     unsafe impl aya::Pod for BaselineConfig {}
+    unsafe impl aya::Pod for FragmentKey {}
+    unsafe impl aya::Pod for Fragment {}
+    unsafe impl aya::Pod for IcmpBudget {}
 }
 
 #[cfg(test)]
@@ -457,6 +587,9 @@ mod tests {
         assert_eq!(size_of::<Reply>(), 28);
         assert_eq!(size_of::<Traffic>(), 24);
         assert_eq!(size_of::<NextHop>(), 32);
+        assert_eq!(size_of::<FragmentKey>(), 40);
+        assert_eq!(size_of::<Fragment>(), 32);
+        assert_eq!(size_of::<IcmpBudget>(), 16);
         assert_eq!(
             size_of::<BaselineConfig>(),
             16 + 2 + 16 + 2 + 1 + 3 + 4 + 4 + 4 * 6

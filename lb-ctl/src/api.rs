@@ -13,7 +13,12 @@
 //!
 //! Errors answer with a status (400 invalid, 404 no such service or backend,
 //! 409 already exists, 500 the node failed) and an [`ApiError`] body.
-use std::{collections::BTreeMap, fmt, net::SocketAddr, str::FromStr};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +26,7 @@ use crate::{
     balancer::{BackendState, Mode, Protocol, ServiceName},
     config::{BackendConfig, ServiceConfig},
     health::Health,
+    neighbours::Resolution,
     role::Role,
 };
 
@@ -116,6 +122,10 @@ pub struct Status {
     pub services: usize,
     pub backends: usize,
     pub backends_down: usize,
+    /// Backend addresses whose next hop's link-layer address cannot be
+    /// resolved (or that have no route).
+    #[serde(default)]
+    pub neighbours_unresolved: usize,
     pub config_file: String,
     /// The pair, when this node is clustered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,6 +173,22 @@ pub struct BackendView {
     pub state: BackendState,
     pub health: Health,
     pub traffic: Traffic,
+    /// Whether the next hop towards the backend is resolved (its
+    /// link-layer address known): `resolved`, `resolving`, `unresolved`,
+    /// `no_route`. Independent of health checks.
+    #[serde(default)]
+    pub neighbour: Resolution,
+    /// The neighbour entry the backend needs: the backend itself, or the
+    /// gateway towards it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hop: Option<NextHop>,
+}
+
+/// An address on an interface of the node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextHop {
+    pub address: IpAddr,
+    pub interface: String,
 }
 
 /// Counters (`lb-ctl stats`).
@@ -180,7 +206,8 @@ pub struct Alert {
     pub time: String,
     pub level: AlertLevel,
     /// A stable name: `backend_down`, `backend_up`, `config_applied`,
-    /// `config_rejected`, `no_usable_backend`, `daemon_started`...
+    /// `config_rejected`, `no_usable_backend`, `neighbour_unresolved`,
+    /// `neighbour_resolved`, `bpffs_private`, `daemon_started`...
     pub event: String,
     pub message: String,
 }

@@ -66,6 +66,15 @@ pub struct Node {
     /// adopts them.
     #[serde(default)]
     pub detach_on_stop: bool,
+    /// Run even when `bpffs_dir` is on a bpffs private to the daemon's mount
+    /// namespace (started with `ip netns exec`...): its pins, and so the
+    /// XDP program, vanish when it exits. Default false: refused.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_private_bpffs: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +200,28 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    /// An error about a `[node]` setting of the file at `path`, found by
+    /// the daemon rather than by validation: placed at the field's key, or
+    /// at `[node]` when the file does not set it.
+    pub fn node_field(path: &Path, field: &'static str, message: String) -> ConfigError {
+        let location = Location {
+            field: Some(field),
+            ..Location::default()
+        };
+        let (line, column) = fs::read_to_string(path)
+            .ok()
+            .and_then(|text| locate(&text, &location))
+            .unwrap_or((0, 0));
+        ConfigError {
+            file: Some(path.to_owned()),
+            line,
+            column,
+            message,
+        }
+    }
+}
 
 impl Config {
     /// Reads and validates a configuration file.
@@ -559,7 +590,7 @@ address = "[2001:db8:1::11]:80"
         let cases: &[(&str, &str)] = &[
             (
                 "[node]\nname = \"lb1\"\ninterfaces = [\"ext0\"]\ncolour = 3\n",
-                "line 4, column 1: unknown field `colour`, expected one of `name`, `interfaces`, `xdp_mode`, `api_socket`, `bpffs_dir`, `alert_log`, `metrics`, `log_format`, `detach_on_stop`",
+                "line 4, column 1: unknown field `colour`, expected one of `name`, `interfaces`, `xdp_mode`, `api_socket`, `bpffs_dir`, `alert_log`, `metrics`, `log_format`, `detach_on_stop`, `allow_private_bpffs`",
             ),
             (
                 "[node]\nname = \"lb1\"\ninterfaces = [\"ext0\"]\n\n[[services]]\nvip = \"198.18.0.300\"\nport = 80\nprotocol = \"tcp\"\n",
@@ -618,6 +649,22 @@ address = "[2001:db8:1::11]:80"
             Config::parse(&stranger).unwrap_err().to_string(),
             "line 10, column 11: cluster: this node (\"lb1\", node.name) is not among the servers (lb4, lb3)"
         );
+    }
+
+    #[test]
+    fn errors_about_node_settings_point_at_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lb.toml");
+        fs::write(
+            &path,
+            "[node]\nname = \"lb1\"\ninterfaces = [\"ext0\"]\nbpffs_dir = \"/sys/fs/bpf/x\"\n",
+        )
+        .unwrap();
+        let err = ConfigError::node_field(&path, "bpffs_dir", "private".into());
+        assert_eq!(err.to_string(), format!("{}:4:1: private", path.display()));
+        // Not set: at [node].
+        let err = ConfigError::node_field(&path, "allow_private_bpffs", "no".into());
+        assert_eq!(err.to_string(), format!("{}:1:1: no", path.display()));
     }
 
     #[test]

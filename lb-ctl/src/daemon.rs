@@ -6,8 +6,8 @@
 //! validated, applied to the maps, persisted, and only then committed; a
 //! change that fails at any step leaves maps and file as they were.
 use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, SocketAddr},
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     sync::Arc,
@@ -15,18 +15,21 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, Notify, mpsc};
 
 use crate::{
     alerts::AlertLog,
     api::{
-        AlertLevel, Applied, BackendView, Change, ServiceRef, ServiceView, Stats, Status, Traffic,
+        AlertLevel, Applied, BackendView, Change, NextHop, ServiceRef, ServiceView, Stats, Status,
+        Traffic,
     },
     balancer::{BackendState, Balancer, Ops, ServiceName, ServiceSpec, Tables},
+    bpffs,
     cluster::serve::ClusterLink,
     config::{Config, ServiceConfig, XdpMode},
     dataplane::{self, AttachMode, Dataplane, PinState},
     health::{self, Health, Monitor},
+    neighbours::{self, Resolution},
     role::Role,
 };
 
@@ -58,6 +61,13 @@ pub struct Daemon {
     started: Instant,
     adopted: bool,
     role: Role,
+    /// The backends' neighbour entries, as last read.
+    neighbours: neighbours::Tracker,
+    /// Wakes the neighbour task after a change (new backends get their
+    /// entries at once).
+    neighbour_wake: Arc<Notify>,
+    /// The pins vanish with this process (see `bpffs`).
+    bpffs_private: bool,
     /// The cluster's status and requests, when the node is clustered.
     cluster: Option<ClusterLink>,
 }
@@ -102,6 +112,9 @@ impl Daemon {
             role,
             cluster: None,
             config: config.clone(),
+            neighbours: neighbours::Tracker::new(),
+            neighbour_wake: Arc::new(Notify::new()),
+            bpffs_private: false,
         };
         // Maps first, then the program: the first packet already sees every
         // service.
@@ -214,6 +227,7 @@ impl Daemon {
         self.health
             .retain(|key, _| targets.iter().any(|(k, _, _)| k == key));
         self.monitor.reconcile(targets);
+        self.neighbour_wake.notify_one();
         self.alerts.record(
             AlertLevel::Info,
             "config_applied",
@@ -362,6 +376,7 @@ impl Daemon {
             services: self.config.services.len(),
             backends,
             backends_down: self.health.values().filter(|h| **h == Health::Down).count(),
+            neighbours_unresolved: self.neighbours.failed(),
             config_file: self.config_path.display().to_string(),
             cluster: self.cluster.as_ref().map(|c| c.status.borrow().clone()),
         }
@@ -408,9 +423,47 @@ impl Daemon {
                         .and_then(|id| self.dataplane.backend_traffic(id).ok())
                         .map(Traffic::from)
                         .unwrap_or_default(),
+                    neighbour: self.neighbour_of(b.address.ip()).0,
+                    next_hop: self.neighbour_of(b.address.ip()).1,
                 })
                 .collect(),
         }
+    }
+
+    /// A backend address's neighbour and the entry it needs.
+    fn neighbour_of(&self, address: IpAddr) -> (Resolution, Option<NextHop>) {
+        match self.neighbours.status(address) {
+            None => (Resolution::Resolving, None),
+            Some(status) => (
+                status.resolution,
+                status.next_hop.map(|key| NextHop {
+                    address: key.address,
+                    interface: neighbours::netlink::interface_name(key.ifindex),
+                }),
+            ),
+        }
+    }
+
+    /// What wakes the neighbour task.
+    pub fn neighbour_wake(&self) -> Arc<Notify> {
+        self.neighbour_wake.clone()
+    }
+
+    /// A reading of the routes and neighbour entries: the backends'
+    /// neighbour states, and an alert for every failure and recovery.
+    pub fn on_neighbours(&mut self, reading: &neighbours::Reading) {
+        for t in self.neighbours.observe(&reading.routes, &reading.table) {
+            let users = neighbours::users_of(&self.config, t.backend);
+            let hop = t.next_hop.as_ref().map(neighbours::netlink::describe);
+            let (level, event, message) = t.alert(&users, hop.as_deref());
+            self.alerts.record(level, event, message);
+        }
+    }
+
+    /// Every address the program may forward to: backends and sorry
+    /// servers.
+    pub fn forward_targets(&self) -> BTreeSet<IpAddr> {
+        neighbours::task::forward_targets(&self.config)
     }
 
     pub fn stats(&self) -> Result<Stats> {
@@ -437,7 +490,23 @@ impl Daemon {
         self.balancer.tables()
     }
 
-    /// What stays after the daemon stops (logged, and in the alert log).
+    /// The pins are on a bpffs private to this process's mount namespace
+    /// (allowed by `node.allow_private_bpffs`): said now, and at the stop.
+    pub fn set_private_bpffs(&mut self, mount_point: &Path) {
+        self.bpffs_private = true;
+        self.alerts.record(
+            AlertLevel::Warning,
+            "bpffs_private",
+            format!(
+                "{} is on a bpffs ({}) that only this process's mount namespace has: the XDP program is detached when lb-ctl exits (node.allow_private_bpffs = true)",
+                self.config.node.bpffs_dir.display(),
+                mount_point.display()
+            ),
+        );
+    }
+
+    /// What stays after the daemon stops (logged, and in the alert log),
+    /// as the pins show it.
     pub fn stop(&mut self) {
         let dir = &self.config.node.bpffs_dir;
         if self.config.node.detach_on_stop {
@@ -449,17 +518,17 @@ impl Daemon {
                 ),
                 Err(err) => tracing::error!(error = %format!("{err:#}"), "detaching failed"),
             }
-        } else {
-            self.alerts.record(
-                AlertLevel::Info,
-                "daemon_stopped",
-                format!(
-                    "stopped; the XDP program stays attached to {} with its maps (pinned in {}), forwarding as configured until the next lb-ctl run adopts it; `lb-ctl xdp detach` removes it",
-                    self.config.node.interfaces.join(", "),
-                    dir.display()
-                ),
-            );
+            return;
         }
+        let links: Vec<(String, bool)> = self
+            .config
+            .node
+            .interfaces
+            .iter()
+            .map(|iface| (iface.clone(), dataplane::link_pinned(dir, iface)))
+            .collect();
+        let (level, message) = bpffs::stop_message(&links, dir, self.bpffs_private);
+        self.alerts.record(level, "daemon_stopped", message);
     }
 }
 

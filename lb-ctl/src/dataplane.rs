@@ -19,8 +19,8 @@ use aya::{
 };
 use lb_common::{
     AF_INET, AF_INET6, Backend, Counter, FloatingKey, Flow, FlowKey, ICMP_PROGRAM, JUMP_ICMP,
-    MAGLEV_TABLE_SIZE, MaglevTable, NO_BACKEND, Reply, Service, ServiceKey, Settings, Traffic,
-    XDP_PROGRAM, maps,
+    JUMP_TTL, MAGLEV_TABLE_SIZE, MaglevTable, NO_BACKEND, Reply, Service, ServiceKey, Settings,
+    TTL_PROGRAM, Traffic, XDP_PROGRAM, maps,
 };
 
 use crate::{
@@ -31,7 +31,7 @@ use crate::{
 /// Every map of the object with the (key size, value size, max entries) this
 /// build expects: pinned maps that differ were made by an incompatible
 /// version.
-fn expected_maps() -> [(&'static str, usize, usize, u32); 14] {
+fn expected_maps() -> [(&'static str, usize, usize, u32); 16] {
     use core::mem::size_of;
     use lb_common::*;
     [
@@ -63,6 +63,13 @@ fn expected_maps() -> [(&'static str, usize, usize, u32); 14] {
         (maps::BACKEND_STATS, 4, size_of::<Traffic>(), MAX_BACKENDS),
         (maps::NEXTHOPS, 4, size_of::<NextHop>(), MAX_BACKENDS),
         (maps::CLIENT_HOPS, 16, size_of::<NextHop>(), MAX_CLIENT_HOPS),
+        (
+            maps::FRAGMENTS,
+            size_of::<FragmentKey>(),
+            size_of::<Fragment>(),
+            MAX_FRAGMENTS,
+        ),
+        (maps::ICMP_BUDGET, 4, size_of::<IcmpBudget>(), 1),
         (maps::FLOATING, size_of::<FloatingKey>(), 1, MAX_FLOATING),
     ]
 }
@@ -124,16 +131,18 @@ impl Dataplane {
         program(&mut ebpf)?
             .load()
             .with_context(|| format!("the kernel's verifier rejected {XDP_PROGRAM}"))?;
-        let icmp: &mut Xdp = ebpf
-            .program_mut(ICMP_PROGRAM)
-            .with_context(|| format!("program {ICMP_PROGRAM} missing from the object"))?
-            .try_into()?;
-        icmp.load()
-            .with_context(|| format!("the kernel's verifier rejected {ICMP_PROGRAM}"))?;
-        let icmp_fd = icmp.fd()?.try_clone()?;
-        let mut jump: ProgramArray<_> = map_mut(&mut ebpf, maps::JUMP)?;
-        jump.set(JUMP_ICMP, &icmp_fd, 0)
-            .context("putting the ICMP program in the jump table")?;
+        for (name, slot) in [(ICMP_PROGRAM, JUMP_ICMP), (TTL_PROGRAM, JUMP_TTL)] {
+            let tail: &mut Xdp = ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name} missing from the object"))?
+                .try_into()?;
+            tail.load()
+                .with_context(|| format!("the kernel's verifier rejected {name}"))?;
+            let fd = tail.fd()?.try_clone()?;
+            let mut jump: ProgramArray<_> = map_mut(&mut ebpf, maps::JUMP)?;
+            jump.set(slot, &fd, 0)
+                .with_context(|| format!("putting {name} in the jump table"))?;
+        }
         Ok(Self {
             ebpf,
             attached: Vec::new(),
@@ -492,6 +501,12 @@ pub fn unpin_all(dir: &Path) -> Result<()> {
         fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// True when the XDP link of `iface` is pinned in `dir` (a bpf_link that
+/// keeps the program attached without any process).
+pub fn link_pinned(dir: &Path, iface: &str) -> bool {
+    PinnedLink::from_pin(dir.join(format!("link_{iface}"))).is_ok()
 }
 
 /// Removes the pinned links of `dir` (detaching the program from those

@@ -1,5 +1,7 @@
 //! Output for people: aligned tables and readable numbers.
 
+use crate::{api::BackendView, neighbours::Resolution};
+
 /// An aligned table: the first row is the header. Columns are separated by
 /// two spaces; the last column is not padded.
 pub fn table(rows: &[Vec<String>]) -> String {
@@ -66,6 +68,20 @@ fn scaled(value: f64, unit: &str) -> String {
         p += 1;
     }
     format!("{v:.1} {}{unit}", PREFIXES[p])
+}
+
+/// A backend's neighbour: `resolved`, or what is wrong with the next hop:
+/// `unresolved (198.18.1.1 on int0)`.
+pub fn neighbour(backend: &BackendView) -> String {
+    match (&backend.next_hop, backend.neighbour) {
+        (Some(hop), Resolution::Unresolved | Resolution::Resolving) => {
+            format!(
+                "{} ({} on {})",
+                backend.neighbour, hop.address, hop.interface
+            )
+        }
+        _ => backend.neighbour.to_string(),
+    }
 }
 
 /// 3725 -> "1h 2m 5s".
@@ -141,6 +157,29 @@ mod tests {
         assert_eq!(duration(3725), "1h 2m 5s");
         assert_eq!(duration(59), "59s");
         assert_eq!(duration(90_061), "1d 1h 1m");
+    }
+
+    #[test]
+    fn neighbours_read_well() {
+        use crate::api::{NextHop, Traffic};
+        let mut b = BackendView {
+            address: "198.18.1.99:80".parse().unwrap(),
+            weight: 1,
+            state: crate::balancer::BackendState::Enabled,
+            health: crate::health::Health::Up,
+            traffic: Traffic::default(),
+            neighbour: Resolution::Unresolved,
+            next_hop: Some(NextHop {
+                address: "198.18.1.99".parse().unwrap(),
+                interface: "int0".into(),
+            }),
+        };
+        assert_eq!(neighbour(&b), "unresolved (198.18.1.99 on int0)");
+        b.neighbour = Resolution::Resolved;
+        assert_eq!(neighbour(&b), "resolved");
+        b.neighbour = Resolution::NoRoute;
+        b.next_hop = None;
+        assert_eq!(neighbour(&b), "no route");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod api;
 pub mod balancer;
+pub mod bpffs;
 pub mod client;
 pub mod cluster;
 pub mod config;
@@ -15,5 +16,6 @@ pub mod dataplane;
 pub mod health;
 pub mod human;
 pub mod maglev;
+pub mod neighbours;
 pub mod role;
 pub mod server;

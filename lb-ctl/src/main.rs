@@ -15,11 +15,14 @@ use hyper::Method;
 use lb_ctl::{
     api::{Alert, Applied, Change, ServiceRef, ServiceView, Stats, Status},
     balancer::{BackendState, Mode},
+    bpffs,
     client::{Client, ClientError},
-    config::{BackendConfig, Config, LogFormat, ServiceConfig},
+    config::{BackendConfig, Config, ConfigError, LogFormat, ServiceConfig},
     daemon::{self, Daemon},
     dataplane::{self, AttachMode, Dataplane},
-    human, role, server,
+    human,
+    neighbours::{self, netlink::Netlink},
+    role, server,
 };
 
 const EXAMPLES: &str = "\
@@ -377,7 +380,11 @@ async fn run(path: &Path) -> ExitCode {
         }
     };
     init_logging(config.node.log_format);
-    match serve(path, config).await {
+    let private = match check_bpffs(path, &config) {
+        Ok(private) => private,
+        Err(code) => return code,
+    };
+    match serve(path, config, private).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %format!("{err:#}"), "lb-ctl run failed");
@@ -387,7 +394,58 @@ async fn run(path: &Path) -> ExitCode {
     }
 }
 
-async fn serve(path: &Path, config: Config) -> Result<()> {
+/// Makes sure `node.bpffs_dir` is on a bpffs, and refuses one whose pins
+/// would vanish with this process (`ip netns exec` gives it a /sys of its
+/// own) unless `node.allow_private_bpffs` says so. Returns the private
+/// bpffs's mount point when it is allowed.
+fn check_bpffs(path: &Path, config: &Config) -> Result<Option<PathBuf>, ExitCode> {
+    let dir = &config.node.bpffs_dir;
+    if let Err(err) = daemon::ensure_bpffs(dir) {
+        eprintln!("error: {err:#}");
+        return Err(ExitCode::from(1));
+    }
+    let verdict = match bpffs::check(dir) {
+        Ok(verdict) => verdict,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the mount tables: whether the pins outlive lb-ctl is not checked");
+            return Ok(None);
+        }
+    };
+    match verdict {
+        bpffs::Verdict::Shared => Ok(None),
+        bpffs::Verdict::NotBpffs { fs_type } => {
+            eprintln!(
+                "error: {} is on a {fs_type} filesystem, not on a bpffs",
+                dir.display()
+            );
+            Err(ExitCode::from(1))
+        }
+        bpffs::Verdict::Private { mount_point } if config.node.allow_private_bpffs => {
+            tracing::warn!(
+                dir = %dir.display(),
+                mount = %mount_point.display(),
+                "the bpffs is private to this process's mount namespace: the XDP program is detached when lb-ctl exits (node.allow_private_bpffs = true)"
+            );
+            Ok(Some(mount_point))
+        }
+        bpffs::Verdict::Private { mount_point } => {
+            // At the bpffs_dir setting, or at [node] when it is the default.
+            let err = ConfigError::node_field(
+                path,
+                "bpffs_dir",
+                format!(
+                    "node.bpffs_dir {} is on a bpffs (mounted on {}) that only this process's mount namespace has, not PID 1's (`ip netns exec` gives a process a /sys of its own). What lb-ctl pins there vanishes when it exits, and the XDP program is detached with it. Run lb-ctl in the host's mount namespace, with the host's /sys/fs/bpf (`nsenter --net=/run/netns/NAME lb-ctl run ...`, not `ip netns exec`), or set node.allow_private_bpffs = true to run anyway",
+                    dir.display(),
+                    mount_point.display()
+                ),
+            );
+            eprintln!("error: {err}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+async fn serve(path: &Path, config: Config, private_bpffs: Option<PathBuf>) -> Result<()> {
     let listener = daemon::bind_api(&config.node.api_socket)?;
     let (events, mut health) = tokio::sync::mpsc::channel(256);
     // No cluster yet: every node is standalone, so active.
@@ -396,8 +454,17 @@ async fn serve(path: &Path, config: Config) -> Result<()> {
         Some(_) => lb_ctl::role::Role::Standby,
         None => role::decide(role::Membership::Standalone),
     };
-    let daemon = Daemon::start(path.to_owned(), config.clone(), role, events)?;
+    // The backends' neighbour entries first: the program, once attached,
+    // finds their link-layer addresses from the first packet on.
+    let netlink = Netlink::connect()?;
+    let reading = neighbours::task::first_neighbours(&netlink, &config).await;
+    let mut daemon = Daemon::start(path.to_owned(), config.clone(), role, events)?;
+    if let Some(mount_point) = private_bpffs {
+        daemon.set_private_bpffs(&mount_point);
+    }
+    daemon.on_neighbours(&reading);
     let shared = Arc::new(tokio::sync::Mutex::new(daemon));
+    tokio::spawn(neighbours::task::keep_neighbours(shared.clone(), netlink));
     let (stop_cluster, stop_rx) = tokio::sync::watch::channel(false);
     let cluster_task = match &config.cluster {
         Some(cluster) => {
@@ -516,8 +583,8 @@ async fn status(client: &Client, json: bool) -> Result<(), ClientError> {
         vec![
             "services".into(),
             format!(
-                "{} ({} backends, {} down)",
-                s.services, s.backends, s.backends_down
+                "{} ({} backends, {} down, {} unresolved)",
+                s.services, s.backends, s.backends_down, s.neighbours_unresolved
             ),
         ],
         vec!["config".into(), s.config_file.clone()],
@@ -671,7 +738,15 @@ async fn backend(client: &Client, cmd: BackendCommand, json: bool) -> Result<(),
             }
             let mut rows = vec![
                 [
-                    "SERVICE", "BACKEND", "WEIGHT", "STATE", "HEALTH", "PACKETS", "BYTES", "FLOWS",
+                    "SERVICE",
+                    "BACKEND",
+                    "WEIGHT",
+                    "STATE",
+                    "HEALTH",
+                    "NEIGHBOUR",
+                    "PACKETS",
+                    "BYTES",
+                    "FLOWS",
                 ]
                 .map(String::from)
                 .to_vec(),
@@ -684,6 +759,7 @@ async fn backend(client: &Client, cmd: BackendCommand, json: bool) -> Result<(),
                         b.weight.to_string(),
                         format!("{:?}", b.state).to_lowercase(),
                         format!("{:?}", b.health).to_lowercase(),
+                        human::neighbour(b),
                         human::count(b.traffic.packets),
                         human::bytes(b.traffic.bytes),
                         human::count(b.traffic.new_flows),

@@ -17,6 +17,7 @@ use crate::{
     config::Config,
     daemon::{ChangeError, Shared},
     health::Health,
+    neighbours::Resolution,
 };
 
 /// The local API (see `api` for the table of routes).
@@ -246,6 +247,21 @@ async fn metrics(State(daemon): State<Shared>) -> Response {
                 s.service.reference(),
                 b.address,
                 u8::from(b.health == Health::Up)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lb_backend_neighbour_resolved The next hop towards the backend is resolved (1), or not (0).\n# TYPE lb_backend_neighbour_resolved gauge"
+    );
+    for s in &services {
+        for b in &s.backends {
+            let _ = writeln!(
+                out,
+                "lb_backend_neighbour_resolved{{service=\"{}\",backend=\"{}\"}} {}",
+                s.service.reference(),
+                b.address,
+                u8::from(b.neighbour == Resolution::Resolved)
             );
         }
     }

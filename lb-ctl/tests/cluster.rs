@@ -103,7 +103,7 @@ fn a_killed_active_is_fenced_while_the_peer_serves_and_the_group_moves_on_reques
     })?;
     assert!(net.holds_fip(0) && !net.holds_fip(1));
     assert_eq!(net.client_resolves_fip(), Some(mac1.clone()));
-    assert_eq!(net.arp_answers()?, [mac1.clone()]);
+    assert_eq!(net.arp_answers()?, std::slice::from_ref(&mac1));
     let status = lb1.ctl().arg("status").output()?;
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(
@@ -121,7 +121,11 @@ fn a_killed_active_is_fenced_while_the_peer_serves_and_the_group_moves_on_reques
         net.holds_fip(0),
         "the killed node's kernel keeps the address"
     );
-    assert_eq!(net.arp_answers()?, [mac2.clone()], "only lb2 answers ARP");
+    assert_eq!(
+        net.arp_answers()?,
+        std::slice::from_ref(&mac2),
+        "only lb2 answers ARP"
+    );
     for _ in 0..3 {
         assert_eq!(net.client_resolves_fip(), Some(mac2.clone()));
     }

@@ -47,6 +47,20 @@ impl Daemon {
         self.process.restart(&rig.lb).unwrap();
     }
 
+    /// Starts `lb-ctl run` through `command` (`ip netns exec NS lb-ctl`,
+    /// say) instead of `nsenter --net`.
+    fn start_with(rig: &Rig, config: &Path, command: Command) -> Daemon {
+        let files = NodeFiles::in_rig(rig);
+        let socket = files.socket();
+        let process = DaemonProcess::start_with(command, Path::new(LB_CTL), files, config).unwrap();
+        Daemon { process, socket }
+    }
+
+    /// SIGTERM, and waits (at most 10 s) until the daemon has exited.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        self.process.terminate().unwrap().expect("the daemon runs")
+    }
+
     fn kill9(&mut self) {
         self.process.kill9();
     }
@@ -176,9 +190,15 @@ fn the_cli_drives_a_real_daemon() {
         "lb_config_generation 0",
         "# TYPE lb_service_new_flows_total counter",
         "lb_backend_up{service=\"tcp/198.18.0.100:80\",backend=\"198.18.1.11:80\"} 1",
+        "lb_backend_neighbour_resolved{service=\"tcp/198.18.0.100:80\",backend=\"198.18.1.11:80\"} 1",
         "lb_packets_total{outcome=\"forwarded\"}",
     ] {
         assert!(metrics.contains(want), "{want} missing from:\n{metrics}");
+    }
+    // Every counter of the data plane, by its name.
+    for counter in lb_common::Counter::ALL {
+        let want = format!("lb_packets_total{{outcome=\"{}\"}}", counter.name());
+        assert!(metrics.contains(&want), "{want} missing from:\n{metrics}");
     }
     let flows = metrics
         .lines()
@@ -570,4 +590,416 @@ fn pinned_maps_of_an_incompatible_version_are_replaced_with_an_alert() {
         "pinned maps of an incompatible version were replaced: map LB_SERVICES has key/value/entries (20, 16, 1024), this version needs (20, 12, 1024)"
     );
     assert_eq!(rig.curl(&format!("http://{VIP_V4}/")).unwrap(), "b1\n");
+}
+
+/// The `[node]` section for the rig, without metrics, and `services` after
+/// it.
+fn write_node_config(rig: &Rig, extra_node: &str, services: &str) -> PathBuf {
+    let dir = rig.dir();
+    let text = format!(
+        "[node]\nname = \"lb-test\"\ninterfaces = [\"ext0\", \"int0\"]\napi_socket = \"{}\"\nbpffs_dir = \"/sys/fs/bpf/{}\"\nalert_log = \"{}\"\n{extra_node}\n{services}",
+        dir.join("lb.sock").display(),
+        rig.prefix,
+        dir.join("alerts.jsonl").display(),
+    );
+    let path = dir.join("lb.toml");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// A service without health checks (the documented default).
+fn service(vip: &str, port: u16, mode: &str, backends: &[String]) -> String {
+    let mut text = format!(
+        "\n[[services]]\nvip = \"{vip}\"\nport = {port}\nprotocol = \"tcp\"\nmode = \"{mode}\"\n"
+    );
+    for b in backends {
+        text.push_str(&format!("\n[[services.backends]]\naddress = \"{b}\"\n"));
+    }
+    text
+}
+
+/// The LB namespace's neighbour entries with a link-layer address on the
+/// backends' side (`ip neigh show dev int0`), one a line.
+fn resolved_neighbours(rig: &Rig) -> Vec<String> {
+    let out = rig
+        .lb
+        .ip(["neigh", "show", "dev", lb_tests::rig::LB_INT_IFACE])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("lladdr"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn events(d: &Daemon) -> Vec<(String, String)> {
+    d.json(&["alerts", "--limit", "1000"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["event"].as_str().unwrap().to_owned(),
+                a["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until no IPv6 address of the LB namespace is tentative (duplicate
+/// address detection of the link-local addresses of fresh interfaces).
+fn wait_for_ipv6_addresses(rig: &Rig) {
+    wait_for(
+        "the LB's IPv6 addresses are usable",
+        Duration::from_secs(10),
+        || {
+            let out = rig.lb.ip(["-6", "addr", "show", "tentative"]).unwrap();
+            out.stdout.is_empty()
+        },
+    );
+}
+
+/// Waits until `check` holds (polling every 100 ms), or fails with `what`.
+fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: not within {limit:?}");
+}
+
+/// Issue 9: nothing but the daemon resolves the backends' neighbours. A DSR
+/// and a NAT service without health checks, v4 and v6, each on a backend the
+/// LB namespace never talked to, answer their first request, and no packet
+/// is dropped for want of a neighbour.
+#[test]
+fn dsr_and_nat_without_health_checks_answer_the_first_request_on_a_fresh_node() {
+    let _serial = serial();
+    let rig = rig(2);
+    rig.backends_hold_vips().unwrap();
+    let (b1, b2) = (&rig.backends[0], &rig.backends[1]);
+    let mut services = String::new();
+    services.push_str(&service(
+        &VIP_V4.to_string(),
+        80,
+        "dsr",
+        &[format!("{}:80", b1.v4)],
+    ));
+    services.push_str(&service(
+        &VIP_V6.to_string(),
+        80,
+        "dsr",
+        &[format!("[{}]:80", b1.v6)],
+    ));
+    services.push_str(&service(
+        &VIP_V4.to_string(),
+        8080,
+        "nat",
+        &[format!("{}:80", b2.v4)],
+    ));
+    services.push_str(&service(
+        &VIP_V6.to_string(),
+        8080,
+        "nat",
+        &[format!("[{}]:80", b2.v6)],
+    ));
+    let config = write_node_config(&rig, "", &services);
+    // A fresh node: no neighbour of the backends is known.
+    assert_eq!(resolved_neighbours(&rig), Vec::<String>::new());
+    // The node's interfaces are up and their IPv6 link-local addresses
+    // usable (the kernel sends no neighbour solicitation before that).
+    wait_for_ipv6_addresses(&rig);
+    let d = Daemon::start(&rig, &config);
+
+    for (url, want) in [
+        (format!("http://{VIP_V4}/"), "b1\n"),
+        (format!("http://[{VIP_V6}]/"), "b1\n"),
+        (format!("http://{VIP_V4}:8080/"), "b2\n"),
+        (format!("http://[{VIP_V6}]:8080/"), "b2\n"),
+    ] {
+        assert_eq!(rig.curl(&url).unwrap(), want, "{url}");
+    }
+    let counters = d.json(&["stats"])["counters"].clone();
+    assert_eq!(counters["drop_no_neighbour"], 0, "{counters}");
+    assert!(counters["forwarded"].as_u64().unwrap() >= 4, "{counters}");
+
+    // Every backend shows its neighbour resolved (at the daemon's next
+    // reading); the entries are managed ones the daemon made.
+    let all_resolved = || {
+        let list = d.json(&["backend", "list"]);
+        list.as_array().unwrap().iter().all(|s| {
+            s["backends"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|b| b["neighbour"] == "resolved" && b["next_hop"]["interface"] == "int0")
+        })
+    };
+    wait_for(
+        "every backend's neighbour is resolved",
+        Duration::from_secs(5),
+        all_resolved,
+    );
+    let entries = resolved_neighbours(&rig);
+    for addr in [
+        b1.v4.to_string(),
+        b1.v6.to_string(),
+        b2.v4.to_string(),
+        b2.v6.to_string(),
+    ] {
+        let line = entries
+            .iter()
+            .find(|l| l.starts_with(&format!("{addr} ")))
+            .unwrap_or_else(|| panic!("no entry for {addr}: {entries:?}"));
+        assert!(
+            line.contains("managed") && line.contains("proto 177"),
+            "{line}"
+        );
+    }
+
+    // A backend that goes takes the daemon's entry with it.
+    d.ok(&[
+        "backend",
+        "del",
+        "tcp/198.18.0.100:8080",
+        &format!("{}:80", b2.v4),
+    ]);
+    let gone = format!("{} ", b2.v4);
+    wait_for(
+        "the entry of a removed backend is removed",
+        Duration::from_secs(5),
+        || {
+            !resolved_neighbours(&rig)
+                .iter()
+                .any(|l| l.starts_with(&gone))
+        },
+    );
+}
+
+/// A backend whose neighbour cannot be resolved (an address on the backend
+/// segment that nobody holds) shows as unresolved, with an alert; and when
+/// the address appears, as resolved, with an alert.
+#[test]
+fn an_unresolvable_backend_shows_as_unresolved_with_an_alert() {
+    let _serial = serial();
+    let rig = rig(2);
+    rig.backends_hold_vips().unwrap();
+    let ghost = "198.18.1.99";
+    let services = service(
+        &VIP_V4.to_string(),
+        80,
+        "dsr",
+        &[format!("{}:80", rig.backends[0].v4), format!("{ghost}:80")],
+    );
+    let config = write_node_config(&rig, "", &services);
+    wait_for_ipv6_addresses(&rig);
+    let d = Daemon::start(&rig, &config);
+    let neighbour = |addr: &str| -> String {
+        let list = d.json(&["backend", "list", SVC4]);
+        list[0]["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["address"] == format!("{addr}:80"))
+            .map(|b| b["neighbour"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    wait_for(
+        "the ghost backend shows as unresolved",
+        Duration::from_secs(15),
+        || neighbour(ghost) == "unresolved",
+    );
+    assert_eq!(neighbour(&rig.backends[0].v4.to_string()), "resolved");
+    let table = d.ok(&["backend", "list"]);
+    assert!(
+        table.contains("NEIGHBOUR") && table.contains("unresolved (198.18.1.99 on int0)"),
+        "{table}"
+    );
+    assert_eq!(d.json(&["status"])["neighbours_unresolved"], 1);
+    let status = d.ok(&["status"]);
+    assert!(
+        status.contains("(2 backends, 0 down, 1 unresolved)"),
+        "{status}"
+    );
+    let unresolved: Vec<String> = events(&d)
+        .into_iter()
+        .filter(|(e, _)| e == "neighbour_unresolved")
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(
+        unresolved,
+        vec!["backend 198.18.1.99 (backend of tcp/198.18.0.100:80) is unreachable: its next hop 198.18.1.99 on int0 does not answer (ARP / neighbour solicitation); DSR packets to it are dropped (drop_no_neighbour)".to_owned()]
+    );
+
+    // The address appears on the segment: resolved again, with an alert.
+    rig.backends[1]
+        .ns
+        .ip(["addr", "add", &format!("{ghost}/24"), "dev", "eth0"])
+        .unwrap();
+    wait_for(
+        "the ghost backend resolves",
+        Duration::from_secs(15),
+        || neighbour(ghost) == "resolved",
+    );
+    assert!(
+        events(&d).iter().any(|(e, m)| e == "neighbour_resolved"
+            && m == "backend 198.18.1.99 (backend of tcp/198.18.0.100:80) is reachable again: next hop 198.18.1.99 on int0 resolved"),
+        "{:?}",
+        events(&d)
+    );
+    assert_eq!(d.json(&["status"])["neighbours_unresolved"], 0);
+}
+
+/// The last alert of the log file (read after the daemon exited).
+fn last_alert(rig: &Rig) -> Value {
+    let text = fs::read_to_string(rig.dir().join("alerts.jsonl")).unwrap();
+    serde_json::from_str(text.lines().last().unwrap()).unwrap()
+}
+
+fn xdp_on_ext0(rig: &Rig) -> bool {
+    let out = rig.lb.ip(["link", "show", "ext0"]).unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("xdp")
+}
+
+/// Issue 9: under `ip netns exec` the daemon's bpffs is its own and goes
+/// with it. Refused with a clear error at the setting; with
+/// `allow_private_bpffs` it runs, says so, and says at the stop that the
+/// program goes (and it does).
+#[test]
+fn a_daemon_under_ip_netns_exec_is_refused_unless_allowed() {
+    let _serial = serial();
+    let rig = rig(1);
+    let services = service(
+        &VIP_V4.to_string(),
+        80,
+        "nat",
+        &[format!("{}:80", rig.backends[0].v4)],
+    );
+    let config = write_node_config(&rig, "", &services);
+    // Bounded: a daemon that is not refused would run on.
+    let out = rig
+        .lb
+        .command("timeout")
+        .args(["20", LB_CTL, "run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let want = format!(
+        "error: {}:5:1: node.bpffs_dir /sys/fs/bpf/{} is on a bpffs (mounted on /sys/fs/bpf) that only this process's mount namespace has, not PID 1's (`ip netns exec` gives a process a /sys of its own). What lb-ctl pins there vanishes when it exits, and the XDP program is detached with it. Run lb-ctl in the host's mount namespace, with the host's /sys/fs/bpf (`nsenter --net=/run/netns/NAME lb-ctl run ...`, not `ip netns exec`), or set node.allow_private_bpffs = true to run anyway",
+        config.display(),
+        rig.prefix
+    );
+    assert_eq!(stderr.lines().last(), Some(want.as_str()), "{stderr}");
+    assert!(!xdp_on_ext0(&rig), "a refused daemon attached XDP");
+
+    // Allowed: it runs and forwards, with a warning.
+    let config = write_node_config(&rig, "allow_private_bpffs = true", &services);
+    let mut d = Daemon::start_with(&rig, &config, rig.lb.command(LB_CTL));
+    assert_eq!(rig.curl(&format!("http://{VIP_V4}/")).unwrap(), "b1\n");
+    let warning = events(&d)
+        .into_iter()
+        .find(|(e, _)| e == "bpffs_private")
+        .expect("a bpffs_private alert");
+    assert_eq!(
+        warning.1,
+        format!(
+            "/sys/fs/bpf/{} is on a bpffs (/sys/fs/bpf) that only this process's mount namespace has: the XDP program is detached when lb-ctl exits (node.allow_private_bpffs = true)",
+            rig.prefix
+        )
+    );
+    // The stop says the program goes, and it goes.
+    assert!(d.terminate().success());
+    let stopped = last_alert(&rig);
+    assert_eq!(stopped["event"], "daemon_stopped");
+    assert_eq!(
+        stopped["message"],
+        format!(
+            "stopped; the XDP program is detached from ext0, int0 when this process exits: its pins in /sys/fs/bpf/{} are on a bpffs private to this process's mount namespace",
+            rig.prefix
+        )
+    );
+    wait_for(
+        "XDP leaves ext0 with the daemon",
+        Duration::from_secs(10),
+        || !xdp_on_ext0(&rig),
+    );
+}
+
+/// Issue 9: run the documented way (`nsenter --net`, the host's bpffs), the
+/// program goes on forwarding after SIGTERM: requests through the VIP are
+/// answered after the daemon exited.
+#[test]
+fn a_daemon_run_the_documented_way_keeps_forwarding_after_sigterm() {
+    let _serial = serial();
+    let rig = rig(2);
+    let services = service(
+        &VIP_V4.to_string(),
+        80,
+        "nat",
+        &[
+            format!("{}:80", rig.backends[0].v4),
+            format!("{}:80", rig.backends[1].v4),
+        ],
+    );
+    let config = write_node_config(&rig, "", &services);
+    let mut d = Daemon::start(&rig, &config);
+    let url = format!("http://{VIP_V4}/");
+    assert!(["b1\n", "b2\n"].contains(&rig.curl(&url).unwrap().as_str()));
+    assert!(d.terminate().success());
+    let stopped = last_alert(&rig);
+    assert_eq!(stopped["event"], "daemon_stopped");
+    assert!(
+        stopped["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("stopped; the XDP program stays attached to ext0, int0"),
+        "{stopped}"
+    );
+    // The issue saw the program vanish three seconds after the stop.
+    thread::sleep(Duration::from_secs(4));
+    let before = forwarded_after_exit(&rig);
+    for _ in 0..10 {
+        let body = rig.curl(&url).unwrap();
+        assert!(["b1\n", "b2\n"].contains(&body.as_str()), "{body}");
+    }
+    // Through the program (its pinned counters moved), not the kernel.
+    assert!(forwarded_after_exit(&rig) > before);
+}
+
+/// The `forwarded` counter read from the pinned map while no daemon runs
+/// (bpftool; per-CPU values added up).
+fn forwarded_after_exit(rig: &Rig) -> u64 {
+    let out = Command::new("bpftool")
+        .args(["--json", "map", "lookup", "pinned"])
+        .arg(format!("/sys/fs/bpf/{}/LB_STATS", rig.prefix))
+        .args(["key", "9", "0", "0", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value: Value = serde_json::from_slice(&out.stdout).unwrap();
+    value["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let bytes: Vec<u8> = v["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| {
+                    u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+                })
+                .collect();
+            u64::from_le_bytes(bytes.try_into().unwrap())
+        })
+        .sum()
 }

@@ -38,8 +38,9 @@ impl Diff {
     }
 }
 
+/// Folds a 32-bit one's-complement sum to 16 bits.
 #[inline(always)]
-fn fold(sum: u32) -> u16 {
+pub fn fold(sum: u32) -> u16 {
     let sum = (sum & 0xffff) + (sum >> 16);
     let sum = (sum & 0xffff) + (sum >> 16);
     sum as u16

@@ -2,7 +2,7 @@
 //! DEVMAP redirect with the MACs the FIB gave.
 use aya_ebpf::{
     bindings::{
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup,
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SRC, bpf_fib_lookup,
         xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
     },
     helpers::generated::bpf_fib_lookup as fib_lookup,
@@ -82,6 +82,63 @@ pub fn fib_with_mtu(
         BPF_FIB_LKUP_RET_NO_NEIGH => (Route::NoNeighbour, 0),
         _ => (Route::Miss, 0),
     }
+}
+
+/// The way from this node back to `dst` and the source address the kernel
+/// would give a packet of its own there (`BPF_FIB_LOOKUP_SRC`): for errors
+/// the node answers itself. `None` without a complete next hop or an
+/// address.
+#[inline(always)]
+pub fn fib_from_node(
+    ctx: &XdpContext,
+    family: u8,
+    proto: u8,
+    dst: &[u8; 16],
+    tot_len: u16,
+) -> Option<(Route, [u8; 16])> {
+    // SAFETY: all-zero is a valid bpf_fib_lookup (plain integers and unions of them).
+    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    params.l4_protocol = proto;
+    params.__bindgen_anon_1.tot_len = tot_len;
+    params.ifindex = ctx.ingress_ifindex() as u32;
+    if family == AF_INET {
+        params.family = KERNEL_AF_INET;
+        params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([dst[0], dst[1], dst[2], dst[3]]);
+    } else {
+        params.family = KERNEL_AF_INET6;
+        params.__bindgen_anon_4.ipv6_dst = words(dst);
+    }
+    // SAFETY: the helper reads and writes `params`, which lives on our stack.
+    let ret = unsafe {
+        fib_lookup(
+            ctx.ctx.cast(),
+            &mut params,
+            core::mem::size_of::<bpf_fib_lookup>() as i32,
+            BPF_FIB_LOOKUP_SRC,
+        )
+    };
+    if ret as u32 != BPF_FIB_LKUP_RET_SUCCESS {
+        return None;
+    }
+    let mut src = [0u8; 16];
+    if family == AF_INET {
+        // SAFETY: with BPF_FIB_LOOKUP_SRC the kernel writes the source there.
+        src[..4].copy_from_slice(&unsafe { params.__bindgen_anon_3.ipv4_src }.to_ne_bytes());
+    } else {
+        // SAFETY: as above.
+        let words = unsafe { params.__bindgen_anon_3.ipv6_src };
+        let mut i = 0;
+        while i < 4 {
+            src[4 * i..4 * i + 4].copy_from_slice(&words[i].to_ne_bytes());
+            i += 1;
+        }
+    }
+    let route = Route::Forward {
+        ifindex: params.ifindex,
+        smac: params.smac,
+        dmac: params.dmac,
+    };
+    Some((route, src))
 }
 
 #[inline(always)]

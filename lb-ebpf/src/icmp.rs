@@ -34,8 +34,8 @@ use lb_common::{
 use crate::{
     csum::Diff,
     packet::{
-        ETH_HDR_LEN, IPV4_MIN_HDR_LEN, IPV6_HDR_LEN, Packet, TCP_CSUM_OFF, UDP_CSUM_OFF, read,
-        write,
+        ETH_HDR_LEN, Fragmentation, IPV4_MIN_HDR_LEN, IPV6_HDR_LEN, Packet, TCP_CSUM_OFF,
+        UDP_CSUM_OFF, read, write,
     },
     rewrite::{Side, decrement_hop_limit, first4, ipv4_header},
 };
@@ -79,6 +79,8 @@ impl IcmpError {
                 l4_csum: 0,
                 ip_len: 0,
                 ttl: 0,
+                fragment: Fragmentation::None,
+                frag_id: [0; 4],
             },
             flow: NO_FLOW,
             inner: 0,

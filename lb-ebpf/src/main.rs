@@ -24,6 +24,7 @@ mod forward;
 mod icmp;
 mod packet;
 mod rewrite;
+mod time_exceeded;
 
 use aya_ebpf::{
     bindings::{
@@ -36,15 +37,15 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    Backend, Counter, FloatingKey, Flow, FlowKey, JUMP_ICMP, JUMP_SLOTS, MAX_BACKENDS,
-    MAX_CLIENT_HOPS, MAX_FLOATING, MAX_FLOWS, MAX_SERVICES, MAX_TX_PORTS, MaglevTable,
-    NEXTHOP_TTL_JIFFIES, NO_BACKEND, NextHop, Reply, Service, ServiceKey, Settings, Traffic,
-    backend_flags, hash, mode, role,
+    Backend, Counter, FloatingKey, Flow, FlowKey, Fragment, FragmentKey, IcmpBudget, JUMP_ICMP,
+    JUMP_SLOTS, JUMP_TTL, MAX_BACKENDS, MAX_CLIENT_HOPS, MAX_FLOATING, MAX_FLOWS, MAX_FRAGMENTS,
+    MAX_SERVICES, MAX_TX_PORTS, MaglevTable, NEXTHOP_TTL_JIFFIES, NO_BACKEND, NextHop, Reply,
+    Service, ServiceKey, Settings, Traffic, backend_flags, fragment_kind, hash, mode, role,
 };
 
 use crate::{
     forward::{Route, fib, fib_with_mtu, transmit},
-    packet::Packet,
+    packet::{Fragmentation, Packet},
     rewrite::{Side, rewrite},
 };
 
@@ -68,6 +69,11 @@ static LB_NEXTHOPS: PerCpuArray<NextHop> = PerCpuArray::with_max_entries(MAX_BAC
 #[map(name = "LB_CLIENT_HOPS")]
 static LB_CLIENT_HOPS: LruPerCpuHashMap<[u8; 16], NextHop> =
     LruPerCpuHashMap::with_max_entries(MAX_CLIENT_HOPS, 0);
+#[map(name = "LB_FRAGMENTS")]
+static LB_FRAGMENTS: LruHashMap<FragmentKey, Fragment> =
+    LruHashMap::with_max_entries(MAX_FRAGMENTS, 0);
+#[map(name = "LB_ICMP_BUDGET")]
+static LB_ICMP_BUDGET: PerCpuArray<IcmpBudget> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "LB_JUMP")]
 static LB_JUMP: ProgramArray = ProgramArray::with_max_entries(JUMP_SLOTS, 0);
 #[map(name = "LB_STATS")]
@@ -94,6 +100,9 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
             unsafe { LB_JUMP.tail_call(&ctx, JUMP_ICMP) };
             counted((Counter::PassIcmp, XDP_PASS))
         }
+        // RFC 1812: a router discards a packet whose header checksum is
+        // wrong (the kernel's stack would too).
+        Err(Counter::DropIpv4Checksum) => counted((Counter::DropIpv4Checksum, XDP_DROP)),
         Err(counter) => counted((counter, XDP_PASS)),
     }
 }
@@ -111,9 +120,28 @@ pub fn lb_icmp(ctx: XdpContext) -> u32 {
     counted(icmp_error(&ctx))
 }
 
+/// A packet to a NAT service whose TTL or hop limit expires here, reached
+/// from `lb_xdp` by a tail call (the BPF stack would not hold both): parsed
+/// again, answered with an ICMP time exceeded.
+#[xdp]
+pub fn lb_ttl_expired(ctx: XdpContext) -> u32 {
+    match packet::parse(&ctx) {
+        Ok(pkt) if pkt.ttl <= 1 => counted(time_exceeded::answer(
+            &ctx,
+            &pkt,
+            &LB_TX_PORTS,
+            &LB_ICMP_BUDGET,
+        )),
+        _ => counted((Counter::DropTtl, XDP_DROP)),
+    }
+}
+
 /// A packet to a service, a NAT reply from a backend, or neither.
 #[inline(always)]
 fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
+    if pkt.fragment == Fragmentation::Later {
+        return later_fragment(ctx, pkt);
+    }
     if let Some(pinned) = pinned_flow(&pkt.key) {
         return to_pinned_backend(ctx, pkt, pinned);
     }
@@ -132,6 +160,84 @@ fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
         return nat_reply(ctx, pkt, unsafe { *reply });
     }
     (Counter::PassNotService, XDP_PASS)
+}
+
+/// A fragment without ports: it follows its datagram's first fragment, if
+/// that went through here (see [`remember_fragment`]); else the kernel's.
+#[inline(always)]
+fn later_fragment(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
+    let Some(entry) = LB_FRAGMENTS.get_ptr(&fragment_key(pkt)) else {
+        return (Counter::PassFragment, XDP_PASS);
+    };
+    // SAFETY: a map value pointer from a successful lookup.
+    let entry = unsafe { *entry };
+    if entry.kind == fragment_kind::REPLY {
+        let reply = Reply {
+            vip: entry.vip,
+            vport: [0; 2],
+            pad: [0; 2],
+            service: entry.service,
+            backend: entry.backend,
+        };
+        return nat_reply(ctx, pkt, reply);
+    }
+    if is_standby() {
+        return (Counter::PassStandby, XDP_PASS);
+    }
+    // Only to the very backend the first fragment went to.
+    let Some(backend) =
+        live_backend(entry.backend).filter(|backend| backend.generation == entry.generation)
+    else {
+        return (Counter::PassFragment, XDP_PASS);
+    };
+    let service_mode = if entry.kind == fragment_kind::DSR {
+        mode::DSR
+    } else {
+        mode::NAT
+    };
+    forward(
+        ctx,
+        pkt,
+        entry.service,
+        service_mode,
+        entry.backend,
+        &backend,
+        false,
+    )
+}
+
+/// A first fragment records where its datagram goes, for the later
+/// fragments. A full table evicts its least recently used datagram.
+#[inline(always)]
+fn remember_fragment(
+    pkt: &Packet,
+    kind: u32,
+    backend: u32,
+    generation: u32,
+    service: u32,
+    vip: &[u8; 16],
+) {
+    let entry = Fragment {
+        kind,
+        backend,
+        generation,
+        service,
+        vip: *vip,
+    };
+    let _ = LB_FRAGMENTS.insert(&fragment_key(pkt), &entry, 0);
+}
+
+/// The key of the datagram a fragment belongs to.
+#[inline(always)]
+fn fragment_key(pkt: &Packet) -> FragmentKey {
+    FragmentKey {
+        src: pkt.key.src,
+        dst: pkt.key.dst,
+        id: pkt.frag_id,
+        proto: pkt.key.proto,
+        family: pkt.key.family,
+        pad: [0; 2],
+    }
 }
 
 /// An ICMP error about a flow goes to the flow's other end: from the
@@ -258,6 +364,14 @@ fn forward(
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     count_traffic(&LB_SVC_STATS, service, bytes, new_flow);
     count_traffic(&LB_BE_STATS, id, bytes, new_flow);
+    if pkt.fragment == Fragmentation::First {
+        let kind = if service_mode == mode::DSR {
+            fragment_kind::DSR
+        } else {
+            fragment_kind::NAT
+        };
+        remember_fragment(pkt, kind, id, backend.generation, service, &[0; 16]);
+    }
     if service_mode == mode::DSR {
         dsr_forward(ctx, pkt, id, backend)
     } else {
@@ -343,8 +457,13 @@ fn pin(pkt: &Packet, service: &Service, id: u32, backend: &Backend) {
 /// NAT, client to backend: the destination becomes the backend.
 #[inline(always)]
 fn nat_forward(ctx: &XdpContext, pkt: &Packet, id: u32, backend: &Backend) -> (Counter, u32) {
+    // Not for the kernel, which holds the VIP: it would answer from the VIP
+    // (a reset, a port unreachable) as if the service had.
     if pkt.ttl <= 1 {
-        return (Counter::PassTtl, XDP_PASS);
+        // SAFETY: the jump table holds only XDP programs of this object.
+        unsafe { LB_JUMP.tail_call(ctx, JUMP_TTL) };
+        // Only if the jump fails (the program is not in the jump table).
+        return (Counter::DropTtl, XDP_DROP);
     }
     let route = route_to_backend(ctx, pkt, id, backend);
     translate_and_send(
@@ -366,6 +485,16 @@ fn nat_reply(ctx: &XdpContext, pkt: &Packet, reply: Reply) -> (Counter, u32) {
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     count_traffic(&LB_SVC_STATS, reply.service, bytes, false);
     count_traffic(&LB_BE_STATS, reply.backend, bytes, false);
+    if pkt.fragment == Fragmentation::First {
+        remember_fragment(
+            pkt,
+            fragment_kind::REPLY,
+            reply.backend,
+            0,
+            reply.service,
+            &reply.vip,
+        );
+    }
     let route = route_to_client(ctx, pkt, &reply.vip);
     translate_and_send(ctx, pkt, Side::Source, &reply.vip, reply.vport, route)
 }

@@ -1,19 +1,43 @@
-//! Parsing: Ethernet, then IPv4 or IPv6, then the TCP or UDP ports. Every
-//! read is checked against `data_end` right where it happens.
+//! Parsing: Ethernet, then IPv4 or IPv6 (with up to
+//! [`IPV6_MAX_EXT_HEADERS`] extension headers), then the TCP or UDP ports.
+//! Every read is checked against `data_end` right where it happens, and
+//! every length field against the frame: a packet whose lengths do not hold
+//! is never rewritten (see the `Counter`s it is passed under).
 use core::mem::size_of;
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
     AF_INET, AF_INET6, Counter, FlowKey, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    IPV6_MAX_EXT_HEADERS,
 };
+
+use crate::csum;
 
 pub const ETH_HDR_LEN: usize = 14;
 pub const IPV4_MIN_HDR_LEN: usize = 20;
 pub const IPV6_HDR_LEN: usize = 40;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86DD;
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86DD;
 const TCP_MIN_HDR_LEN: usize = 20;
 const UDP_HDR_LEN: usize = 8;
+const IPV4_MAX_HDR_LEN: usize = 60;
+/// IPv6 extension headers the parser walks.
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_DEST_OPTIONS: u8 = 60;
+const IPV6_FRAGMENT_HDR_LEN: usize = 8;
+
+/// Whether a packet is a fragment of an IP datagram, and which.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Fragmentation {
+    /// A whole datagram (an IPv6 "atomic fragment", offset 0 and no more
+    /// fragments, counts as one).
+    None,
+    /// Offset 0, more to come: carries the TCP or UDP header.
+    First,
+    /// Any other fragment: no transport header, only data.
+    Later,
+}
 /// Offset of the checksum in the TCP and UDP headers.
 pub const TCP_CSUM_OFF: usize = 16;
 pub const UDP_CSUM_OFF: usize = 6;
@@ -31,11 +55,21 @@ pub struct Packet {
     pub ip_len: u16,
     /// TTL or hop limit.
     pub ttl: u8,
+    pub fragment: Fragmentation,
+    /// The datagram's identification, when a fragment (IPv4: 16 bits then
+    /// zeros; IPv6: 32 bits), as `lb_common::FragmentKey::id`.
+    pub frag_id: [u8; 4],
 }
 
 impl Packet {
     pub fn is_v4(&self) -> bool {
         self.key.family == AF_INET
+    }
+
+    /// False for a later fragment: no ports, no L4 checksum to update (the
+    /// key's ports are zero).
+    pub fn has_l4_header(&self) -> bool {
+        self.fragment != Fragmentation::Later
     }
 }
 
@@ -74,6 +108,15 @@ pub fn write<const N: usize>(ctx: &XdpContext, offset: usize, bytes: [u8; N]) ->
     }
 }
 
+/// The frame's length, for checks of length fields. Hidden from LLVM: a
+/// check against the real bounds would let it drop the checks of later
+/// reads as redundant (they are), and the verifier, which cannot follow
+/// that reasoning, would reject them.
+#[inline(always)]
+fn frame_len(ctx: &XdpContext) -> usize {
+    core::hint::black_box(ctx.data_end() - ctx.data())
+}
+
 /// Parses the frame, or says why it is not one the balancer handles.
 #[inline(always)]
 pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
@@ -85,6 +128,21 @@ pub fn parse(ctx: &XdpContext) -> Result<Packet, Counter> {
     }
 }
 
+/// What the IP layer says about the transport header: where it starts,
+/// where the IP packet ends (the frame may be longer: Ethernet padding), and
+/// the fields a balancer needs.
+struct Ip {
+    family: u8,
+    proto: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+    l4: usize,
+    end: usize,
+    ttl: u8,
+    fragment: Fragmentation,
+    frag_id: [u8; 4],
+}
+
 #[inline(always)]
 fn parse_ipv4(ctx: &XdpContext) -> Result<Packet, Counter> {
     let hdr = read::<IPV4_MIN_HDR_LEN>(ctx, ETH_HDR_LEN).ok_or(Counter::PassMalformed)?;
@@ -92,29 +150,63 @@ fn parse_ipv4(ctx: &XdpContext) -> Result<Packet, Counter> {
     if hdr[0] >> 4 != 4 || ihl < IPV4_MIN_HDR_LEN {
         return Err(Counter::PassMalformed);
     }
-    // More-fragments flag or a fragment offset: the kernel reassembles.
-    if u16::from_be_bytes([hdr[6], hdr[7]]) & 0x3fff != 0 {
-        return Err(Counter::PassFragment);
+    match ipv4_checksum_ok(ctx, &hdr, ihl) {
+        // The options (if any) must be inside the packet too.
+        None => return Err(Counter::PassMalformed),
+        Some(false) => return Err(Counter::DropIpv4Checksum),
+        Some(true) => {}
     }
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    src[..4].copy_from_slice(&hdr[12..16]);
-    dst[..4].copy_from_slice(&hdr[16..20]);
-    let l4 = ETH_HDR_LEN + ihl;
-    // The options (if any) must be inside the packet too.
-    if ctx.data() + l4 > ctx.data_end() {
-        return Err(Counter::PassMalformed);
+    let total_len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
+    if total_len < ihl || ETH_HDR_LEN + total_len > frame_len(ctx) {
+        return Err(Counter::PassBadIpLength);
     }
-    transport(
-        ctx,
-        AF_INET,
-        hdr[9],
-        src,
-        dst,
-        l4,
-        u16::from_be_bytes([hdr[2], hdr[3]]),
-        hdr[8],
-    )
+    let flags_offset = u16::from_be_bytes([hdr[6], hdr[7]]);
+    let fragment = if flags_offset & 0x1fff != 0 {
+        Fragmentation::Later
+    } else if flags_offset & 0x2000 != 0 {
+        Fragmentation::First
+    } else {
+        Fragmentation::None
+    };
+    let mut ip = Ip {
+        family: AF_INET,
+        proto: hdr[9],
+        src: [0; 16],
+        dst: [0; 16],
+        l4: ETH_HDR_LEN + ihl,
+        end: ETH_HDR_LEN + total_len,
+        ttl: hdr[8],
+        fragment,
+        frag_id: [hdr[4], hdr[5], 0, 0],
+    };
+    ip.src[..4].copy_from_slice(&hdr[12..16]);
+    ip.dst[..4].copy_from_slice(&hdr[16..20]);
+    transport(ctx, &ip)
+}
+
+/// Whether the IPv4 header checksum holds (RFC 1812, 5.2.2): the
+/// one's-complement sum of the header, options included, is all ones.
+/// `hdr` is the fixed part, already read; `None` when the options are not
+/// all inside the packet.
+#[inline(always)]
+fn ipv4_checksum_ok(ctx: &XdpContext, hdr: &[u8; IPV4_MIN_HDR_LEN], ihl: usize) -> Option<bool> {
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i < IPV4_MIN_HDR_LEN {
+        sum += u32::from(u16::from_be_bytes([hdr[i], hdr[i + 1]]));
+        i += 2;
+    }
+    let mut off = IPV4_MIN_HDR_LEN;
+    while off < IPV4_MAX_HDR_LEN && off < ihl {
+        // Hidden from LLVM, which would otherwise turn the reads' checks
+        // into one check of the loop's trip count against the packet's
+        // length: right, but the verifier cannot follow it.
+        let word = read::<4>(ctx, ETH_HDR_LEN + core::hint::black_box(off))?;
+        sum += u32::from(u16::from_be_bytes([word[0], word[1]]));
+        sum += u32::from(u16::from_be_bytes([word[2], word[3]]));
+        off += 4;
+    }
+    Some(csum::fold(sum) == 0xffff)
 }
 
 #[inline(always)]
@@ -123,66 +215,142 @@ fn parse_ipv6(ctx: &XdpContext) -> Result<Packet, Counter> {
     if hdr[0] >> 4 != 6 {
         return Err(Counter::PassMalformed);
     }
-    let next_header = hdr[6];
-    if next_header == IPPROTO_ICMPV6 {
+    let payload_len = usize::from(u16::from_be_bytes([hdr[4], hdr[5]]));
+    let end = ETH_HDR_LEN + IPV6_HDR_LEN + payload_len;
+    if end > frame_len(ctx) {
+        return Err(Counter::PassBadIpLength);
+    }
+    let mut ip = Ip {
+        family: AF_INET6,
+        proto: hdr[6],
+        src: [0; 16],
+        dst: [0; 16],
+        l4: ETH_HDR_LEN + IPV6_HDR_LEN,
+        end,
+        ttl: hdr[7],
+        fragment: Fragmentation::None,
+        frag_id: [0; 4],
+    };
+    ip.src.copy_from_slice(&hdr[8..24]);
+    ip.dst.copy_from_slice(&hdr[24..40]);
+    extension_headers(ctx, &mut ip)?;
+    if ip.proto == IPPROTO_ICMPV6 {
         return Err(Counter::PassIcmp);
     }
-    if next_header != IPPROTO_TCP && next_header != IPPROTO_UDP {
+    if ip.proto != IPPROTO_TCP && ip.proto != IPPROTO_UDP {
         return Err(Counter::PassIpv6NextHeader);
     }
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    src.copy_from_slice(&hdr[8..24]);
-    dst.copy_from_slice(&hdr[24..40]);
-    let payload_len = u16::from_be_bytes([hdr[4], hdr[5]]);
-    transport(
-        ctx,
-        AF_INET6,
-        next_header,
-        src,
-        dst,
-        ETH_HDR_LEN + IPV6_HDR_LEN,
-        payload_len.saturating_add(IPV6_HDR_LEN as u16),
-        hdr[7],
-    )
+    transport(ctx, &ip)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Walks up to [`IPV6_MAX_EXT_HEADERS`] hop-by-hop, destination-options and
+/// fragment headers (one fragment header at most), as Cilium's
+/// `ipv6_hdrlen` does, leaving `ip.proto` and `ip.l4` at what follows them.
+/// A later fragment's data follows its fragment header: the walk stops
+/// there.
 #[inline(always)]
-fn transport(
-    ctx: &XdpContext,
-    family: u8,
-    proto: u8,
-    src: [u8; 16],
-    dst: [u8; 16],
-    l4: usize,
-    ip_len: u16,
-    ttl: u8,
-) -> Result<Packet, Counter> {
-    let (hdr_len, csum_off) = match proto {
-        IPPROTO_TCP => (TCP_MIN_HDR_LEN, TCP_CSUM_OFF),
-        IPPROTO_UDP => (UDP_HDR_LEN, UDP_CSUM_OFF),
+fn extension_headers(ctx: &XdpContext, ip: &mut Ip) -> Result<(), Counter> {
+    for _ in 0..IPV6_MAX_EXT_HEADERS {
+        match ip.proto {
+            IPV6_HOP_BY_HOP | IPV6_DEST_OPTIONS => {
+                let [next, len] = read::<2>(ctx, ip.l4).ok_or(Counter::PassBadIpLength)?;
+                ip.proto = next;
+                ip.l4 += (usize::from(len) + 1) * 8;
+            }
+            IPV6_FRAGMENT if ip.fragment == Fragmentation::None => {
+                let hdr =
+                    read::<IPV6_FRAGMENT_HDR_LEN>(ctx, ip.l4).ok_or(Counter::PassBadIpLength)?;
+                ip.proto = hdr[0];
+                ip.l4 += IPV6_FRAGMENT_HDR_LEN;
+                ip.frag_id = [hdr[4], hdr[5], hdr[6], hdr[7]];
+                let offset_flags = u16::from_be_bytes([hdr[2], hdr[3]]);
+                if offset_flags & 0xfff8 != 0 {
+                    ip.fragment = Fragmentation::Later;
+                    break;
+                }
+                if offset_flags & 1 != 0 {
+                    ip.fragment = Fragmentation::First;
+                }
+            }
+            _ => break,
+        }
+    }
+    if ip.l4 > ip.end {
+        return Err(Counter::PassBadIpLength);
+    }
+    Ok(())
+}
+
+/// The ports, after checking the transport header's own length field
+/// against the IP packet. A later fragment has no transport header.
+#[inline(always)]
+fn transport(ctx: &XdpContext, ip: &Ip) -> Result<Packet, Counter> {
+    let csum_off = match ip.proto {
+        IPPROTO_TCP => TCP_CSUM_OFF,
+        IPPROTO_UDP => UDP_CSUM_OFF,
         // Possibly an error about a flow: see icmp.rs.
-        IPPROTO_ICMP if family == AF_INET => return Err(Counter::PassIcmp),
+        IPPROTO_ICMP if ip.family == AF_INET && ip.fragment == Fragmentation::None => {
+            return Err(Counter::PassIcmp);
+        }
         _ => return Err(Counter::PassNotService),
     };
-    if ctx.data() + l4 + hdr_len > ctx.data_end() {
-        return Err(Counter::PassMalformed);
-    }
-    let ports = read::<4>(ctx, l4).ok_or(Counter::PassMalformed)?;
-    Ok(Packet {
+    let mut pkt = Packet {
         key: FlowKey {
-            src,
-            dst,
-            sport: [ports[0], ports[1]],
-            dport: [ports[2], ports[3]],
-            proto,
-            family,
+            src: ip.src,
+            dst: ip.dst,
+            sport: [0; 2],
+            dport: [0; 2],
+            proto: ip.proto,
+            family: ip.family,
             pad: [0; 2],
         },
-        l4,
-        l4_csum: l4 + csum_off,
-        ip_len,
-        ttl,
-    })
+        l4: ip.l4,
+        l4_csum: ip.l4 + csum_off,
+        ip_len: u16::try_from(ip.end - ETH_HDR_LEN).unwrap_or(u16::MAX),
+        ttl: ip.ttl,
+        fragment: ip.fragment,
+        frag_id: ip.frag_id,
+    };
+    if ip.fragment == Fragmentation::Later {
+        return Ok(pkt);
+    }
+    let ports = if ip.proto == IPPROTO_TCP {
+        tcp_header(ctx, ip)?
+    } else {
+        udp_header(ctx, ip)?
+    };
+    pkt.key.sport = [ports[0], ports[1]];
+    pkt.key.dport = [ports[2], ports[3]];
+    Ok(pkt)
+}
+
+/// The TCP ports; the header (data offset, options included) must lie
+/// inside the IP packet: in a first fragment too (RFC 1858).
+#[inline(always)]
+fn tcp_header(ctx: &XdpContext, ip: &Ip) -> Result<[u8; 4], Counter> {
+    if ip.l4 + TCP_MIN_HDR_LEN > ip.end {
+        return Err(Counter::PassBadTcpHeader);
+    }
+    let hdr = read::<14>(ctx, ip.l4).ok_or(Counter::PassBadTcpHeader)?;
+    let data_offset = usize::from(hdr[12] >> 4) * 4;
+    if data_offset < TCP_MIN_HDR_LEN || ip.l4 + data_offset > ip.end {
+        return Err(Counter::PassBadTcpHeader);
+    }
+    Ok([hdr[0], hdr[1], hdr[2], hdr[3]])
+}
+
+/// The UDP ports; the UDP length must cover the header and, unless the
+/// datagram is in fragments (then it counts them all), stay inside the IP
+/// payload.
+#[inline(always)]
+fn udp_header(ctx: &XdpContext, ip: &Ip) -> Result<[u8; 4], Counter> {
+    if ip.l4 + UDP_HDR_LEN > ip.end {
+        return Err(Counter::PassBadUdpLength);
+    }
+    let hdr = read::<UDP_HDR_LEN>(ctx, ip.l4).ok_or(Counter::PassBadUdpLength)?;
+    let len = usize::from(u16::from_be_bytes([hdr[4], hdr[5]]));
+    if len < UDP_HDR_LEN || (ip.fragment == Fragmentation::None && ip.l4 + len > ip.end) {
+        return Err(Counter::PassBadUdpLength);
+    }
+    Ok([hdr[0], hdr[1], hdr[2], hdr[3]])
 }

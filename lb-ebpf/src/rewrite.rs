@@ -16,7 +16,9 @@ pub enum Side {
 
 /// Replaces the source or destination address and port, updates the L4
 /// checksum (and the IPv4 header checksum), and decrements the TTL or hop
-/// limit when the packet is forwarded here.
+/// limit when the packet is forwarded here. Incremental updates (RFC 1624)
+/// keep a wrong checksum wrong by the same amount: the receiver still sees
+/// the error.
 #[inline(always)]
 pub fn rewrite(
     ctx: &XdpContext,
@@ -30,9 +32,12 @@ pub fn rewrite(
         Side::Source => (&pkt.key.src, pkt.key.sport, pkt.l4),
         Side::Destination => (&pkt.key.dst, pkt.key.dport, pkt.l4 + 2),
     };
+    // A later fragment has no ports and no L4 checksum: the first fragment's
+    // checksum covers the whole datagram and gets the whole difference.
+    let has_l4 = pkt.has_l4_header();
     let mut l4 = Diff::new();
     l4.bytes(&old_port, &port);
-    if !write(ctx, port_off, port) {
+    if has_l4 && !write(ctx, port_off, port) {
         return false;
     }
     let written = if pkt.is_v4() {
@@ -40,7 +45,7 @@ pub fn rewrite(
     } else {
         rewrite_ipv6(ctx, side, old_addr, addr, &mut l4, forwarding)
     };
-    written && update_l4_checksum(ctx, pkt, l4)
+    written && (!has_l4 || update_l4_checksum(ctx, pkt, l4))
 }
 
 #[inline(always)]

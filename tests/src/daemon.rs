@@ -98,13 +98,25 @@ impl DaemonProcess {
     /// outlive it, see [`Netns::net_command`]), output to
     /// [`NodeFiles::log`], and waits until its API answers `status`.
     pub fn start(ns: &Netns, bin: &Path, files: NodeFiles, config: &Path) -> Result<Self> {
+        Self::start_with(ns.net_command(bin), bin, files, config)
+    }
+
+    /// Like [`DaemonProcess::start`], through `command` (the binary, maybe
+    /// behind a wrapper: `ip netns exec NS lb-ctl`), to which `run --config
+    /// FILE` is added.
+    pub fn start_with(
+        command: Command,
+        bin: &Path,
+        files: NodeFiles,
+        config: &Path,
+    ) -> Result<Self> {
         let mut daemon = DaemonProcess {
             bin: bin.to_owned(),
             files,
             config: config.to_owned(),
             child: None,
         };
-        daemon.spawn(ns)?;
+        daemon.spawn(command)?;
         Ok(daemon)
     }
 
@@ -113,20 +125,21 @@ impl DaemonProcess {
     /// first) and waits until it answers.
     pub fn restart(&mut self, ns: &Netns) -> Result<()> {
         self.kill9();
-        self.spawn(ns)
+        self.spawn(ns.net_command(&self.bin))
     }
 
-    fn spawn(&mut self, ns: &Netns) -> Result<()> {
+    fn spawn(&mut self, mut command: Command) -> Result<()> {
         let log_path = self.files.log();
         let log = fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
-        let child = ns.spawn(
-            ns.net_command(&self.bin)
-                .args(["run", "--config"])
-                .arg(&self.config)
-                .stdout(log.try_clone()?)
-                .stderr(log),
-        )?;
+        let child = command
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {command:?}"))?;
         self.child = Some(child);
         self.wait_ready()
     }
@@ -168,7 +181,8 @@ impl DaemonProcess {
         }
     }
 
-    /// Stops the daemon with SIGTERM (a clean stop) and waits for it.
+    /// Stops the daemon with SIGTERM (a clean stop) and waits for it (10 s
+    /// at most: then it is killed and this fails).
     pub fn terminate(&mut self) -> Result<Option<ExitStatus>> {
         let Some(mut child) = self.child.take() else {
             return Ok(None);
@@ -181,7 +195,16 @@ impl DaemonProcess {
             let _ = child.wait();
             bail!("SIGTERM to lb-ctl run ({pid}): {error}");
         }
-        Ok(Some(child.wait()?))
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                return Ok(Some(status));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("lb-ctl run ({pid}) did not stop within 10 s of SIGTERM; killed")
     }
 
     /// The daemon's exit status if it has exited (on its own), without

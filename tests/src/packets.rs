@@ -213,50 +213,137 @@ pub fn with_ipv4_ihl(mut frame: Vec<u8>, ihl: u8) -> Vec<u8> {
     frame
 }
 
-/// Sets the IPv4 flags and fragment offset field (as the 16-bit word).
-pub fn with_ipv4_fragment(mut frame: Vec<u8>, flags_and_offset: u16) -> Vec<u8> {
-    let at = Ethernet2Header::LEN + 6;
-    frame[at..at + 2].copy_from_slice(&flags_and_offset.to_be_bytes());
-    frame
+/// Splits a frame carrying one IP datagram into IP fragments of at most
+/// `chunk` bytes of IP payload each (`chunk` a multiple of 8), as a host
+/// fragments: IPv4 with identification `id` (its low 16 bits), IPv6 with a
+/// fragment header holding `id`. The first fragment carries the TCP or UDP
+/// header, whose checksum covers the whole datagram.
+pub fn fragments(frame: &[u8], id: u32, chunk: usize) -> Vec<Vec<u8>> {
+    use etherparse::{IpFragOffset, IpNumber, Ipv4Header, Ipv6FragmentHeader, Ipv6Header};
+    assert!(
+        chunk > 0 && chunk.is_multiple_of(8),
+        "fragments hold multiples of 8 bytes"
+    );
+    let eth = &frame[..Ethernet2Header::LEN];
+    let ip = &frame[Ethernet2Header::LEN..];
+    let mut out = Vec::new();
+    match ip[0] >> 4 {
+        4 => {
+            let (header, payload) = Ipv4Header::from_slice(ip).expect("an IPv4 frame");
+            let pieces: Vec<&[u8]> = payload.chunks(chunk).collect();
+            for (i, piece) in pieces.iter().enumerate() {
+                let mut h = header.clone();
+                h.identification = id as u16;
+                h.more_fragments = i + 1 < pieces.len();
+                h.fragment_offset = IpFragOffset::try_new((i * chunk / 8) as u16).unwrap();
+                h.total_len = (h.header_len() + piece.len()) as u16;
+                h.header_checksum = h.calc_header_checksum();
+                let mut f = eth.to_vec();
+                f.extend_from_slice(&h.to_bytes());
+                f.extend_from_slice(piece);
+                out.push(f);
+            }
+        }
+        6 => {
+            let (header, payload) = Ipv6Header::from_slice(ip).expect("an IPv6 frame");
+            let pieces: Vec<&[u8]> = payload.chunks(chunk).collect();
+            for (i, piece) in pieces.iter().enumerate() {
+                let fragment = Ipv6FragmentHeader::new(
+                    header.next_header,
+                    IpFragOffset::try_new((i * chunk / 8) as u16).unwrap(),
+                    i + 1 < pieces.len(),
+                    id,
+                );
+                let mut h = header.clone();
+                h.next_header = IpNumber::IPV6_FRAGMENTATION_HEADER;
+                h.payload_length = (Ipv6FragmentHeader::LEN + piece.len()) as u16;
+                let mut f = eth.to_vec();
+                f.extend_from_slice(&h.to_bytes());
+                f.extend_from_slice(&fragment.to_bytes());
+                f.extend_from_slice(piece);
+                out.push(f);
+            }
+        }
+        v => panic!("IP version {v}"),
+    }
+    out
 }
 
-/// An IPv6 frame whose first header after the fixed one is a hop-by-hop
-/// options extension header, then `l4`.
-pub fn ipv6_with_hop_by_hop(src: SocketAddr, dst: SocketAddr, l4: L4) -> Vec<u8> {
-    use etherparse::{IpNumber, Ipv6Header, Ipv6RawExtHeader};
-    let (IpAddr::V6(s), IpAddr::V6(d)) = (src.ip(), dst.ip()) else {
-        panic!("IPv6 addresses expected");
+/// An IPv6 extension header for [`with_ipv6_ext_headers`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ext {
+    /// Hop-by-hop options (one PadN option).
+    HopByHop,
+    /// Destination options (one PadN option).
+    DestOptions,
+    /// A 24-byte destination-options header (length field 2).
+    LongDestOptions,
+    /// A fragment header of a whole datagram (an "atomic fragment":
+    /// offset 0, no more fragments).
+    AtomicFragment,
+    /// A routing header (type 4, no segments left).
+    Routing,
+}
+
+/// The IPv6 frame with `headers`, in order, between its fixed header and
+/// its payload (the payload, checksum included, as it was: extension
+/// headers other than routing do not enter the pseudo-header).
+pub fn with_ipv6_ext_headers(frame: &[u8], headers: &[Ext]) -> Vec<u8> {
+    use etherparse::{IpNumber, Ipv6Header};
+    let (mut ip, payload) =
+        Ipv6Header::from_slice(&frame[Ethernet2Header::LEN..]).expect("an IPv6 frame");
+    let number = |ext: Ext| match ext {
+        Ext::HopByHop => IpNumber::IPV6_HEADER_HOP_BY_HOP,
+        Ext::DestOptions | Ext::LongDestOptions => IpNumber::IPV6_DESTINATION_OPTIONS,
+        Ext::AtomicFragment => IpNumber::IPV6_FRAGMENTATION_HEADER,
+        Ext::Routing => IpNumber::IPV6_ROUTE_HEADER,
     };
-    let inner = Frame::new(src, dst, l4).build();
-    let l4_bytes = &inner[Ethernet2Header::LEN + Ipv6Header::LEN..];
-    let hop_by_hop = Ipv6RawExtHeader::new_raw(
-        match l4 {
-            L4::Udp => IpNumber::UDP,
-            L4::Tcp { .. } => IpNumber::TCP,
-        },
-        &[1, 4, 0, 0, 0, 0],
-    )
-    .expect("a valid hop-by-hop header");
-    let ip = Ipv6Header {
-        traffic_class: 0,
-        flow_label: Default::default(),
-        payload_length: (hop_by_hop.header_len() + l4_bytes.len()) as u16,
-        next_header: IpNumber::IPV6_HEADER_HOP_BY_HOP,
-        hop_limit: 64,
-        source: s.octets(),
-        destination: d.octets(),
-    };
-    let mut frame = Ethernet2Header {
-        source: CLIENT_MAC,
-        destination: LB_MAC,
-        ether_type: EtherType::IPV6,
+    let mut chain = Vec::new();
+    for (i, ext) in headers.iter().enumerate() {
+        let next = headers.get(i + 1).map_or(ip.next_header, |n| number(*n)).0;
+        match ext {
+            // PadN of 4 bytes fills the 8-byte header.
+            Ext::HopByHop | Ext::DestOptions => {
+                chain.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0])
+            }
+            Ext::LongDestOptions => {
+                chain.extend_from_slice(&[next, 2, 1, 20]);
+                chain.extend_from_slice(&[0; 20]);
+            }
+            Ext::AtomicFragment => chain.extend_from_slice(&[next, 0, 0, 0, 0, 0, 0x12, 0x34]),
+            Ext::Routing => chain.extend_from_slice(&[next, 0, 4, 0, 0, 0, 0, 0]),
+        }
     }
-    .to_bytes()
-    .to_vec();
-    frame.extend_from_slice(&ip.to_bytes());
-    frame.extend_from_slice(&hop_by_hop.to_bytes());
-    frame.extend_from_slice(l4_bytes);
-    frame
+    if let Some(first) = headers.first() {
+        ip.next_header = number(*first);
+    }
+    ip.payload_length = (chain.len() + payload.len()) as u16;
+    let mut out = frame[..Ethernet2Header::LEN].to_vec();
+    out.extend_from_slice(&ip.to_bytes());
+    out.extend_from_slice(&chain);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The frame with its IPv4 header changed by `edit`, the header checksum
+/// computed again (so that only the edited field is wrong).
+pub fn edit_ipv4_header(frame: &[u8], edit: impl FnOnce(&mut etherparse::Ipv4Header)) -> Vec<u8> {
+    let at = Ethernet2Header::LEN;
+    let (mut header, _) = etherparse::Ipv4Header::from_slice(&frame[at..]).expect("an IPv4 frame");
+    let len = header.header_len();
+    edit(&mut header);
+    header.header_checksum = header.calc_header_checksum();
+    let mut out = frame.to_vec();
+    out[at..at + len].copy_from_slice(&header.to_bytes());
+    out
+}
+
+/// The frame with its IPv6 payload length set to `len`.
+pub fn with_ipv6_payload_length(frame: &[u8], len: u16) -> Vec<u8> {
+    let mut out = frame.to_vec();
+    let at = Ethernet2Header::LEN + 4;
+    out[at..at + 2].copy_from_slice(&len.to_be_bytes());
+    out
 }
 
 /// An ICMP or ICMPv6 message type, with its code and the rest of its first
@@ -416,6 +503,54 @@ pub fn verify_icmp_checksums(frame: &[u8]) -> anyhow::Result<QuotedChecksums> {
     );
     checked.l4 = true;
     Ok(checked)
+}
+
+/// An ICMP time exceeded (IPv4: TTL exceeded in transit; ICMPv6: hop limit
+/// exceeded) from `node` to `to` about `quoted` (the start of an IP packet,
+/// without Ethernet), as a router sends it: TTL or hop limit 64, IPv4 type
+/// of service 0xc0 (precedence "internetwork control", as Linux sends ICMP
+/// errors), no fragmentation flags.
+pub fn time_exceeded(macs: ([u8; 6], [u8; 6]), node: IpAddr, to: IpAddr, quoted: &[u8]) -> Vec<u8> {
+    use etherparse::{
+        Icmpv4Type, Icmpv6Type, IpDscp, IpHeaders, IpNumber, Ipv4Header, icmpv4, icmpv6,
+    };
+    let eth = PacketBuilder::ethernet2(macs.0, macs.1);
+    let mut frame = Vec::new();
+    match (node, to) {
+        (IpAddr::V4(n), IpAddr::V4(t)) => {
+            let mut ip = Ipv4Header::new(0, 64, IpNumber::ICMP, n.octets(), t.octets())
+                .expect("an empty payload fits");
+            ip.dscp = IpDscp::try_new(0xc0 >> 2).expect("a 6-bit DSCP");
+            ip.dont_fragment = false;
+            eth.ip(IpHeaders::Ipv4(ip, Default::default()))
+                .icmpv4(Icmpv4Type::TimeExceeded(
+                    icmpv4::TimeExceededCode::TtlExceededInTransit,
+                ))
+                .write(&mut frame, quoted)
+        }
+        (IpAddr::V6(n), IpAddr::V6(t)) => eth
+            .ipv6(n.octets(), t.octets(), 64)
+            .icmpv6(Icmpv6Type::TimeExceeded(
+                icmpv6::TimeExceededCode::HopLimitExceeded,
+            ))
+            .write(&mut frame, quoted),
+        _ => panic!("mixed address families: {node} -> {to}"),
+    }
+    .expect("an etherparse-built frame always writes");
+    frame
+}
+
+/// The IPv4 frame with one 4-byte word of options (no-operation, no-operation,
+/// no-operation, end of list) after its header, lengths and header checksum
+/// made right.
+pub fn with_ipv4_nop_options(frame: &[u8]) -> Vec<u8> {
+    let at = Ethernet2Header::LEN;
+    let (mut header, rest) =
+        etherparse::Ipv4Header::from_slice(&frame[at..]).expect("an IPv4 frame");
+    header.options = [1u8, 1, 1, 0][..].try_into().expect("4 bytes of options");
+    header.total_len += 4;
+    header.header_checksum = header.calc_header_checksum();
+    [&frame[..at], &header.to_bytes()[..], rest].concat()
 }
 
 #[cfg(test)]

@@ -191,6 +191,10 @@ impl Rig {
     /// Puts the VIPs on the LB's external interface, as the floating IP is
     /// in a deployment: the LB's kernel answers ARP and neighbour
     /// solicitations for them; the XDP program takes the service traffic.
+    /// The IPv6 VIP is deprecated (`preferred_lft 0`: still answered and
+    /// received) so that the kernel never picks it as the source of its own
+    /// packets (a /128 would win Linux's longest-match rule over the
+    /// interface's /64), as ARCHITECTURE.md asks of a deployment.
     pub fn add_vips(&self) -> Result<()> {
         self.lb
             .ip(["addr", "add", &format!("{VIP_V4}/32"), "dev", LB_EXT_IFACE])?;
@@ -201,6 +205,8 @@ impl Rig {
             "dev",
             LB_EXT_IFACE,
             "nodad",
+            "preferred_lft",
+            "0",
         ])?;
         Ok(())
     }
@@ -278,6 +284,26 @@ impl Rig {
                     .command("socat")
                     .arg(format!("UDP6-RECVFROM:{port},ipv6only=0,fork,reuseaddr"))
                     .arg(format!("SYSTEM:echo {}", backend.name))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            )?;
+            backend.udp = Some(child);
+        }
+        Ok(())
+    }
+
+    /// Starts a UDP echo on `port` in every backend (IPv4 and IPv6): each
+    /// datagram (up to 8 KiB) comes back as it was, so a big request gets a
+    /// big answer, in fragments both ways.
+    pub fn start_udp_echo(&mut self, port: u16) -> Result<()> {
+        for backend in &mut self.backends {
+            let child = backend.ns.spawn(
+                backend
+                    .ns
+                    .command("socat")
+                    .args(["-b", "8192"])
+                    .arg(format!("UDP6-RECVFROM:{port},ipv6only=0,fork,reuseaddr"))
+                    .arg("PIPE")
                     .stdout(Stdio::null())
                     .stderr(Stdio::null()),
             )?;
