@@ -47,6 +47,9 @@ pub mod maps {
     pub const JUMP: &str = "LB_JUMP";
     /// `PerCpuArray<u64>` indexed by [`super::Counter`].
     pub const STATS: &str = "LB_STATS";
+    /// `HashMap<FloatingKey, u8>`: the failover group's addresses, which a
+    /// fenced node stops answering for (see [`super::Settings`]).
+    pub const FLOATING: &str = "LB_FLOATING";
     /// `PerCpuArray<Traffic>` indexed by service id.
     pub const SERVICE_STATS: &str = "LB_SVC_STATS";
     /// `PerCpuArray<Traffic>` indexed by backend id.
@@ -316,7 +319,29 @@ pub mod role {
 pub struct Settings {
     /// [`role`].
     pub role: u32,
+    pub pad: u32,
+    /// The active's lease, in `bpf_ktime_get_ns` time (CLOCK_MONOTONIC):
+    /// a clustered daemon renews it every heartbeat. Once it has passed,
+    /// the node is *fenced*: it forwards nothing for services and drops
+    /// what is addressed to its floating IPs (ARP and neighbour
+    /// solicitations for them too), so a node whose daemon died or stalled
+    /// never serves beside the peer that took over. 0: no lease (a
+    /// standalone node).
+    pub lease_until_ns: u64,
 }
+
+/// A floating IP (key of [`maps::FLOATING`]): the address as in
+/// [`FlowKey`] (IPv4 in the first four bytes) and its family.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FloatingKey {
+    pub addr: [u8; 16],
+    pub family: u8,
+    pub pad: [u8; 3],
+}
+
+/// Floating IPs a node may hold (the failover group).
+pub const MAX_FLOATING: u32 = 64;
 
 /// One Maglev lookup table: slot to backend id.
 #[repr(C)]
@@ -453,11 +478,15 @@ pub enum Counter {
     /// answered as a router does: an ICMP time exceeded from the node's own
     /// address (the one the FIB picks for the way back), never from the VIP.
     SentTimeExceeded = 20,
+    /// On a fenced node (its lease passed: see [`Settings`]), packets to
+    /// its floating IPs and ARP / neighbour solicitations for them: dropped,
+    /// so the node answers nothing the peer now serves.
+    DropFenced = 21,
 }
 
 impl Counter {
     /// Number of slots in [`maps::STATS`].
-    pub const COUNT: u32 = 21;
+    pub const COUNT: u32 = 22;
     /// Every counter, in slot order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::PassNotIp,
@@ -481,6 +510,7 @@ impl Counter {
         Counter::PassBadUdpLength,
         Counter::DropTtl,
         Counter::SentTimeExceeded,
+        Counter::DropFenced,
     ];
 
     /// A stable name for logs, metrics and the CLI.
@@ -507,6 +537,7 @@ impl Counter {
             Counter::PassBadUdpLength => "pass_bad_udp_length",
             Counter::DropTtl => "drop_ttl",
             Counter::SentTimeExceeded => "sent_time_exceeded",
+            Counter::DropFenced => "drop_fenced",
         }
     }
 }
@@ -523,6 +554,7 @@ mod pod {
     unsafe impl aya::Pod for Flow {}
     unsafe impl aya::Pod for Reply {}
     unsafe impl aya::Pod for Settings {}
+    unsafe impl aya::Pod for FloatingKey {}
     unsafe impl aya::Pod for MaglevTable {}
     unsafe impl aya::Pod for Traffic {}
     unsafe impl aya::Pod for NextHop {}

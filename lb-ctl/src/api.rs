@@ -127,6 +127,9 @@ pub struct Status {
     #[serde(default)]
     pub neighbours_unresolved: usize,
     pub config_file: String,
+    /// The pair, when this node is clustered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::node::ClusterStatus>,
 }
 
 /// Packets, bytes and new flows.

@@ -25,6 +25,7 @@ use crate::{
     },
     balancer::{BackendState, Balancer, Ops, ServiceName, ServiceSpec, Tables},
     bpffs,
+    cluster::serve::ClusterLink,
     config::{Config, ServiceConfig, XdpMode},
     dataplane::{self, AttachMode, Dataplane, PinState},
     health::{self, Health, Monitor},
@@ -67,6 +68,8 @@ pub struct Daemon {
     neighbour_wake: Arc<Notify>,
     /// The pins vanish with this process (see `bpffs`).
     bpffs_private: bool,
+    /// The cluster's status and requests, when the node is clustered.
+    cluster: Option<ClusterLink>,
 }
 
 pub type Shared = Arc<Mutex<Daemon>>;
@@ -107,6 +110,7 @@ impl Daemon {
             started: Instant::now(),
             adopted: pins == PinState::Adopted,
             role,
+            cluster: None,
             config: config.clone(),
             neighbours: neighbours::Tracker::new(),
             neighbour_wake: Arc::new(Notify::new()),
@@ -121,6 +125,9 @@ impl Daemon {
         daemon.dataplane.apply(&ops)?;
         daemon.balancer = next;
         daemon.dataplane.set_role(role)?;
+        // No lease until a cluster renews one (a lease a clustered daemon
+        // left in the pins must not fence a standalone node).
+        daemon.dataplane.set_lease(0)?;
         let mode = match config.node.xdp_mode {
             XdpMode::Native => AttachMode::Native,
             XdpMode::Generic => {
@@ -327,6 +334,34 @@ impl Daemon {
         })
     }
 
+    /// The cluster changed this node's role: the data plane's role map
+    /// first (forwarding starts or stops at once), then the daemon's state.
+    pub fn set_role(&mut self, role: Role) -> Result<()> {
+        self.dataplane.set_role(role)?;
+        self.role = role;
+        Ok(())
+    }
+
+    /// Renews the active's lease (see `lb_common::Settings`).
+    pub fn renew_lease(&mut self, until_ns: u64) -> Result<()> {
+        self.dataplane.set_lease(until_ns)
+    }
+
+    /// The floating IPs the data plane fences (see `lb_common::Settings`).
+    pub fn set_floating(&mut self, addresses: &[std::net::IpAddr]) -> Result<()> {
+        self.dataplane.set_floating(addresses)
+    }
+
+    /// Connects the cluster's status and requests (see `cluster::serve`).
+    pub fn attach_cluster(&mut self, link: ClusterLink) {
+        self.cluster = Some(link);
+    }
+
+    /// Where the operator's cluster requests go, when clustered.
+    pub fn cluster(&self) -> Option<&ClusterLink> {
+        self.cluster.as_ref()
+    }
+
     pub fn status(&self) -> Status {
         let backends: usize = self.config.services.iter().map(|s| s.backends.len()).sum();
         Status {
@@ -343,6 +378,7 @@ impl Daemon {
             backends_down: self.health.values().filter(|h| **h == Health::Down).count(),
             neighbours_unresolved: self.neighbours.failed(),
             config_file: self.config_path.display().to_string(),
+            cluster: self.cluster.as_ref().map(|c| c.status.borrow().clone()),
         }
     }
 

@@ -18,9 +18,9 @@ use aya::{
     util::nr_cpus,
 };
 use lb_common::{
-    Backend, Counter, Flow, FlowKey, ICMP_PROGRAM, JUMP_ICMP, JUMP_TTL, MAGLEV_TABLE_SIZE,
-    MaglevTable, NO_BACKEND, Reply, Service, ServiceKey, Settings, TTL_PROGRAM, Traffic,
-    XDP_PROGRAM, maps,
+    AF_INET, AF_INET6, Backend, Counter, FloatingKey, Flow, FlowKey, ICMP_PROGRAM, JUMP_ICMP,
+    JUMP_TTL, MAGLEV_TABLE_SIZE, MaglevTable, NO_BACKEND, Reply, Service, ServiceKey, Settings,
+    TTL_PROGRAM, Traffic, XDP_PROGRAM, maps,
 };
 
 use crate::{
@@ -31,7 +31,7 @@ use crate::{
 /// Every map of the object with the (key size, value size, max entries) this
 /// build expects: pinned maps that differ were made by an incompatible
 /// version.
-fn expected_maps() -> [(&'static str, usize, usize, u32); 15] {
+fn expected_maps() -> [(&'static str, usize, usize, u32); 16] {
     use core::mem::size_of;
     use lb_common::*;
     [
@@ -70,6 +70,7 @@ fn expected_maps() -> [(&'static str, usize, usize, u32); 15] {
             MAX_FRAGMENTS,
         ),
         (maps::ICMP_BUDGET, 4, size_of::<IcmpBudget>(), 1),
+        (maps::FLOATING, size_of::<FloatingKey>(), 1, MAX_FLOATING),
     ]
 }
 
@@ -363,9 +364,40 @@ impl Dataplane {
     /// Marks the node active (forwards service traffic) or standby (hands it
     /// to the kernel).
     pub fn set_role(&mut self, node_role: Role) -> Result<()> {
+        self.update_settings(|s| s.role = node_role.to_map())
+    }
+
+    /// Sets the active's lease (CLOCK_MONOTONIC ns; 0: none, standalone).
+    /// Past it, the program fences the node (see `lb_common::Settings`).
+    pub fn set_lease(&mut self, until_ns: u64) -> Result<()> {
+        self.update_settings(|s| s.lease_until_ns = until_ns)
+    }
+
+    fn update_settings(&mut self, change: impl FnOnce(&mut Settings)) -> Result<()> {
         let mut settings: Array<_, Settings> = map_mut(&mut self.ebpf, maps::SETTINGS)?;
-        let role = node_role.to_map();
-        settings.set(0, Settings { role }, 0)?;
+        let mut value = settings.get(&0, 0)?;
+        change(&mut value);
+        settings.set(0, value, 0)?;
+        Ok(())
+    }
+
+    /// The floating IPs a fenced node stops answering for (replaces the
+    /// set).
+    pub fn set_floating(&mut self, addresses: &[std::net::IpAddr]) -> Result<()> {
+        let mut map: aya::maps::HashMap<_, FloatingKey, u8> =
+            map_mut(&mut self.ebpf, maps::FLOATING)?;
+        let wanted: Vec<FloatingKey> = addresses.iter().map(|a| floating_key(*a)).collect();
+        let stale: Vec<FloatingKey> = map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.contains(k))
+            .collect();
+        for key in &wanted {
+            map.insert(key, 1, 0)?;
+        }
+        for key in &stale {
+            map.remove(key)?;
+        }
         Ok(())
     }
 
@@ -527,6 +559,21 @@ pub fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
         .program_mut(XDP_PROGRAM)
         .with_context(|| format!("program {XDP_PROGRAM} missing from the object"))?;
     Ok(program.try_into()?)
+}
+
+fn floating_key(addr: std::net::IpAddr) -> FloatingKey {
+    let mut key = FloatingKey::default();
+    match addr {
+        std::net::IpAddr::V4(v4) => {
+            key.family = AF_INET;
+            key.addr[..4].copy_from_slice(&v4.octets());
+        }
+        std::net::IpAddr::V6(v6) => {
+            key.family = AF_INET6;
+            key.addr = v6.octets();
+        }
+    }
+    key
 }
 
 fn map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<T>

@@ -100,6 +100,47 @@ pub fn duration(seconds: u64) -> String {
     }
 }
 
+/// The cluster's rows of `lb-ctl status`, as the manual's cluster manager
+/// shows it: role and since when, the peer, each interconnect and monitor.
+pub fn cluster_rows(c: &crate::cluster::node::ClusterStatus) -> Vec<Vec<String>> {
+    let role = c.role.map_or("starting".to_owned(), |r| r.to_string());
+    let peer = match (c.peer_alive, c.peer_role) {
+        (true, Some(role)) => format!("{role}"),
+        _ => "lost (no heartbeat on any interconnect)".to_owned(),
+    };
+    let mut rows = vec![
+        vec![
+            "cluster role".into(),
+            format!(
+                "{role} since {}",
+                crate::alerts::rfc3339(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(c.since_unix)
+                )
+            ),
+        ],
+        vec!["peer".into(), peer],
+    ];
+    for (name, up) in &c.links {
+        rows.push(vec![
+            format!("interconnect {name}"),
+            if *up { "up" } else { "down" }.into(),
+        ]);
+    }
+    for (name, state) in &c.monitors {
+        rows.push(vec![format!("monitor {name}"), state.to_string()]);
+    }
+    rows.push(vec![
+        "last change".into(),
+        c.last_change.clone().unwrap_or_else(|| "none".into()),
+    ]);
+    rows.push(vec!["failovers counted".into(), c.failovers.to_string()]);
+    if !c.refused.is_empty() {
+        let refused: Vec<String> = c.refused.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        rows.push(vec!["heartbeats refused".into(), refused.join(", ")]);
+    }
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,6 +100,11 @@ enum Command {
     /// The two-node cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Move the group (floating IPs, service traffic) to the peer; run on
+    /// the active node.
+    Failover,
+    /// Move the group back to the first server; run on the active node.
+    Failback,
 }
 
 #[derive(Subcommand)]
@@ -280,6 +285,8 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Cluster(ClusterCommand::Init { plan, out, force }) => {
             return cluster_init(&plan, &out, force);
         }
+        Command::Failover => cluster_operation(&client, "failover").await,
+        Command::Failback => cluster_operation(&client, "failback").await,
         Command::Status => status(&client, json).await,
         Command::Service(cmd) => service(&client, cmd, json).await,
         Command::Backend(cmd) => backend(&client, cmd, json).await,
@@ -372,16 +379,6 @@ async fn run(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if config.cluster.is_some() {
-        // Until the daemon runs membership, a clustered node would serve as
-        // if alone: two nodes active at once. Refused rather than that.
-        eprintln!(
-            "error: {}: this lb-ctl validates the [cluster] section (config check, cluster init) \
-             but does not run a cluster yet; remove [cluster] to run the node standalone",
-            path.display()
-        );
-        return ExitCode::from(2);
-    }
     init_logging(config.node.log_format);
     let private = match check_bpffs(path, &config) {
         Ok(private) => private,
@@ -452,7 +449,11 @@ async fn serve(path: &Path, config: Config, private_bpffs: Option<PathBuf>) -> R
     let listener = daemon::bind_api(&config.node.api_socket)?;
     let (events, mut health) = tokio::sync::mpsc::channel(256);
     // No cluster yet: every node is standalone, so active.
-    let role = role::decide(role::Membership::Standalone);
+    // A clustered node starts standby: it serves once membership says so.
+    let role = match &config.cluster {
+        Some(_) => lb_ctl::role::Role::Standby,
+        None => role::decide(role::Membership::Standalone),
+    };
     // The backends' neighbour entries first: the program, once attached,
     // finds their link-layer addresses from the first packet on.
     let netlink = Netlink::connect()?;
@@ -464,6 +465,20 @@ async fn serve(path: &Path, config: Config, private_bpffs: Option<PathBuf>) -> R
     daemon.on_neighbours(&reading);
     let shared = Arc::new(tokio::sync::Mutex::new(daemon));
     tokio::spawn(neighbours::task::keep_neighbours(shared.clone(), netlink));
+    let (stop_cluster, stop_rx) = tokio::sync::watch::channel(false);
+    let cluster_task = match &config.cluster {
+        Some(cluster) => {
+            let (link, task) = lb_ctl::cluster::serve::start(
+                cluster.clone(),
+                config.node.name.clone(),
+                shared.clone(),
+                stop_rx,
+            )?;
+            shared.lock().await.attach_cluster(link);
+            Some(task)
+        }
+        None => None,
+    };
     let api = tokio::spawn({
         let router = server::api_router(shared.clone());
         async move { axum::serve(listener, router).await }
@@ -491,6 +506,15 @@ async fn serve(path: &Path, config: Config, private_bpffs: Option<PathBuf>) -> R
     );
     wait_for_stop().await?;
     api.abort();
+    if let Some(task) = cluster_task {
+        // A clustered node steps down and tells its peer before it goes.
+        let _ = stop_cluster.send(true);
+        match tokio::time::timeout(Duration::from_secs(5), task).await {
+            Ok(Ok(Err(err))) => tracing::error!(error = %format!("{err:#}"), "cluster"),
+            Err(_) => tracing::error!("the cluster did not step down within 5 s"),
+            _ => {}
+        }
+    }
     shared.lock().await.stop();
     let _ = std::fs::remove_file(&config.node.api_socket);
     Ok(())
@@ -565,7 +589,19 @@ async fn status(client: &Client, json: bool) -> Result<(), ClientError> {
         ],
         vec!["config".into(), s.config_file.clone()],
     ];
+    let mut rows = rows;
+    if let Some(c) = &s.cluster {
+        rows.extend(human::cluster_rows(c));
+    }
     print!("{}", human::table(&rows));
+    Ok(())
+}
+
+async fn cluster_operation(client: &Client, operation: &str) -> Result<(), ClientError> {
+    let _: serde_json::Value = client
+        .send(Method::POST, &format!("/v1/cluster/{operation}"), &())
+        .await?;
+    println!("{operation}: the group is moving (`lb-ctl status` shows where it runs)");
     Ok(())
 }
 

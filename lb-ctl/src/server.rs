@@ -29,6 +29,7 @@ pub fn api_router(daemon: Shared) -> Router {
         .route("/v1/alerts", get(alerts))
         .route("/v1/config", get(export).put(import))
         .route("/v1/changes", post(change))
+        .route("/v1/cluster/{operation}", post(cluster_operation))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -110,6 +111,49 @@ async fn change(State(daemon): State<Shared>, body: axum::body::Bytes) -> Respon
     match daemon.lock().await.change(change) {
         Ok(applied) => Json(applied).into_response(),
         Err(err) => change_error(err),
+    }
+}
+
+/// `POST /v1/cluster/failover` or `.../failback`: asks the cluster's event
+/// loop; refused (409) with the reason when it cannot be done now.
+async fn cluster_operation(
+    State(daemon): State<Shared>,
+    axum::extract::Path(operation): axum::extract::Path<String>,
+) -> Response {
+    use crate::cluster::node::Operation;
+    let operation = match operation.as_str() {
+        "failover" => Operation::Failover,
+        "failback" => Operation::Failback,
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no cluster operation {other:?} (failover, failback)"),
+            );
+        }
+    };
+    let Some(operations) = daemon.lock().await.cluster().map(|c| c.operations.clone()) else {
+        return error(
+            StatusCode::CONFLICT,
+            "this node is standalone: it has no [cluster] section".into(),
+        );
+    };
+    let (answer, result) = tokio::sync::oneshot::channel();
+    if operations.send((operation, answer)).await.is_err() {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the cluster's event loop is not running".into(),
+        );
+    }
+    match result.await {
+        Ok(Ok(())) => {
+            Json(serde_json::json!({ "accepted": format!("{operation:?}").to_lowercase() }))
+                .into_response()
+        }
+        Ok(Err(refusal)) => error(StatusCode::CONFLICT, refusal),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the cluster's event loop did not answer".into(),
+        ),
     }
 }
 

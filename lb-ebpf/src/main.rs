@@ -19,6 +19,7 @@
 
 mod baseline;
 mod csum;
+mod fence;
 mod forward;
 mod icmp;
 mod packet;
@@ -36,10 +37,10 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    Backend, Counter, Flow, FlowKey, Fragment, FragmentKey, IcmpBudget, JUMP_ICMP, JUMP_SLOTS,
-    JUMP_TTL, MAX_BACKENDS, MAX_CLIENT_HOPS, MAX_FLOWS, MAX_FRAGMENTS, MAX_SERVICES, MAX_TX_PORTS,
-    MaglevTable, NEXTHOP_TTL_JIFFIES, NO_BACKEND, NextHop, Reply, Service, ServiceKey, Settings,
-    Traffic, backend_flags, fragment_kind, hash, mode, role,
+    Backend, Counter, FloatingKey, Flow, FlowKey, Fragment, FragmentKey, IcmpBudget, JUMP_ICMP,
+    JUMP_SLOTS, JUMP_TTL, MAX_BACKENDS, MAX_CLIENT_HOPS, MAX_FLOATING, MAX_FLOWS, MAX_FRAGMENTS,
+    MAX_SERVICES, MAX_TX_PORTS, MaglevTable, NEXTHOP_TTL_JIFFIES, NO_BACKEND, NextHop, Reply,
+    Service, ServiceKey, Settings, Traffic, backend_flags, fragment_kind, hash, mode, role,
 };
 
 use crate::{
@@ -81,9 +82,14 @@ static LB_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT
 static LB_SVC_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
 #[map(name = "LB_BE_STATS")]
 static LB_BE_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+#[map(name = "LB_FLOATING")]
+static LB_FLOATING: HashMap<FloatingKey, u8> = HashMap::with_max_entries(MAX_FLOATING, 0);
 
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    if fenced() && fence::for_floating_ip(&ctx, &LB_FLOATING) {
+        return counted((Counter::DropFenced, XDP_DROP));
+    }
     match packet::parse(&ctx) {
         Ok(pkt) => counted(handle(&ctx, &pkt)),
         Err(Counter::PassIcmp) => {
@@ -629,11 +635,18 @@ fn cached_route(
     route
 }
 
+/// Standby, or fenced (an active whose lease passed): no service traffic.
 #[inline(always)]
 fn is_standby() -> bool {
     LB_SETTINGS
         .get(0)
-        .is_some_and(|settings| settings.role == role::STANDBY)
+        .is_some_and(|settings| settings.role == role::STANDBY || fence::expired(settings))
+}
+
+/// An active node whose daemon stopped renewing its lease.
+#[inline(always)]
+fn fenced() -> bool {
+    LB_SETTINGS.get(0).is_some_and(fence::expired)
 }
 
 #[inline(always)]

@@ -9,4 +9,5 @@ pub mod fixnet;
 pub mod fixture;
 pub mod netns;
 pub mod packets;
+pub mod pair;
 pub mod rig;

@@ -29,6 +29,7 @@ pub type RefusedCounts = Arc<Mutex<BTreeMap<Refused, u64>>>;
 
 /// The interconnects of this node.
 pub struct Links {
+    cluster: [u8; 16],
     sockets: Vec<Arc<UdpSocket>>,
     peers: Vec<SocketAddr>,
     keys: Keyring,
@@ -77,10 +78,16 @@ impl Links {
             sockets.push(socket);
         }
         Ok(Links {
+            cluster: cluster_id,
             sockets,
             peers,
             keys,
         })
+    }
+
+    /// The cluster id heartbeats carry.
+    pub fn cluster(&self) -> [u8; 16] {
+        self.cluster
     }
 
     /// Sends `hb` on every interconnect, each with its own sequence number

@@ -9,5 +9,7 @@ pub mod keys;
 pub mod link;
 pub mod membership;
 pub mod monitors;
+pub mod node;
+pub mod serve;
 
 pub use crate::role::Role;

@@ -1,0 +1,397 @@
+//! The cluster's event loop on one node: it carries out what the pure parts
+//! decide. Heartbeats arrive from the interconnects (`link`), monitor
+//! results and NP answers from checks it starts; after each event it asks
+//! [`Membership::decide`] and, for a role change, applies it in order
+//! (the data plane's role map first, then the floating IPs, then the
+//! announcement burst), and commits it only once applied. It sends its own
+//! heartbeats every interval and publishes a [`ClusterStatus`].
+//!
+//! The data plane is reached through `roles`: a request with the wanted
+//! role, answered once the role map holds it (the daemon owns the map).
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{
+    Role,
+    config::{ClusterConfig, MonitorKind},
+    floating::{Announcer, netlink::FloatingIps},
+    heartbeat::{Heartbeat, Keyring, first_seq},
+    link::{Links, RefusedCounts},
+    membership::{Decision, Membership, PeerView, Reason},
+    monitors::{MonitorState, Monitors, probe},
+};
+
+/// How often the group is announced again while active.
+pub const ANNOUNCE_REFRESH: Duration = Duration::from_secs(10);
+
+/// A role change for the data plane; answer when the role map holds it.
+pub type RoleRequest = (Role, oneshot::Sender<Result<()>>);
+
+/// The operator's requests to the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// Move the group to the peer.
+    Failover,
+    /// Move the group to the first server.
+    Failback,
+}
+
+/// An operation and where to answer (refused with the reason).
+pub type OperationRequest = (Operation, oneshot::Sender<Result<(), String>>);
+
+/// What the loop publishes (status, console, metrics).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub role: Option<Role>,
+    /// Since when (Unix seconds) this node has its role.
+    pub since_unix: u64,
+    pub peer_alive: bool,
+    pub peer_role: Option<Role>,
+    /// Per interconnect, in configuration order: heard within the dead time.
+    pub links: Vec<(String, bool)>,
+    pub monitors: Vec<(String, MonitorState)>,
+    pub healthy: bool,
+    /// The last role change and why.
+    pub last_change: Option<String>,
+    /// Monitor-caused failovers still counted.
+    pub failovers: usize,
+    /// Heartbeats refused, by reason.
+    pub refused: Vec<(String, u64)>,
+}
+
+/// A notable event, for the alert log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterEvent {
+    RoleChanged {
+        role: Role,
+        reason: Reason,
+    },
+    MonitorChanged {
+        monitor: String,
+        state: MonitorState,
+        detail: Option<String>,
+    },
+    FinalAction,
+    Error(String),
+}
+
+pub struct NodeSetup {
+    pub cluster: ClusterConfig,
+    pub node_name: String,
+    pub keys: Keyring,
+    /// The role the node starts in (standby, or active when it adopted a
+    /// data plane that was serving).
+    pub start_role: Role,
+    /// The settings generation and hash this node holds.
+    pub settings: watch::Receiver<(u64, [u8; 32])>,
+}
+
+/// Runs until `stop` turns true.
+pub async fn run(
+    setup: NodeSetup,
+    roles: mpsc::Sender<RoleRequest>,
+    events: mpsc::Sender<ClusterEvent>,
+    status: watch::Sender<ClusterStatus>,
+    mut operations: mpsc::Receiver<OperationRequest>,
+    lease: mpsc::Sender<()>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let NodeSetup {
+        cluster,
+        node_name,
+        keys,
+        start_role,
+        settings,
+    } = setup;
+    let params = cluster
+        .params(&node_name)
+        .context("this node is not among the cluster's servers")?;
+    let me = params.me;
+    let interval = params.interval;
+    let now = Instant::now();
+    let mut membership = Membership::new(params, start_role, now);
+    let (received_tx, mut received) = mpsc::channel(64);
+    let refused = RefusedCounts::default();
+    let links = Links::open(&cluster, me, keys, received_tx, refused.clone()).await?;
+    let floating = FloatingIps::open(&cluster.floating_ips).await?;
+    let mut monitors = Monitors::new(&cluster.monitors, &node_name, now);
+    let mut announcer = Announcer::new(ANNOUNCE_REFRESH);
+    // The group matches the starting role before anything else.
+    floating.converge(start_role).await?;
+    announcer.role_changed(start_role, now);
+    let (check_tx, mut checks) = mpsc::channel::<(usize, Result<(), String>)>(16);
+    let (np_tx, mut np) = mpsc::channel::<bool>(4);
+    let unix_micros = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let mut seq = first_seq(unix_micros);
+    let mut next_beat = now;
+    let mut since = SystemTime::now();
+    let mut last_change: Option<String> = None;
+    let mut previous = now;
+    let mut tick = tokio::time::interval(interval / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            Some(r) = received.recv() => {
+                let hb = r.heartbeat;
+                membership.observe_heartbeat(Instant::now(), r.link, PeerView {
+                    role: hb.role,
+                    healthy: hb.healthy,
+                    eligible: hb.eligible,
+                    yielding: hb.yielding,
+                    generation: hb.generation,
+                    settings_hash: hb.settings_hash,
+                });
+            }
+            Some((i, result)) = checks.recv() => {
+                if let Some(change) = monitors.observe(i, result) {
+                    let _ = events.try_send(ClusterEvent::MonitorChanged {
+                        monitor: change.monitor,
+                        state: change.state,
+                        detail: change.detail,
+                    });
+                }
+            }
+            Some(reachable) = np.recv() => membership.observe_np(Instant::now(), reachable),
+            Some((operation, answer)) = operations.recv() => {
+                let now = Instant::now();
+                let result = match operation {
+                    Operation::Failover => membership.request_failover(now),
+                    Operation::Failback => membership.request_failback(now),
+                };
+                let _ = answer.send(result.map_err(|refusal| refusal.to_string()));
+            }
+            _ = tick.tick() => {}
+            _ = stop.changed() => {
+                if *stop.borrow() {
+                    step_down(&mut membership, &roles, &floating, &links, &mut seq, &settings).await;
+                    break;
+                }
+            }
+        }
+        let now = Instant::now();
+        // Every pass renews the data plane's lease: a loop that stops
+        // passing (a dead or stalled daemon) fences its node.
+        let _ = lease.try_send(());
+        let role = membership.role();
+        membership.tick(now);
+        let gap = now.saturating_duration_since(previous);
+        previous = now;
+        start_checks(&mut monitors, role, now, gap, &check_tx);
+        membership.observe_monitors(monitors.healthy(role, now));
+        match membership.decide(now) {
+            Decision::Stay => {}
+            Decision::Become(new, reason) => {
+                match change_role(&roles, &floating, new).await {
+                    Ok(()) => {
+                        let now = Instant::now();
+                        membership.commit(now, new, reason);
+                        monitors.role_changed(new, now);
+                        announcer.role_changed(new, now);
+                        since = SystemTime::now();
+                        last_change = Some(format!("{new} ({reason:?})"));
+                        let _ = events.try_send(ClusterEvent::RoleChanged { role: new, reason });
+                        // The peer learns at once.
+                        next_beat = now;
+                    }
+                    Err(err) => {
+                        let _ = events
+                            .try_send(ClusterEvent::Error(format!("becoming {new}: {err:#}")));
+                    }
+                }
+            }
+            Decision::CheckNp => {
+                membership.np_started();
+                let targets = cluster.np_targets.clone();
+                let timeout = interval * 2;
+                let tx = np_tx.clone();
+                tokio::spawn(async move {
+                    let reached = probe::ip(&targets, timeout).await.is_ok();
+                    let _ = tx.send(reached).await;
+                });
+            }
+            Decision::FinalAction => {
+                let _ = events.try_send(ClusterEvent::FinalAction);
+            }
+        }
+        let now = Instant::now();
+        if now >= next_beat {
+            let (generation, settings_hash) = *settings.borrow();
+            let hb = Heartbeat {
+                cluster: links.cluster(),
+                node: me,
+                link: 0,
+                seq: 0,
+                role: membership.role(),
+                healthy: membership.healthy(),
+                eligible: membership.eligible(),
+                yielding: membership.yielding(),
+                generation,
+                settings_hash,
+            };
+            // Links fills in the link and sequence number.
+            for (link, err) in links.send(&hb, &mut seq).await {
+                tracing::debug!(link, error = %err, "heartbeat not sent");
+            }
+            next_beat = now + interval;
+        }
+        if announcer.due(now)
+            && let Err(err) = floating.announce()
+        {
+            tracing::warn!(error = %format!("{err:#}"), "announcing the floating IPs");
+        }
+        publish(
+            &status,
+            &membership,
+            &monitors,
+            &cluster,
+            now,
+            since,
+            &last_change,
+            &refused,
+        );
+    }
+    Ok(())
+}
+
+/// A clean stop: an active node stops forwarding, gives the floating IPs up
+/// and tells the peer it yields, so the peer takes over at once instead of
+/// after the dead time.
+async fn step_down(
+    membership: &mut Membership,
+    roles: &mpsc::Sender<RoleRequest>,
+    floating: &FloatingIps,
+    links: &Links,
+    seq: &mut u64,
+    settings: &watch::Receiver<(u64, [u8; 32])>,
+) {
+    if membership.role() == Role::Active {
+        if let Err(err) = change_role(roles, floating, Role::Standby).await {
+            tracing::error!(error = %format!("{err:#}"), "stepping down at stop");
+        }
+        membership.commit(Instant::now(), Role::Standby, Reason::Operator);
+    }
+    let (generation, settings_hash) = *settings.borrow();
+    let last = Heartbeat {
+        cluster: links.cluster(),
+        node: membership.params().me,
+        link: 0,
+        seq: 0,
+        role: Role::Standby,
+        // Not a candidate: the peer must not wait for us.
+        healthy: false,
+        eligible: false,
+        yielding: true,
+        generation,
+        settings_hash,
+    };
+    links.send(&last, seq).await;
+}
+
+/// The role map first, then the floating IPs (both directions: a standby
+/// stops forwarding before it gives the addresses up; an active forwards
+/// before it takes them).
+async fn change_role(
+    roles: &mpsc::Sender<RoleRequest>,
+    floating: &FloatingIps,
+    role: Role,
+) -> Result<()> {
+    let (ack, answer) = oneshot::channel();
+    roles
+        .send((role, ack))
+        .await
+        .context("the data plane is gone")?;
+    answer.await.context("the data plane did not answer")??;
+    floating.converge(role).await?;
+    if role == Role::Active {
+        floating.announce()?;
+    }
+    Ok(())
+}
+
+/// Starts the monitor checks that are due. A stall monitor is answered
+/// here: the loop wakes every quarter interval, so a `gap` since its last
+/// pass longer than the monitor's timeout means it was stalled. (A loop
+/// that never comes back is the peer's to notice: its heartbeats stop.)
+fn start_checks(
+    monitors: &mut Monitors,
+    role: Role,
+    now: Instant,
+    gap: Duration,
+    results: &mpsc::Sender<(usize, Result<(), String>)>,
+) {
+    for (i, monitor) in monitors.due(role, now) {
+        if monitor.kind == MonitorKind::Stall {
+            let limit = Duration::from_millis(monitor.timeout_ms);
+            let result = if gap <= limit {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the event loop was stalled for {} ms (limit {} ms)",
+                    gap.as_millis(),
+                    limit.as_millis()
+                ))
+            };
+            let _ = results.try_send((i, result));
+            continue;
+        }
+        let tx = results.clone();
+        tokio::spawn(async move {
+            let result = probe::check(&monitor).await;
+            let _ = tx.send((i, result)).await;
+        });
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn publish(
+    status: &watch::Sender<ClusterStatus>,
+    membership: &Membership,
+    monitors: &Monitors,
+    cluster: &ClusterConfig,
+    now: Instant,
+    since: SystemTime,
+    last_change: &Option<String>,
+    refused: &RefusedCounts,
+) {
+    let role = membership.role();
+    let peer = membership.peer(now);
+    let next = ClusterStatus {
+        role: Some(role),
+        since_unix: since
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        peer_alive: peer.is_some(),
+        peer_role: peer.map(|p| p.role),
+        links: cluster
+            .interconnects
+            .iter()
+            .zip(membership.links_up(now))
+            .map(|(ic, up)| (ic.name.clone(), up))
+            .collect(),
+        monitors: monitors
+            .states(role, now)
+            .into_iter()
+            .map(|(name, _, state)| (name, state))
+            .collect(),
+        healthy: membership.healthy(),
+        last_change: last_change.clone(),
+        failovers: membership.failovers(now),
+        refused: refused
+            .lock()
+            .map(|r| r.iter().map(|(k, v)| (k.name().to_owned(), *v)).collect())
+            .unwrap_or_default(),
+    };
+    status.send_if_modified(|current| {
+        let changed = *current != next;
+        if changed {
+            *current = next;
+        }
+        changed
+    });
+}

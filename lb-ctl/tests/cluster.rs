@@ -1,0 +1,175 @@
+//! The pair with real daemons: `lb-ctl cluster init` writes both nodes'
+//! files, two `lb-ctl run` hold the floating IP between them. A `kill -9`
+//! of the active daemon leaves its node fenced (its kernel still has the
+//! address, the program answers nothing for it) while the peer serves;
+//! restart, manual failover and a clean stop move the group as documented.
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use lb_tests::{
+    daemon::{DaemonProcess, NodeFiles},
+    pair::PairNet,
+};
+use serde_json::Value;
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lb-ctl"))
+}
+
+fn plan(net: &PairNet, dir: &Path) -> String {
+    let node = |name: &str| {
+        let files = dir.join(name);
+        format!(
+            "[nodes.{name}]\ninterfaces = [\"ext0\"]\napi_socket = \"{}\"\nbpffs_dir = \"/sys/fs/bpf/{}-{name}\"\nalert_log = \"{}\"\n",
+            files.join("lb.sock").display(),
+            net.prefix,
+            files.join("alerts.jsonl").display(),
+        )
+    };
+    format!(
+        "[cluster]\nkey_file = \"{}\"\ntls_dir = \"{}\"\n{}\n{}\n{}",
+        dir.join("lb1/cluster.keys").display(),
+        dir.join("lb1/tls").display(),
+        net.cluster_toml(),
+        node("lb1"),
+        node("lb2"),
+    )
+}
+
+fn role(daemon: &DaemonProcess) -> Option<String> {
+    let out = daemon.ctl().args(["--json", "status"]).output().ok()?;
+    let status: Value = serde_json::from_slice(&out.stdout).ok()?;
+    status["cluster"]["role"].as_str().map(str::to_owned)
+}
+
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Result<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return Ok(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bail!("{what}: not within {limit:?}")
+}
+
+fn alerts(daemon: &DaemonProcess) -> String {
+    fs::read_to_string(daemon.files().alert_log()).unwrap_or_default()
+}
+
+#[test]
+fn a_killed_active_is_fenced_while_the_peer_serves_and_the_group_moves_on_request() -> Result<()> {
+    let net = PairNet::build()?;
+    let scratch = tempfile::tempdir()?;
+    let dir = scratch.path();
+    let plan_file = dir.join("plan.toml");
+    fs::write(&plan_file, plan(&net, dir))?;
+    let init = std::process::Command::new(bin())
+        .args(["cluster", "init", "--plan"])
+        .arg(&plan_file)
+        .arg("--out")
+        .arg(dir)
+        .output()?;
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let files = |name: &str| NodeFiles {
+        dir: dir.join(name),
+        pin_dir: PathBuf::from(format!("/sys/fs/bpf/{}-{name}", net.prefix)),
+    };
+    let mut lb1 = DaemonProcess::start(
+        &net.nodes[0],
+        &bin(),
+        files("lb1"),
+        &dir.join("lb1/lb.toml"),
+    )?;
+    let lb2 = DaemonProcess::start(
+        &net.nodes[1],
+        &bin(),
+        files("lb2"),
+        &dir.join("lb2/lb.toml"),
+    )?;
+    let (mac1, mac2) = (net.mac(0), net.mac(1));
+
+    // The first server is elected; the client reaches it at the floating IP.
+    wait_for("lb1 active, lb2 standby", Duration::from_secs(5), || {
+        role(&lb1).as_deref() == Some("active") && role(&lb2).as_deref() == Some("standby")
+    })?;
+    assert!(net.holds_fip(0) && !net.holds_fip(1));
+    assert_eq!(net.client_resolves_fip(), Some(mac1.clone()));
+    assert_eq!(net.arp_answers()?, std::slice::from_ref(&mac1));
+    let status = lb1.ctl().arg("status").output()?;
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("cluster role") && text.contains("interconnect hb1"),
+        "{text}"
+    );
+
+    // kill -9 of the active daemon: lb2 takes over; lb1's kernel still has
+    // the address, but its program, fenced, answers nothing for it.
+    lb1.kill9();
+    wait_for("lb2 active", Duration::from_secs(3), || {
+        role(&lb2).as_deref() == Some("active")
+    })?;
+    assert!(
+        net.holds_fip(0),
+        "the killed node's kernel keeps the address"
+    );
+    assert_eq!(
+        net.arp_answers()?,
+        std::slice::from_ref(&mac2),
+        "only lb2 answers ARP"
+    );
+    for _ in 0..3 {
+        assert_eq!(net.client_resolves_fip(), Some(mac2.clone()));
+    }
+    assert!(alerts(&lb2).contains("\"failover\""), "{}", alerts(&lb2));
+
+    // lb1 comes back: standby (no automatic failback), the address gone.
+    lb1.restart(&net.nodes[0])?;
+    wait_for(
+        "lb1 standby without the address",
+        Duration::from_secs(5),
+        || role(&lb1).as_deref() == Some("standby") && !net.holds_fip(0),
+    )?;
+    assert_eq!(role(&lb2).as_deref(), Some("active"));
+
+    // Failover on request, from the active.
+    let refused = lb1.ctl().arg("failover").output()?;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("this node is not active"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let moved = lb2.ctl().arg("failback").output()?;
+    assert!(
+        moved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&moved.stderr)
+    );
+    wait_for("lb1 active again", Duration::from_secs(3), || {
+        role(&lb1).as_deref() == Some("active") && role(&lb2).as_deref() == Some("standby")
+    })?;
+    wait_for("the client reaches lb1", Duration::from_secs(3), || {
+        net.client_resolves_fip() == Some(mac1.clone())
+    })?;
+
+    // A clean stop of the active: it yields, lb2 takes over.
+    lb1.terminate()?.context("lb1 was running")?;
+    wait_for(
+        "lb2 active after lb1 stopped",
+        Duration::from_secs(3),
+        || role(&lb2).as_deref() == Some("active"),
+    )?;
+    assert!(!net.holds_fip(0), "a clean stop gives the address up");
+    assert_eq!(net.client_resolves_fip(), Some(mac2));
+    drop(lb2);
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! Two cluster nodes in namespaces of their own, on a shared client segment
+//! (a bridge) with two interconnects between them: the real event loop
+//! (`cluster::node::run`) with real heartbeats, floating IPs and NP checks.
+//! The data plane is stood in for by a role sink that records what it was
+//! asked (the daemon's role map is the daemon tests' business).
+use std::{
+    sync::{Arc, Mutex},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+use lb_ctl::cluster::{
+    Role,
+    config::ClusterConfig,
+    heartbeat::{Key, Keyring},
+    node::{ClusterEvent, ClusterStatus, NodeSetup, RoleRequest, run},
+};
+use lb_tests::{netns::Netns, pair::PairNet};
+use tokio::sync::{mpsc, watch};
+
+const FIP: &str = "198.18.0.100";
+
+struct Node {
+    ns: Netns,
+    status: watch::Receiver<ClusterStatus>,
+    stop: watch::Sender<bool>,
+    roles: Arc<Mutex<Vec<Role>>>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl Node {
+    fn role(&self) -> Option<Role> {
+        self.status.borrow().role
+    }
+
+    fn holds_fip(&self) -> bool {
+        self.ns
+            .ip(["-o", "addr", "show", "dev", "ext0"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("inet {FIP}/24")))
+            .unwrap_or(false)
+    }
+
+    fn links(&self, up: bool) {
+        for dev in ["ext0", "hb0", "hb1"] {
+            self.ns
+                .ip(["link", "set", dev, if up { "up" } else { "down" }])
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Pair {
+    nodes: [Node; 2],
+    client: Netns,
+    _switch: Netns,
+}
+
+fn cluster_config() -> ClusterConfig {
+    toml::from_str(
+        r#"
+id = "00112233445566778899aabbccddeeff"
+np_targets = ["198.18.0.10"]
+[[servers]]
+name = "lb1"
+[[servers]]
+name = "lb2"
+[[interconnects]]
+name = "hb0"
+addresses = ["198.18.8.1", "198.18.8.2"]
+[[interconnects]]
+name = "hb1"
+addresses = ["198.18.9.1", "198.18.9.2"]
+[[floating_ips]]
+address = "198.18.0.100/24"
+interface = "ext0"
+"#,
+    )
+    .unwrap()
+}
+
+fn pair() -> Result<Pair> {
+    let net = PairNet::build()?;
+    let keys = Keyring::new(
+        vec![Key {
+            id: 1,
+            secret: vec![0x5a; 32],
+        }],
+        1,
+    )?;
+    let node = |ns: Netns, name: &str| -> Result<Node> {
+        let (status_tx, status) = watch::channel(ClusterStatus::default());
+        let (stop, stop_rx) = watch::channel(false);
+        let roles = Arc::new(Mutex::new(Vec::new()));
+        let recorded = roles.clone();
+        let name = name.to_owned();
+        let keys = keys.clone();
+        let thread = ns.spawn_thread(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let (role_tx, mut role_rx) = mpsc::channel::<RoleRequest>(4);
+                tokio::spawn(async move {
+                    while let Some((role, ack)) = role_rx.recv().await {
+                        recorded.lock().unwrap().push(role);
+                        let _ = ack.send(Ok(()));
+                    }
+                });
+                let (event_tx, mut event_rx) = mpsc::channel::<ClusterEvent>(64);
+                tokio::spawn(async move { while event_rx.recv().await.is_some() {} });
+                let (_settings_tx, settings) = watch::channel((1u64, [0u8; 32]));
+                let (_operations_tx, operations) = mpsc::channel(1);
+                let (lease_tx, mut lease_rx) = mpsc::channel::<()>(1);
+                tokio::spawn(async move { while lease_rx.recv().await.is_some() {} });
+                run(
+                    NodeSetup {
+                        cluster: cluster_config(),
+                        node_name: name,
+                        keys,
+                        start_role: Role::Standby,
+                        settings,
+                    },
+                    role_tx,
+                    event_tx,
+                    status_tx,
+                    operations,
+                    lease_tx,
+                    stop_rx,
+                )
+                .await
+            })
+        })?;
+        Ok(Node {
+            ns,
+            status,
+            stop,
+            roles,
+            thread: Some(thread),
+        })
+    };
+    let PairNet {
+        client,
+        switch,
+        nodes: [n1, n2],
+        ..
+    } = net;
+    let n1 = node(n1, "lb1")?;
+    let n2 = node(n2, "lb2")?;
+    Ok(Pair {
+        nodes: [n1, n2],
+        client,
+        _switch: switch,
+    })
+}
+
+/// Waits (bounded) until `cond` holds; the time it took.
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Result<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return Ok(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    bail!("{what}: not within {limit:?}")
+}
+
+fn mac(ns: &Netns, dev: &str) -> String {
+    let out = ns.ip(["-o", "link", "show", "dev", dev]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split("link/ether ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn client_sees(pair: &Pair, node: usize) -> bool {
+    let want = mac(&pair.nodes[node].ns, "ext0");
+    let ping = pair.client.exec("ping", ["-c", "1", "-W", "1", FIP]);
+    let neigh = pair.client.ip(["neigh", "show", FIP, "dev", "eth0"]);
+    matches!(ping, Ok(o) if o.status.success())
+        && matches!(neigh, Ok(o) if String::from_utf8_lossy(&o.stdout).contains(&want))
+}
+
+#[test]
+fn the_pair_elects_one_moves_the_group_on_node_loss_and_keeps_it_after_healing() -> Result<()> {
+    let pair = pair()?;
+    let [n1, n2] = &pair.nodes;
+    // Start: the first server serves, the other waits; one holds the FIP.
+    wait_for("one active", Duration::from_secs(3), || {
+        n1.role() == Some(Role::Active) && n2.role() == Some(Role::Standby)
+    })?;
+    assert!(n1.holds_fip() && !n2.holds_fip());
+    wait_for(
+        "the client reaches lb1 at the FIP",
+        Duration::from_secs(3),
+        || client_sees(&pair, 0),
+    )?;
+    assert_eq!(*n1.roles.lock().unwrap(), [Role::Active]);
+    assert_eq!(
+        n2.status.borrow().links,
+        [("hb0".to_owned(), true), ("hb1".to_owned(), true)]
+    );
+
+    // One interconnect cut: nothing moves.
+    n1.ns.ip(["link", "set", "hb0", "down"])?;
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        (n1.role(), n2.role()),
+        (Some(Role::Active), Some(Role::Standby))
+    );
+    wait_for("hb0 reported down", Duration::from_secs(1), || {
+        n2.status.borrow().links == [("hb0".to_owned(), false), ("hb1".to_owned(), true)]
+    })?;
+    n1.ns.ip(["link", "set", "hb0", "up"])?;
+
+    // lb1 loses every link at once: lb2 takes the group; lb1, isolated (it
+    // reaches no NP target), steps down and gives the FIP up.
+    n1.links(false);
+    let gap = wait_for("lb2 active", Duration::from_secs(3), || {
+        n2.role() == Some(Role::Active)
+    })?;
+    assert!(n2.holds_fip());
+    wait_for("lb1 isolated, standby", Duration::from_secs(3), || {
+        n1.role() == Some(Role::Standby) && !n1.holds_fip()
+    })?;
+    wait_for(
+        "the client reaches lb2 at the FIP",
+        Duration::from_secs(3),
+        || client_sees(&pair, 1),
+    )?;
+    eprintln!("takeover after node loss: {gap:?}");
+
+    // Healed: lb2 keeps the group (no automatic failback), one active.
+    n1.links(true);
+    std::thread::sleep(Duration::from_millis(1_000));
+    wait_for("lb1 hears lb2 again", Duration::from_secs(3), || {
+        n1.status.borrow().peer_alive
+    })?;
+    assert_eq!(
+        (n1.role(), n2.role()),
+        (Some(Role::Standby), Some(Role::Active))
+    );
+    assert!(n2.holds_fip() && !n1.holds_fip());
+    assert_eq!(*n1.roles.lock().unwrap(), [Role::Active, Role::Standby]);
+    assert_eq!(*n2.roles.lock().unwrap(), [Role::Active]);
+    Ok(())
+}
