@@ -126,6 +126,10 @@ fn the_active_holds_and_announces_the_group_and_the_standby_gives_it_up() -> Res
         .find(|l| l.contains("2001:db8::100"))
         .unwrap_or_default();
     assert!(!v6.contains("tentative"), "no DAD wait: {v6}");
+    assert!(
+        v6.contains("deprecated") && v6.contains("preferred_lft 0sec"),
+        "never a source of the node's own packets: {v6}"
+    );
     // The client's entries now name the LB's MAC (bounded wait for the
     // kernel to process the frames).
     for addr in ["198.18.0.100", "2001:db8::100"] {

@@ -12,7 +12,7 @@ use futures_util::TryStreamExt as _;
 use rtnetlink::{
     Handle,
     packet_route::{
-        address::{AddressAttribute, AddressFlags},
+        address::{AddressAttribute, AddressFlags, CacheInfo},
         link::LinkAttribute,
     },
 };
@@ -125,6 +125,20 @@ impl FloatingIps {
                     .message_mut()
                     .attributes
                     .push(AddressAttribute::Flags(AddressFlags::Nodad));
+                if held.address.is_ipv6() {
+                    // Deprecated (preferred lifetime 0, valid forever): the
+                    // node never picks the floating IP as the source of its
+                    // own packets (a time exceeded must come from the
+                    // node's address, never from the VIP), and it still
+                    // answers for it.
+                    let mut lifetimes = CacheInfo::default();
+                    lifetimes.ifa_preferred = 0;
+                    lifetimes.ifa_valid = u32::MAX;
+                    request
+                        .message_mut()
+                        .attributes
+                        .push(AddressAttribute::CacheInfo(lifetimes));
+                }
                 request
                     .execute()
                     .await
