@@ -16,23 +16,26 @@ use etherparse::{Icmpv4Type, Icmpv6Type, icmpv4, icmpv6};
 use lb_common::Counter;
 use lb_ctl::{
     balancer::{BackendSpec, BackendState, Balancer, Mode, Protocol, ServiceSpec},
-    dataplane::{self, Dataplane},
+    dataplane::Dataplane,
     role::Role,
 };
 use lb_tests::{
-    fixnet::{self, FixtureNet, LB_EXT_MAC, LB_INT_MAC},
+    fixnet::{self, LB_EXT_MAC, LB_INT_MAC},
     fixture::{self, Action, Expect},
     packets::{self, ACK, Frame, IcmpKind, L4, SYN},
     rig,
 };
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use support::{COMBOS, Lb, VIP4, VIP6, with_lb};
 
 mod end_to_end;
 mod from_backend;
 mod from_client;
 mod to_the_kernel;
 
-const VIP4: &str = "198.18.0.100";
-const VIP6: &str = "2001:db8::100";
 /// A router between the client and the LB, and one between the LB and the
 /// backends.
 const CLIENT_ROUTER4: &str = "198.18.0.254";
@@ -41,54 +44,7 @@ const BACKEND_ROUTER4: &str = "198.18.1.254";
 const BACKEND_ROUTER6: &str = "2001:db8:1::fe";
 const ROUTER_MAC: [u8; 6] = [0x02, 0x52, 0x54, 0, 0, 0xfe];
 
-const COMBOS: [(bool, Protocol); 4] = [
-    (false, Protocol::Tcp),
-    (false, Protocol::Udp),
-    (true, Protocol::Tcp),
-    (true, Protocol::Udp),
-];
-
-/// The LB inside its fixture namespace, with the balancer that feeds it.
-struct Lb {
-    dp: Dataplane,
-    balancer: Balancer,
-    ext: u32,
-    int: u32,
-}
-
-/// Runs `test` on a thread inside a fresh fixture namespace.
-fn with_lb(test: impl FnOnce(&mut Lb) -> Result<()> + Send) {
-    let net = FixtureNet::build().expect("fixture namespace");
-    let (ext, int) = (net.ext, net.int);
-    net.ns
-        .run_in(move || {
-            let mut dp = Dataplane::load()?;
-            dp.add_tx_port(ext)?;
-            dp.add_tx_port(int)?;
-            let mut lb = Lb {
-                dp,
-                balancer: Balancer::new(),
-                ext,
-                int,
-            };
-            test(&mut lb)
-        })
-        .unwrap();
-}
-
 impl Lb {
-    fn configure(&mut self, services: &[ServiceSpec]) -> Result<()> {
-        let (next, ops) = self.balancer.plan(services)?;
-        self.dp.apply(&ops)?;
-        self.balancer = next;
-        Ok(())
-    }
-
-    fn send(&mut self, frame: &[u8], ingress: u32) -> Result<fixture::Outcome> {
-        let program = dataplane::program(self.dp.ebpf_mut())?;
-        fixture::run_on(program, frame, Some(ingress))
-    }
-
     /// Opens the flow of `first` (its first packet, forwarded) and returns
     /// the backend it is pinned to.
     fn open(&mut self, first: &Frame) -> Result<SocketAddr> {
