@@ -79,7 +79,10 @@ fn start_pair(net: &PairNet, dir: &Path) -> Result<(DaemonProcess, DaemonProcess
     // Both nodes read the plan's one tls_dir (lb1's folder): lb2's
     // certificate and key join it there.
     for file in ["lb2.pem", "lb2.key"] {
-        fs::copy(dir.join("lb2/tls").join(file), dir.join("lb1/tls").join(file))?;
+        fs::copy(
+            dir.join("lb2/tls").join(file),
+            dir.join("lb1/tls").join(file),
+        )?;
     }
     let files = |name: &str| NodeFiles {
         dir: dir.join(name),

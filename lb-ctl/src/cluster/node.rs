@@ -433,3 +433,41 @@ fn publish(
         changed
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(role: Role, generation: u64, hash: u8) -> Option<PeerView> {
+        Some(PeerView {
+            role,
+            healthy: true,
+            eligible: true,
+            yielding: false,
+            generation,
+            settings_hash: [hash; 32],
+        })
+    }
+
+    #[test]
+    fn a_standby_is_eligible_only_with_the_active_peers_settings() {
+        assert!(holds_active_settings(
+            peer(Role::Active, 4, 7),
+            (4, [7; 32])
+        ));
+        assert!(!holds_active_settings(
+            peer(Role::Active, 3, 7),
+            (4, [7; 32])
+        ));
+        assert!(!holds_active_settings(
+            peer(Role::Active, 4, 8),
+            (4, [7; 32])
+        ));
+        // No active peer (lost, or standby itself): nothing to match.
+        assert!(holds_active_settings(None, (4, [7; 32])));
+        assert!(holds_active_settings(
+            peer(Role::Standby, 1, 1),
+            (4, [7; 32])
+        ));
+    }
+}

@@ -357,9 +357,15 @@ mod tests {
         let (addr, mut requests) = server(lb2).await;
         let (m, _) = message(7, vec![service()]);
 
-        // A stranger (a certificate of another CA): the handshake fails,
-        // nothing reaches the daemon.
-        let stranger = Tls::load(&theirs.join("lb1/tls"), "lb1").unwrap();
+        // A stranger (a certificate of another CA, though it trusts ours
+        // and so would accept our server): the server refuses it in the
+        // handshake, nothing reaches the daemon.
+        let mixed = tempfile::tempdir().unwrap();
+        std::fs::copy(ours.join("lb1/tls/ca.pem"), mixed.path().join("ca.pem")).unwrap();
+        for file in ["lb1.pem", "lb1.key"] {
+            std::fs::copy(theirs.join("lb1/tls").join(file), mixed.path().join(file)).unwrap();
+        }
+        let stranger = Tls::load(mixed.path(), "lb1").unwrap();
         let refused = push(&stranger, addr, &m, Duration::from_secs(5)).await;
         assert!(refused.is_err(), "{refused:?}");
         assert!(requests.try_recv().is_err());
