@@ -117,7 +117,7 @@ fn a_bad_plan_says_where_and_writes_nothing() {
         ),
         (
             PLAN.replace("api_socket = \"/run/lb/lb2.sock\"", "colour = 1"),
-            "line 24, column 8: nodes.lb2: unknown field `colour`, expected one of `name`, `interfaces`, `xdp_mode`, `api_socket`, `bpffs_dir`, `alert_log`, `metrics`, `log_format`, `detach_on_stop`",
+            "line 24, column 8: nodes.lb2: unknown field `colour`, expected one of `name`, `interfaces`, `xdp_mode`, `api_socket`, `bpffs_dir`, `alert_log`, `metrics`, `log_format`, `detach_on_stop`, `allow_private_bpffs`",
         ),
         (
             PLAN.replace("address = \"198.18.1.11:80\"", "address = \"[2001:db8::1]:80\""),
