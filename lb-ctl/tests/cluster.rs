@@ -64,7 +64,7 @@ fn alerts(daemon: &DaemonProcess) -> String {
 /// `cluster init` from the rig's plan into `dir`, then both daemons.
 fn start_pair(net: &PairNet, dir: &Path) -> Result<(DaemonProcess, DaemonProcess)> {
     let plan_file = dir.join("plan.toml");
-    fs::write(&plan_file, plan(&net, dir))?;
+    fs::write(&plan_file, plan(net, dir))?;
     let init = std::process::Command::new(bin())
         .args(["cluster", "init", "--plan"])
         .arg(&plan_file)
