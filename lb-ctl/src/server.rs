@@ -224,6 +224,17 @@ async fn metrics(State(daemon): State<Shared>) -> Response {
         "Seconds since the daemon started.",
         status.uptime_seconds,
     );
+    if let Some(sync) = status.cluster.as_ref().and_then(|c| c.sync.as_ref()) {
+        gauge(
+            &mut out,
+            "lb_cluster_settings_synchronized",
+            "The peer took this node's last settings push (1), or not (0).",
+            u64::from(matches!(
+                sync,
+                crate::cluster::node::SyncState::Synchronized { .. }
+            )),
+        );
+    }
     if let Ok(counters) = daemon.stats().map(|s| s.counters) {
         let _ = writeln!(
             out,

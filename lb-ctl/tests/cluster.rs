@@ -30,12 +30,14 @@ fn plan(net: &PairNet, dir: &Path) -> String {
             files.join("alerts.jsonl").display(),
         )
     };
+    // lb1's metrics on its first interconnect address.
+    let metrics = "metrics = \"198.18.8.1:9650\"\n";
     format!(
         "[cluster]\nkey_file = \"{}\"\ntls_dir = \"{}\"\n{}\n{}\n{}",
         dir.join("lb1/cluster.keys").display(),
         dir.join("lb1/tls").display(),
         net.cluster_toml(),
-        node("lb1"),
+        node("lb1") + metrics,
         node("lb2"),
     )
 }
@@ -209,6 +211,17 @@ fn services(daemon: &DaemonProcess) -> Result<Value> {
     Ok(serde_json::to_value(services)?)
 }
 
+/// lb1's metrics, from inside its namespace.
+fn lb1_metrics(net: &PairNet) -> String {
+    net.nodes[0]
+        .exec(
+            "curl",
+            ["-s", "--max-time", "2", "http://198.18.8.1:9650/metrics"],
+        )
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
 fn status_text(daemon: &DaemonProcess) -> String {
     daemon
         .ctl()
@@ -297,6 +310,11 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
         status_text(&lb1).contains("not synchronized")
     })?;
     assert!(alerts(&lb1).contains("\"sync_failed\""), "{}", alerts(&lb1));
+    assert!(
+        lb1_metrics(&net).contains("lb_cluster_settings_synchronized 0"),
+        "{}",
+        lb1_metrics(&net)
+    );
 
     // Back, the standby still holds generation 1 (its heartbeats show the
     // drift) until `lb-ctl sync` on the active.
@@ -330,6 +348,11 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
         alerts(&lb1).contains("\"sync_recovered\""),
         "{}",
         alerts(&lb1)
+    );
+    assert!(
+        lb1_metrics(&net).contains("lb_cluster_settings_synchronized 1"),
+        "{}",
+        lb1_metrics(&net)
     );
     Ok(())
 }
