@@ -10,9 +10,11 @@
 //! | GET | `/v1/config` | | the configuration (export) |
 //! | PUT | `/v1/config` | a configuration (import) | [`Applied`] |
 //! | POST | `/v1/changes` | [`Change`] | [`Applied`] |
+//! | POST | `/v1/cluster/failover`, `/v1/cluster/failback` | | `{"accepted": ...}` |
+//! | POST | `/v1/cluster/sync` | | `{"synchronized": ...}` (409: the peer did not take them) |
 //!
 //! Errors answer with a status (400 invalid, 404 no such service or backend,
-//! 409 already exists, 500 the node failed) and an [`ApiError`] body.
+//! 409 already exists or a standby's refusal, 500 the node failed) and an [`ApiError`] body.
 use std::{
     collections::BTreeMap,
     fmt,

@@ -25,7 +25,10 @@ use crate::{
     },
     balancer::{BackendState, Balancer, Ops, ServiceName, ServiceSpec, Tables},
     bpffs,
-    cluster::serve::ClusterLink,
+    cluster::{
+        serve::{ClusterLink, settings_hash},
+        sync::{self, SyncMessage, SyncReply, Verdict},
+    },
     config::{Config, ServiceConfig, XdpMode},
     dataplane::{self, AttachMode, Dataplane, PinState},
     health::{self, Health, Monitor},
@@ -185,8 +188,77 @@ impl Daemon {
             .collect()
     }
 
-    /// Validates, applies and persists a whole new configuration.
+    /// Validates, applies and persists a whole new configuration (the
+    /// operator's: refused on a clustered standby, whose settings come from
+    /// the active).
     pub fn apply_config(&mut self, mut new: Config, what: &str) -> Result<Applied, ChangeError> {
+        if let Some(refusal) = self.standby_refusal() {
+            return self.reject(what, ChangeError::Conflict(refusal));
+        }
+        new.generation = self.config.generation + 1;
+        self.commit_config(new, what)
+    }
+
+    /// On a clustered standby, why the operator's change is refused (it
+    /// names the active node, the peer).
+    fn standby_refusal(&self) -> Option<String> {
+        if self.cluster.is_none() || self.role != Role::Standby {
+            return None;
+        }
+        let me = &self.config.node.name;
+        let peer = self
+            .config
+            .cluster
+            .as_ref()
+            .and_then(|c| c.servers.iter().find(|s| &s.name != me))
+            .map_or("the peer", |s| s.name.as_str());
+        Some(sync::standby_refusal(peer))
+    }
+
+    /// The settings the active pushed (see `cluster::sync`): applied with
+    /// the active's generation, keeping this node's `[node]` and
+    /// `[cluster]`; a stale generation is refused (409), so is a push to an
+    /// active node.
+    pub fn apply_replicated(&mut self, message: SyncMessage) -> SyncReply {
+        let held = (self.config.generation, settings_hash(&self.config));
+        let reply = |status: u16, message: String, generation: u64| SyncReply {
+            status,
+            message,
+            generation,
+        };
+        if self.role == Role::Active {
+            return reply(
+                409,
+                "this node is active: it takes no settings from its peer".into(),
+                held.0,
+            );
+        }
+        let mut new = self.config.clone();
+        new.services = message.services.clone();
+        let computed = settings_hash(&new);
+        match sync::judge(held, &message, &computed) {
+            Verdict::Apply => {}
+            Verdict::AlreadyHeld => return reply(200, "already held".into(), held.0),
+            Verdict::Stale(why) => {
+                self.alerts.record(
+                    AlertLevel::Warning,
+                    "sync_refused",
+                    format!("settings from the active refused: {why}"),
+                );
+                return reply(409, why, held.0);
+            }
+            Verdict::Invalid(why) => return reply(400, why, held.0),
+        }
+        new.generation = message.generation;
+        match self.commit_config(new, "settings replicated from the active") {
+            Ok(applied) => reply(200, "applied".into(), applied.generation),
+            Err(err @ ChangeError::Failed(_)) => reply(500, err.to_string(), held.0),
+            Err(err) => reply(400, err.to_string(), held.0),
+        }
+    }
+
+    /// Validates, applies and persists `new` (its generation already set).
+    fn commit_config(&mut self, new: Config, what: &str) -> Result<Applied, ChangeError> {
         if new.node != self.config.node {
             return self.reject(
                 what,
@@ -198,7 +270,6 @@ impl Daemon {
         if let Err((_, message)) = new.validate() {
             return self.reject(what, ChangeError::Invalid(message));
         }
-        new.generation = self.config.generation + 1;
         let (next, ops) = match self.balancer.plan(&self.specs(&new)) {
             Ok(plan) => plan,
             Err(err) => return self.reject(what, ChangeError::Invalid(err.to_string())),
@@ -357,6 +428,11 @@ impl Daemon {
         self.cluster = Some(link);
     }
 
+    /// The node's role in the data plane.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
     /// Where the operator's cluster requests go, when clustered.
     pub fn cluster(&self) -> Option<&ClusterLink> {
         self.cluster.as_ref()
@@ -378,7 +454,11 @@ impl Daemon {
             backends_down: self.health.values().filter(|h| **h == Health::Down).count(),
             neighbours_unresolved: self.neighbours.failed(),
             config_file: self.config_path.display().to_string(),
-            cluster: self.cluster.as_ref().map(|c| c.status.borrow().clone()),
+            cluster: self.cluster.as_ref().map(|c| {
+                let mut status = c.status.borrow().clone();
+                status.sync = c.sync.borrow().clone();
+                status
+            }),
         }
     }
 

@@ -129,6 +129,33 @@ pub fn cluster_rows(c: &crate::cluster::node::ClusterStatus) -> Vec<Vec<String>>
     for (name, state) in &c.monitors {
         rows.push(vec![format!("monitor {name}"), state.to_string()]);
     }
+    let short = |hash: &str| hash.chars().take(12).collect::<String>();
+    rows.push(vec![
+        "settings".into(),
+        format!("generation {}, hash {}", c.settings.0, short(&c.settings.1)),
+    ]);
+    if let Some((generation, hash)) = &c.peer_settings {
+        let same = (generation, hash) == (&c.settings.0, &c.settings.1);
+        rows.push(vec![
+            "peer settings".into(),
+            format!(
+                "generation {generation}, hash {}{}",
+                short(hash),
+                if same { "" } else { " (differ)" }
+            ),
+        ]);
+    }
+    match &c.sync {
+        Some(crate::cluster::node::SyncState::Synchronized { generation }) => rows.push(vec![
+            "settings sync".into(),
+            format!("synchronized (generation {generation})"),
+        ]),
+        Some(crate::cluster::node::SyncState::NotSynchronized { reason }) => rows.push(vec![
+            "settings sync".into(),
+            format!("not synchronized: {reason}"),
+        ]),
+        None => {}
+    }
     rows.push(vec![
         "last change".into(),
         c.last_change.clone().unwrap_or_else(|| "none".into()),

@@ -105,6 +105,9 @@ enum Command {
     Failover,
     /// Move the group back to the first server; run on the active node.
     Failback,
+    /// Push the settings (services, backends, sorry servers) to the standby
+    /// now; run on the active node.
+    Sync,
 }
 
 #[derive(Subcommand)]
@@ -287,6 +290,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
         }
         Command::Failover => cluster_operation(&client, "failover").await,
         Command::Failback => cluster_operation(&client, "failback").await,
+        Command::Sync => cluster_sync(&client).await,
         Command::Status => status(&client, json).await,
         Command::Service(cmd) => service(&client, cmd, json).await,
         Command::Backend(cmd) => backend(&client, cmd, json).await,
@@ -602,6 +606,17 @@ async fn cluster_operation(client: &Client, operation: &str) -> Result<(), Clien
         .send(Method::POST, &format!("/v1/cluster/{operation}"), &())
         .await?;
     println!("{operation}: the group is moving (`lb-ctl status` shows where it runs)");
+    Ok(())
+}
+
+async fn cluster_sync(client: &Client) -> Result<(), ClientError> {
+    let answer: serde_json::Value = client.send(Method::POST, "/v1/cluster/sync", &()).await?;
+    println!(
+        "synchronized: {}",
+        answer["synchronized"]
+            .as_str()
+            .unwrap_or("the peer took the settings")
+    );
     Ok(())
 }
 

@@ -121,13 +121,16 @@ async fn cluster_operation(
     axum::extract::Path(operation): axum::extract::Path<String>,
 ) -> Response {
     use crate::cluster::node::Operation;
+    if operation == "sync" {
+        return cluster_sync(daemon).await;
+    }
     let operation = match operation.as_str() {
         "failover" => Operation::Failover,
         "failback" => Operation::Failback,
         other => {
             return error(
                 StatusCode::NOT_FOUND,
-                format!("no cluster operation {other:?} (failover, failback)"),
+                format!("no cluster operation {other:?} (failover, failback, sync)"),
             );
         }
     };
@@ -153,6 +156,37 @@ async fn cluster_operation(
         Err(_) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the cluster's event loop did not answer".into(),
+        ),
+    }
+}
+
+/// `POST /v1/cluster/sync`: pushes the settings to the standby now (on the
+/// active); 409 with the reason when the peer did not take them.
+async fn cluster_sync(daemon: Shared) -> Response {
+    let Some(requests) = daemon
+        .lock()
+        .await
+        .cluster()
+        .map(|c| c.sync_requests.clone())
+    else {
+        return error(
+            StatusCode::CONFLICT,
+            "this node is standalone: it has no [cluster] section".into(),
+        );
+    };
+    let (answer, result) = tokio::sync::oneshot::channel();
+    if requests.send(answer).await.is_err() {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the settings sync is not running".into(),
+        );
+    }
+    match result.await {
+        Ok(Ok(done)) => Json(serde_json::json!({ "synchronized": done })).into_response(),
+        Ok(Err(why)) => error(StatusCode::CONFLICT, why),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the settings sync did not answer".into(),
         ),
     }
 }
@@ -190,6 +224,17 @@ async fn metrics(State(daemon): State<Shared>) -> Response {
         "Seconds since the daemon started.",
         status.uptime_seconds,
     );
+    if let Some(sync) = status.cluster.as_ref().and_then(|c| c.sync.as_ref()) {
+        gauge(
+            &mut out,
+            "lb_cluster_settings_synchronized",
+            "The peer took this node's last settings push (1), or not (0).",
+            u64::from(matches!(
+                sync,
+                crate::cluster::node::SyncState::Synchronized { .. }
+            )),
+        );
+    }
     if let Ok(counters) = daemon.stats().map(|s| s.counters) {
         let _ = writeln!(
             out,

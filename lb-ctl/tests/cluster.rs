@@ -30,12 +30,14 @@ fn plan(net: &PairNet, dir: &Path) -> String {
             files.join("alerts.jsonl").display(),
         )
     };
+    // lb1's metrics on its first interconnect address.
+    let metrics = "metrics = \"198.18.8.1:9650\"\n";
     format!(
         "[cluster]\nkey_file = \"{}\"\ntls_dir = \"{}\"\n{}\n{}\n{}",
         dir.join("lb1/cluster.keys").display(),
         dir.join("lb1/tls").display(),
         net.cluster_toml(),
-        node("lb1"),
+        node("lb1") + metrics,
         node("lb2"),
     )
 }
@@ -61,13 +63,10 @@ fn alerts(daemon: &DaemonProcess) -> String {
     fs::read_to_string(daemon.files().alert_log()).unwrap_or_default()
 }
 
-#[test]
-fn a_killed_active_is_fenced_while_the_peer_serves_and_the_group_moves_on_request() -> Result<()> {
-    let net = PairNet::build()?;
-    let scratch = tempfile::tempdir()?;
-    let dir = scratch.path();
+/// `cluster init` from the rig's plan into `dir`, then both daemons.
+fn start_pair(net: &PairNet, dir: &Path) -> Result<(DaemonProcess, DaemonProcess)> {
     let plan_file = dir.join("plan.toml");
-    fs::write(&plan_file, plan(&net, dir))?;
+    fs::write(&plan_file, plan(net, dir))?;
     let init = std::process::Command::new(bin())
         .args(["cluster", "init", "--plan"])
         .arg(&plan_file)
@@ -79,11 +78,19 @@ fn a_killed_active_is_fenced_while_the_peer_serves_and_the_group_moves_on_reques
         "{}",
         String::from_utf8_lossy(&init.stderr)
     );
+    // Both nodes read the plan's one tls_dir (lb1's folder): lb2's
+    // certificate and key join it there.
+    for file in ["lb2.pem", "lb2.key"] {
+        fs::copy(
+            dir.join("lb2/tls").join(file),
+            dir.join("lb1/tls").join(file),
+        )?;
+    }
     let files = |name: &str| NodeFiles {
         dir: dir.join(name),
         pin_dir: PathBuf::from(format!("/sys/fs/bpf/{}-{name}", net.prefix)),
     };
-    let mut lb1 = DaemonProcess::start(
+    let lb1 = DaemonProcess::start(
         &net.nodes[0],
         &bin(),
         files("lb1"),
@@ -95,6 +102,15 @@ fn a_killed_active_is_fenced_while_the_peer_serves_and_the_group_moves_on_reques
         files("lb2"),
         &dir.join("lb2/lb.toml"),
     )?;
+    Ok((lb1, lb2))
+}
+
+#[test]
+fn a_killed_active_is_fenced_while_the_peer_serves_and_the_group_moves_on_request() -> Result<()> {
+    let net = PairNet::build()?;
+    let scratch = tempfile::tempdir()?;
+    let dir = scratch.path();
+    let (mut lb1, lb2) = start_pair(&net, dir)?;
     let (mac1, mac2) = (net.mac(0), net.mac(1));
 
     // The first server is elected; the client reaches it at the floating IP.
@@ -171,5 +187,172 @@ fn a_killed_active_is_fenced_while_the_peer_serves_and_the_group_moves_on_reques
     assert!(!net.holds_fip(0), "a clean stop gives the address up");
     assert_eq!(net.client_resolves_fip(), Some(mac2));
     drop(lb2);
+    Ok(())
+}
+
+/// The settings (generation, hash) a node reports, and those of its peer.
+fn settings(daemon: &DaemonProcess) -> Option<(Value, Value)> {
+    let out = daemon.ctl().args(["--json", "status"]).output().ok()?;
+    let status: Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some((
+        status["cluster"]["settings"].clone(),
+        status["cluster"]["peer_settings"].clone(),
+    ))
+}
+
+fn services(daemon: &DaemonProcess) -> Result<Value> {
+    let out = daemon.ctl().args(["config", "export"]).output()?;
+    let config: toml::Value = toml::from_str(&String::from_utf8_lossy(&out.stdout))
+        .with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())?;
+    let services = config
+        .get("services")
+        .cloned()
+        .unwrap_or(toml::Value::Array(vec![]));
+    Ok(serde_json::to_value(services)?)
+}
+
+/// lb1's metrics, from inside its namespace.
+fn lb1_metrics(net: &PairNet) -> String {
+    net.nodes[0]
+        .exec(
+            "curl",
+            ["-s", "--max-time", "2", "http://198.18.8.1:9650/metrics"],
+        )
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn status_text(daemon: &DaemonProcess) -> String {
+    daemon
+        .ctl()
+        .arg("status")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_until_sync()
+-> Result<()> {
+    let net = PairNet::build()?;
+    let scratch = tempfile::tempdir()?;
+    let dir = scratch.path();
+    let (lb1, mut lb2) = start_pair(&net, dir)?;
+    wait_for("lb1 active, lb2 standby", Duration::from_secs(5), || {
+        role(&lb1).as_deref() == Some("active") && role(&lb2).as_deref() == Some("standby")
+    })?;
+
+    // A change on the active reaches the standby: same services, same
+    // generation and hash on both, seen in each other's heartbeats.
+    let added = lb1
+        .ctl()
+        .args(["service", "add", "tcp/198.18.0.100:80"])
+        .output()?;
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    wait_for(
+        "lb2 holds lb1's settings",
+        Duration::from_secs(5),
+        || match (settings(&lb1), settings(&lb2)) {
+            (Some((mine, peer)), Some((theirs, _))) => {
+                mine == theirs && peer == mine && mine[0] == 1
+            }
+            _ => false,
+        },
+    )?;
+    assert_eq!(services(&lb2)?, services(&lb1)?);
+    assert_eq!(services(&lb2)?[0]["vip"], "198.18.0.100");
+    assert!(
+        status_text(&lb1).contains("synchronized (generation 1)"),
+        "{}",
+        status_text(&lb1)
+    );
+
+    // The standby refuses a change, naming the active, and keeps its
+    // settings; so it does `lb-ctl sync`.
+    let refused = lb2
+        .ctl()
+        .args(["service", "add", "tcp/198.18.0.101:80"])
+        .output()?;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("this node is standby: change the settings on the active node (lb1)"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let refused = lb2.ctl().arg("sync").output()?;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("active node (lb1)"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(services(&lb2)?, services(&lb1)?);
+
+    // The standby is down: the change applies on the active, which says it
+    // is not synchronized, in status and in the alert log.
+    lb2.kill9();
+    let removed = lb1
+        .ctl()
+        .args(["service", "del", "tcp/198.18.0.100:80"])
+        .output()?;
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    assert_eq!(services(&lb1)?, Value::Array(vec![]));
+    wait_for("lb1 not synchronized", Duration::from_secs(5), || {
+        status_text(&lb1).contains("not synchronized")
+    })?;
+    assert!(alerts(&lb1).contains("\"sync_failed\""), "{}", alerts(&lb1));
+    assert!(
+        lb1_metrics(&net).contains("lb_cluster_settings_synchronized 0"),
+        "{}",
+        lb1_metrics(&net)
+    );
+
+    // Back, the standby still holds generation 1 (its heartbeats show the
+    // drift) until `lb-ctl sync` on the active.
+    lb2.restart(&net.nodes[1])?;
+    wait_for("lb2 standby again", Duration::from_secs(5), || {
+        role(&lb2).as_deref() == Some("standby")
+    })?;
+    assert_eq!(settings(&lb2).context("lb2 status")?.0[0], 1);
+    assert!(status_text(&lb1).contains("not synchronized"));
+    let synced = lb1.ctl().arg("sync").output()?;
+    assert!(
+        synced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&synced.stderr)
+    );
+    wait_for("both at generation 2", Duration::from_secs(5), || {
+        match (settings(&lb1), settings(&lb2)) {
+            (Some((mine, peer)), Some((theirs, _))) => {
+                mine == theirs && peer == mine && mine[0] == 2
+            }
+            _ => false,
+        }
+    })?;
+    assert_eq!(services(&lb2)?, Value::Array(vec![]));
+    assert!(
+        status_text(&lb1).contains("synchronized (generation 2)"),
+        "{}",
+        status_text(&lb1)
+    );
+    assert!(
+        alerts(&lb1).contains("\"sync_recovered\""),
+        "{}",
+        alerts(&lb1)
+    );
+    assert!(
+        lb1_metrics(&net).contains("lb_cluster_settings_synchronized 1"),
+        "{}",
+        lb1_metrics(&net)
+    );
     Ok(())
 }

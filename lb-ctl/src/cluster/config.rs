@@ -20,6 +20,8 @@ pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 40;
 pub const DEFAULT_HEARTBEAT_LOST_AFTER: u32 = 5;
 /// UDP port of the heartbeats, on every interconnect address.
 pub const DEFAULT_HEARTBEAT_PORT: u16 = 29101;
+/// TCP port of the settings sync (TLS), on the first interconnect address.
+pub const DEFAULT_SYNC_PORT: u16 = 29102;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +38,10 @@ pub struct ClusterConfig {
     /// for each server (made by `lb-ctl cluster init`).
     #[serde(default = "default_tls_dir")]
     pub tls_dir: PathBuf,
+    /// TCP port of the settings sync (mutual TLS) on each server's first
+    /// interconnect address.
+    #[serde(default = "default_sync_port")]
+    pub sync_port: u16,
     #[serde(default = "default_interval")]
     pub heartbeat_interval_ms: u64,
     #[serde(default = "default_lost_after")]
@@ -75,6 +81,9 @@ pub fn default_key_file() -> PathBuf {
 }
 pub fn default_tls_dir() -> PathBuf {
     PathBuf::from("/etc/lb/tls")
+}
+fn default_sync_port() -> u16 {
+    DEFAULT_SYNC_PORT
 }
 fn default_interval() -> u64 {
     DEFAULT_HEARTBEAT_INTERVAL_MS
@@ -410,6 +419,9 @@ impl ClusterConfig {
                 ),
             ));
         }
+        if self.sync_port == 0 {
+            return Err(at(&[Key("sync_port")], "sync_port must be above 0"));
+        }
         if self.failover_window_s == 0 {
             return Err(at(
                 &[Key("failover_window_s")],
@@ -620,6 +632,7 @@ when = "active"
         assert_eq!(c.heartbeat_interval_ms, 40);
         assert_eq!(c.heartbeat_lost_after, 5);
         assert_eq!(c.interconnects[0].port, DEFAULT_HEARTBEAT_PORT);
+        assert_eq!(c.sync_port, DEFAULT_SYNC_PORT);
         assert!(!c.auto_failback);
         let p = c.params("lb2").unwrap();
         assert_eq!((p.me, p.peer, p.survivor, p.links), (1, 0, 0, 2));

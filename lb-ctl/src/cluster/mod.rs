@@ -11,5 +11,6 @@ pub mod membership;
 pub mod monitors;
 pub mod node;
 pub mod serve;
+pub mod sync;
 
 pub use crate::role::Role;

@@ -22,6 +22,7 @@ use super::{
     link::{Links, RefusedCounts},
     membership::{Decision, Membership, PeerView, Reason},
     monitors::{MonitorState, Monitors, probe},
+    sync::hex,
 };
 
 /// How often the group is announced again while active.
@@ -61,6 +62,24 @@ pub struct ClusterStatus {
     pub failovers: usize,
     /// Heartbeats refused, by reason.
     pub refused: Vec<(String, u64)>,
+    /// The settings this node holds: generation and hash (hex).
+    #[serde(default)]
+    pub settings: (u64, String),
+    /// The settings the peer's last heartbeat reported.
+    #[serde(default)]
+    pub peer_settings: Option<(u64, String)>,
+    /// The last push of the settings to the peer (the active's; filled in
+    /// by the daemon, not by the loop).
+    #[serde(default)]
+    pub sync: Option<SyncState>,
+}
+
+/// Whether the peer took the settings this node last pushed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SyncState {
+    Synchronized { generation: u64 },
+    NotSynchronized { reason: String },
 }
 
 /// A notable event, for the alert log.
@@ -184,6 +203,10 @@ pub async fn run(
         previous = now;
         start_checks(&mut monitors, role, now, gap, &check_tx);
         membership.observe_monitors(monitors.healthy(role, now));
+        membership.observe_eligible(holds_active_settings(
+            membership.peer(now),
+            *settings.borrow(),
+        ));
         match membership.decide(now) {
             Decision::Stay => {}
             Decision::Become(new, reason) => {
@@ -254,9 +277,20 @@ pub async fn run(
             since,
             &last_change,
             &refused,
+            *settings.borrow(),
         );
     }
     Ok(())
+}
+
+/// Eligible (a standby that may take over): it holds the active peer's
+/// settings, generation and hash alike. A node with no active peer is
+/// eligible.
+pub fn holds_active_settings(peer: Option<PeerView>, held: (u64, [u8; 32])) -> bool {
+    match peer {
+        Some(peer) if peer.role == Role::Active => (peer.generation, peer.settings_hash) == held,
+        _ => true,
+    }
 }
 
 /// A clean stop: an active node stops forwarding, gives the floating IPs up
@@ -358,6 +392,7 @@ fn publish(
     since: SystemTime,
     last_change: &Option<String>,
     refused: &RefusedCounts,
+    settings: (u64, [u8; 32]),
 ) {
     let role = membership.role();
     let peer = membership.peer(now);
@@ -386,6 +421,9 @@ fn publish(
             .lock()
             .map(|r| r.iter().map(|(k, v)| (k.name().to_owned(), *v)).collect())
             .unwrap_or_default(),
+        settings: (settings.0, hex(&settings.1)),
+        peer_settings: peer.map(|p| (p.generation, hex(&p.settings_hash))),
+        sync: None,
     };
     status.send_if_modified(|current| {
         let changed = *current != next;
@@ -394,4 +432,42 @@ fn publish(
         }
         changed
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(role: Role, generation: u64, hash: u8) -> Option<PeerView> {
+        Some(PeerView {
+            role,
+            healthy: true,
+            eligible: true,
+            yielding: false,
+            generation,
+            settings_hash: [hash; 32],
+        })
+    }
+
+    #[test]
+    fn a_standby_is_eligible_only_with_the_active_peers_settings() {
+        assert!(holds_active_settings(
+            peer(Role::Active, 4, 7),
+            (4, [7; 32])
+        ));
+        assert!(!holds_active_settings(
+            peer(Role::Active, 3, 7),
+            (4, [7; 32])
+        ));
+        assert!(!holds_active_settings(
+            peer(Role::Active, 4, 8),
+            (4, [7; 32])
+        ));
+        // No active peer (lost, or standby itself): nothing to match.
+        assert!(holds_active_settings(None, (4, [7; 32])));
+        assert!(holds_active_settings(
+            peer(Role::Standby, 1, 1),
+            (4, [7; 32])
+        ));
+    }
 }

@@ -5,7 +5,7 @@
 use anyhow::{Context as _, Result};
 use sha2::{Digest as _, Sha256};
 use tokio::{
-    sync::{mpsc, watch},
+    sync::{mpsc, oneshot, watch},
     task::JoinHandle,
 };
 
@@ -15,7 +15,8 @@ use super::{
     keys::KeyFile,
     membership::Reason,
     monitors::MonitorState,
-    node::{self, ClusterEvent, ClusterStatus, NodeSetup, OperationRequest},
+    node::{self, ClusterEvent, ClusterStatus, NodeSetup, OperationRequest, SyncState},
+    sync::{self as settings_sync, SyncMessage, Tls, hex},
 };
 use crate::{api::AlertLevel, config::Config, daemon::Shared};
 
@@ -25,7 +26,17 @@ use crate::{api::AlertLevel, config::Config, daemon::Shared};
 pub struct ClusterLink {
     pub status: watch::Receiver<ClusterStatus>,
     pub operations: mpsc::Sender<OperationRequest>,
+    /// The last push of the settings to the peer (None: none yet).
+    pub sync: watch::Receiver<Option<SyncState>>,
+    /// `lb-ctl sync`: push now; answered with what the peer said.
+    pub sync_requests: mpsc::Sender<SyncRequest>,
 }
+
+/// A request to push the settings now, and where to answer.
+pub type SyncRequest = oneshot::Sender<Result<String, String>>;
+
+/// How long the active waits for the standby to take a push.
+pub const PUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The hash of the settings both nodes must hold alike (the LB settings:
 /// services, backends, sorry servers).
@@ -43,6 +54,22 @@ pub fn start(
     stop: watch::Receiver<bool>,
 ) -> Result<(ClusterLink, JoinHandle<Result<()>>)> {
     let keys = KeyFile::load(&cluster.key_file).map_err(anyhow::Error::msg)?;
+    let tls = Tls::load(&cluster.tls_dir, &node_name).with_context(|| {
+        format!(
+            "the cluster's TLS material in {}",
+            cluster.tls_dir.display()
+        )
+    })?;
+    let params = cluster
+        .params(&node_name)
+        .context("this node is not among the cluster's servers")?;
+    let first = cluster
+        .interconnects
+        .first()
+        .context("the cluster has no interconnect")?;
+    let here = std::net::SocketAddr::new(first.addresses[params.me as usize], cluster.sync_port);
+    let peer = std::net::SocketAddr::new(first.addresses[params.peer as usize], cluster.sync_port);
+    let peer_name = cluster.servers[params.peer as usize].name.clone();
     let interval = std::time::Duration::from_millis(cluster.heartbeat_interval_ms);
     let (role_tx, mut role_rx) = mpsc::channel::<node::RoleRequest>(4);
     let (event_tx, mut event_rx) = mpsc::channel::<ClusterEvent>(64);
@@ -116,6 +143,57 @@ pub fn start(
             }
         }
     });
+    // The settings sync: the standby's side takes pushes...
+    let listener = std::net::TcpListener::bind(here)
+        .with_context(|| format!("listening for the settings sync on {here}"))?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let (incoming_tx, mut incoming) = mpsc::channel::<settings_sync::Incoming>(4);
+    tokio::spawn(settings_sync::serve(listener, tls.clone(), incoming_tx));
+    tokio::spawn({
+        let shared = shared.clone();
+        async move {
+            while let Some((message, answer)) = incoming.recv().await {
+                let reply = shared.lock().await.apply_replicated(message);
+                let _ = answer.send(reply);
+            }
+        }
+    });
+    // ...the active's side pushes after every change, and on request.
+    let (sync_state, sync) = watch::channel(None);
+    let (sync_requests, mut sync_rx) = mpsc::channel::<SyncRequest>(4);
+    tokio::spawn({
+        let shared = shared.clone();
+        let mut settings = settings.clone();
+        let mut stop = stop.clone();
+        async move {
+            loop {
+                let answer = tokio::select! {
+                    changed = settings.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        None
+                    }
+                    Some(answer) = sync_rx.recv() => Some(answer),
+                    _ = stop.changed() => return,
+                };
+                let role = shared.lock().await.role();
+                if role != Role::Active {
+                    if let Some(answer) = answer {
+                        let _ = answer.send(Err(format!(
+                            "this node is standby: run lb-ctl sync on the active node ({peer_name})"
+                        )));
+                    }
+                    continue;
+                }
+                let result = push_settings(&shared, &tls, peer, &sync_state).await;
+                if let Some(answer) = answer {
+                    let _ = answer.send(result);
+                }
+            }
+        }
+    });
     let setup = NodeSetup {
         cluster,
         node_name,
@@ -136,7 +214,74 @@ pub fn start(
         .await
         .context("the cluster's event loop stopped")
     });
-    Ok((ClusterLink { status, operations }, task))
+    Ok((
+        ClusterLink {
+            status,
+            operations,
+            sync,
+            sync_requests,
+        },
+        task,
+    ))
+}
+
+/// Pushes the daemon's settings to the peer; records the outcome in
+/// `state` and the alert log (`sync_failed` on every failure,
+/// `sync_recovered` on the first success after one).
+async fn push_settings(
+    shared: &Shared,
+    tls: &Tls,
+    peer: std::net::SocketAddr,
+    state: &watch::Sender<Option<SyncState>>,
+) -> Result<String, String> {
+    let message = {
+        let daemon = shared.lock().await;
+        let config = daemon.config();
+        SyncMessage {
+            generation: config.generation,
+            hash: hex(&settings_hash(config)),
+            services: config.services.clone(),
+        }
+    };
+    let generation = message.generation;
+    let result = match settings_sync::push(tls, peer, &message, PUSH_TIMEOUT).await {
+        Ok(reply) if reply.status == 200 => Ok(format!(
+            "the peer holds generation {} ({})",
+            reply.generation, reply.message
+        )),
+        Ok(reply) => Err(format!(
+            "the peer refused generation {generation} ({}): {}",
+            reply.status, reply.message
+        )),
+        Err(err) => Err(format!("{err:#}")),
+    };
+    let was_failing = matches!(*state.borrow(), Some(SyncState::NotSynchronized { .. }));
+    let daemon = shared.lock().await;
+    match &result {
+        Ok(_) => {
+            if was_failing {
+                daemon.alerts().record(
+                    AlertLevel::Info,
+                    "sync_recovered",
+                    format!("settings synchronized with the peer (generation {generation})"),
+                );
+            }
+            state.send_replace(Some(SyncState::Synchronized { generation }));
+        }
+        Err(reason) => {
+            daemon.alerts().record(
+                AlertLevel::Error,
+                "sync_failed",
+                format!(
+                    "settings generation {generation} not synchronized with the peer: {reason}; it applies here; run lb-ctl sync once the peer is back"
+                ),
+            );
+            state.send_replace(Some(SyncState::NotSynchronized {
+                reason: reason.clone(),
+            }));
+        }
+    }
+    result
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
