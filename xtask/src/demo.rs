@@ -185,18 +185,21 @@ fn instructions(rig: &Rig, daemons: &[DaemonProcess], namespaces: [&Netns; 2]) -
          {RUN_DIR}/lb1 and {RUN_DIR}/lb2 (log: daemon.log, alerts: alerts.jsonl there).\n\n\
          Watch the VIP answer, in a shell of its own (10 minutes at most; Ctrl-C ends it):\n\
          \x20 ip netns exec {client} sh -c 'for i in $(seq 1200); do echo \"$(date +%T) $(curl -s --max-time 1 http://{VIP_V4}/ || echo no answer)\"; sleep 0.5; done'\n\n\
-         Each node's status (cluster role, interconnects, floating IPs, monitors):\n\
+         Each node's status (cluster role, peer, interconnects, monitors):\n\
          \x20 {c1} status\n\
          \x20 {c2} status\n\n\
-         Cause a failover, in this order:\n\
-         \x20 {c1} failover                  # on request: lb1 hands the group to lb2\n\
-         \x20 {c2} failback                  # and lb2 gives it back to lb1\n\
-         \x20 ip -n {ns1} link set ext0 down   # cut lb1 from the clients: its link monitor fails, lb2 takes over\n\
-         \x20 ip -n {ns1} link set ext0 up     # lb1 is back, as standby (no automatic failback)\n\
+         Cause failovers, in this order (the active node is the one whose status says `active`):\n\
+         \x20 # on request: lb1, active, hands the group (VIPs, gateway) to lb2, which gives it back\n\
+         \x20 {c1} failover\n\
          \x20 {c2} failback\n\
-         \x20 kill -9 $(ip netns pids {ns1})    # kill the active daemon: lb2 takes over, lb1 stays fenced until\n\
-         \x20                                      # the demo starts its daemon again, as standby\n\
-         (the active node is the one whose status says `active`; use {ns2} and the lb2 socket for lb2)\n\n\
+         \x20 # cut lb1 from the clients: its link monitor fails within a second and lb2 takes over;\n\
+         \x20 # with the link back, lb1 stays standby (no automatic failback) until asked\n\
+         \x20 ip -n {ns1} link set ext0 down\n\
+         \x20 ip -n {ns1} link set ext0 up\n\
+         \x20 {c2} failback\n\
+         \x20 # kill -9 the active daemon: lb2 takes over; lb1 stays fenced until the demo has started\n\
+         \x20 # its daemon again, as standby ({ns2} for lb2 when lb2 is active)\n\
+         \x20 kill -9 $(ip netns pids {ns1})\n\n\
          The services (each node has its own copy of the configuration: a change goes to both sockets):\n\
          \x20 {c1} service list\n\
          \x20 {c1} backend list tcp/{VIP_V4}:80\n\

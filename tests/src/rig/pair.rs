@@ -5,10 +5,14 @@
 //! between them:
 //!
 //! ```text
-//!  client ns          switch ns                 lb1 ns / lb2 ns                      switch ns          backend ns (xN)
-//!  eth0 ── p-cl ┐                               ext0 198.18.0.1 / .2   int0 198.18.1.2 / .3 ── p-lb1 / p-lb2 ┐
-//!  198.18.0.10   br1 ── p-lb1x / p-lb2x ─────── 2001:db8::1 / ::2      2001:db8:1::2 / ::3     br0 ── p-bN ── eth0
-//!  2001:db8::10                                 hb0 198.18.8.1 / .2, hb1 198.18.9.1 / .2 (veths lb1 <-> lb2)
+//! client ns        switch ns: br1       lb1 ns                                      switch ns: br0     backend ns (x4)
+//! eth0 ─────────── p-cl ┬ p-lb1x ────── ext0 198.18.0.1  [XDP]  int0 198.18.1.2 ─── p-lb1 ┬ p-bN ──── eth0 + nginx
+//! 198.18.0.10           │               hb0 198.18.8.1          hb1 198.18.9.1            │          198.18.1.1N
+//! 2001:db8::10          │                │                       │                        │          2001:db8:1::1N
+//!                       │               hb0 198.18.8.2          hb1 198.18.9.2            │
+//!                       └ p-lb2x ────── ext0 198.18.0.2  [XDP]  int0 198.18.1.3 ─── p-lb2 ┘
+//!                                       lb2 ns
+//! floating IPs, on the active node: VIPs 198.18.0.100, 2001:db8::100 on ext0; gateway 198.18.1.1, 2001:db8:1::1 on int0
 //! ```
 //!
 //! The VIPs and the backends' gateway (198.18.1.1, 2001:db8:1::1) are not
