@@ -254,5 +254,18 @@ fn the_vip_answers_through_the_pair_before_and_after_failover_and_kill() -> Resu
         lb1.cluster_role().as_deref() == Some("active")
     })?;
     vip_answers(&rig, Duration::from_secs(5))?;
+
+    // Nothing is left: the daemons' pins, the namespaces.
+    let prefix = rig.prefix.clone();
+    drop((lb1, lb2, rig));
+    for name in NODES {
+        let pins = PathBuf::from(format!("/sys/fs/bpf/{prefix}-{name}"));
+        assert!(!pins.exists(), "{} is left", pins.display());
+    }
+    let left: Vec<String> = lb_tests::netns::list()
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("{prefix}-")))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     Ok(())
 }
