@@ -3,6 +3,8 @@
 //! of the active daemon leaves its node fenced (its kernel still has the
 //! address, the program answers nothing for it) while the peer serves;
 //! restart, manual failover and a clean stop move the group as documented.
+//! The whole pair rig (client, two nodes, nginx backends behind the floating
+//! gateway) keeps the VIP answering through failover and kill -9.
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -13,6 +15,7 @@ use anyhow::{Context as _, Result, bail};
 use lb_tests::{
     daemon::{DaemonProcess, NodeFiles},
     pair::PairNet,
+    rig::{Rig, RigOptions, VIP_V4, pair::NODES},
 };
 use serde_json::Value;
 
@@ -354,5 +357,96 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
         "{}",
         lb1_metrics(&net)
     );
+
+/// The plan of the pair rig with one NAT service over its backends.
+fn rig_plan(rig: &Rig, dir: &Path, files: &[NodeFiles; 2]) -> String {
+    let mut plan = rig.cluster_plan(dir, files);
+    plan.push_str(&format!(
+        "\n[[services]]\nname = \"web\"\nvip = \"{VIP_V4}\"\nport = 80\nprotocol = \"tcp\"\nmode = \"nat\"\n"
+    ));
+    for backend in &rig.backends {
+        plan.push_str(&format!(
+            "\n[[services.backends]]\naddress = \"{}:80\"\n",
+            backend.v4
+        ));
+    }
+    plan
+}
+
+/// The client reaches a backend through the VIP (NAT: the backend answers
+/// through the floating gateway), within `limit` (the client and the
+/// backends may still have the old node's MAC while it moves).
+fn vip_answers(rig: &Rig, limit: Duration) -> Result<()> {
+    let url = format!("http://{VIP_V4}/");
+    let names: Vec<String> = rig.backends.iter().map(|b| b.name.clone()).collect();
+    wait_for("curl through the VIP", limit, || {
+        rig.curl(&url)
+            .is_ok_and(|body| names.contains(&body.trim().to_owned()))
+    })?;
+    // And it keeps answering.
+    for _ in 0..5 {
+        let body = rig.curl(&url)?;
+        assert!(names.contains(&body.trim().to_owned()), "{body}");
+    }
+    Ok(())
+}
+
+#[test]
+fn the_vip_answers_through_the_pair_before_and_after_failover_and_kill() -> Result<()> {
+    let mut rig = Rig::build(&RigOptions {
+        pair: true,
+        ..Default::default()
+    })?;
+    rig.start_nginx()?;
+    let dir = rig.dir().to_owned();
+    let files = NODES.map(|name| NodeFiles {
+        dir: dir.join(name),
+        pin_dir: PathBuf::from(format!("/sys/fs/bpf/{}-{name}", rig.prefix)),
+    });
+    let plan = dir.join("plan.toml");
+    fs::write(&plan, rig_plan(&rig, &dir, &files))?;
+    lb_tests::daemon::cluster_init(&bin(), &plan, &dir)?;
+    let [f1, f2] = files;
+    let lb2_ns = rig.lb2.as_ref().context("a pair")?;
+    let lb1 = DaemonProcess::start(&rig.lb, &bin(), f1, &dir.join("lb1/lb.toml"))?;
+    let mut lb2 = DaemonProcess::start(lb2_ns, &bin(), f2, &dir.join("lb2/lb.toml"))?;
+    wait_for("lb1 active, lb2 standby", Duration::from_secs(5), || {
+        lb1.cluster_role().as_deref() == Some("active")
+            && lb2.cluster_role().as_deref() == Some("standby")
+    })?;
+    vip_answers(&rig, Duration::from_secs(5))?;
+
+    // Failover on request: lb2 holds the VIP and the gateway.
+    let moved = lb1.ctl().arg("failover").output()?;
+    assert!(
+        moved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&moved.stderr)
+    );
+    wait_for("lb2 active", Duration::from_secs(3), || {
+        lb2.cluster_role().as_deref() == Some("active")
+            && lb1.cluster_role().as_deref() == Some("standby")
+    })?;
+    vip_answers(&rig, Duration::from_secs(5))?;
+
+    // kill -9 of the active: lb1 takes over.
+    lb2.kill9();
+    wait_for("lb1 active again", Duration::from_secs(3), || {
+        lb1.cluster_role().as_deref() == Some("active")
+    })?;
+    vip_answers(&rig, Duration::from_secs(5))?;
+
+    // Nothing is left: the daemons' pins, the namespaces.
+    let prefix = rig.prefix.clone();
+    drop((lb1, lb2, rig));
+    for name in NODES {
+        let pins = PathBuf::from(format!("/sys/fs/bpf/{prefix}-{name}"));
+        assert!(!pins.exists(), "{} is left", pins.display());
+    }
+    let left: Vec<String> = lb_tests::netns::list()
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("{prefix}-")))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     Ok(())
 }

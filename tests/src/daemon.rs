@@ -67,19 +67,73 @@ impl NodeFiles {
         interfaces: &[&str],
         metrics: Option<SocketAddr>,
     ) -> String {
-        let interfaces: Vec<String> = interfaces.iter().map(|i| format!("\"{i}\"")).collect();
-        let mut text = format!(
-            "[node]\nname = \"{name}\"\ninterfaces = [{}]\napi_socket = \"{}\"\nbpffs_dir = \"{}\"\nalert_log = \"{}\"\n",
-            interfaces.join(", "),
-            self.socket().display(),
-            self.pin_dir.display(),
-            self.alert_log().display(),
-        );
+        let mut text = format!("[node]\nname = \"{name}\"\n{}", self.node_keys(interfaces));
         if let Some(metrics) = metrics {
             text.push_str(&format!("metrics = \"{metrics}\"\n"));
         }
         text
     }
+
+    /// This node's `[nodes.NAME]` table in a plan for `lb-ctl cluster init`
+    /// (the `[node]` table without its name).
+    pub fn plan_node_table(&self, name: &str, interfaces: &[&str]) -> String {
+        format!("[nodes.{name}]\n{}", self.node_keys(interfaces))
+    }
+
+    fn node_keys(&self, interfaces: &[&str]) -> String {
+        let interfaces: Vec<String> = interfaces.iter().map(|i| format!("\"{i}\"")).collect();
+        format!(
+            "interfaces = [{}]\napi_socket = \"{}\"\nbpffs_dir = \"{}\"\nalert_log = \"{}\"\n",
+            interfaces.join(", "),
+            self.socket().display(),
+            self.pin_dir.display(),
+            self.alert_log().display(),
+        )
+    }
+}
+
+/// `bin cluster init --plan PLAN --out OUT`: both nodes' folders
+/// (`OUT/NAME/lb.toml`, keys, TLS); fails with its message.
+pub fn cluster_init(bin: &Path, plan: &Path, out: &Path) -> Result<()> {
+    let init = Command::new(bin)
+        .args(["cluster", "init", "--plan"])
+        .arg(plan)
+        .arg("--out")
+        .arg(out)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {} cluster init", bin.display()))?;
+    if !init.status.success() {
+        bail!(
+            "lb-ctl cluster init --plan {} failed ({}):\n{}",
+            plan.display(),
+            init.status,
+            String::from_utf8_lossy(&init.stderr)
+        );
+    }
+    share_tls(out)
+}
+
+/// On one host both nodes read the plan's one `tls_dir`: every server's
+/// certificate and key go into every server's `tls` folder (a real pair
+/// keeps each node's key on its node).
+fn share_tls(out: &Path) -> Result<()> {
+    let folders: Vec<PathBuf> = fs::read_dir(out)?
+        .filter_map(|e| e.ok().map(|e| e.path().join("tls")))
+        .filter(|p| p.is_dir())
+        .collect();
+    for from in &folders {
+        for file in fs::read_dir(from)?.filter_map(Result::ok) {
+            for to in folders.iter().filter(|t| *t != from) {
+                let dest = to.join(file.file_name());
+                if !dest.exists() {
+                    fs::copy(file.path(), &dest)
+                        .with_context(|| format!("copying {}", file.path().display()))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A running `lb-ctl run`. Dropping it kills the daemon (`kill -9`) and
@@ -239,6 +293,14 @@ impl DaemonProcess {
         )
     }
 
+    /// The node's cluster role from its status (`"active"`, `"standby"`
+    /// ...); `None` when it does not answer or runs no cluster.
+    pub fn cluster_role(&self) -> Option<String> {
+        let out = self.ctl().args(["--json", "status"]).output().ok()?;
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        status["cluster"]["role"].as_str().map(str::to_owned)
+    }
+
     /// The daemon's files.
     pub fn files(&self) -> &NodeFiles {
         &self.files
@@ -273,6 +335,12 @@ mod tests {
             "[node]\nname = \"n1\"\ninterfaces = [\"ext0\"]\n\
              api_socket = \"/run/x/lb.sock\"\nbpffs_dir = \"/sys/fs/bpf/x\"\n\
              alert_log = \"/run/x/alerts.jsonl\"\nmetrics = \"198.18.0.1:9650\"\n"
+        );
+        assert_eq!(
+            files.plan_node_table("lb2", &["ext0"]),
+            "[nodes.lb2]\ninterfaces = [\"ext0\"]\n\
+             api_socket = \"/run/x/lb.sock\"\nbpffs_dir = \"/sys/fs/bpf/x\"\n\
+             alert_log = \"/run/x/alerts.jsonl\"\n"
         );
     }
 }

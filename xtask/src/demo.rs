@@ -1,20 +1,36 @@
-//! `cargo xtask demo`: the rig with real processes and the lb-ctl daemon,
-//! up until Ctrl-C. `cargo xtask demo --down` removes whatever a demo left
-//! behind (for example after it was killed).
-use std::{fs, path::PathBuf, sync::mpsc, time::Duration};
+//! `cargo xtask demo`: the rig as a pair (client, two LB nodes on shared
+//! segments with two interconnects, nginx backends), configured by `lb-ctl
+//! cluster init` from a plan, both `lb-ctl run` up until Ctrl-C. It prints
+//! how to watch the status and the VIP and how to cause a failover. `cargo
+//! xtask demo --down` removes whatever a demo left behind (for example
+//! after it was killed).
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, Result, bail};
 use lb_tests::{
-    daemon::{DaemonProcess, NodeFiles},
-    rig::{self, Rig, RigOptions, VIP_V4, VIP_V6},
+    daemon::{self, DaemonProcess, NodeFiles},
+    netns::Netns,
+    rig::{self, Rig, RigOptions, VIP_V4, VIP_V6, pair::NODES},
 };
 
 use crate::{cargo, exec, require_root, root, setup};
 
 const PREFIX: &str = "lbdemo";
-const PIN_DIR: &str = "/sys/fs/bpf/lbdemo";
 const RUN_DIR: &str = "/run/lbdemo";
 const UDP_PORT: u16 = 5353;
+/// How long the pair may take to elect lb1 once both daemons answer.
+const ELECTED_WITHIN: Duration = Duration::from_secs(10);
+
+/// Where node `name` pins its program and maps.
+fn pin_dir(name: &str) -> PathBuf {
+    PathBuf::from(format!("/sys/fs/bpf/{PREFIX}-{name}"))
+}
 
 pub fn up() -> Result<()> {
     require_root("demo")?;
@@ -38,26 +54,59 @@ pub fn up() -> Result<()> {
     let mut rig = Rig::build(&RigOptions {
         prefix: Some(PREFIX.into()),
         backends: 4,
+        pair: true,
         ..Default::default()
     })?;
-    rig.add_vips()?;
     rig.start_nginx()?;
     rig.start_udp(UDP_PORT)?;
 
-    fs::create_dir_all(RUN_DIR)?;
-    let files = NodeFiles {
-        dir: PathBuf::from(RUN_DIR),
-        pin_dir: PathBuf::from(PIN_DIR),
-    };
-    let config = files.config();
-    let log = files.log();
-    fs::write(&config, demo_config(&rig, &files))?;
+    let run_dir = Path::new(RUN_DIR);
+    let _ = fs::remove_dir_all(run_dir);
+    fs::create_dir_all(run_dir)?;
+    let files = NODES.map(|name| NodeFiles {
+        dir: run_dir.join(name),
+        pin_dir: pin_dir(name),
+    });
+    let plan = run_dir.join("plan.toml");
+    fs::write(
+        &plan,
+        format!("{}{}", rig.cluster_plan(run_dir, &files), services(&rig)),
+    )?;
     println!(
-        "[demo] starting `lb-ctl run` in {} with {}",
-        rig.lb.name(),
-        config.display()
+        "[demo] lb-ctl cluster init --plan {} --out {RUN_DIR}",
+        plan.display()
     );
-    let mut daemon = DaemonProcess::start(&rig.lb, &lb_ctl, files, &config)?;
+    daemon::cluster_init(&lb_ctl, &plan, run_dir)?;
+
+    let lb2_ns = rig.lb2.as_ref().context("the rig has no second node")?;
+    let namespaces: [&Netns; 2] = [&rig.lb, lb2_ns];
+    let mut daemons = Vec::with_capacity(2);
+    for ((ns, files), name) in namespaces.iter().zip(files).zip(NODES) {
+        let config = files.dir.join("lb.toml");
+        println!(
+            "[demo] starting `lb-ctl run` in {} with {}",
+            ns.name(),
+            config.display()
+        );
+        daemons.push(
+            DaemonProcess::start(ns, &lb_ctl, files, &config)
+                .with_context(|| format!("starting {name}"))?,
+        );
+    }
+    let start = Instant::now();
+    while !(daemons[0].cluster_role().as_deref() == Some("active")
+        && daemons[1].cluster_role().as_deref() == Some("standby"))
+    {
+        if start.elapsed() > ELECTED_WITHIN {
+            bail!(
+                "the pair did not elect lb1 within {ELECTED_WITHIN:?}: lb1 {:?}, lb2 {:?}",
+                daemons[0].cluster_role(),
+                daemons[1].cluster_role()
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    println!("[demo] lb1 is active, lb2 standby");
 
     println!("[demo] checking the services through the VIPs:");
     for url in [format!("http://{VIP_V4}/"), format!("http://[{VIP_V6}]/")] {
@@ -78,59 +127,95 @@ pub fn up() -> Result<()> {
         String::from_utf8_lossy(&udp.stdout).trim()
     );
 
-    let client = rig.client.name().to_owned();
-    let c = daemon.ctl_line();
-    let b1 = rig.backends[0].v4;
-    let b4 = rig.backends[3].v4;
-    println!(
-        "\n{}\
-         lb-ctl runs in {lb} (log: {log}); its configuration: {config}.\n\n\
-         Try, in another shell:\n\
-         \x20 {c} status\n\
-         \x20 {c} service list\n\
-         \x20 {c} backend list tcp/{VIP_V4}:80\n\
-         \x20 ip netns exec {client} curl http://{VIP_V4}/\n\
-         \x20 ip netns exec {client} curl 'http://[{VIP_V6}]/'\n\
-         \x20 echo hello | ip netns exec {client} socat -t1 - UDP:{VIP_V4}:{UDP_PORT}\n\
-         \x20 ip netns exec {client} wrk -t1 -c10 -d5s http://{VIP_V4}/\n\
-         \x20 {c} stats --watch\n\
-         \x20 {c} backend drain tcp/{VIP_V4}:80 {b1}:80\n\
-         \x20 {c} backend add tcp/{VIP_V4}:80 {b4}:80\n\
-         \x20 {c} alerts\n\
-         \nPress Ctrl-C to stop (everything is removed).\n\
-         From another shell, `cargo xtask demo --down` removes a demo that was killed.",
-        rig.describe(),
-        lb = rig.lb.name(),
-        log = log.display(),
-        config = config.display(),
-    );
+    println!("\n{}", instructions(&rig, &daemons, namespaces));
 
     let (tx, rx) = mpsc::channel();
     ctrlc::set_handler(move || {
         let _ = tx.send(());
     })
     .context("installing the Ctrl-C handler")?;
-    // Wait for Ctrl-C, unless the daemon dies first.
+    // Wait for Ctrl-C; a daemon that dies (kill -9) is started again.
     let outcome = loop {
         if rx.recv_timeout(Duration::from_millis(500)).is_ok() {
             break Ok(());
         }
-        if let Some(status) = daemon.try_wait()? {
-            break Err(anyhow::anyhow!(
-                "lb-ctl left on its own ({status}); see {}",
-                log.display()
-            ));
+        if let Err(error) = restart_dead(&mut daemons, namespaces) {
+            break Err(error);
         }
     };
     println!("\n[demo] stopping");
-    if let Err(error) = daemon.terminate() {
-        eprintln!("[demo] stopping lb-ctl: {error:#}");
+    for daemon in &mut daemons {
+        if let Err(error) = daemon.terminate() {
+            eprintln!("[demo] stopping lb-ctl: {error:#}");
+        }
     }
-    drop(daemon);
+    drop(daemons);
     drop(rig);
     remove_leftovers();
-    println!("[demo] removed the namespaces, processes and pinned program of {PREFIX}");
+    println!("[demo] removed the namespaces, processes and pinned programs of {PREFIX}");
     outcome
+}
+
+/// Starts again each daemon that has exited, and says so.
+fn restart_dead(daemons: &mut [DaemonProcess], namespaces: [&Netns; 2]) -> Result<()> {
+    for ((daemon, ns), name) in daemons.iter_mut().zip(namespaces).zip(NODES) {
+        if let Some(status) = daemon.try_wait()? {
+            println!(
+                "[demo] lb-ctl of {name} exited ({status}); starting it again (it joins as standby)"
+            );
+            daemon
+                .restart(ns)
+                .with_context(|| format!("starting lb-ctl of {name} again"))?;
+            println!("[demo] lb-ctl of {name} runs again");
+        }
+    }
+    Ok(())
+}
+
+/// What to try, every command as it is typed.
+fn instructions(rig: &Rig, daemons: &[DaemonProcess], namespaces: [&Netns; 2]) -> String {
+    let client = rig.client.name();
+    let [c1, c2] = [daemons[0].ctl_line(), daemons[1].ctl_line()];
+    let [ns1, ns2] = namespaces.map(Netns::name);
+    let b1 = rig.backends[0].v4;
+    let b4 = rig.backends[3].v4;
+    format!(
+        "{describe}\n\
+         lb1 and lb2 run `lb-ctl run` with the files `lb-ctl cluster init` wrote in \
+         {RUN_DIR}/lb1 and {RUN_DIR}/lb2 (log: daemon.log, alerts: alerts.jsonl there).\n\n\
+         Watch the VIP answer, in a shell of its own (10 minutes at most; Ctrl-C ends it):\n\
+         \x20 ip netns exec {client} sh -c 'for i in $(seq 1200); do echo \"$(date +%T) $(curl -s --max-time 1 http://{VIP_V4}/ || echo no answer)\"; sleep 0.5; done'\n\n\
+         Each node's status (cluster role, peer, interconnects, monitors):\n\
+         \x20 {c1} status\n\
+         \x20 {c2} status\n\n\
+         Cause failovers, in this order (the active node is the one whose status says `active`):\n\
+         \x20 # on request: lb1, active, hands the group (VIPs, gateway) to lb2, which gives it back\n\
+         \x20 {c1} failover\n\
+         \x20 {c2} failback\n\
+         \x20 # cut lb1 from the clients: its link monitor fails within a second and lb2 takes over;\n\
+         \x20 # with the link back, lb1 stays standby (no automatic failback) until asked\n\
+         \x20 ip -n {ns1} link set ext0 down\n\
+         \x20 ip -n {ns1} link set ext0 up\n\
+         \x20 {c2} failback\n\
+         \x20 # kill -9 the active daemon: lb2 takes over; lb1 stays fenced until the demo has started\n\
+         \x20 # its daemon again, as standby ({ns2} for lb2 when lb2 is active)\n\
+         \x20 kill -9 $(ip netns pids {ns1})\n\n\
+         The services (each node has its own copy of the configuration: a change goes to both sockets):\n\
+         \x20 {c1} service list\n\
+         \x20 {c1} backend list tcp/{VIP_V4}:80\n\
+         \x20 ip netns exec {client} curl 'http://[{VIP_V6}]/'\n\
+         \x20 echo hello | ip netns exec {client} socat -t1 - UDP:{VIP_V4}:{UDP_PORT}\n\
+         \x20 ip netns exec {client} wrk -t1 -c10 -d5s http://{VIP_V4}/\n\
+         \x20 {c1} stats --watch\n\
+         \x20 {c1} backend drain tcp/{VIP_V4}:80 {b1}:80\n\
+         \x20 {c2} backend drain tcp/{VIP_V4}:80 {b1}:80\n\
+         \x20 {c1} backend add tcp/{VIP_V4}:80 {b4}:80\n\
+         \x20 {c2} backend add tcp/{VIP_V4}:80 {b4}:80\n\
+         \x20 {c1} alerts\n\
+         \nPress Ctrl-C to stop (everything is removed).\n\
+         From another shell, `cargo xtask demo --down` removes a demo that was killed.",
+        describe = rig.describe(),
+    )
 }
 
 pub fn down() -> Result<()> {
@@ -148,16 +233,20 @@ pub fn down() -> Result<()> {
     Ok(())
 }
 
-/// The pinned program and maps, and the run directory.
+/// The pinned programs and maps, and the run directory.
 fn remove_leftovers() {
-    let _ = fs::remove_dir_all(PIN_DIR);
+    for name in NODES {
+        let _ = fs::remove_dir_all(pin_dir(name));
+    }
+    // Where the one-node demo pinned.
+    let _ = fs::remove_dir_all(format!("/sys/fs/bpf/{PREFIX}"));
     let _ = fs::remove_dir_all(RUN_DIR);
 }
 
-/// The demo's configuration: one service per protocol and family over the
-/// first three backends (the fourth is there to be added).
-fn demo_config(rig: &Rig, files: &NodeFiles) -> String {
-    let mut text = files.node_table("lbdemo", &[rig::LB_EXT_IFACE, rig::LB_INT_IFACE], None);
+/// The demo's services, the same on both nodes: one per protocol and
+/// family over the first three backends (the fourth is there to be added).
+fn services(rig: &Rig) -> String {
+    let mut text = String::new();
     for (protocol, port, health) in [
         (
             "tcp",

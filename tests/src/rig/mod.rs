@@ -22,6 +22,11 @@
 //!  198.18.2.1               198.18.2.2   198.18.1.1 (gateway)
 //!  2001:db8:2::1            2001:db8:2::2 2001:db8:1::1
 //! ```
+//!
+//! With [`RigOptions::pair`], two LB nodes share the client and backend
+//! segments and hold the VIPs and the gateway as a cluster's floating IPs
+//! (`pair.rs`).
+//!
 //! Everything lives in namespaces the rig created; nothing touches the root
 //! namespace. Dropping the rig kills its processes and deletes its
 //! namespaces, also when a test panics. Namespaces of runs that were killed
@@ -41,6 +46,7 @@ use crate::netns::Netns;
 
 mod links;
 mod nginx;
+pub mod pair;
 mod sweep;
 pub mod udp;
 mod wire;
@@ -104,6 +110,9 @@ pub struct RigOptions {
     /// backends and towards the clients carry this MTU (see the module
     /// documentation); `None`: the LB is on the backends' segment.
     pub router_mtu: Option<u32>,
+    /// Two LB nodes (`lb1`, `lb2`) on shared segments with two
+    /// interconnects, for a cluster (`pair.rs`); not with a router.
+    pub pair: bool,
 }
 
 impl Default for RigOptions {
@@ -112,6 +121,7 @@ impl Default for RigOptions {
             prefix: None,
             backends: 3,
             router_mtu: None,
+            pair: false,
         }
     }
 }
@@ -134,7 +144,10 @@ pub struct Backend {
 pub struct Rig {
     pub prefix: String,
     pub client: Netns,
+    /// The LB node (`lb1` in a pair).
     pub lb: Netns,
+    /// The second node of a pair (`lb2`).
+    pub lb2: Option<Netns>,
     pub switch: Netns,
     /// The router between the LB and the switch, if asked for.
     pub router: Option<Netns>,
@@ -154,6 +167,9 @@ impl Rig {
                 options.backends
             );
         }
+        if options.pair && options.router_mtu.is_some() {
+            bail!("a rig is a pair or has a router, not both");
+        }
         let prefix = match &options.prefix {
             Some(prefix) => prefix.clone(),
             None => {
@@ -166,7 +182,14 @@ impl Rig {
             .tempdir()
             .context("creating the rig's scratch directory")?;
         let client = Netns::create(&format!("{prefix}-client"))?;
-        let lb = Netns::create(&format!("{prefix}-lb"))?;
+        let lb = Netns::create(&format!(
+            "{prefix}-{}",
+            if options.pair { "lb1" } else { "lb" }
+        ))?;
+        let lb2 = match options.pair {
+            true => Some(Netns::create(&format!("{prefix}-lb2"))?),
+            false => None,
+        };
         let switch = Netns::create(&format!("{prefix}-sw"))?;
         let mut backends = Vec::with_capacity(options.backends);
         for index in 0..options.backends {
@@ -189,6 +212,7 @@ impl Rig {
             prefix,
             client,
             lb,
+            lb2,
             switch,
             router,
             backends,
@@ -197,11 +221,14 @@ impl Rig {
         };
         rig.wire(options.router_mtu).context("wiring the rig")?;
         // The LB's XDP_TX frames reach its neighbours at once.
-        let int_peer = match &rig.router {
-            Some(router) => (router, "r-lb"),
-            None => (&rig.switch, "p-lb"),
+        let peers = match (&rig.router, &rig.lb2) {
+            (_, Some(_)) => ["p-lb1x", "p-lb2x", "p-lb1", "p-lb2"]
+                .map(|port| (&rig.switch, port))
+                .to_vec(),
+            (Some(router), None) => vec![(&rig.client, "eth0"), (router, "r-lb")],
+            (None, None) => vec![(&rig.client, "eth0"), (&rig.switch, "p-lb")],
         };
-        let links = [(&rig.client, "eth0"), int_peer]
+        let links = peers
             .into_iter()
             .map(|(ns, iface)| xdp_pass::attach(ns, iface))
             .collect::<Result<Vec<_>>>()?;
@@ -444,11 +471,33 @@ impl Rig {
             "  {:<18} client     eth0 {CLIENT_V4}/24 {CLIENT_V6}/64",
             self.client.name()
         );
-        let _ = writeln!(
-            s,
-            "  {:<18} lb         {LB_EXT_IFACE} {LB_EXT_V4}/24 {LB_EXT_V6}/64, {LB_INT_IFACE} {LB_INT_V4}/24 {LB_INT_V6}/64",
-            self.lb.name()
-        );
+        match &self.lb2 {
+            None => {
+                let _ = writeln!(
+                    s,
+                    "  {:<18} lb         {LB_EXT_IFACE} {LB_EXT_V4}/24 {LB_EXT_V6}/64, {LB_INT_IFACE} {LB_INT_V4}/24 {LB_INT_V6}/64",
+                    self.lb.name()
+                );
+            }
+            Some(lb2) => {
+                let nodes = [
+                    (&self.lb, "lb1", LB_EXT_V4, pair::LB1_INT_V4, 1),
+                    (lb2, "lb2", pair::LB2_EXT_V4, pair::LB2_INT_V4, 2),
+                ];
+                for (ns, role, ext, int, host) in nodes {
+                    let _ = writeln!(
+                        s,
+                        "  {:<18} {role}        {LB_EXT_IFACE} {ext}/24, {LB_INT_IFACE} {int}/24, hb0 198.18.8.{host}, hb1 198.18.9.{host}",
+                        ns.name()
+                    );
+                }
+                let _ = writeln!(
+                    s,
+                    "  {:<18}            floating on the active node: {VIP_V4} {VIP_V6} on {LB_EXT_IFACE}, gateway {LB_INT_V4} {LB_INT_V6} on {LB_INT_IFACE}",
+                    ""
+                );
+            }
+        }
         if let Some(router) = &self.router {
             let _ = writeln!(
                 s,
@@ -456,7 +505,12 @@ impl Rig {
                 router.name()
             );
         }
-        let _ = writeln!(s, "  {:<18} switch     br0", self.switch.name());
+        let bridges = if self.lb2.is_some() {
+            "br0 (backends), br1 (clients)"
+        } else {
+            "br0"
+        };
+        let _ = writeln!(s, "  {:<18} switch     {bridges}", self.switch.name());
         for backend in &self.backends {
             let _ = writeln!(
                 s,

@@ -19,19 +19,25 @@ impl Rig {
         // (otherwise neighbour discovery waits a second or two for it).
         let hosts = [&self.client, &self.lb, &self.switch]
             .into_iter()
+            .chain(&self.lb2)
             .chain(&self.router)
             .chain(self.backends.iter().map(|b| &b.ns));
         for ns in hosts {
             ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
             ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
         }
-        // Client <-> LB.
-        veth(&self.client, "eth0", &self.lb, LB_EXT_IFACE)?;
-        address(&self.client, "eth0", CLIENT_V4.into(), 24)?;
-        address(&self.client, "eth0", CLIENT_V6.into(), 64)?;
-        address(&self.lb, LB_EXT_IFACE, LB_EXT_V4.into(), 24)?;
-        address(&self.lb, LB_EXT_IFACE, LB_EXT_V6.into(), 64)?;
-        default_routes(&self.client, LB_EXT_V4, LB_EXT_V6)?;
+        // Client <-> LB (or the pair's client segment).
+        match &self.lb2 {
+            Some(lb2) => self.wire_pair_client_side(lb2)?,
+            None => {
+                veth(&self.client, "eth0", &self.lb, LB_EXT_IFACE)?;
+                address(&self.client, "eth0", CLIENT_V4.into(), 24)?;
+                address(&self.client, "eth0", CLIENT_V6.into(), 64)?;
+                address(&self.lb, LB_EXT_IFACE, LB_EXT_V4.into(), 24)?;
+                address(&self.lb, LB_EXT_IFACE, LB_EXT_V6.into(), 64)?;
+                default_routes(&self.client, LB_EXT_V4, LB_EXT_V6)?;
+            }
+        }
 
         // The switch and its backends.
         self.switch
@@ -47,9 +53,11 @@ impl Rig {
             default_routes(&backend.ns, LB_INT_V4, LB_INT_V6)?;
         }
 
-        // The LB on the switch, or the router between them.
-        match (&self.router, router_mtu) {
-            (Some(router), Some(mtu)) => self.wire_router(router, mtu)?,
+        // The LB on the switch (both nodes of a pair), or the router
+        // between them.
+        match (&self.router, router_mtu, &self.lb2) {
+            (_, _, Some(lb2)) => self.wire_pair_backend_side(lb2)?,
+            (Some(router), Some(mtu), None) => self.wire_router(router, mtu)?,
             _ => {
                 veth(&self.lb, LB_INT_IFACE, &self.switch, "p-lb")?;
                 self.switch.ip(["link", "set", "p-lb", "master", "br0"])?;
@@ -58,13 +66,15 @@ impl Rig {
             }
         }
 
-        forwarding(&self.lb)?;
-        // Replies from the VIP (DSR answers, NAT replies the program hands
-        // to the kernel before it knows the client's MAC) arrive with a
-        // source address the LB holds; let the kernel forward them.
-        self.lb.sysctl("net.ipv4.conf.all.accept_local", "1")?;
-        self.lb
-            .sysctl(&format!("net.ipv4.conf.{LB_INT_IFACE}.accept_local"), "1")?;
+        for lb in self.lbs() {
+            forwarding(lb)?;
+            // Replies from the VIP (DSR answers, NAT replies the program
+            // hands to the kernel before it knows the client's MAC) arrive
+            // with a source address the LB holds; let the kernel forward
+            // them.
+            lb.sysctl("net.ipv4.conf.all.accept_local", "1")?;
+            lb.sysctl(&format!("net.ipv4.conf.{LB_INT_IFACE}.accept_local"), "1")?;
+        }
         Ok(())
     }
 
