@@ -357,6 +357,8 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
         "{}",
         lb1_metrics(&net)
     );
+    Ok(())
+}
 
 /// The plan of the pair rig with one NAT service over its backends.
 fn rig_plan(rig: &Rig, dir: &Path, files: &[NodeFiles; 2]) -> String {
