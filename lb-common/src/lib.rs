@@ -48,8 +48,17 @@ pub mod maps {
     /// `PerCpuArray<u64>` indexed by [`super::Counter`].
     pub const STATS: &str = "LB_STATS";
     /// `HashMap<FloatingKey, u8>`: the failover group's addresses, which a
-    /// fenced node stops answering for (see [`super::Settings`]).
+    /// fenced node stops answering for (see [`LEASE`]).
     pub const FLOATING: &str = "LB_FLOATING";
+    /// `Array<u64>`, one entry: the active's lease, in `bpf_ktime_get_ns`
+    /// time (CLOCK_MONOTONIC). A clustered node's event loop renews it on
+    /// every pass, without the daemon (a map of its own, so that a long
+    /// configuration change never delays it). Once it has passed the node
+    /// is *fenced*: it forwards nothing for services and drops what is
+    /// addressed to its floating IPs (ARP and neighbour solicitations for
+    /// them too), so a node whose daemon died or stalled never serves
+    /// beside the peer that took over. 0: no lease (a standalone node).
+    pub const LEASE: &str = "LB_LEASE";
     /// `PerCpuArray<Traffic>` indexed by service id.
     pub const SERVICE_STATS: &str = "LB_SVC_STATS";
     /// `PerCpuArray<Traffic>` indexed by backend id.
@@ -319,15 +328,6 @@ pub mod role {
 pub struct Settings {
     /// [`role`].
     pub role: u32,
-    pub pad: u32,
-    /// The active's lease, in `bpf_ktime_get_ns` time (CLOCK_MONOTONIC):
-    /// a clustered daemon renews it every heartbeat. Once it has passed,
-    /// the node is *fenced*: it forwards nothing for services and drops
-    /// what is addressed to its floating IPs (ARP and neighbour
-    /// solicitations for them too), so a node whose daemon died or stalled
-    /// never serves beside the peer that took over. 0: no lease (a
-    /// standalone node).
-    pub lease_until_ns: u64,
 }
 
 /// A floating IP (key of [`maps::FLOATING`]): the address as in
@@ -478,7 +478,7 @@ pub enum Counter {
     /// answered as a router does: an ICMP time exceeded from the node's own
     /// address (the one the FIB picks for the way back), never from the VIP.
     SentTimeExceeded = 20,
-    /// On a fenced node (its lease passed: see [`Settings`]), packets to
+    /// On a fenced node (its lease passed: see [`maps::LEASE`]), packets to
     /// its floating IPs and ARP / neighbour solicitations for them: dropped,
     /// so the node answers nothing the peer now serves.
     DropFenced = 21,

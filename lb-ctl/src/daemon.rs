@@ -413,12 +413,13 @@ impl Daemon {
         Ok(())
     }
 
-    /// Renews the active's lease (see `lb_common::Settings`).
-    pub fn renew_lease(&mut self, until_ns: u64) -> Result<()> {
-        self.dataplane.set_lease(until_ns)
+    /// A handle of the lease map for the cluster's event loop (see
+    /// `lb_common::maps::LEASE`).
+    pub fn lease_handle(&self) -> Result<crate::dataplane::Lease> {
+        self.dataplane.lease_handle()
     }
 
-    /// The floating IPs the data plane fences (see `lb_common::Settings`).
+    /// The floating IPs the data plane fences (see `lb_common::maps::LEASE`).
     pub fn set_floating(&mut self, addresses: &[std::net::IpAddr]) -> Result<()> {
         self.dataplane.set_floating(addresses)
     }

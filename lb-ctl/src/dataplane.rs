@@ -31,7 +31,7 @@ use crate::{
 /// Every map of the object with the (key size, value size, max entries) this
 /// build expects: pinned maps that differ were made by an incompatible
 /// version.
-fn expected_maps() -> [(&'static str, usize, usize, u32); 16] {
+fn expected_maps() -> [(&'static str, usize, usize, u32); 17] {
     use core::mem::size_of;
     use lb_common::*;
     [
@@ -71,6 +71,7 @@ fn expected_maps() -> [(&'static str, usize, usize, u32); 16] {
         ),
         (maps::ICMP_BUDGET, 4, size_of::<IcmpBudget>(), 1),
         (maps::FLOATING, size_of::<FloatingKey>(), 1, MAX_FLOATING),
+        (maps::LEASE, 4, 8, 1),
     ]
 }
 
@@ -368,9 +369,26 @@ impl Dataplane {
     }
 
     /// Sets the active's lease (CLOCK_MONOTONIC ns; 0: none, standalone).
-    /// Past it, the program fences the node (see `lb_common::Settings`).
+    /// Past it, the program fences the node (see `lb_common::maps::LEASE`).
     pub fn set_lease(&mut self, until_ns: u64) -> Result<()> {
-        self.update_settings(|s| s.lease_until_ns = until_ns)
+        let mut lease: Array<_, u64> = map_mut(&mut self.ebpf, maps::LEASE)?;
+        lease.set(0, until_ns, 0)?;
+        Ok(())
+    }
+
+    /// A handle of the lease map of its own, for the cluster's event loop,
+    /// which renews it without the daemon (the pinned map stays shared).
+    pub fn lease_handle(&self) -> Result<Lease> {
+        let Some(aya::maps::Map::Array(ours)) = self.ebpf.map(maps::LEASE) else {
+            anyhow::bail!("map {} missing from the object", maps::LEASE);
+        };
+        // A second descriptor of the same map, by its id.
+        let id = ours.info().context("reading the lease map's id")?.id();
+        let data = aya::maps::MapData::from_id(id).context("opening the lease map by id")?;
+        let map = aya::maps::Map::Array(data);
+        Ok(Lease {
+            map: Array::try_from(map).context("the lease map has an unexpected type")?,
+        })
     }
 
     fn update_settings(&mut self, change: impl FnOnce(&mut Settings)) -> Result<()> {
@@ -559,6 +577,20 @@ pub fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
         .program_mut(XDP_PROGRAM)
         .with_context(|| format!("program {XDP_PROGRAM} missing from the object"))?;
     Ok(program.try_into()?)
+}
+
+/// The active's lease, renewed by the cluster's event loop (see
+/// [`Dataplane::lease_handle`]).
+pub struct Lease {
+    map: Array<aya::maps::MapData, u64>,
+}
+
+impl Lease {
+    /// The lease ends at `until_ns` (CLOCK_MONOTONIC ns).
+    pub fn renew(&mut self, until_ns: u64) -> Result<()> {
+        self.map.set(0, until_ns, 0)?;
+        Ok(())
+    }
 }
 
 fn floating_key(addr: std::net::IpAddr) -> FloatingKey {

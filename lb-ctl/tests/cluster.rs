@@ -452,3 +452,58 @@ fn the_vip_answers_through_the_pair_before_and_after_failover_and_kill() -> Resu
     assert!(left.is_empty(), "{left:?}");
     Ok(())
 }
+
+/// A configuration change that keeps the active's daemon busy for a long
+/// time (here: forty services of ten backends imported at once, their
+/// Maglev tables computed by a debug build) must not look like a dead
+/// node: the cluster's event loop and its lease run on a thread of their
+/// own. Before they did, the standby took over and both were active.
+#[test]
+fn a_long_configuration_change_on_the_active_moves_nothing() -> Result<()> {
+    let net = PairNet::build()?;
+    let scratch = tempfile::tempdir()?;
+    let dir = scratch.path();
+    let (lb1, lb2) = start_pair(&net, dir)?;
+    wait_for("lb1 active, lb2 standby", Duration::from_secs(5), || {
+        role(&lb1).as_deref() == Some("active") && role(&lb2).as_deref() == Some("standby")
+    })?;
+    let exported = lb1.ctl().args(["config", "export"]).output()?;
+    let mut config: toml::Table = toml::from_str(&String::from_utf8(exported.stdout)?)?;
+    let mut services = String::new();
+    for s in 0..40u16 {
+        services.push_str(&format!(
+            "\n[[services]]\nvip = \"198.18.0.100\"\nport = {}\nprotocol = \"tcp\"\n",
+            1000 + s
+        ));
+        for b in 0..10 {
+            services.push_str(&format!(
+                "\n[[services.backends]]\naddress = \"198.18.5.{}:80\"\n",
+                b + 1
+            ));
+        }
+    }
+    let services: toml::Table = toml::from_str(&services)?;
+    config.insert("services".into(), services["services"].clone());
+    let text = toml::to_string(&config)?;
+    let file = dir.join("big.toml");
+    fs::write(&file, text)?;
+    let started = Instant::now();
+    let imported = lb1.ctl().args(["config", "import"]).arg(&file).output()?;
+    let took = started.elapsed();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    eprintln!("the import kept lb1's daemon busy for {took:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(role(&lb1).as_deref(), Some("active"));
+    assert_eq!(role(&lb2).as_deref(), Some("standby"));
+    assert!(
+        !alerts(&lb2).contains("\"failover\""),
+        "lb2 took over: {}",
+        alerts(&lb2)
+    );
+    assert!(net.holds_fip(0) && !net.holds_fip(1));
+    Ok(())
+}

@@ -120,8 +120,6 @@ fn pair() -> Result<Pair> {
                 tokio::spawn(async move { while event_rx.recv().await.is_some() {} });
                 let (_settings_tx, settings) = watch::channel((1u64, [0u8; 32]));
                 let (_operations_tx, operations) = mpsc::channel(1);
-                let (lease_tx, mut lease_rx) = mpsc::channel::<()>(1);
-                tokio::spawn(async move { while lease_rx.recv().await.is_some() {} });
                 run(
                     NodeSetup {
                         cluster: cluster_config(),
@@ -134,7 +132,7 @@ fn pair() -> Result<Pair> {
                     event_tx,
                     status_tx,
                     operations,
-                    lease_tx,
+                    Box::new(|| {}),
                     stop_rx,
                 )
                 .await

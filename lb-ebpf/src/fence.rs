@@ -1,5 +1,5 @@
-//! Self-fencing. A clustered daemon renews its node's lease in the settings
-//! map every heartbeat; once the lease has passed (the daemon was killed or
+//! Self-fencing. A clustered node's event loop renews its lease (`LB_LEASE`)
+//! on every pass; once the lease has passed (the daemon was killed or
 //! stalled) the node is *fenced*: the peer takes the group over, and this
 //! node must answer nothing for the floating IPs that are still configured
 //! on its interfaces (the kernel would answer ARP, neighbour solicitations,
@@ -19,13 +19,14 @@ const ETH_P_IPV6: u16 = 0x86DD;
 const ARP_TPA: usize = ETH_HDR_LEN + 24;
 const ICMPV6_NEIGHBOUR_SOLICITATION: u8 = 135;
 
-/// True when `settings` hold an active role whose lease has passed.
+/// True for an active role whose lease (`lease_until_ns`, 0: none) has
+/// passed.
 #[inline(always)]
-pub fn expired(settings: &Settings) -> bool {
+pub fn expired(settings: &Settings, lease_until_ns: u64) -> bool {
     settings.role == role::ACTIVE
-        && settings.lease_until_ns != 0
+        && lease_until_ns != 0
         // SAFETY: bpf_ktime_get_ns has no preconditions.
-        && unsafe { bpf_ktime_get_ns() } > settings.lease_until_ns
+        && unsafe { bpf_ktime_get_ns() } > lease_until_ns
 }
 
 /// On a fenced node: whether the frame is addressed to, or asks for, a

@@ -82,6 +82,8 @@ static LB_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT
 static LB_SVC_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
 #[map(name = "LB_BE_STATS")]
 static LB_BE_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+#[map(name = "LB_LEASE")]
+static LB_LEASE: Array<u64> = Array::with_max_entries(1, 0);
 #[map(name = "LB_FLOATING")]
 static LB_FLOATING: HashMap<FloatingKey, u8> = HashMap::with_max_entries(MAX_FLOATING, 0);
 
@@ -640,13 +642,21 @@ fn cached_route(
 fn is_standby() -> bool {
     LB_SETTINGS
         .get(0)
-        .is_some_and(|settings| settings.role == role::STANDBY || fence::expired(settings))
+        .is_some_and(|settings| settings.role == role::STANDBY || fence::expired(settings, lease()))
 }
 
 /// An active node whose daemon stopped renewing its lease.
 #[inline(always)]
 fn fenced() -> bool {
-    LB_SETTINGS.get(0).is_some_and(fence::expired)
+    LB_SETTINGS
+        .get(0)
+        .is_some_and(|settings| fence::expired(settings, lease()))
+}
+
+/// The active's lease (0: none).
+#[inline(always)]
+fn lease() -> u64 {
+    LB_LEASE.get(0).copied().unwrap_or(0)
 }
 
 #[inline(always)]

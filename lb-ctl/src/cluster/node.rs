@@ -116,7 +116,7 @@ pub async fn run(
     events: mpsc::Sender<ClusterEvent>,
     status: watch::Sender<ClusterStatus>,
     mut operations: mpsc::Receiver<OperationRequest>,
-    lease: mpsc::Sender<()>,
+    mut renew_lease: Box<dyn FnMut() + Send>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let NodeSetup {
@@ -196,7 +196,7 @@ pub async fn run(
         let now = Instant::now();
         // Every pass renews the data plane's lease: a loop that stops
         // passing (a dead or stalled daemon) fences its node.
-        let _ = lease.try_send(());
+        renew_lease();
         let role = membership.role();
         membership.tick(now);
         let gap = now.saturating_duration_since(previous);

@@ -4,10 +4,7 @@
 //! hash into the heartbeats, status and the operator's requests to the API.
 use anyhow::{Context as _, Result};
 use sha2::{Digest as _, Sha256};
-use tokio::{
-    sync::{mpsc, oneshot, watch},
-    task::JoinHandle,
-};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
     Role,
@@ -52,7 +49,7 @@ pub fn start(
     node_name: String,
     shared: Shared,
     stop: watch::Receiver<bool>,
-) -> Result<(ClusterLink, JoinHandle<Result<()>>)> {
+) -> Result<(ClusterLink, oneshot::Receiver<Result<()>>)> {
     let keys = KeyFile::load(&cluster.key_file).map_err(anyhow::Error::msg)?;
     let tls = Tls::load(&cluster.tls_dir, &node_name).with_context(|| {
         format!(
@@ -76,7 +73,6 @@ pub fn start(
     let (status_tx, status) = watch::channel(ClusterStatus::default());
     let (operations, operation_rx) = mpsc::channel(4);
     let (settings_tx, settings) = watch::channel((0u64, [0u8; 32]));
-    let (lease_tx, mut lease_rx) = mpsc::channel::<()>(1);
     // The lease: shorter than the peer's dead time, so that a node whose
     // loop stops is fenced before the peer takes over.
     let lease = interval * cluster.heartbeat_lost_after * 3 / 4;
@@ -87,18 +83,17 @@ pub fn start(
         .collect();
     // The addresses a fenced node stops answering for, before it can be
     // active.
-    futures_util::FutureExt::now_or_never(shared.lock())
-        .context("the daemon is busy at the cluster's start")?
-        .set_floating(&group)?;
-    tokio::spawn({
-        let shared = shared.clone();
-        async move {
-            while lease_rx.recv().await.is_some() {
-                let until = monotonic_ns() + lease.as_nanos() as u64;
-                if let Err(err) = shared.lock().await.renew_lease(until) {
-                    tracing::error!(error = %format!("{err:#}"), "renewing the lease");
-                }
-            }
+    let mut lease_map = {
+        let mut daemon = futures_util::FutureExt::now_or_never(shared.lock())
+            .context("the daemon is busy at the cluster's start")?;
+        daemon.set_floating(&group)?;
+        daemon.lease_handle()?
+    };
+    // Renewed by the event loop itself, on every pass, without the daemon.
+    let renew_lease = Box::new(move || {
+        let until = monotonic_ns() + lease.as_nanos() as u64;
+        if let Err(err) = lease_map.renew(until) {
+            tracing::error!(error = %format!("{err:#}"), "renewing the lease");
         }
     });
     // Role changes: the role map, answered once it holds the role.
@@ -201,19 +196,32 @@ pub fn start(
         start_role: Role::Standby,
         settings,
     };
-    let task = tokio::spawn(async move {
-        node::run(
-            setup,
-            role_tx,
-            event_tx,
-            status_tx,
-            operation_rx,
-            lease_tx,
-            stop,
-        )
-        .await
-        .context("the cluster's event loop stopped")
-    });
+    // The event loop runs on a thread and runtime of its own: nothing the
+    // daemon does (a long configuration change on the main runtime) can
+    // delay its heartbeats or its lease.
+    let (done, task) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("lb-cluster".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("the cluster's runtime")
+                .and_then(|rt| {
+                    rt.block_on(node::run(
+                        setup,
+                        role_tx,
+                        event_tx,
+                        status_tx,
+                        operation_rx,
+                        renew_lease,
+                        stop,
+                    ))
+                })
+                .context("the cluster's event loop stopped");
+            let _ = done.send(result);
+        })
+        .context("starting the cluster's thread")?;
     Ok((
         ClusterLink {
             status,
