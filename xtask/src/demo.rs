@@ -200,7 +200,8 @@ fn instructions(rig: &Rig, daemons: &[DaemonProcess], namespaces: [&Netns; 2]) -
          \x20 # kill -9 the active daemon: lb2 takes over; lb1 stays fenced until the demo has started\n\
          \x20 # its daemon again, as standby ({ns2} for lb2 when lb2 is active)\n\
          \x20 kill -9 $(ip netns pids {ns1})\n\n\
-         The services (each node has its own copy of the configuration: a change goes to both sockets):\n\
+         The services (changed on the active node only, lb1 until a failover: the standby refuses\n\
+         and the active pushes every change to it; `status` on each shows the settings' generation):\n\
          \x20 {c1} service list\n\
          \x20 {c1} backend list tcp/{VIP_V4}:80\n\
          \x20 ip netns exec {client} curl 'http://[{VIP_V6}]/'\n\
@@ -208,9 +209,8 @@ fn instructions(rig: &Rig, daemons: &[DaemonProcess], namespaces: [&Netns; 2]) -
          \x20 ip netns exec {client} wrk -t1 -c10 -d5s http://{VIP_V4}/\n\
          \x20 {c1} stats --watch\n\
          \x20 {c1} backend drain tcp/{VIP_V4}:80 {b1}:80\n\
-         \x20 {c2} backend drain tcp/{VIP_V4}:80 {b1}:80\n\
          \x20 {c1} backend add tcp/{VIP_V4}:80 {b4}:80\n\
-         \x20 {c2} backend add tcp/{VIP_V4}:80 {b4}:80\n\
+         \x20 {c2} backend list tcp/{VIP_V4}:80\n\
          \x20 {c1} alerts\n\
          \nPress Ctrl-C to stop (everything is removed).\n\
          From another shell, `cargo xtask demo --down` removes a demo that was killed.",
