@@ -136,7 +136,13 @@ fn main() -> ExitCode {
     };
     let out = value("--out")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target/bench/failover.json"));
+        // `cargo bench` runs this in lb-ctl/: the workspace's target/ by default.
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/bench/failover.json"
+            ))
+        });
     let runs = match value("--runs").map(str::parse::<usize>) {
         None => 5,
         Some(Ok(n)) if n >= 1 => n,
