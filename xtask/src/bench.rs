@@ -8,8 +8,13 @@ use anyhow::{Result, bail};
 use crate::{cargo, exec, require_root, root, setup};
 
 /// The benchmarks `cargo xtask bench` knows, with the package holding each
-/// (`control` runs the real lb-ctl binary, so it lives in lb-ctl).
-const BENCHES: &[(&str, &str)] = &[("dataplane", "lb-tests"), ("control", "lb-ctl")];
+/// (`control` and `failover` run the real lb-ctl binary, so they live in
+/// lb-ctl).
+const BENCHES: &[(&str, &str)] = &[
+    ("dataplane", "lb-tests"),
+    ("control", "lb-ctl"),
+    ("failover", "lb-ctl"),
+];
 
 pub fn run(which: &str, args: &[String]) -> Result<()> {
     let Some(&(_, package)) = BENCHES.iter().find(|(name, _)| *name == which) else {

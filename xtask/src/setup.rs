@@ -28,6 +28,7 @@ const PACKAGES: &[&str] = &[
     "curl",
     "wrk",
     "iperf3",
+    "keepalived",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
