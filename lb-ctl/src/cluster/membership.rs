@@ -85,6 +85,8 @@ pub enum Reason {
     MonitorFailed,
     /// Automatic failback to the preferred server.
     AutoFailback,
+    /// The final action `stop`: this node's cluster service stopped.
+    Stopped,
 }
 
 /// What the event loop should do now.
@@ -154,6 +156,9 @@ pub struct Membership {
     handover: Option<Reason>,
     /// Monitor-caused failovers, for the maximum.
     failovers: Vec<Instant>,
+    /// The cluster service was stopped by the final action: never serve
+    /// again (until the daemon restarts).
+    stopped: bool,
 }
 
 impl Membership {
@@ -174,6 +179,7 @@ impl Membership {
             eligible: true,
             handover: None,
             failovers: Vec::new(),
+            stopped: false,
         }
     }
 
@@ -206,7 +212,18 @@ impl Membership {
     }
 
     pub fn healthy(&self) -> bool {
-        self.healthy
+        self.healthy && !self.stopped
+    }
+
+    /// The final action `stop`: the node steps down (if active) and never
+    /// serves again; its heartbeats say it is not healthy, so the peer
+    /// takes the group.
+    pub fn stop_service(&mut self) {
+        self.stopped = true;
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stopped
     }
 
     pub fn eligible(&self) -> bool {
@@ -295,6 +312,12 @@ impl Membership {
     /// What to do now. Pure: call as often as convenient (after every event
     /// and on a timer of a fraction of the heartbeat interval).
     pub fn decide(&self, now: Instant) -> Decision {
+        if self.stopped {
+            return match self.role {
+                Role::Active => Decision::Become(Role::Standby, Reason::Stopped),
+                Role::Standby => Decision::Stay,
+            };
+        }
         match self.peer(now) {
             Some(peer) => self.decide_with_peer(now, peer),
             None => self.decide_alone(now),

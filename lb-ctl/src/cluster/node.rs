@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
     Role,
-    config::{ClusterConfig, MonitorKind},
+    config::{ClusterConfig, FinalAction, MonitorKind},
     floating::{Announcer, netlink::FloatingIps},
     heartbeat::{Heartbeat, Keyring, first_seq},
     link::{Links, RefusedCounts},
@@ -94,7 +94,11 @@ pub enum ClusterEvent {
         state: MonitorState,
         detail: Option<String>,
     },
-    FinalAction,
+    /// The maximum failover count is reached; `stopped`: the final action
+    /// stopped this node's cluster service.
+    FinalAction {
+        stopped: bool,
+    },
     Error(String),
 }
 
@@ -152,6 +156,7 @@ pub async fn run(
     let mut since = SystemTime::now();
     let mut last_change: Option<String> = None;
     let mut previous = now;
+    let mut final_action_taken = false;
     let mut tick = tokio::time::interval(interval / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -203,6 +208,9 @@ pub async fn run(
         previous = now;
         start_checks(&mut monitors, role, now, gap, &check_tx);
         membership.observe_monitors(monitors.healthy(role, now));
+        if membership.healthy() {
+            final_action_taken = false;
+        }
         membership.observe_eligible(holds_active_settings(
             membership.peer(now),
             *settings.borrow(),
@@ -239,7 +247,15 @@ pub async fn run(
                 });
             }
             Decision::FinalAction => {
-                let _ = events.try_send(ClusterEvent::FinalAction);
+                // Once until the monitors recover, not on every pass.
+                if !final_action_taken {
+                    final_action_taken = true;
+                    let stop = cluster.final_action == FinalAction::Stop;
+                    let _ = events.try_send(ClusterEvent::FinalAction { stopped: stop });
+                    if stop {
+                        membership.stop_service();
+                    }
+                }
             }
         }
         let now = Instant::now();

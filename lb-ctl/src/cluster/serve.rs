@@ -358,10 +358,15 @@ fn alert(event: &ClusterEvent) -> (AlertLevel, &'static str, String) {
             "monitor_recovered",
             format!("monitor {monitor}: {state}"),
         ),
-        ClusterEvent::FinalAction => (
+        ClusterEvent::FinalAction { stopped: false } => (
             AlertLevel::Error,
             "final_action",
             "a monitor failed but the maximum failover count is reached: the group stays".into(),
+        ),
+        ClusterEvent::FinalAction { stopped: true } => (
+            AlertLevel::Error,
+            "final_action",
+            "a monitor failed and the maximum failover count is reached: final action stop, this node's cluster service stopped (it serves nothing until lb-ctl run restarts)".into(),
         ),
         ClusterEvent::Error(message) => (AlertLevel::Error, "cluster_error", message.clone()),
     }

@@ -447,3 +447,20 @@ fn without_automatic_failback_a_returning_first_server_stays_standby() {
     sim.run(Duration::from_secs(3));
     assert_eq!(sim.active(), vec![1]);
 }
+
+#[test]
+fn the_final_action_stop_steps_down_and_never_serves_again() {
+    let mut sim = Sim::new(true, [Role::Standby, Role::Standby]);
+    sim.run(Duration::from_secs(1));
+    assert_eq!(sim.active(), vec![0]);
+    sim.nodes[0].m.stop_service();
+    sim.run(Duration::from_secs(1));
+    assert_eq!(sim.active(), vec![1]);
+    assert!(sim.log.iter().any(|e| e.1 == 0 && e.3 == Reason::Stopped));
+    assert_eq!(sim.max_dual, Duration::ZERO);
+    // Not even when the peer dies.
+    sim.nodes[1].running = false;
+    sim.run(Duration::from_secs(2));
+    assert_eq!(sim.active(), Vec::<usize>::new());
+    assert!(!sim.nodes[0].m.healthy());
+}
