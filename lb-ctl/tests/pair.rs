@@ -250,7 +250,10 @@ fn the_pair_elects_one_moves_the_group_on_node_loss_and_keeps_it_after_healing()
     })?;
     assert_eq!(
         (n1.role(), n2.role()),
-        (Some(Role::Standby), Some(Role::Active))
+        (Some(Role::Standby), Some(Role::Active)),
+        "lb1: {:?}, lb2: {:?}",
+        n1.status.borrow().last_change,
+        n2.status.borrow().last_change
     );
     assert!(n2.holds_fip() && !n1.holds_fip());
     assert_eq!(*n1.roles.lock().unwrap(), [Role::Active, Role::Standby]);

@@ -159,6 +159,12 @@ pub struct Membership {
     /// The cluster service was stopped by the final action: never serve
     /// again (until the daemon restarts).
     stopped: bool,
+    /// When an NP check answered again after an isolation (none since).
+    rejoined: Option<Instant>,
+    /// The sequence number of the heartbeat `peer` comes from.
+    peer_seq: u64,
+    /// When the peer was heard again after it was lost (or first heard).
+    peer_back: Option<Instant>,
 }
 
 impl Membership {
@@ -180,6 +186,9 @@ impl Membership {
             handover: None,
             failovers: Vec::new(),
             stopped: false,
+            rejoined: None,
+            peer_seq: 0,
+            peer_back: None,
         }
     }
 
@@ -246,12 +255,23 @@ impl Membership {
     }
 
     /// An authentic, fresh heartbeat from the peer on interconnect `link`.
-    pub fn observe_heartbeat(&mut self, now: Instant, link: usize, view: PeerView) {
+    /// An authentic heartbeat, `seq` its sequence number. Only the newest
+    /// describes the peer: heartbeats a link held back (queued while it was
+    /// down, for one) may arrive after newer ones.
+    pub fn observe_heartbeat(&mut self, now: Instant, link: usize, seq: u64, view: PeerView) {
+        if !self.peer_alive(now) {
+            self.peer_back = Some(now);
+        }
         if let Some(slot) = self.heard.get_mut(link) {
             *slot = Some(now);
         }
+        if self.peer.is_some() && seq < self.peer_seq {
+            return;
+        }
+        self.peer_seq = seq;
         self.peer = Some(view);
         self.lost_since = None;
+        self.rejoined = None;
         // Our handover is complete once the peer serves.
         if self.role == Role::Standby && view.role == Role::Active {
             self.handover = None;
@@ -260,6 +280,12 @@ impl Membership {
 
     /// The NP check's answer: whether any target answered.
     pub fn observe_np(&mut self, now: Instant, reachable: bool) {
+        // Back from isolation: the network answers again, but the peer's
+        // heartbeats may not have arrived yet. Give them the dead time
+        // before concluding that the peer is gone.
+        if reachable && matches!(self.np, Some((_, false))) {
+            self.rejoined = Some(now);
+        }
         self.np = Some((now, reachable));
         self.np_pending = false;
     }
@@ -319,7 +345,19 @@ impl Membership {
             };
         }
         match self.peer(now) {
-            Some(peer) => self.decide_with_peer(now, peer),
+            Some(peer) => match self.decide_with_peer(now, peer) {
+                // A peer just heard again may first deliver heartbeats that a
+                // link held back: this node takes the group only from a view
+                // at least one interval old. Stepping down needs no wait.
+                Decision::Become(Role::Active, _)
+                    if self
+                        .peer_back
+                        .is_some_and(|at| now.saturating_duration_since(at) < self.p.interval) =>
+                {
+                    Decision::Stay
+                }
+                decision => decision,
+            },
             None => self.decide_alone(now),
         }
     }
@@ -398,6 +436,13 @@ impl Membership {
                     Decision::Become(Role::Standby, Reason::Isolated)
                 }
                 (Some((_, false)), Role::Standby) => Decision::Stay,
+                (Some((_, true)), Role::Standby)
+                    if self.rejoined.is_some_and(|at| {
+                        now.saturating_duration_since(at) < self.p.dead_time()
+                    }) =>
+                {
+                    Decision::Stay
+                }
                 (Some((_, true)), Role::Standby) => {
                     Decision::Become(Role::Active, Reason::PeerLost)
                 }

@@ -163,7 +163,7 @@ pub async fn run(
         tokio::select! {
             Some(r) = received.recv() => {
                 let hb = r.heartbeat;
-                membership.observe_heartbeat(Instant::now(), r.link, PeerView {
+                membership.observe_heartbeat(Instant::now(), r.link, hb.seq, PeerView {
                     role: hb.role,
                     healthy: hb.healthy,
                     eligible: hb.eligible,
