@@ -18,4 +18,5 @@ pub mod human;
 pub mod maglev;
 pub mod neighbours;
 pub mod role;
+pub mod run;
 pub mod server;
