@@ -264,52 +264,31 @@ async fn metrics(State(daemon): State<Shared>) -> Response {
                 value(&s.traffic)
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP lb_backend_{name}_total {help} through the backend.\n# TYPE lb_backend_{name}_total counter"
+        backend_family(
+            &mut out,
+            &services,
+            &format!("lb_backend_{name}_total"),
+            "counter",
+            &format!("{help} through the backend."),
+            |b| value(&b.traffic),
         );
-        for s in &services {
-            for b in &s.backends {
-                let _ = writeln!(
-                    out,
-                    "lb_backend_{name}_total{{service=\"{}\",backend=\"{}\"}} {}",
-                    s.service.reference(),
-                    b.address,
-                    value(&b.traffic)
-                );
-            }
-        }
     }
-    let _ = writeln!(
-        out,
-        "# HELP lb_backend_up Health check state (1 up, 0 down).\n# TYPE lb_backend_up gauge"
+    backend_family(
+        &mut out,
+        &services,
+        "lb_backend_up",
+        "gauge",
+        "Health check state (1 up, 0 down).",
+        |b| u64::from(b.health == Health::Up),
     );
-    for s in &services {
-        for b in &s.backends {
-            let _ = writeln!(
-                out,
-                "lb_backend_up{{service=\"{}\",backend=\"{}\"}} {}",
-                s.service.reference(),
-                b.address,
-                u8::from(b.health == Health::Up)
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP lb_backend_neighbour_resolved The next hop towards the backend is resolved (1), or not (0).\n# TYPE lb_backend_neighbour_resolved gauge"
+    backend_family(
+        &mut out,
+        &services,
+        "lb_backend_neighbour_resolved",
+        "gauge",
+        "The next hop towards the backend is resolved (1), or not (0).",
+        |b| u64::from(b.neighbour == Resolution::Resolved),
     );
-    for s in &services {
-        for b in &s.backends {
-            let _ = writeln!(
-                out,
-                "lb_backend_neighbour_resolved{{service=\"{}\",backend=\"{}\"}} {}",
-                s.service.reference(),
-                b.address,
-                u8::from(b.neighbour == Resolution::Resolved)
-            );
-        }
-    }
     (
         [(
             header::CONTENT_TYPE,
@@ -318,6 +297,29 @@ async fn metrics(State(daemon): State<Shared>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// One metric family with a line per backend of every service.
+fn backend_family(
+    out: &mut String,
+    services: &[crate::api::ServiceView],
+    metric: &str,
+    kind: &str,
+    help: &str,
+    value: impl Fn(&crate::api::BackendView) -> u64,
+) {
+    let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
+    for s in services {
+        for b in &s.backends {
+            let _ = writeln!(
+                out,
+                "{metric}{{service=\"{}\",backend=\"{}\"}} {}",
+                s.service.reference(),
+                b.address,
+                value(b)
+            );
+        }
+    }
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
