@@ -246,6 +246,14 @@ enum XdpCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        // A command whose output goes to a pipe that closes (`lb-ctl stats
+        // --watch | head`) ends quietly, as cat(1) does, instead of
+        // panicking in println!. The daemon keeps SIGPIPE ignored: a client
+        // that goes away must never stop it.
+        // SAFETY: restoring the default disposition before any thread runs.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

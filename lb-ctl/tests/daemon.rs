@@ -182,6 +182,17 @@ fn the_cli_drives_a_real_daemon() {
     );
     let table = d.ok(&["service", "list"]);
     assert!(table.starts_with("SERVICE "), "{table}");
+    // A watch whose reader goes away ends quietly, without a panic.
+    let watch = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} stats --watch --interval 1 | head -n 2 >/dev/null",
+            d.process.ctl_line()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&watch.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(table.contains(SVC4), "{table}");
 
     // Prometheus metrics, from the client's side.
