@@ -6,6 +6,8 @@
 //! the time exceeded the LB sends itself. Client, LB (XDP attached in native mode), router, switch and backends
 //! are namespaces of a rig; the servers are real (nginx, the rig's UDP
 //! server). Every test runs once per address family. Needs root.
+mod support;
+
 use std::{
     collections::BTreeSet,
     fs, io,
@@ -15,18 +17,15 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use lb_ctl::{
-    balancer::{BackendSpec, BackendState, Balancer, Mode, Protocol, ServiceSpec},
-    dataplane::{AttachMode, Dataplane},
-};
+use lb_ctl::balancer::{BackendSpec, BackendState, Mode, Protocol, ServiceSpec};
 use lb_tests::{
     netns::Netns,
     rig::{
-        CLIENT_V4, CLIENT_V6, LB_EXT_IFACE, LB_EXT_V4, LB_EXT_V6, LB_INT_IFACE, Rig, RigOptions,
-        VIP_V4, VIP_V6,
+        CLIENT_V4, CLIENT_V6, LB_EXT_V4, LB_EXT_V6, Rig, RigOptions, VIP_V4, VIP_V6,
         udp::{self, Reply},
     },
 };
+use support::rig_lb::RigLb;
 
 /// The UDP service's port, served by the rig's UDP server on every backend.
 const UDP_PORT: u16 = 5300;
@@ -39,45 +38,6 @@ const WAIT: Duration = Duration::from_secs(3);
 const TRIES: usize = 40;
 /// The MTU of the router's routes in the path MTU tests.
 const ROUTER_MTU: u32 = 1300;
-
-/// The LB: the program attached to both interfaces, and the balancer that
-/// feeds its maps.
-struct Lb {
-    dp: Dataplane,
-    balancer: Balancer,
-}
-
-impl Lb {
-    fn start(rig: &Rig, services: &[ServiceSpec]) -> Result<Self> {
-        let dp = rig.lb.run_in(|| {
-            let mut dp = Dataplane::load()?;
-            dp.attach(LB_EXT_IFACE, AttachMode::Native)?;
-            dp.attach(LB_INT_IFACE, AttachMode::Native)?;
-            Ok(dp)
-        })?;
-        let mut lb = Lb {
-            dp,
-            balancer: Balancer::new(),
-        };
-        let (next, ops) = lb.balancer.plan(services)?;
-        lb.dp.apply(&ops)?;
-        lb.balancer = next;
-        Ok(lb)
-    }
-
-    /// The program's non-zero counters, for a failure's message.
-    fn counters(&self) -> String {
-        match self.dp.counters() {
-            Ok(counters) => counters
-                .iter()
-                .filter(|(_, n)| *n > 0)
-                .map(|(c, n)| format!("{c:?} {n}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            Err(e) => format!("(counters unreadable: {e:#})"),
-        }
-    }
-}
 
 fn vip(v6: bool) -> IpAddr {
     if v6 { VIP_V6.into() } else { VIP_V4.into() }
@@ -113,7 +73,7 @@ fn nat_service(rig: &Rig, v6: bool, protocol: Protocol, port: u16) -> ServiceSpe
 
 /// Three backends with the UDP server on [`UDP_PORT`] (nothing on
 /// [`CLOSED_PORT`]), and UDP NAT services on both ports, both families.
-fn udp_rig() -> Result<(Rig, Lb)> {
+fn udp_rig() -> Result<(Rig, RigLb)> {
     let mut rig = Rig::build(&RigOptions::default())?;
     rig.add_vips()?;
     rig.serve_udp(UDP_PORT)?;
@@ -123,7 +83,7 @@ fn udp_rig() -> Result<(Rig, Lb)> {
             services.push(nat_service(&rig, v6, Protocol::Udp, port));
         }
     }
-    let lb = Lb::start(&rig, &services)?;
+    let lb = RigLb::start(&rig, &services)?;
     Ok((rig, lb))
 }
 
@@ -132,7 +92,7 @@ fn udp_rig() -> Result<(Rig, Lb)> {
 /// that sent it. Any answer that is not a datagram fails at once.
 fn from_every_backend(
     rig: &Rig,
-    lb: &Lb,
+    lb: &RigLb,
     to: SocketAddr,
     request: &[u8],
     check: impl Fn(&[u8]) -> Result<String>,
@@ -143,7 +103,7 @@ fn from_every_backend(
 /// [`from_every_backend`] with `setup` applied to each client socket.
 fn from_every_backend_with(
     rig: &Rig,
-    lb: &Lb,
+    lb: &RigLb,
     to: SocketAddr,
     request: &[u8],
     setup: impl Fn(&UdpSocket) -> io::Result<()> + Sync,
@@ -539,7 +499,7 @@ fn path_mtu_discovery_through_a_router(v6: bool) -> Result<()> {
     })?;
     rig.add_vips()?;
     rig.start_nginx()?;
-    let lb = Lb::start(&rig, &[nat_service(&rig, v6, Protocol::Tcp, 80)])?;
+    let lb = RigLb::start(&rig, &[nat_service(&rig, v6, Protocol::Tcp, 80)])?;
     let host = match vip(v6) {
         IpAddr::V4(ip) => ip.to_string(),
         IpAddr::V6(ip) => format!("[{ip}]"),
@@ -612,7 +572,7 @@ fn forget_path_mtus(ns: &Netns) -> Result<()> {
 
 /// curl in the client namespace, bounded; an error carries its message and
 /// the LB's counters.
-fn curl(rig: &Rig, lb: &Lb, args: &[&str]) -> Result<()> {
+fn curl(rig: &Rig, lb: &RigLb, args: &[&str]) -> Result<()> {
     let mut all = vec!["-sS", "--fail", "--max-time", "30"];
     all.extend_from_slice(args);
     rig.client

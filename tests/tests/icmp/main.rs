@@ -4,19 +4,18 @@
 //! of NAT and DSR flows, sent by the far end itself or by a router on the
 //! way. Expected frames are built independently with etherparse and
 //! compared byte for byte; every checksum of the output is also recomputed
-//! with etherparse. And one rig test of the case on the real
-//! kernel path. Needs root.
+//! with etherparse (the rig tests of the real kernel path are in
+//! fragments_and_icmp.rs). Needs root.
 //!
 //! This file: the harness and the frames the cases share; one module per
-//! direction, one for what goes to the kernel, one for the rig test.
+//! direction, one for what goes to the kernel.
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context as _, Result, bail};
 use etherparse::{Icmpv4Type, Icmpv6Type, icmpv4, icmpv6};
 use lb_common::Counter;
 use lb_ctl::{
-    balancer::{BackendSpec, BackendState, Balancer, Mode, Protocol, ServiceSpec},
-    dataplane::Dataplane,
+    balancer::{BackendSpec, BackendState, Mode, Protocol, ServiceSpec},
     role::Role,
 };
 use lb_tests::{
@@ -31,7 +30,6 @@ mod support;
 
 use support::{COMBOS, Lb, VIP4, VIP6, with_lb};
 
-mod end_to_end;
 mod from_backend;
 mod from_client;
 mod to_the_kernel;

@@ -4,6 +4,8 @@
 //! part of it.
 #![allow(dead_code)]
 
+pub mod rig_lb;
+
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context as _, Result, bail};
