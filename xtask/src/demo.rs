@@ -58,7 +58,9 @@ pub fn up() -> Result<()> {
         ..Default::default()
     })?;
     rig.start_nginx()?;
-    rig.start_udp(UDP_PORT)?;
+    // Every backend answers each datagram with its name, the datagram's
+    // length and digest (tests/src/rig/udp.rs).
+    rig.serve_udp(UDP_PORT)?;
 
     let run_dir = Path::new(RUN_DIR);
     let _ = fs::remove_dir_all(run_dir);

@@ -135,7 +135,6 @@ pub struct Backend {
     pub v4: Ipv4Addr,
     pub v6: Ipv6Addr,
     nginx: Option<Child>,
-    udp: Option<Child>,
     udp_servers: Vec<udp::Server>,
 }
 
@@ -200,7 +199,6 @@ impl Rig {
                 v4: backend_v4(index),
                 v6: backend_v6(index),
                 nginx: None,
-                udp: None,
                 udp_servers: Vec::new(),
             });
         }
@@ -324,24 +322,6 @@ impl Rig {
             .with_context(|| format!("nginx in {} did not start", backend.ns.name()))
     }
 
-    /// Starts a UDP responder on `port` in every backend (IPv4 and IPv6):
-    /// each datagram is answered with the backend's name.
-    pub fn start_udp(&mut self, port: u16) -> Result<()> {
-        for backend in &mut self.backends {
-            let child = backend.ns.spawn(
-                backend
-                    .ns
-                    .command("socat")
-                    .arg(format!("UDP6-RECVFROM:{port},ipv6only=0,fork,reuseaddr"))
-                    .arg(format!("SYSTEM:echo {}", backend.name))
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null()),
-            )?;
-            backend.udp = Some(child);
-        }
-        Ok(())
-    }
-
     /// Starts [`udp::Server`]s on `port` in every backend, on its IPv4 and
     /// its IPv6 address; they stop with the rig.
     pub fn serve_udp(&mut self, port: u16) -> Result<()> {
@@ -351,26 +331,6 @@ impl Rig {
                     udp::Server::start(&backend.ns, SocketAddr::new(ip, port), &backend.name)?;
                 backend.udp_servers.push(server);
             }
-        }
-        Ok(())
-    }
-
-    /// Starts a UDP echo on `port` in every backend (IPv4 and IPv6): each
-    /// datagram (up to 8 KiB) comes back as it was, so a big request gets a
-    /// big answer, in fragments both ways.
-    pub fn start_udp_echo(&mut self, port: u16) -> Result<()> {
-        for backend in &mut self.backends {
-            let child = backend.ns.spawn(
-                backend
-                    .ns
-                    .command("socat")
-                    .args(["-b", "8192"])
-                    .arg(format!("UDP6-RECVFROM:{port},ipv6only=0,fork,reuseaddr"))
-                    .arg("PIPE")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null()),
-            )?;
-            backend.udp = Some(child);
         }
         Ok(())
     }
@@ -534,12 +494,9 @@ impl Drop for Rig {
         self.xdp_pass.clear();
         for backend in &mut self.backends {
             backend.udp_servers.clear();
-            for mut child in [backend.nginx.take(), backend.udp.take()]
-                .into_iter()
-                .flatten()
-            {
-                let _ = child.kill();
-                let _ = child.wait();
+            if let Some(mut nginx) = backend.nginx.take() {
+                let _ = nginx.kill();
+                let _ = nginx.wait();
             }
         }
         // The namespaces go with their fields (Netns::drop), killing what is
