@@ -3,6 +3,7 @@
 //! This release serves a landing page at `/` and a health endpoint at
 //! `/healthz` over TLS (rustls with the ring provider, TLS 1.3 and 1.2).
 
+pub mod auth;
 mod pages;
 mod tls;
 

@@ -28,10 +28,37 @@ struct Args {
     /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "PEM", requires = "cert")]
     key: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Sets the administrator's user name and password: reads the password
+    /// from standard input (twice, without echo, on a terminal) and writes
+    /// only its argon2id hash to the credentials file (mode 0600).
+    SetPassword {
+        /// The credentials file.
+        #[arg(long, value_name = "FILE")]
+        credentials: PathBuf,
+        /// The administrator's user name.
+        #[arg(long, default_value = "admin")]
+        user: String,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn run() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -40,6 +67,9 @@ async fn main() -> Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
+    if let Some(Command::SetPassword { credentials, user }) = &args.command {
+        return set_password(credentials, user);
+    }
 
     rustls::crypto::ring::default_provider()
         .install_default()
@@ -92,4 +122,55 @@ async fn main() -> Result<()> {
     });
 
     lb_console::serve(listener, tls, handle).await
+}
+
+/// `lb-console set-password`: nothing is written unless the password is
+/// accepted.
+fn set_password(path: &std::path::Path, user: &str) -> Result<()> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = read_hidden("New password: ")?;
+        let again = read_hidden("Again: ")?;
+        if first != again {
+            anyhow::bail!("the two passwords differ: nothing was changed");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    let credentials = lb_console::auth::password::Credentials::new(user, &password)?;
+    credentials.save(path)?;
+    eprintln!(
+        "the password of {user} is set: its argon2id hash is in {}",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Reads a line from the terminal with echo off.
+fn read_hidden(prompt: &str) -> Result<String> {
+    use std::io::Write as _;
+    eprint!("{prompt}");
+    std::io::stderr().flush().ok();
+    let fd = libc::STDIN_FILENO;
+    // SAFETY: tcgetattr/tcsetattr on stdin with a termios we own.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    let have_tty = unsafe { libc::tcgetattr(fd, &mut saved) } == 0;
+    if have_tty {
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    }
+    let mut line = String::new();
+    let read = std::io::stdin().read_line(&mut line);
+    if have_tty {
+        // SAFETY: as above, restoring what tcgetattr gave.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+        eprintln!();
+    }
+    read.context("reading the password")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
