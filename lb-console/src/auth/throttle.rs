@@ -54,15 +54,15 @@ impl Throttle {
     pub fn failed(&mut self, from: IpAddr, now: Instant) {
         self.by_source
             .retain(|_, f| now.saturating_duration_since(f.last) < FORGET_AFTER);
-        if self.by_source.len() >= MAX_SOURCES && !self.by_source.contains_key(&from) {
-            if let Some(quietest) = self
+        if self.by_source.len() >= MAX_SOURCES
+            && !self.by_source.contains_key(&from)
+            && let Some(quietest) = self
                 .by_source
                 .iter()
                 .min_by_key(|(_, f)| f.last)
                 .map(|(ip, _)| *ip)
-            {
-                self.by_source.remove(&quietest);
-            }
+        {
+            self.by_source.remove(&quietest);
         }
         let entry = self.by_source.entry(from).or_insert(Failures {
             count: 0,
