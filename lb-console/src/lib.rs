@@ -1,9 +1,11 @@
 //! lb-console: the HTTPS web console of lb.
 //!
-//! This release serves a landing page at `/` and a health endpoint at
-//! `/healthz` over TLS (rustls with the ring provider, TLS 1.3 and 1.2).
+//! Over TLS (rustls with the ring provider, TLS 1.3 and 1.2): a login
+//! page, a landing page for the logged-in administrator, and a health
+//! endpoint at `/healthz`.
 
 pub mod auth;
+pub mod login;
 mod pages;
 mod tls;
 
@@ -11,12 +13,11 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use axum::Router;
-use axum::body::Bytes;
 use axum::http::header::{self, HeaderValue};
 use axum::http::{StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 
@@ -32,9 +33,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:50453";
 
 /// Content security policy of every response: no scripts, no external
-/// resources, only the pages' inline styles.
+/// resources, only the pages' inline styles, forms only to the console.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
-     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// The host name of this machine, or "localhost" if it cannot be read.
 pub fn hostname() -> String {
@@ -53,19 +54,30 @@ pub fn hostname() -> String {
     "localhost".to_owned()
 }
 
-/// The console's routes for this machine's host name.
-pub fn router() -> Router {
-    router_for_host(&hostname())
-}
-
-/// The console's routes, showing `host` as the host name.
-pub fn router_for_host(host: &str) -> Router {
-    let index = Html(Bytes::from(pages::index(host, VERSION)));
+/// The console's routes, showing `host` as the host name; every route but
+/// `/login` and `/healthz` needs a session ([`login::guard`]).
+pub fn router(host: &str, access: Arc<login::Access>) -> Router {
+    let host = host.to_owned();
     Router::new()
-        .route("/", get(move || std::future::ready(index.clone())))
+        .route(
+            "/",
+            get(
+                move |Extension(session): Extension<auth::sessions::Session>| {
+                    let page = pages::index(&host, VERSION, &session.user, &session.csrf);
+                    std::future::ready(Html(page))
+                },
+            ),
+        )
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", post(login::logout))
         .route("/healthz", get(healthz))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            access.clone(),
+            login::guard,
+        ))
         .layer(axum::middleware::map_response(security_headers))
+        .with_state(access)
 }
 
 async fn healthz() -> &'static str {
@@ -108,6 +120,7 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     handle: Handle,
+    access: Arc<login::Access>,
 ) -> Result<()> {
     listener
         .set_nonblocking(true)
@@ -118,7 +131,7 @@ pub async fn serve(
     tracing::info!(%addr, "lb console {VERSION} listening on https://{addr}/");
     axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))
         .handle(handle)
-        .serve(router().into_make_service())
+        .serve(router(&hostname(), access).into_make_service_with_connect_info::<SocketAddr>())
         .await
         .with_context(|| format!("serving the console on {addr}"))?;
     tracing::info!("lb console stopped");
@@ -129,33 +142,133 @@ pub async fn serve(
 mod tests {
     use super::*;
     use axum::body::Body;
-    use axum::http::{Method, Request};
+    use axum::extract::connect_info::MockConnectInfo;
+    use axum::http::{HeaderMap, Method, Request};
+    use std::time::Duration;
     use tower::ServiceExt;
 
-    async fn get(path: &str) -> (StatusCode, axum::http::HeaderMap, String) {
-        request(Method::GET, path).await
+    const PASSWORD: &str = "a long enough secret";
+
+    struct Console {
+        router: Router,
+        _dir: tempfile::TempDir,
+        audit: std::path::PathBuf,
     }
 
-    async fn request(method: Method, path: &str) -> (StatusCode, axum::http::HeaderMap, String) {
-        let response = router_for_host("node-1.example")
-            .oneshot(
-                Request::builder()
-                    .method(method)
-                    .uri(path)
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (status, headers, String::from_utf8(body.to_vec()).unwrap())
+    fn console_with(idle: Duration) -> Console {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = dir.path().join("audit.jsonl");
+        let access = Arc::new(login::Access::with_sessions(
+            auth::password::Credentials::new("admin", PASSWORD).unwrap(),
+            auth::audit::AuditLog::new(&audit),
+            auth::sessions::Sessions::new(idle, Duration::from_secs(3600), 8),
+        ));
+        let router = router("node-1.example", access)
+            .layer(MockConnectInfo(SocketAddr::from(([198, 18, 0, 10], 40000))));
+        Console {
+            router,
+            _dir: dir,
+            audit,
+        }
     }
 
-    fn assert_security_headers(headers: &axum::http::HeaderMap) {
+    fn console() -> Console {
+        console_with(Duration::from_secs(600))
+    }
+
+    struct Reply {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: String,
+    }
+
+    impl Console {
+        async fn send(
+            &self,
+            method: Method,
+            path: &str,
+            cookie: Option<&str>,
+            form: &str,
+        ) -> Reply {
+            let mut request = Request::builder().method(method).uri(path);
+            if let Some(cookie) = cookie {
+                request = request.header(header::COOKIE, format!("{}={cookie}", login::COOKIE));
+            }
+            if !form.is_empty() {
+                request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            }
+            let response = self
+                .router
+                .clone()
+                .oneshot(request.body(Body::from(form.to_owned())).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            Reply {
+                status,
+                headers,
+                body: String::from_utf8(body.to_vec()).unwrap(),
+            }
+        }
+
+        async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
+            self.send(Method::GET, path, cookie, "").await
+        }
+
+        /// Logs in; the session cookie's value.
+        async fn login(&self) -> String {
+            let reply = self
+                .send(
+                    Method::POST,
+                    "/login",
+                    None,
+                    &format!("user=admin&password={}", PASSWORD.replace(' ', "+")),
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+            assert_eq!(reply.headers[header::LOCATION], "/");
+            let cookie = reply.headers[header::SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            for attribute in [
+                "Secure",
+                "HttpOnly",
+                "SameSite=Strict",
+                "Path=/",
+                "Max-Age=",
+            ] {
+                assert!(cookie.contains(attribute), "{cookie}");
+            }
+            cookie
+                .strip_prefix(&format!("{}=", login::COOKIE))
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned()
+        }
+
+        fn audit(&self) -> Vec<auth::audit::AuditEntry> {
+            auth::audit::AuditLog::new(&self.audit).recent(100).unwrap()
+        }
+    }
+
+    fn csrf_of(page: &str) -> String {
+        page.split(r#"name="csrf" value=""#)
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn assert_security_headers(headers: &HeaderMap) {
         let h = |name: header::HeaderName| {
             headers
                 .get(&name)
@@ -175,51 +288,194 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn index_page() {
-        let (status, headers, body) = get("/").await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
-        assert!(body.starts_with("<!DOCTYPE html>"));
-        assert!(body.contains("<title>lb console</title>"));
-        assert!(body.contains(&format!("lb {VERSION}")));
-        assert!(body.contains("node-1.example"));
-        assert!(body.contains("later releases"));
-        assert!(!body.contains("<script"));
-        assert_security_headers(&headers);
+    async fn anonymous_requests_get_the_login_page_or_401() {
+        let c = console();
+        for path in ["/", "/anything", "/logout"] {
+            let reply = c.get(path, None).await;
+            assert_eq!(reply.status, StatusCode::SEE_OTHER, "{path}");
+            assert_eq!(reply.headers[header::LOCATION], "/login", "{path}");
+            assert_security_headers(&reply.headers);
+        }
+        let reply = c.send(Method::POST, "/logout", None, "csrf=x").await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        let reply = c.get("/", Some("forged-token")).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER);
+        let reply = c.get("/login", None).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(
+            reply.headers[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+        assert!(
+            reply
+                .body
+                .contains(r#"<form method="post" action="/login""#)
+        );
+        assert!(!reply.body.contains("<script"));
+        assert_security_headers(&reply.headers);
     }
 
     #[tokio::test]
-    async fn index_answers_head() {
-        let (status, headers, body) = request(Method::HEAD, "/").await;
-        assert_eq!(status, StatusCode::OK);
-        assert!(body.is_empty());
-        assert_security_headers(&headers);
+    async fn a_login_opens_a_session_whose_page_carries_its_csrf_token() {
+        let c = console();
+        let cookie = c.login().await;
+        let reply = c.get("/", Some(&cookie)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert!(reply.body.contains("<title>lb console</title>"));
+        assert!(reply.body.contains(&format!("lb {VERSION}")));
+        assert!(reply.body.contains("node-1.example"));
+        assert_eq!(csrf_of(&reply.body).len(), 64);
+        assert_security_headers(&reply.headers);
+        // The login page sends a logged-in browser on.
+        let reply = c.get("/login", Some(&cookie)).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER);
+        let audit = c.audit();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(
+            (
+                audit[0].action.as_str(),
+                audit[0].outcome.as_str(),
+                audit[0].from
+            ),
+            ("login", "ok", "198.18.0.10".parse().unwrap())
+        );
     }
 
     #[tokio::test]
-    async fn healthz() {
-        let (status, headers, body) = get("/healthz").await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(headers[header::CONTENT_TYPE], "text/plain; charset=utf-8");
-        assert_eq!(body, "ok");
-        assert_security_headers(&headers);
+    async fn a_wrong_password_is_refused_and_keeps_the_user_name() {
+        let c = console();
+        for form in [
+            "user=admin&password=wrong+password",
+            "user=root&password=a+long+enough+secret",
+            "user=admin",
+            "garbage=%%%",
+        ] {
+            let reply = c.send(Method::POST, "/login", None, form).await;
+            assert!(
+                matches!(
+                    reply.status,
+                    StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST
+                ),
+                "{form}: {}",
+                reply.status
+            );
+            assert!(reply.headers.get(header::SET_COOKIE).is_none(), "{form}");
+        }
+        let reply = c
+            .send(Method::POST, "/login", None, "user=admin&password=nope")
+            .await;
+        assert!(reply.body.contains("Wrong user name or password."));
+        assert!(reply.body.contains(r#"value="admin""#));
+        assert!(
+            c.audit()
+                .iter()
+                .any(|e| e.outcome == "refused: wrong user name or password")
+        );
     }
 
     #[tokio::test]
-    async fn unknown_path_is_404_html() {
-        let (status, headers, body) = get("/admin/%3Cx%3E").await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
-        assert!(body.contains("Page not found"));
-        assert!(body.contains("/admin/%3Cx%3E"));
-        assert_security_headers(&headers);
+    async fn after_five_failures_logins_wait_even_with_the_right_password() {
+        let c = console();
+        for _ in 0..auth::throttle::FREE_FAILURES {
+            let reply = c
+                .send(Method::POST, "/login", None, "user=admin&password=wrong")
+                .await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        }
+        let right = format!("user=admin&password={}", PASSWORD.replace(' ', "+"));
+        let reply = c.send(Method::POST, "/login", None, &right).await;
+        assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(reply.headers[header::RETRY_AFTER], "30");
+        assert!(reply.headers.get(header::SET_COOKIE).is_none());
+        assert!(reply.body.contains("Too many failed logins"));
     }
 
     #[tokio::test]
-    async fn wrong_method_still_has_security_headers() {
-        let (status, headers, _) = request(Method::POST, "/").await;
-        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-        assert_security_headers(&headers);
+    async fn a_change_without_the_sessions_csrf_token_is_refused() {
+        let c = console();
+        let cookie = c.login().await;
+        let csrf = csrf_of(&c.get("/", Some(&cookie)).await.body);
+        for form in [
+            String::new(),
+            "csrf=wrong".to_owned(),
+            format!("csrf={}", &csrf[1..]),
+        ] {
+            let reply = c.send(Method::POST, "/logout", Some(&cookie), &form).await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{form:?}");
+            assert!(reply.body.contains("security token"), "{}", reply.body);
+        }
+        // Still logged in: nothing happened.
+        assert_eq!(c.get("/", Some(&cookie)).await.status, StatusCode::OK);
+        let reply = c
+            .send(
+                Method::POST,
+                "/logout",
+                Some(&cookie),
+                &format!("csrf={csrf}"),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER);
+        assert_eq!(reply.headers[header::LOCATION], "/login");
+        assert!(
+            reply.headers[header::SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .contains("Max-Age=0")
+        );
+        assert_eq!(
+            c.get("/", Some(&cookie)).await.status,
+            StatusCode::SEE_OTHER
+        );
+        let outcomes: Vec<String> = c
+            .audit()
+            .iter()
+            .map(|e| format!("{} {}", e.action, e.outcome))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                "login ok",
+                "POST /logout refused: missing or wrong CSRF token",
+                "POST /logout refused: missing or wrong CSRF token",
+                "POST /logout refused: missing or wrong CSRF token",
+                "logout ok"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_idle_session_expires() {
+        let c = console_with(Duration::from_millis(300));
+        let cookie = c.login().await;
+        assert_eq!(c.get("/", Some(&cookie)).await.status, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            c.get("/", Some(&cookie)).await.status,
+            StatusCode::SEE_OTHER
+        );
+    }
+
+    #[tokio::test]
+    async fn healthz_needs_no_login() {
+        let reply = console().get("/healthz", None).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(
+            reply.headers[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(reply.body, "ok");
+        assert_security_headers(&reply.headers);
+    }
+
+    #[tokio::test]
+    async fn unknown_path_is_404_html_once_logged_in() {
+        let c = console();
+        let cookie = c.login().await;
+        let reply = c.get("/admin/%3Cx%3E", Some(&cookie)).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND);
+        assert!(reply.body.contains("Page not found"));
+        assert!(reply.body.contains("/admin/%3Cx%3E"));
+        assert_security_headers(&reply.headers);
     }
 
     #[test]

@@ -28,6 +28,17 @@ struct Args {
     /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "PEM", requires = "cert")]
     key: Option<PathBuf>,
+    /// The administrator's credentials (`lb-console set-password` writes
+    /// them).
+    #[arg(long, value_name = "FILE", default_value = "/etc/lb/console.toml")]
+    credentials: PathBuf,
+    /// The audit trail: one JSON line per login, logout and change.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/var/log/lb-console-audit.jsonl"
+    )]
+    audit: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -97,6 +108,17 @@ async fn run() -> Result<()> {
         }
     };
     let tls = lb_console::tls_config(&identity)?;
+    let credentials = lb_console::auth::password::Credentials::load(&args.credentials)?;
+    // The trail must be writable before anyone can log in.
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.audit)
+        .with_context(|| format!("cannot open the audit trail {}", args.audit.display()))?;
+    let access = std::sync::Arc::new(lb_console::login::Access::new(
+        credentials,
+        lb_console::auth::audit::AuditLog::new(&args.audit),
+    ));
 
     let listener = lb_console::bind(args.listen)?;
     let handle = axum_server::Handle::new();
@@ -121,7 +143,7 @@ async fn run() -> Result<()> {
         stopper.shutdown();
     });
 
-    lb_console::serve(listener, tls, handle).await
+    lb_console::serve(listener, tls, handle, access).await
 }
 
 /// `lb-console set-password`: nothing is written unless the password is

@@ -49,12 +49,23 @@ code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; fo
 footer { margin-top: 22px; padding-top: 14px; border-top: 1px solid var(--line);
          color: var(--muted); font-size: 12px; }
 a { color: var(--accent); }
+form.login { display: grid; gap: 8px; margin-top: 8px; }
+label { font-size: 13px; color: var(--muted); }
+input { font: inherit; padding: 8px 10px; border: 1px solid var(--line); border-radius: 6px;
+        background: var(--bg); color: var(--fg); width: 100%; }
+button { font: inherit; padding: 8px 14px; border: 0; border-radius: 6px; margin-top: 8px;
+         background: var(--accent); color: #fff; cursor: pointer; }
+.error { color: #b42318; background: #fef3f2; border: 1px solid #fecdca; border-radius: 6px;
+         padding: 8px 10px; }
 "#;
 
-/// The landing page served at `/`.
-pub fn index(host: &str, version: &str) -> String {
+/// The landing page served at `/` to a logged-in `user`; its logout form
+/// carries the session's `csrf` token.
+pub fn index(host: &str, version: &str, user: &str, csrf: &str) -> String {
     let host = escape(host);
     let version = escape(version);
+    let user = escape(user);
+    let csrf = escape(csrf);
     let body = format!(
         r#"<div class="brand"><div class="mark" aria-hidden="true">lb</div>
 <div><h1>lb console</h1><p class="sub">Load balancer management</p></div></div>
@@ -64,13 +75,50 @@ pub fn index(host: &str, version: &str) -> String {
 <dt>Host</dt><dd>{host}</dd>
 <dt>Version</dt><dd>lb {version}</dd>
 <dt>Connection</dt><dd>HTTPS</dd>
+<dt>Logged in as</dt><dd>{user}</dd>
 </dl>
-<p>Sign-in and the management functions (services, backends and health checks)
+<p>The management screens (dashboard, cluster, services and backends)
 arrive in later releases of the console. Until then, manage this node with
 the <code>lb-ctl</code> command-line tool.</p>
+<form method="post" action="/logout"><input type="hidden" name="csrf" value="{csrf}">
+<button type="submit">Log out</button></form>
 <footer>lb {version} &middot; {host}</footer>"#
     );
     page("lb console", &body)
+}
+
+/// The login form; `user` is what was typed (kept after an error), `error`
+/// says why the last attempt failed.
+pub fn login(user: &str, error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, escape(e)))
+        .unwrap_or_default();
+    let body = format!(
+        r#"<div class="brand"><div class="mark" aria-hidden="true">lb</div>
+<div><h1>lb console</h1><p class="sub">Log in to manage this node</p></div></div>
+{error}<form method="post" action="/login" class="login">
+<label for="user">User name</label>
+<input id="user" name="user" autocomplete="username" required value="{}">
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Log in</button>
+</form>"#,
+        escape(user)
+    );
+    page("Log in · lb console", &body)
+}
+
+/// A page that only says something (a refusal, an error).
+pub fn message(title: &str, message: &str) -> String {
+    let body = format!(
+        r#"<div class="brand"><div class="mark" aria-hidden="true">lb</div>
+<div><h1>{}</h1><p class="sub">lb console</p></div></div>
+<p>{}</p>
+<p><a href="/">Go to the console</a></p>"#,
+        escape(title),
+        escape(message)
+    );
+    page(&format!("{title} · lb console"), &body)
 }
 
 /// The body of 404 responses.
@@ -128,12 +176,21 @@ mod tests {
 
     #[test]
     fn index_escapes_host_and_has_title() {
-        let html = index("evil<script>", "1.2.3");
+        let html = index("evil<script>", "1.2.3", "admin", "t0ken");
         assert!(html.contains("<title>lb console</title>"));
         assert!(html.contains("evil&lt;script&gt;"));
         assert!(!html.contains("evil<script>"));
         assert!(html.contains("lb 1.2.3"));
         assert!(!html.contains("<script"));
+        assert!(html.contains(r#"name="csrf" value="t0ken""#));
+    }
+
+    #[test]
+    fn login_keeps_what_was_typed_and_escapes_it() {
+        let html = login("ad\"min<", Some("Wrong user name or password."));
+        assert!(html.contains(r#"value="ad&quot;min&lt;""#), "{html}");
+        assert!(html.contains("Wrong user name or password."));
+        assert!(!login("", None).contains("class=\"error\""));
     }
 
     #[test]

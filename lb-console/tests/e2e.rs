@@ -41,15 +41,36 @@ struct Reply {
 
 /// GET `path` over HTTPS/1.1 (blocking; run it off the async runtime).
 fn https_get(addr: SocketAddr, server_name: &str, config: Arc<ClientConfig>, path: &str) -> Reply {
+    https_request(addr, server_name, config, &format!("GET {path}"), "", "")
+}
+
+/// `request` ("METHOD PATH") over HTTPS/1.1 with `headers` (CRLF-ended
+/// lines) and a form `body` (blocking).
+fn https_request(
+    addr: SocketAddr,
+    server_name: &str,
+    config: Arc<ClientConfig>,
+    request: &str,
+    headers: &str,
+    body: &str,
+) -> Reply {
     let name = ServerName::try_from(server_name.to_owned()).unwrap();
     let conn = rustls::ClientConnection::new(config, name).unwrap();
     let tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     tcp.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let form = if body.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    };
     write!(
         tls,
-        "GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n"
+        "{request} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n{headers}{form}\r\n{body}"
     )
     .unwrap();
     tls.flush().unwrap();
@@ -88,19 +109,33 @@ struct Server {
     addr: SocketAddr,
     handle: axum_server::Handle,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
 }
+
+/// The administrator's password in these tests.
+const PASSWORD: &str = "a long enough secret";
 
 async fn start_server(identity: &Identity) -> Server {
     let listener = TcpListener::bind((LOCALHOST, 0)).unwrap();
     let addr = listener.local_addr().unwrap();
     let tls = lb_console::tls_config(identity).unwrap();
     let handle = axum_server::Handle::new();
-    let task = tokio::spawn(lb_console::serve(listener, tls, handle.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let access = Arc::new(lb_console::login::Access::new(
+        lb_console::auth::password::Credentials::new("admin", PASSWORD).unwrap(),
+        lb_console::auth::audit::AuditLog::new(&dir.path().join("audit.jsonl")),
+    ));
+    let task = tokio::spawn(lb_console::serve(listener, tls, handle.clone(), access));
     let listening = tokio::time::timeout(IO_TIMEOUT, handle.listening())
         .await
         .expect("server did not start listening");
     assert_eq!(listening, Some(addr));
-    Server { addr, handle, task }
+    Server {
+        addr,
+        handle,
+        task,
+        _dir: dir,
+    }
 }
 
 impl Server {
@@ -114,7 +149,8 @@ impl Server {
     }
 }
 
-fn assert_index(reply: &Reply) {
+/// The login page, with the security headers.
+fn assert_login_page(reply: &Reply) {
     assert_eq!(reply.status, 200, "{}", reply.head);
     let head = reply.head.to_ascii_lowercase();
     assert!(
@@ -126,6 +162,46 @@ fn assert_index(reply: &Reply) {
         "{head}"
     );
     assert!(head.contains("x-frame-options: deny"), "{head}");
+    assert!(reply.body.contains("<title>Log in · lb console</title>"));
+    assert!(
+        reply
+            .body
+            .contains(r#"<form method="post" action="/login""#)
+    );
+}
+
+/// Logs in over HTTPS and opens `/`: the landing page of this host.
+fn log_in_and_open_the_console(addr: SocketAddr, name: &str, config: Arc<ClientConfig>) {
+    let reply = https_get(addr, name, config.clone(), "/");
+    assert_eq!(reply.status, 303, "{}", reply.head);
+    assert!(reply.head.to_ascii_lowercase().contains("location: /login"));
+    let reply = https_request(
+        addr,
+        name,
+        config.clone(),
+        "POST /login",
+        "",
+        &format!("user=admin&password={}", PASSWORD.replace(' ', "+")),
+    );
+    assert_eq!(reply.status, 303, "{}\n{}", reply.head, reply.body);
+    let cookie = reply
+        .head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .unwrap_or_else(|| panic!("no cookie: {}", reply.head))
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let reply = https_request(
+        addr,
+        name,
+        config,
+        "GET /",
+        &format!("Cookie: {cookie}\r\n"),
+        "",
+    );
+    assert_eq!(reply.status, 200, "{}", reply.head);
     assert!(reply.body.contains("<title>lb console</title>"));
     assert!(
         reply
@@ -144,8 +220,8 @@ async fn serves_the_page_over_tls13_and_tls12() {
         // By DNS name (SAN "localhost") and by IP address (SAN 127.0.0.1).
         for name in ["localhost", "127.0.0.1"] {
             let config = client_config(identity.leaf(), version);
-            let reply = https_get_async(server.addr, name, config, "/").await;
-            assert_index(&reply);
+            let reply = https_get_async(server.addr, name, config, "/login").await;
+            assert_login_page(&reply);
             assert_eq!(reply.version, Some(version.version));
             assert_eq!(reply.alpn.as_deref(), Some(&b"http/1.1"[..]));
         }
@@ -154,9 +230,13 @@ async fn serves_the_page_over_tls13_and_tls12() {
     let config = client_config(identity.leaf(), &rustls::version::TLS13);
     let reply = https_get_async(server.addr, "localhost", config.clone(), "/healthz").await;
     assert_eq!((reply.status, reply.body.as_str()), (200, "ok"));
-    let reply = https_get_async(server.addr, "localhost", config, "/nope").await;
-    assert_eq!(reply.status, 404);
-    assert!(reply.body.contains("Page not found"));
+    // Anonymous: every other page sends to the login page.
+    let reply = https_get_async(server.addr, "localhost", config.clone(), "/nope").await;
+    assert_eq!(reply.status, 303);
+    let addr = server.addr;
+    tokio::task::spawn_blocking(move || log_in_and_open_the_console(addr, "localhost", config))
+        .await
+        .unwrap();
 
     server.stop().await;
 }
@@ -247,7 +327,7 @@ async fn plain_http_on_the_tls_port_gets_no_page() {
 
     // The server is still fine for TLS clients afterwards.
     let config = client_config(identity.leaf(), &rustls::version::TLS13);
-    assert_index(&https_get_async(addr, "localhost", config, "/").await);
+    assert_login_page(&https_get_async(addr, "localhost", config, "/login").await);
     server.stop().await;
 }
 
@@ -258,12 +338,29 @@ struct Process {
     child: Child,
     log: Arc<Mutex<String>>,
     lines: std::sync::mpsc::Receiver<String>,
+    dir: tempfile::TempDir,
 }
 
 impl Process {
+    /// Starts the binary with `args`, credentials (admin, [`PASSWORD`])
+    /// written with `lb-console set-password`, and an audit trail, both in a
+    /// directory of its own.
     fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let credentials = dir.path().join("console.toml");
+        let mut set = Command::new(env!("CARGO_BIN_EXE_lb-console"))
+            .args(["set-password", "--credentials", path_str(&credentials)])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(set.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+        let out = set.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
         let mut child = Command::new(env!("CARGO_BIN_EXE_lb-console"))
             .args(args)
+            .args(["--credentials", path_str(&credentials)])
+            .args(["--audit", path_str(&dir.path().join("audit.jsonl"))])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -285,7 +382,12 @@ impl Process {
                 let _ = tx.send(line);
             }
         });
-        Self { child, log, lines }
+        Self {
+            child,
+            log,
+            lines,
+            dir,
+        }
     }
 
     /// Waits for a log line containing `needle` and returns it.
@@ -428,11 +530,14 @@ fn binary_self_signed_logs_fingerprint_and_stops_on_sigterm() {
     assert_eq!(lb_console::sha256_fingerprint(&presented), fingerprint);
 
     let trusting = client_config(&presented, &rustls::version::TLS13);
-    let reply = https_get(addr, "localhost", trusting.clone(), "/");
-    assert_eq!(reply.status, 200);
-    assert!(reply.body.contains("<title>lb console</title>"));
-    let reply = https_get(addr, "127.0.0.1", trusting, "/");
-    assert_eq!(reply.status, 200);
+    log_in_and_open_the_console(addr, "localhost", trusting.clone());
+    assert_login_page(&https_get(addr, "127.0.0.1", trusting, "/login"));
+    // The login is in the audit trail.
+    let trail = std::fs::read_to_string(process.dir.path().join("audit.jsonl")).unwrap();
+    assert!(
+        trail.contains(r#""action":"login","detail":"","outcome":"ok""#),
+        "{trail}"
+    );
 
     let (status, log) = process.stop_with(libc::SIGTERM);
     assert!(status.success(), "exit status {status}\n{log}");
@@ -462,9 +567,7 @@ fn binary_uses_given_cert_and_stops_on_sigint() {
     ]);
     let addr = process.listening_addr();
     let config = client_config(cert.der(), &rustls::version::TLS12);
-    let reply = https_get(addr, "console.test", config, "/");
-    assert_eq!(reply.status, 200);
-    assert!(reply.body.contains("<title>lb console</title>"));
+    assert_login_page(&https_get(addr, "console.test", config, "/login"));
 
     let (status, log) = process.stop_with(libc::SIGINT);
     assert!(status.success(), "exit status {status}\n{log}");
@@ -506,6 +609,19 @@ fn binary_reports_bad_arguments_and_files() {
 
     let (code, err) = run(&["--listen", "not-an-address"]);
     assert_eq!(code, Some(2), "{err}");
+
+    // No credentials yet: it says how to set them.
+    let (code, err) = run(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--credentials",
+        "/nonexistent/console.toml",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("/nonexistent/console.toml") && err.contains("lb-console set-password"),
+        "{err}"
+    );
 }
 
 fn path_str(path: &Path) -> &str {
