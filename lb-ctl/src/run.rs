@@ -6,7 +6,6 @@
 use std::{
     path::{Path, PathBuf},
     process::ExitCode,
-    sync::Arc,
     time::Duration,
 };
 
@@ -15,7 +14,7 @@ use anyhow::Result;
 use crate::{
     bpffs,
     config::{Config, ConfigError, LogFormat},
-    daemon::{self, Daemon},
+    daemon::{self, Daemon, Event, Handle, event_loop},
     neighbours::{self, netlink::Netlink},
     role, server,
 };
@@ -112,9 +111,9 @@ fn check_bpffs(path: &Path, config: &Config) -> Result<Option<PathBuf>, ExitCode
 
 async fn serve(path: &Path, config: Config, private_bpffs: Option<PathBuf>) -> Result<()> {
     let listener = daemon::bind_api(&config.node.api_socket)?;
-    let (events, mut health) = tokio::sync::mpsc::channel(256);
-    // No cluster yet: every node is standalone, so active.
-    // A clustered node starts standby: it serves once membership says so.
+    let (health_tx, health_rx) = tokio::sync::mpsc::channel(256);
+    // A standalone node is active; a clustered node starts standby: it
+    // serves once membership says so.
     let role = match &config.cluster {
         Some(_) => role::Role::Standby,
         None => role::decide(role::Membership::Standalone),
@@ -123,47 +122,52 @@ async fn serve(path: &Path, config: Config, private_bpffs: Option<PathBuf>) -> R
     // finds their link-layer addresses from the first packet on.
     let netlink = Netlink::connect()?;
     let reading = neighbours::task::first_neighbours(&netlink, &config).await;
-    let mut daemon = Daemon::start(path.to_owned(), config.clone(), role, events)?;
+    let mut daemon = Daemon::start(path.to_owned(), config.clone(), role, health_tx)?;
     if let Some(mount_point) = private_bpffs {
         daemon.set_private_bpffs(&mount_point);
     }
     daemon.on_neighbours(&reading);
-    let shared = Arc::new(tokio::sync::Mutex::new(daemon));
-    tokio::spawn(neighbours::task::keep_neighbours(shared.clone(), netlink));
+    // From here the daemon's state belongs to its event loop; every other
+    // task reaches it through `handle`.
+    let (handle, events) = Handle::new();
     let (stop_cluster, stop_rx) = tokio::sync::watch::channel(false);
-    let cluster_task = match &config.cluster {
+    let (pusher, cluster_task) = match &config.cluster {
         Some(cluster) => {
-            let (link, task) = crate::cluster::serve::start(
+            let (pusher, task) = crate::cluster::serve::start(
                 cluster.clone(),
                 config.node.name.clone(),
-                shared.clone(),
+                &mut daemon,
+                handle.clone(),
                 stop_rx,
             )?;
-            shared.lock().await.attach_cluster(link);
-            Some(task)
+            (Some(pusher), Some(task))
         }
-        None => None,
+        None => (None, None),
     };
+    let wake = daemon.neighbour_wake();
+    let event_loop = event_loop::spawn(daemon, pusher, &handle, events);
+    tokio::spawn(event_loop::forward(
+        health_rx,
+        handle.clone(),
+        Event::Health,
+    ));
+    tokio::spawn(neighbours::task::keep_neighbours(
+        handle.clone(),
+        wake,
+        netlink,
+    ));
     let api = tokio::spawn({
-        let router = server::api_router(shared.clone());
+        let router = server::api_router(handle.clone());
         async move { axum::serve(listener, router).await }
     });
     if let Some(addr) = config.node.metrics {
-        let shared = shared.clone();
+        let handle = handle.clone();
         tokio::spawn(async move {
-            if let Err(err) = server::serve_metrics(addr, shared).await {
+            if let Err(err) = server::serve_metrics(addr, handle).await {
                 tracing::error!(error = %format!("{err:#}"), "metrics server stopped");
             }
         });
     }
-    tokio::spawn({
-        let shared = shared.clone();
-        async move {
-            while let Some(event) = health.recv().await {
-                shared.lock().await.on_health(event);
-            }
-        }
-    });
     tracing::info!(
         socket = %config.node.api_socket.display(),
         node = %config.node.name,
@@ -172,7 +176,8 @@ async fn serve(path: &Path, config: Config, private_bpffs: Option<PathBuf>) -> R
     wait_for_stop().await?;
     api.abort();
     if let Some(task) = cluster_task {
-        // A clustered node steps down and tells its peer before it goes.
+        // A clustered node steps down and tells its peer before it goes
+        // (its role change still goes through the daemon's loop).
         let _ = stop_cluster.send(true);
         match tokio::time::timeout(Duration::from_secs(5), task).await {
             Ok(Ok(Err(err))) => tracing::error!(error = %format!("{err:#}"), "cluster"),
@@ -180,7 +185,11 @@ async fn serve(path: &Path, config: Config, private_bpffs: Option<PathBuf>) -> R
             _ => {}
         }
     }
-    shared.lock().await.stop();
+    if let Err(err) = handle.ask(Event::Stop).await {
+        tracing::error!(error = %err, "the daemon did not record its stop");
+    }
+    // The loop ends at the stop (it drops the daemon's handles then).
+    let _ = tokio::time::timeout(Duration::from_secs(1), event_loop).await;
     let _ = std::fs::remove_file(&config.node.api_socket);
     Ok(())
 }

@@ -1,6 +1,9 @@
 //! The daemon's HTTP edges: the local API on a Unix socket and the
-//! Prometheus metrics on a TCP address. Thin: every decision is the
-//! daemon's.
+//! Prometheus metrics on a TCP address. Thin: each handler parses the
+//! request, sends an event to the daemon's event loop, awaits the answer
+//! and maps it to an HTTP status; every decision is the daemon's. A loop
+//! that is gone or does not answer within `event_loop::ANSWER_TIMEOUT`
+//! gets a 503 that says so, never a request that hangs.
 use std::{fmt::Write as _, net::SocketAddr};
 
 use axum::{
@@ -15,13 +18,16 @@ use serde::Deserialize;
 use crate::{
     api::{ApiError, Change},
     config::Config,
-    daemon::{ChangeError, Shared},
+    daemon::{
+        ChangeError, Event, Handle, LoopError,
+        event_loop::{Metrics, STANDALONE},
+    },
     health::Health,
     neighbours::Resolution,
 };
 
 /// The local API (see `api` for the table of routes).
-pub fn api_router(daemon: Shared) -> Router {
+pub fn api_router(daemon: Handle) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/services", get(services))
@@ -53,18 +59,44 @@ fn change_error(err: ChangeError) -> Response {
     error(status, err.to_string())
 }
 
-async fn status(State(daemon): State<Shared>) -> Response {
-    Json(daemon.lock().await.status()).into_response()
+/// The daemon's event loop did not answer (stopped or stalled): 503.
+fn loop_error(err: LoopError) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, err.to_string())
 }
 
-async fn services(State(daemon): State<Shared>) -> Response {
-    Json(daemon.lock().await.services()).into_response()
+/// Asks the daemon's event loop and answers with its JSON.
+async fn ask<T: serde::Serialize>(
+    daemon: &Handle,
+    request: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Event,
+) -> Response {
+    match daemon.ask(request).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(err) => loop_error(err),
+    }
 }
 
-async fn stats(State(daemon): State<Shared>) -> Response {
-    match daemon.lock().await.stats() {
-        Ok(stats) => Json(stats).into_response(),
-        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{err:#}")),
+/// A change's answer: its result, or why it was not applied.
+fn applied(answer: Result<Result<crate::api::Applied, ChangeError>, LoopError>) -> Response {
+    match answer {
+        Ok(Ok(applied)) => Json(applied).into_response(),
+        Ok(Err(err)) => change_error(err),
+        Err(err) => loop_error(err),
+    }
+}
+
+async fn status(State(daemon): State<Handle>) -> Response {
+    ask(&daemon, Event::Status).await
+}
+
+async fn services(State(daemon): State<Handle>) -> Response {
+    ask(&daemon, Event::Services).await
+}
+
+async fn stats(State(daemon): State<Handle>) -> Response {
+    match daemon.ask(Event::Stats).await {
+        Ok(Ok(stats)) => Json(stats).into_response(),
+        Ok(Err(err)) => error(StatusCode::INTERNAL_SERVER_ERROR, err),
+        Err(err) => loop_error(err),
     }
 }
 
@@ -73,13 +105,13 @@ struct AlertsQuery {
     limit: Option<usize>,
 }
 
-async fn alerts(State(daemon): State<Shared>, Query(q): Query<AlertsQuery>) -> Response {
+async fn alerts(State(daemon): State<Handle>, Query(q): Query<AlertsQuery>) -> Response {
     let limit = q.limit.unwrap_or(50).min(10_000);
-    Json(daemon.lock().await.alerts().recent(limit)).into_response()
+    ask(&daemon, |answer| Event::Alerts { limit, answer }).await
 }
 
-async fn export(State(daemon): State<Shared>) -> Response {
-    Json(daemon.lock().await.config().clone()).into_response()
+async fn export(State(daemon): State<Handle>) -> Response {
+    ask(&daemon, Event::ExportConfig).await
 }
 
 /// A body that is not the expected JSON gets a 400 with serde's words
@@ -88,36 +120,34 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| format!("invalid request body: {e}"))
 }
 
-async fn import(State(daemon): State<Shared>, body: axum::body::Bytes) -> Response {
+async fn import(State(daemon): State<Handle>, body: axum::body::Bytes) -> Response {
     let config: Config = match parse(&body) {
         Ok(c) => c,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
-    match daemon
-        .lock()
-        .await
-        .apply_config(config, "configuration imported")
-    {
-        Ok(applied) => Json(applied).into_response(),
-        Err(err) => change_error(err),
-    }
+    applied(
+        daemon
+            .ask(|answer| Event::ImportConfig {
+                config: Box::new(config),
+                answer,
+            })
+            .await,
+    )
 }
 
-async fn change(State(daemon): State<Shared>, body: axum::body::Bytes) -> Response {
+async fn change(State(daemon): State<Handle>, body: axum::body::Bytes) -> Response {
     let change: Change = match parse(&body) {
         Ok(c) => c,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
-    match daemon.lock().await.change(change) {
-        Ok(applied) => Json(applied).into_response(),
-        Err(err) => change_error(err),
-    }
+    applied(daemon.ask(|answer| Event::Change { change, answer }).await)
 }
 
 /// `POST /v1/cluster/failover` or `.../failback`: asks the cluster's event
-/// loop; refused (409) with the reason when it cannot be done now.
+/// loop (the daemon's loop only says where it is); refused (409) with the
+/// reason when it cannot be done now.
 async fn cluster_operation(
-    State(daemon): State<Shared>,
+    State(daemon): State<Handle>,
     axum::extract::Path(operation): axum::extract::Path<String>,
 ) -> Response {
     use crate::cluster::node::Operation;
@@ -134,11 +164,10 @@ async fn cluster_operation(
             );
         }
     };
-    let Some(operations) = daemon.lock().await.cluster().map(|c| c.operations.clone()) else {
-        return error(
-            StatusCode::CONFLICT,
-            "this node is standalone: it has no [cluster] section".into(),
-        );
+    let operations = match daemon.ask(Event::ClusterRoute).await {
+        Ok(Some(operations)) => operations,
+        Ok(None) => return error(StatusCode::CONFLICT, STANDALONE.into()),
+        Err(err) => return loop_error(err),
     };
     let (answer, result) = tokio::sync::oneshot::channel();
     if operations.send((operation, answer)).await.is_err() {
@@ -161,47 +190,33 @@ async fn cluster_operation(
 }
 
 /// `POST /v1/cluster/sync`: pushes the settings to the standby now (on the
-/// active); 409 with the reason when the peer did not take them.
-async fn cluster_sync(daemon: Shared) -> Response {
-    let Some(requests) = daemon
-        .lock()
-        .await
-        .cluster()
-        .map(|c| c.sync_requests.clone())
-    else {
-        return error(
-            StatusCode::CONFLICT,
-            "this node is standalone: it has no [cluster] section".into(),
-        );
-    };
-    let (answer, result) = tokio::sync::oneshot::channel();
-    if requests.send(answer).await.is_err() {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the settings sync is not running".into(),
-        );
-    }
-    match result.await {
+/// active); 409 with the reason when the peer did not take them (or this
+/// node is standalone or standby).
+async fn cluster_sync(daemon: Handle) -> Response {
+    match daemon.ask(Event::SyncNow).await {
         Ok(Ok(done)) => Json(serde_json::json!({ "synchronized": done })).into_response(),
         Ok(Err(why)) => error(StatusCode::CONFLICT, why),
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the settings sync did not answer".into(),
-        ),
+        Err(err) => loop_error(err),
     }
 }
 
 /// Prometheus metrics at `/metrics`.
-pub fn metrics_router(daemon: Shared) -> Router {
+pub fn metrics_router(daemon: Handle) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(daemon)
 }
 
-async fn metrics(State(daemon): State<Shared>) -> Response {
-    let daemon = daemon.lock().await;
+async fn metrics(State(daemon): State<Handle>) -> Response {
+    let Metrics {
+        status,
+        counters,
+        services,
+    } = match daemon.ask(Event::Metrics).await {
+        Ok(metrics) => metrics,
+        Err(err) => return loop_error(err),
+    };
     let mut out = String::new();
-    let status = daemon.status();
     let _ = writeln!(
         out,
         "# HELP lb_info The daemon's version and node.\n# TYPE lb_info gauge"
@@ -235,7 +250,7 @@ async fn metrics(State(daemon): State<Shared>) -> Response {
             )),
         );
     }
-    if let Ok(counters) = daemon.stats().map(|s| s.counters) {
+    if let Some(counters) = counters {
         let _ = writeln!(
             out,
             "# HELP lb_packets_total Packets by outcome (pass_*, drop_*, forwarded).\n# TYPE lb_packets_total counter"
@@ -244,7 +259,6 @@ async fn metrics(State(daemon): State<Shared>) -> Response {
             let _ = writeln!(out, "lb_packets_total{{outcome=\"{name}\"}} {value}");
         }
     }
-    let services = daemon.services();
     type Family = (&'static str, &'static str, fn(&crate::api::Traffic) -> u64);
     let families: [Family; 3] = [
         ("packets", "Packets", |t| t.packets),
@@ -338,7 +352,7 @@ fn label(value: &str) -> String {
 }
 
 /// Serves the metrics until the process ends.
-pub async fn serve_metrics(addr: SocketAddr, daemon: Shared) -> anyhow::Result<()> {
+pub async fn serve_metrics(addr: SocketAddr, daemon: Handle) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("metrics: cannot listen on {addr}: {e}"))?;

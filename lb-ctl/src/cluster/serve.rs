@@ -1,7 +1,13 @@
 //! The cluster inside the daemon: starts the node's event loop
-//! ([`node::run`]) and connects it to the daemon: role changes to the data
-//! plane's role map, events to the alert log, the settings' generation and
-//! hash into the heartbeats, status and the operator's requests to the API.
+//! ([`node::run`]) and connects it to the daemon's event loop, through
+//! channels only: role changes to the data plane's role map, events to the
+//! alert log, the settings' generation and hash into the heartbeats, pushes
+//! from the active to `Daemon::apply_replicated`, status and the
+//! operator's requests to the API.
+//!
+//! `node::run` keeps a thread and a current-thread runtime of its own:
+//! nothing the daemon does (a long change, a stalled loop) may delay its
+//! heartbeats or its lease.
 use anyhow::{Context as _, Result};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -13,20 +19,22 @@ use super::{
     membership::Reason,
     monitors::MonitorState,
     node::{self, ClusterEvent, ClusterStatus, NodeSetup, OperationRequest, SyncState},
-    sync::{self as settings_sync, SyncMessage, Tls, hex},
+    sync::{self as settings_sync, PushQueue, SyncMessage, Tls, hex},
 };
-use crate::{api::AlertLevel, config::Config, daemon::Shared};
+use crate::{
+    api::AlertLevel,
+    config::Config,
+    daemon::{Daemon, Event, Handle, event_loop},
+};
 
-/// What the daemon keeps of its cluster: the status to show and where to
-/// send the operator's requests.
+/// What the daemon keeps of its cluster: the status to show, where to send
+/// the operator's requests, and the last push of the settings.
 #[derive(Clone, Debug)]
 pub struct ClusterLink {
     pub status: watch::Receiver<ClusterStatus>,
     pub operations: mpsc::Sender<OperationRequest>,
     /// The last push of the settings to the peer (None: none yet).
-    pub sync: watch::Receiver<Option<SyncState>>,
-    /// `lb-ctl sync`: push now; answered with what the peer said.
-    pub sync_requests: mpsc::Sender<SyncRequest>,
+    pub sync: Option<SyncState>,
 }
 
 /// A request to push the settings now, and where to answer.
@@ -42,14 +50,56 @@ pub fn settings_hash(config: &Config) -> [u8; 32] {
     Sha256::digest(&canonical).into()
 }
 
-/// Starts the cluster for the daemon in `shared`. The node starts standby:
-/// it serves only once membership says so.
+/// The daemon's event loop's side of the settings sync: the settings it
+/// publishes for the heartbeats, and the pushes to the peer (on the
+/// active), one at a time.
+pub struct Pusher {
+    tls: Tls,
+    peer: std::net::SocketAddr,
+    /// The peer's name, for the refusals.
+    pub peer_name: String,
+    settings: watch::Sender<(u64, [u8; 32])>,
+    pub queue: PushQueue<SyncRequest>,
+}
+
+impl Pusher {
+    /// The settings generation the heartbeats carry.
+    pub fn published(&self) -> u64 {
+        self.settings.borrow().0
+    }
+
+    /// Puts `config`'s settings into the heartbeats.
+    pub fn publish(&self, config: &Config) {
+        self.settings
+            .send_replace((config.generation, settings_hash(config)));
+    }
+
+    /// Pushes `config`'s settings to the peer (the network, so the daemon's
+    /// loop runs it in a task of its own): what the peer said.
+    pub fn push(
+        &self,
+        config: &Config,
+    ) -> impl std::future::Future<Output = Result<String, String>> + Send + 'static {
+        let message = SyncMessage {
+            generation: config.generation,
+            hash: hex(&settings_hash(config)),
+            services: config.services.clone(),
+        };
+        push_settings(self.tls.clone(), self.peer, message)
+    }
+}
+
+/// Starts the cluster for `daemon` (before its event loop starts), which
+/// `events` reaches. The node starts standby: it serves only once
+/// membership says so. Returns the loop's side of the settings sync and the
+/// cluster's end.
 pub fn start(
     cluster: ClusterConfig,
     node_name: String,
-    shared: Shared,
+    daemon: &mut Daemon,
+    events: Handle,
     stop: watch::Receiver<bool>,
-) -> Result<(ClusterLink, oneshot::Receiver<Result<()>>)> {
+) -> Result<(Pusher, oneshot::Receiver<Result<()>>)> {
     let keys = KeyFile::load(&cluster.key_file).map_err(anyhow::Error::msg)?;
     let tls = Tls::load(&cluster.tls_dir, &node_name).with_context(|| {
         format!(
@@ -68,11 +118,12 @@ pub fn start(
     let peer = std::net::SocketAddr::new(first.addresses[params.peer as usize], cluster.sync_port);
     let peer_name = cluster.servers[params.peer as usize].name.clone();
     let interval = std::time::Duration::from_millis(cluster.heartbeat_interval_ms);
-    let (role_tx, mut role_rx) = mpsc::channel::<node::RoleRequest>(4);
-    let (event_tx, mut event_rx) = mpsc::channel::<ClusterEvent>(64);
+    let (role_tx, role_rx) = mpsc::channel::<node::RoleRequest>(4);
+    let (event_tx, event_rx) = mpsc::channel::<ClusterEvent>(64);
     let (status_tx, status) = watch::channel(ClusterStatus::default());
     let (operations, operation_rx) = mpsc::channel(4);
-    let (settings_tx, settings) = watch::channel((0u64, [0u8; 32]));
+    let (settings_tx, settings) =
+        watch::channel((daemon.config().generation, settings_hash(daemon.config())));
     // The lease: shorter than the peer's dead time, so that a node whose
     // loop stops is fenced before the peer takes over.
     let lease = interval * cluster.heartbeat_lost_after * 3 / 4;
@@ -83,12 +134,8 @@ pub fn start(
         .collect();
     // The addresses a fenced node stops answering for, before it can be
     // active.
-    let mut lease_map = {
-        let mut daemon = futures_util::FutureExt::now_or_never(shared.lock())
-            .context("the daemon is busy at the cluster's start")?;
-        daemon.set_floating(&group)?;
-        daemon.lease_handle()?
-    };
+    daemon.set_floating(&group)?;
+    let mut lease_map = daemon.lease_handle()?;
     // Renewed by the event loop itself, on every pass, without the daemon.
     let renew_lease = Box::new(move || {
         let until = monotonic_ns() + lease.as_nanos() as u64;
@@ -96,99 +143,45 @@ pub fn start(
             tracing::error!(error = %format!("{err:#}"), "renewing the lease");
         }
     });
-    // Role changes: the role map, answered once it holds the role.
-    tokio::spawn({
-        let shared = shared.clone();
-        async move {
-            while let Some((role, ack)) = role_rx.recv().await {
-                let _ = ack.send(shared.lock().await.set_role(role));
-            }
-        }
-    });
-    // Events: the alert log.
-    tokio::spawn({
-        let shared = shared.clone();
-        async move {
-            while let Some(event) = event_rx.recv().await {
-                let (level, name, message) = alert(&event);
-                shared.lock().await.alerts().record(level, name, message);
-            }
-        }
-    });
-    // The settings' generation and hash, for the heartbeats.
-    tokio::spawn({
-        let shared = shared.clone();
-        let mut stop = stop.clone();
-        async move {
-            let mut tick = tokio::time::interval(interval);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.changed() => return,
-                }
-                let generation = shared.lock().await.config().generation;
-                let stale = {
-                    let held = settings_tx.borrow();
-                    held.0 != generation || held.1 == [0; 32]
-                };
-                if stale {
-                    let hash = settings_hash(shared.lock().await.config());
-                    let _ = settings_tx.send((generation, hash));
-                }
-            }
-        }
-    });
-    // The settings sync: the standby's side takes pushes...
+    // Role changes (the role map, answered once it holds the role) and
+    // events (the alert log) go to the daemon's loop.
+    tokio::spawn(event_loop::forward(
+        role_rx,
+        events.clone(),
+        |(role, ack)| Event::Role { role, ack },
+    ));
+    tokio::spawn(event_loop::forward(
+        event_rx,
+        events.clone(),
+        Event::Cluster,
+    ));
+    // The settings sync: the standby's side takes pushes (applied by the
+    // daemon's loop)...
     let listener = std::net::TcpListener::bind(here)
         .with_context(|| format!("listening for the settings sync on {here}"))?;
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let (incoming_tx, mut incoming) = mpsc::channel::<settings_sync::Incoming>(4);
+    let (incoming_tx, incoming) = mpsc::channel::<settings_sync::Incoming>(4);
     tokio::spawn(settings_sync::serve(listener, tls.clone(), incoming_tx));
-    tokio::spawn({
-        let shared = shared.clone();
-        async move {
-            while let Some((message, answer)) = incoming.recv().await {
-                let reply = shared.lock().await.apply_replicated(message);
-                let _ = answer.send(reply);
-            }
-        }
+    tokio::spawn(event_loop::forward(
+        incoming,
+        events,
+        |(message, answer)| Event::SettingsPush { message, answer },
+    ));
+    // ...the active's side is the daemon's loop's: it publishes the
+    // settings after every change and pushes them (see `Pusher`).
+    daemon.attach_cluster(ClusterLink {
+        status,
+        operations,
+        sync: None,
     });
-    // ...the active's side pushes after every change, and on request.
-    let (sync_state, sync) = watch::channel(None);
-    let (sync_requests, mut sync_rx) = mpsc::channel::<SyncRequest>(4);
-    tokio::spawn({
-        let shared = shared.clone();
-        let mut settings = settings.clone();
-        let mut stop = stop.clone();
-        async move {
-            loop {
-                let answer = tokio::select! {
-                    changed = settings.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                        None
-                    }
-                    Some(answer) = sync_rx.recv() => Some(answer),
-                    _ = stop.changed() => return,
-                };
-                let role = shared.lock().await.role();
-                if role != Role::Active {
-                    if let Some(answer) = answer {
-                        let _ = answer.send(Err(format!(
-                            "this node is standby: run lb-ctl sync on the active node ({peer_name})"
-                        )));
-                    }
-                    continue;
-                }
-                let result = push_settings(&shared, &tls, peer, &sync_state).await;
-                if let Some(answer) = answer {
-                    let _ = answer.send(result);
-                }
-            }
-        }
-    });
+    let pusher = Pusher {
+        tls,
+        peer,
+        peer_name,
+        settings: settings_tx,
+        queue: PushQueue::default(),
+    };
     let setup = NodeSetup {
         cluster,
         node_name,
@@ -197,7 +190,7 @@ pub fn start(
         settings,
     };
     // The event loop runs on a thread and runtime of its own: nothing the
-    // daemon does (a long configuration change on the main runtime) can
+    // daemon does (a long configuration change in the daemon's loop) can
     // delay its heartbeats or its lease.
     let (done, task) = oneshot::channel();
     std::thread::Builder::new()
@@ -222,37 +215,18 @@ pub fn start(
             let _ = done.send(result);
         })
         .context("starting the cluster's thread")?;
-    Ok((
-        ClusterLink {
-            status,
-            operations,
-            sync,
-            sync_requests,
-        },
-        task,
-    ))
+    Ok((pusher, task))
 }
 
-/// Pushes the daemon's settings to the peer; records the outcome in
-/// `state` and the alert log (`sync_failed` on every failure,
-/// `sync_recovered` on the first success after one).
+/// Pushes `message` to the peer: what it said (Ok: it holds the
+/// settings).
 async fn push_settings(
-    shared: &Shared,
-    tls: &Tls,
+    tls: Tls,
     peer: std::net::SocketAddr,
-    state: &watch::Sender<Option<SyncState>>,
+    message: SyncMessage,
 ) -> Result<String, String> {
-    let message = {
-        let daemon = shared.lock().await;
-        let config = daemon.config();
-        SyncMessage {
-            generation: config.generation,
-            hash: hex(&settings_hash(config)),
-            services: config.services.clone(),
-        }
-    };
     let generation = message.generation;
-    let result = match settings_sync::push(tls, peer, &message, PUSH_TIMEOUT).await {
+    match settings_sync::push(&tls, peer, &message, PUSH_TIMEOUT).await {
         Ok(reply) if reply.status == 200 => Ok(format!(
             "the peer holds generation {} ({})",
             reply.generation, reply.message
@@ -262,34 +236,7 @@ async fn push_settings(
             reply.status, reply.message
         )),
         Err(err) => Err(format!("{err:#}")),
-    };
-    let was_failing = matches!(*state.borrow(), Some(SyncState::NotSynchronized { .. }));
-    let daemon = shared.lock().await;
-    match &result {
-        Ok(_) => {
-            if was_failing {
-                daemon.alerts().record(
-                    AlertLevel::Info,
-                    "sync_recovered",
-                    format!("settings synchronized with the peer (generation {generation})"),
-                );
-            }
-            state.send_replace(Some(SyncState::Synchronized { generation }));
-        }
-        Err(reason) => {
-            daemon.alerts().record(
-                AlertLevel::Error,
-                "sync_failed",
-                format!(
-                    "settings generation {generation} not synchronized with the peer: {reason}; it applies here; run lb-ctl sync once the peer is back"
-                ),
-            );
-            state.send_replace(Some(SyncState::NotSynchronized {
-                reason: reason.clone(),
-            }));
-        }
     }
-    result
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
@@ -304,7 +251,7 @@ fn monotonic_ns() -> u64 {
 }
 
 /// The alert-log line of an event: level, stable name, message.
-fn alert(event: &ClusterEvent) -> (AlertLevel, &'static str, String) {
+pub fn alert(event: &ClusterEvent) -> (AlertLevel, &'static str, String) {
     match event {
         ClusterEvent::RoleChanged {
             role: Role::Active,

@@ -3,7 +3,9 @@
 //! standby applies them or refuses a stale generation (like HAProxy's Data
 //! Plane API's 409). `[node]` is never sent.
 //!
-//! The pure part: the message, its check ([`judge`]) and the texts. The
+//! The pure part: the message, its check ([`judge`]), the texts, and the
+//! active's side: its pushes one at a time ([`PushQueue`]) and what a
+//! finished push means for the status and the alerts ([`push_outcome`]). The
 //! edge: a TLS channel (rustls) where both ends show a certificate of the
 //! cluster's CA (`cluster init`); a peer without one gets nothing and
 //! changes nothing. One request per connection: one JSON line each way.
@@ -23,7 +25,8 @@ use tokio::{
 };
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::config::ServiceConfig;
+use super::node::SyncState;
+use crate::{api::AlertLevel, config::ServiceConfig, role::Role};
 
 /// The largest request or answer accepted (a line of JSON).
 pub const MAX_MESSAGE: u64 = 64 * 1024 * 1024;
@@ -95,6 +98,120 @@ pub fn judge(held: (u64, [u8; 32]), message: &SyncMessage, computed: &[u8; 32]) 
 /// Why a standby refuses a change made on it.
 pub fn standby_refusal(active: &str) -> String {
     format!("this node is standby: change the settings on the active node ({active})")
+}
+
+/// Why a standby does not push its settings (`lb-ctl sync` on it).
+pub fn push_refusal(active: &str) -> String {
+    format!("this node is standby: run lb-ctl sync on the active node ({active})")
+}
+
+/// What comes of a finished push of `generation` given the state of the
+/// push before it: the alert to record (`sync_failed` on every failure,
+/// `sync_recovered` on the first success after one) and the new state.
+pub fn push_outcome(
+    previous: Option<&SyncState>,
+    generation: u64,
+    result: &Result<String, String>,
+) -> (Option<(AlertLevel, &'static str, String)>, SyncState) {
+    match result {
+        Ok(_) => {
+            let was_failing = matches!(previous, Some(SyncState::NotSynchronized { .. }));
+            let alert = was_failing.then(|| {
+                (
+                    AlertLevel::Info,
+                    "sync_recovered",
+                    format!("settings synchronized with the peer (generation {generation})"),
+                )
+            });
+            (alert, SyncState::Synchronized { generation })
+        }
+        Err(reason) => (
+            Some((
+                AlertLevel::Error,
+                "sync_failed",
+                format!(
+                    "settings generation {generation} not synchronized with the peer: {reason}; it applies here; run lb-ctl sync once the peer is back"
+                ),
+            )),
+            SyncState::NotSynchronized {
+                reason: reason.clone(),
+            },
+        ),
+    }
+}
+
+/// The active's pushes, one at a time: a push wanted while one runs (a
+/// newer generation, `lb-ctl sync`) starts when it ends, with the settings
+/// held then, so the peer never sees an older generation after a newer one.
+/// `A` is where a request is answered (`lb-ctl sync`); each is answered by
+/// the first push that starts after it.
+#[derive(Debug)]
+pub struct PushQueue<A> {
+    running: bool,
+    again: bool,
+    /// Answers owed by the push that runs.
+    in_flight: Vec<A>,
+    /// Answers owed by the next push.
+    waiting: Vec<A>,
+}
+
+/// What to do after [`PushQueue::want`] or [`PushQueue::done`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next<A> {
+    /// Start a push of the settings held now.
+    Start,
+    /// Nothing now (a push runs, or none is wanted).
+    Nothing,
+    /// This node is not active: refuse these requests.
+    Refuse(Vec<A>),
+}
+
+impl<A> Default for PushQueue<A> {
+    fn default() -> Self {
+        PushQueue {
+            running: false,
+            again: false,
+            in_flight: Vec::new(),
+            waiting: Vec::new(),
+        }
+    }
+}
+
+impl<A> PushQueue<A> {
+    /// A push is wanted on a node in `role` (`answer`: a request's, `None`:
+    /// new settings). Only the active pushes.
+    pub fn want(&mut self, role: Role, answer: Option<A>) -> Next<A> {
+        if role != Role::Active {
+            return Next::Refuse(answer.into_iter().collect());
+        }
+        self.waiting.extend(answer);
+        if self.running {
+            self.again = true;
+            Next::Nothing
+        } else {
+            self.start()
+        }
+    }
+
+    /// The running push ended (the node is now in `role`): the answers it
+    /// owes, and what comes next.
+    pub fn done(&mut self, role: Role) -> (Vec<A>, Next<A>) {
+        let owed = std::mem::take(&mut self.in_flight);
+        self.running = false;
+        if !std::mem::take(&mut self.again) {
+            return (owed, Next::Nothing);
+        }
+        if role != Role::Active {
+            return (owed, Next::Refuse(std::mem::take(&mut self.waiting)));
+        }
+        (owed, self.start())
+    }
+
+    fn start(&mut self) -> Next<A> {
+        self.running = true;
+        self.in_flight = std::mem::take(&mut self.waiting);
+        Next::Start
+    }
 }
 
 /// The TLS material of one node: its configuration as server and client.
@@ -385,5 +502,77 @@ mod tests {
         assert_eq!(reply.status, 200);
         assert_eq!(reply.generation, 7);
         assert_eq!(answering.await.unwrap(), m);
+    }
+
+    #[test]
+    fn pushes_run_one_at_a_time_and_answer_the_requests_made_before_them() {
+        let mut queue = PushQueue::default();
+        // New settings on the active: a push starts.
+        assert_eq!(queue.want(Role::Active, None), Next::Start);
+        // lb-ctl sync while it runs: answered by the next push, not this
+        // one (which may carry older settings).
+        assert_eq!(queue.want(Role::Active, Some(1)), Next::Nothing);
+        assert_eq!(queue.want(Role::Active, Some(2)), Next::Nothing);
+        assert_eq!(queue.done(Role::Active), (vec![], Next::Start));
+        assert_eq!(queue.want(Role::Active, Some(3)), Next::Nothing);
+        assert_eq!(queue.done(Role::Active), (vec![1, 2], Next::Start));
+        assert_eq!(queue.done(Role::Active), (vec![3], Next::Nothing));
+        // Idle again: a request starts a push at once.
+        assert_eq!(queue.want(Role::Active, Some(4)), Next::Start);
+        assert_eq!(queue.done(Role::Active), (vec![4], Next::Nothing));
+    }
+
+    #[test]
+    fn a_standby_does_not_push() {
+        let mut queue = PushQueue::default();
+        assert_eq!(queue.want(Role::Standby, None), Next::Refuse(vec![]));
+        assert_eq!(queue.want(Role::Standby, Some(1)), Next::Refuse(vec![1]));
+        // Requests queued behind a push are refused if the node stepped
+        // down meanwhile; the running push still answers its own.
+        assert_eq!(queue.want(Role::Active, Some(2)), Next::Start);
+        assert_eq!(queue.want(Role::Active, Some(3)), Next::Nothing);
+        assert_eq!(queue.done(Role::Standby), (vec![2], Next::Refuse(vec![3])));
+        assert_eq!(queue.want(Role::Active, None), Next::Start);
+        assert_eq!(
+            push_refusal("lb1"),
+            "this node is standby: run lb-ctl sync on the active node (lb1)"
+        );
+    }
+
+    #[test]
+    fn a_push_outcome_alerts_every_failure_and_the_first_success_after_one() {
+        let ok = Ok("the peer holds generation 4 (applied)".to_owned());
+        let failed = Err("connection refused".to_owned());
+        let (alert, state) = push_outcome(None, 4, &ok);
+        assert_eq!(alert, None);
+        assert_eq!(state, SyncState::Synchronized { generation: 4 });
+        let (alert, state) = push_outcome(Some(&state), 5, &failed);
+        assert_eq!(
+            alert,
+            Some((
+                AlertLevel::Error,
+                "sync_failed",
+                "settings generation 5 not synchronized with the peer: connection refused; it applies here; run lb-ctl sync once the peer is back".to_owned()
+            ))
+        );
+        assert_eq!(
+            state,
+            SyncState::NotSynchronized {
+                reason: "connection refused".into()
+            }
+        );
+        let (again, _) = push_outcome(Some(&state), 5, &failed);
+        assert_eq!(again.map(|a| a.1), Some("sync_failed"));
+        let (alert, state) = push_outcome(Some(&state), 5, &ok);
+        assert_eq!(
+            alert,
+            Some((
+                AlertLevel::Info,
+                "sync_recovered",
+                "settings synchronized with the peer (generation 5)".to_owned()
+            ))
+        );
+        assert_eq!(state, SyncState::Synchronized { generation: 5 });
+        assert_eq!(push_outcome(Some(&state), 6, &ok).0, None);
     }
 }

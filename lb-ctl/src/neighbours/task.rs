@@ -1,10 +1,16 @@
 //! The daemon's neighbour task (an edge): makes the entries before the
 //! program is attached, then re-reads and keeps them, feeding each reading
-//! to the daemon (which raises the alerts).
-use std::{collections::BTreeSet, net::IpAddr, time::Instant};
+//! to the daemon's event loop (which raises the alerts). The netlink waits
+//! are here, never in the daemon's loop.
+use std::{collections::BTreeSet, net::IpAddr, sync::Arc, time::Instant};
+
+use tokio::sync::Notify;
 
 use super::{INTERVAL, Reading, START_WAIT, Tracker, netlink::Netlink};
-use crate::{config::Config, daemon::Shared};
+use crate::{
+    config::Config,
+    daemon::{Event, Handle, LoopError},
+};
 
 /// Every address the program may forward to under `config`: backends (in
 /// any state) and sorry servers.
@@ -46,16 +52,23 @@ pub async fn first_neighbours(netlink: &Netlink, config: &Config) -> Reading {
 }
 
 /// Keeps the neighbour entries of the backends: every
-/// [`INTERVAL`], and at once after a change.
-pub async fn keep_neighbours(shared: Shared, netlink: Netlink) {
-    let wake = shared.lock().await.neighbour_wake();
+/// [`INTERVAL`], and at once after a change (`wake`). Ends with the
+/// daemon's event loop; a round it does not answer is skipped.
+pub async fn keep_neighbours(daemon: Handle, wake: Arc<Notify>, netlink: Netlink) {
     let mut reported = BTreeSet::new();
     loop {
         tokio::select! {
             () = wake.notified() => {}
             () = tokio::time::sleep(INTERVAL) => {}
         }
-        let targets = shared.lock().await.forward_targets();
+        let targets = match daemon.ask(Event::ForwardTargets).await {
+            Ok(targets) => targets,
+            Err(LoopError::Stopped) => return,
+            Err(err @ LoopError::NotAnswering(_)) => {
+                tracing::warn!(error = %err, "neighbour entries not read this round");
+                continue;
+            }
+        };
         let reading = netlink.sync(&targets).await;
         // Each failure logged once while it lasts.
         let errors: BTreeSet<String> = reading.errors.iter().cloned().collect();
@@ -63,6 +76,12 @@ pub async fn keep_neighbours(shared: Shared, netlink: Netlink) {
             tracing::warn!(%error, "neighbour entries");
         }
         reported = errors;
-        shared.lock().await.on_neighbours(&reading);
+        match daemon.tell(Event::Neighbours(reading)).await {
+            Ok(()) => {}
+            Err(LoopError::Stopped) => return,
+            Err(err @ LoopError::NotAnswering(_)) => {
+                tracing::warn!(error = %err, "a neighbour reading was dropped");
+            }
+        }
     }
 }
