@@ -114,8 +114,9 @@ async fn change(State(daemon): State<Shared>, body: axum::body::Bytes) -> Respon
     }
 }
 
-/// `POST /v1/cluster/failover` or `.../failback`: asks the cluster's event
-/// loop; refused (409) with the reason when it cannot be done now.
+/// `POST /v1/cluster/{failover,failback,stop,force-stop,start}`: asks the
+/// cluster's event loop; answers what was done, or refuses (409) with the
+/// reason when it cannot be done now.
 async fn cluster_operation(
     State(daemon): State<Shared>,
     axum::extract::Path(operation): axum::extract::Path<String>,
@@ -127,10 +128,15 @@ async fn cluster_operation(
     let operation = match operation.as_str() {
         "failover" => Operation::Failover,
         "failback" => Operation::Failback,
+        "stop" => Operation::Stop,
+        "force-stop" => Operation::ForceStop,
+        "start" => Operation::Start,
         other => {
             return error(
                 StatusCode::NOT_FOUND,
-                format!("no cluster operation {other:?} (failover, failback, sync)"),
+                format!(
+                    "no cluster operation {other:?} (failover, failback, stop, force-stop, start, sync)"
+                ),
             );
         }
     };
@@ -148,10 +154,11 @@ async fn cluster_operation(
         );
     }
     match result.await {
-        Ok(Ok(())) => {
-            Json(serde_json::json!({ "accepted": format!("{operation:?}").to_lowercase() }))
-                .into_response()
-        }
+        Ok(Ok(message)) => Json(serde_json::json!({
+            "accepted": format!("{operation:?}").to_lowercase(),
+            "message": message,
+        }))
+        .into_response(),
         Ok(Err(refusal)) => error(StatusCode::CONFLICT, refusal),
         Err(_) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
