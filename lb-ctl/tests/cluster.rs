@@ -526,6 +526,13 @@ fn cluster_status(daemon: &DaemonProcess) -> Value {
         .map_or(Value::Null, |status| status["cluster"].clone())
 }
 
+/// Waits until the node's status shows its peer Offline (stopped).
+fn sees_peer_stopped(daemon: &DaemonProcess) -> Result<Duration> {
+    wait_for("the peer shown stopped", Duration::from_secs(3), || {
+        cluster_status(daemon)["peer_stopped"] == true
+    })
+}
+
 /// `lb-ctl cluster ARGS...`: its exit code, stdout and stderr.
 fn cluster_cmd(daemon: &DaemonProcess, args: &[&str]) -> Result<(Option<i32>, String, String)> {
     let out = daemon.ctl().arg("cluster").args(args).output()?;
@@ -553,6 +560,7 @@ fn cluster_stop_moves_the_group_first_and_cluster_start_brings_the_node_back_as_
     );
     vip_answers(&rig, Duration::from_secs(5))?;
     // lb2 sees it alive and Offline: no failover counted, info alerts only.
+    sees_peer_stopped(&lb2)?;
     let c2 = cluster_status(&lb2);
     assert_eq!(
         (&c2["peer_alive"], &c2["peer_stopped"], &c2["failovers"]),
@@ -611,6 +619,7 @@ fn cluster_stop_moves_the_group_first_and_cluster_start_brings_the_node_back_as_
     let (code, out, _) = cluster_cmd(&lb1, &["stop"])?;
     assert_eq!(code, Some(0));
     assert!(out.contains("lb2 keeps the group"), "{out}");
+    sees_peer_stopped(&lb2)?;
     let (code, out, err) = cluster_cmd(&lb2, &["stop", "--force"])?;
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("the service is down"), "{out}");

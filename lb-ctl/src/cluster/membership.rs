@@ -206,6 +206,8 @@ pub struct Membership {
     stopped: bool,
     /// The operator's stop waits for the peer to take the group.
     stop_pending: bool,
+    /// ... and was forced: should the handover fail, stop anyway.
+    stop_forced: bool,
     /// When an NP check answered again after an isolation (none since).
     rejoined: Option<Instant>,
     /// The sequence number of the heartbeat `peer` comes from.
@@ -234,6 +236,7 @@ impl Membership {
             failovers: Vec::new(),
             stopped: false,
             stop_pending: false,
+            stop_forced: false,
             rejoined: None,
             peer_seq: 0,
             peer_back: None,
@@ -278,6 +281,7 @@ impl Membership {
     pub fn stop_service(&mut self) {
         self.stopped = true;
         self.stop_pending = false;
+        self.stop_forced = false;
     }
 
     pub fn stopped(&self) -> bool {
@@ -413,8 +417,11 @@ impl Membership {
         }
         match self.check_can_hand_over(now) {
             Ok(()) => {
+                // Forced or not, a peer that can take the group gets it
+                // first.
                 self.handover = Some(Reason::Operator);
                 self.stop_pending = true;
+                self.stop_forced = force;
                 Ok(StopOutcome::HandingOver)
             }
             Err(why) if force => {
@@ -427,8 +434,13 @@ impl Membership {
 
     /// Gives up an operator's stop whose handover did not complete in time
     /// (the event loop's bound): the node goes on as after a failover
-    /// request; an active that has not stepped down keeps the group.
+    /// request; an active that has not stepped down keeps the group. A
+    /// forced stop stops now instead.
     pub fn cancel_stop(&mut self) {
+        if self.stop_pending && self.stop_forced {
+            self.stop_service();
+            return;
+        }
         if self.stop_pending && self.role == Role::Active {
             self.handover = None;
         }
@@ -579,10 +591,29 @@ impl Membership {
         self.np_pending = true;
     }
 
-    /// Marks the moment the peer was found lost; call on every tick (cheap).
+    /// Marks the moment the peer was found lost, and settles an operator's
+    /// stop whose handover fails (the peer can no longer take the group:
+    /// lost, stopped, failed meanwhile): a forced stop stops now (instead
+    /// of taking the group back); otherwise an active that has not stepped
+    /// down keeps the group, and one that has takes it back by the usual
+    /// rules. Call on every tick, before deciding (cheap).
     pub fn tick(&mut self, now: Instant) {
         if !self.peer_alive(now) && self.lost_since.is_none() {
             self.lost_since = Some(now);
+        }
+        if !self.stop_pending {
+            return;
+        }
+        let peer = self.peer(now);
+        let peer_can_take = match self.role {
+            Role::Active => peer.is_some_and(|p| p.candidate()),
+            Role::Standby => peer.is_some_and(|p| p.able() || p.role == Role::Active),
+        };
+        match (peer_can_take, self.stop_forced, self.role) {
+            (true, ..) => {}
+            (false, true, _) => self.stop_service(),
+            (false, false, Role::Active) => self.cancel_stop(),
+            (false, false, Role::Standby) => {}
         }
     }
 
@@ -606,6 +637,7 @@ impl Membership {
                 // operator's stop under way is given up.
                 self.handover = None;
                 self.stop_pending = false;
+                self.stop_forced = false;
             }
         }
     }

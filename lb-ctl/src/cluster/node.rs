@@ -226,6 +226,8 @@ pub async fn run(
             Some(reachable) = np.recv() => membership.observe_np(Instant::now(), reachable),
             Some((operation, answer)) = operations.recv() => {
                 let now = Instant::now();
+                // The peer learns at once what changed (yielding, stopped).
+                next_beat = now;
                 match operate(&mut membership, operation, now, &peer_name) {
                     Answer::Now(result) => {
                         let result = result.map(|done| {
@@ -321,6 +323,8 @@ pub async fn run(
             if let Some(event) = event {
                 let _ = events.try_send(event);
             }
+            // The peer learns at once.
+            next_beat = now;
             for answer in stopping.take().map(|p| p.answers).unwrap_or_default() {
                 let _ = answer.send(result.clone());
             }
@@ -491,18 +495,27 @@ impl PendingStop {
         peer: &str,
     ) -> Option<(Result<String, String>, Option<ClusterEvent>)> {
         if membership.stopped() {
-            let message = format!(
-                "the group moved to {peer}, which is active; this node's cluster service is stopped (`lb-ctl cluster start` starts it)"
-            );
+            let moved = membership.peer(now).is_some_and(|p| p.role == Role::Active);
+            let message = if moved {
+                format!(
+                    "the group moved to {peer}, which is active; this node's cluster service is stopped (`lb-ctl cluster start` starts it)"
+                )
+            } else {
+                format!(
+                    "this node's cluster service is stopped (forced) although {peer} did not take the group: the service is down until a node takes the group"
+                )
+            };
             let event = ClusterEvent::ServiceChanged {
                 stopped: true,
-                forced: false,
+                forced: !moved,
             };
             return Some((Ok(message), Some(event)));
         }
         if !membership.stop_pending() {
-            let why = "not stopped: the group came back to this node (the peer could not keep it); the cluster service keeps running";
-            return Some((Err(why.to_owned()), None));
+            let why = format!(
+                "not stopped: {peer} could not take the group (it stopped, failed or was lost meanwhile): this node keeps it and its cluster service keeps running"
+            );
+            return Some((Err(why), None));
         }
         if now >= self.deadline {
             membership.cancel_stop();

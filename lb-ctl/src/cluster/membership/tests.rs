@@ -495,19 +495,24 @@ fn a_node_back_from_isolation_waits_for_the_peer_before_taking_over() {
     assert_eq!(sim.max_dual, Duration::ZERO);
 }
 
-#[test]
-fn heartbeats_held_back_by_a_link_do_not_make_a_standby_take_over() {
-    let t0 = Instant::now();
-    let mut m = Membership::new(params(0, true), Role::Standby, t0);
-    let view = |role| PeerView {
+/// A peer's heartbeat: monitors Normal, settings current, not yielding.
+fn healthy_peer(role: Role, stopped: bool) -> PeerView {
+    PeerView {
         role,
         healthy: true,
         eligible: true,
         yielding: false,
         generation: 1,
         settings_hash: [0; 32],
-        stopped: false,
-    };
+        stopped,
+    }
+}
+
+#[test]
+fn heartbeats_held_back_by_a_link_do_not_make_a_standby_take_over() {
+    let t0 = Instant::now();
+    let mut m = Membership::new(params(0, true), Role::Standby, t0);
+    let view = |role| healthy_peer(role, false);
     // The peer, active, heard long ago; then nothing (a cut link).
     m.observe_heartbeat(t0, 0, 100, view(Role::Active));
     let back = t0 + Duration::from_secs(5);
@@ -770,15 +775,7 @@ fn the_stopped_flag_alone_makes_a_peer_no_candidate() {
     // stopped: the second server takes the group at once.
     let t0 = Instant::now();
     let mut m = Membership::new(params(1, true), Role::Standby, t0);
-    let view = PeerView {
-        role: Role::Standby,
-        healthy: true,
-        eligible: true,
-        yielding: false,
-        generation: 1,
-        settings_hash: [0; 32],
-        stopped: true,
-    };
+    let view = healthy_peer(Role::Standby, true);
     m.observe_heartbeat(t0, 0, 1, view);
     let later = t0 + INTERVAL * 2;
     m.observe_heartbeat(later, 0, 2, view);
@@ -786,4 +783,33 @@ fn the_stopped_flag_alone_makes_a_peer_no_candidate() {
         m.decide(later),
         Decision::Become(Role::Active, Reason::NobodyActive)
     );
+}
+
+#[test]
+fn a_handover_that_fails_gives_the_group_back_unless_the_stop_was_forced() {
+    // The peer stops at the moment the active hands over (the active's view
+    // of it still shows a candidate).
+    for force in [false, true] {
+        let mut sim = settled();
+        let now = sim.now;
+        assert_eq!(
+            sim.nodes[0].m.request_stop(now, force),
+            Ok(StopOutcome::HandingOver)
+        );
+        sim.nodes[1].m.request_stop(now, false).unwrap();
+        sim.run(Duration::from_secs(1));
+        assert!(!sim.nodes[0].m.stop_pending());
+        if force {
+            assert_eq!(sim.active(), Vec::<usize>::new());
+            assert!(sim.nodes[0].m.stopped());
+            assert!(
+                !sim.log[1..].iter().any(|e| e.2 == Role::Active),
+                "it does not take the group back: {:?}",
+                sim.log
+            );
+        } else {
+            assert_eq!(sim.active(), vec![0], "the group came back");
+            assert!(!sim.nodes[0].m.stopped());
+        }
+    }
 }
