@@ -49,7 +49,7 @@ struct Cli {
         default_value = "/run/lb/lb.sock"
     )]
     socket: PathBuf,
-    /// JSON output (read commands).
+    /// JSON output (read commands, failover, failback, cluster stop/start).
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]

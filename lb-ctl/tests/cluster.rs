@@ -611,8 +611,15 @@ fn cluster_stop_moves_the_group_first_and_cluster_start_brings_the_node_back_as_
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(lb1.cluster_role().as_deref(), Some("standby"));
     assert_eq!(lb2.cluster_role().as_deref(), Some("active"));
-    let (_, out, _) = cluster_cmd(&lb1, &["start"])?;
-    assert!(out.contains("already running"), "{out}");
+    let (_, out, _) = cluster_cmd(&lb1, &["start", "--json"])?;
+    let answer: Value = serde_json::from_str(&out)?;
+    assert_eq!(answer["accepted"], "start", "{out}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("already running")),
+        "{out}"
+    );
 
     // The standby stops at once; then --force stops the active although
     // its peer cannot take the group: nobody serves.
