@@ -10,7 +10,7 @@
 //! | off | len | field |
 //! |---|---|---|
 //! | 0 | 4 | magic `LBHB` |
-//! | 4 | 1 | version (2; 1 had no stopped flag) |
+//! | 4 | 1 | version (2; 1, without the stopped flag, is still accepted) |
 //! | 5 | 1 | key id (which cluster key made the MAC) |
 //! | 6 | 1 | role (0 standby, 1 active) |
 //! | 7 | 1 | flags: 1 healthy, 2 eligible, 4 yielding, 8 stopped |
@@ -29,9 +29,13 @@ use thiserror::Error;
 use super::Role;
 
 pub const MAGIC: [u8; 4] = *b"LBHB";
-/// Version 2 added the stopped flag: a version-1 node would refuse it as
-/// malformed, so both nodes of a pair run the same version.
+/// Version 2 added the stopped flag. A version-1 heartbeat (the same
+/// layout without that flag) is still accepted, so that a pair can be
+/// upgraded one node at a time: the upgraded node hears the old one, the
+/// old one (which refuses version 2) finds its peer lost, and an active
+/// with a lost peer keeps serving.
 pub const VERSION: u8 = 2;
+const VERSION_1: u8 = 1;
 const BODY_LEN: usize = 76;
 const MAC_LEN: usize = 32;
 /// Bytes of a heartbeat on the wire.
@@ -214,9 +218,11 @@ pub fn open(bytes: &[u8], keys: &Keyring, expect: &Expect) -> Result<Heartbeat, 
     if bytes[0..4] != MAGIC {
         return Err(Refused::Magic);
     }
-    if bytes[4] != VERSION {
-        return Err(Refused::Version);
-    }
+    let known_flags = match bytes[4] {
+        VERSION => FLAG_HEALTHY | FLAG_ELIGIBLE | FLAG_YIELDING | FLAG_STOPPED,
+        VERSION_1 => FLAG_HEALTHY | FLAG_ELIGIBLE | FLAG_YIELDING,
+        _ => return Err(Refused::Version),
+    };
     let key = keys.get(bytes[5]).ok_or(Refused::UnknownKey)?;
     mac(&key.secret, &bytes[..BODY_LEN])
         .verify_slice(&bytes[BODY_LEN..])
@@ -234,10 +240,7 @@ pub fn open(bytes: &[u8], keys: &Keyring, expect: &Expect) -> Result<Heartbeat, 
         _ => return Err(Refused::Malformed),
     };
     let flags = bytes[7];
-    if flags & !(FLAG_HEALTHY | FLAG_ELIGIBLE | FLAG_YIELDING | FLAG_STOPPED) != 0
-        || bytes[25] >= expect.links
-        || bytes[26..28] != [0, 0]
-    {
+    if flags & !known_flags != 0 || bytes[25] >= expect.links || bytes[26..28] != [0, 0] {
         return Err(Refused::Malformed);
     }
     Ok(Heartbeat {
@@ -372,12 +375,20 @@ mod tests {
     }
 
     #[test]
-    fn an_authentic_heartbeat_of_version_1_or_with_an_unknown_flag_is_refused() {
+    fn version_1_is_accepted_without_the_stopped_flag_and_unknown_versions_and_flags_are_refused() {
         let k = keys(&[1], 1);
         let mut old = seal(&hb(), &k);
         old[4] = 1;
+        assert_eq!(open(&resigned(old, &k), &k, &expect()), Ok(hb()));
+        old[7] |= FLAG_STOPPED;
         assert_eq!(
             open(&resigned(old, &k), &k, &expect()),
+            Err(Refused::Malformed)
+        );
+        let mut future = seal(&hb(), &k);
+        future[4] = 3;
+        assert_eq!(
+            open(&resigned(future, &k), &k, &expect()),
             Err(Refused::Version)
         );
         let mut flag = seal(&hb(), &k);
