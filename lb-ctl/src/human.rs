@@ -103,8 +103,23 @@ pub fn duration(seconds: u64) -> String {
 /// The cluster's rows of `lb-ctl status`, as the manual's cluster manager
 /// shows it: role and since when, the peer, each interconnect and monitor.
 pub fn cluster_rows(c: &crate::cluster::node::ClusterStatus) -> Vec<Vec<String>> {
-    let role = c.role.map_or("starting".to_owned(), |r| r.to_string());
+    let role = match c.role {
+        None => "starting".to_owned(),
+        Some(_) if c.stopped => {
+            "Offline: cluster service stopped (`lb-ctl cluster start` starts it)".to_owned()
+        }
+        Some(role) if c.stopping => format!("{role}, stopping: handing the group to the peer"),
+        Some(role) => role.to_string(),
+    };
     let peer = match (c.peer_alive, c.peer_role) {
+        (true, Some(_)) if c.peer_stopped => {
+            let alone = if c.role == Some(crate::cluster::Role::Active) {
+                ": this node has no standby"
+            } else {
+                ""
+            };
+            format!("Offline: cluster service stopped{alone}")
+        }
         (true, Some(role)) => format!("{role}"),
         _ => "lost (no heartbeat on any interconnect)".to_owned(),
     };

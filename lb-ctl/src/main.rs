@@ -49,7 +49,7 @@ struct Cli {
         default_value = "/run/lb/lb.sock"
     )]
     socket: PathBuf,
-    /// JSON output (read commands).
+    /// JSON output (read commands, failover, failback, cluster stop/start).
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -121,6 +121,19 @@ enum ClusterCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Stop this node's cluster service (the daemon keeps running): on the
+    /// active, the group first moves to the peer, and the stop is refused
+    /// (nothing changes) when the peer cannot take it; the stopped node
+    /// serves nothing and shows Offline on its peer.
+    Stop {
+        /// Stop even when the peer cannot take the group (the service is
+        /// then down).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Start this node's cluster service again: it rejoins as standby
+    /// (also after the final action `stop`).
+    Start,
 }
 
 #[derive(Subcommand)]
@@ -292,8 +305,13 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Cluster(ClusterCommand::Init { plan, out, force }) => {
             return cluster_init(&plan, &out, force);
         }
-        Command::Failover => cluster_operation(&client, "failover").await,
-        Command::Failback => cluster_operation(&client, "failback").await,
+        Command::Cluster(ClusterCommand::Stop { force }) => {
+            let operation = if force { "force-stop" } else { "stop" };
+            cluster_operation(&client, operation, json).await
+        }
+        Command::Cluster(ClusterCommand::Start) => cluster_operation(&client, "start", json).await,
+        Command::Failover => cluster_operation(&client, "failover", json).await,
+        Command::Failback => cluster_operation(&client, "failback", json).await,
         Command::Sync => cluster_sync(&client).await,
         Command::Status => status(&client, json).await,
         Command::Service(cmd) => service(&client, cmd, json).await,
@@ -433,11 +451,22 @@ async fn status(client: &Client, json: bool) -> Result<(), ClientError> {
     Ok(())
 }
 
-async fn cluster_operation(client: &Client, operation: &str) -> Result<(), ClientError> {
-    let _: serde_json::Value = client
+/// A cluster operation: what the node did (or why it refused, as an error).
+async fn cluster_operation(
+    client: &Client,
+    operation: &str,
+    json: bool,
+) -> Result<(), ClientError> {
+    let answer: serde_json::Value = client
         .send(Method::POST, &format!("/v1/cluster/{operation}"), &())
         .await?;
-    println!("{operation}: the group is moving (`lb-ctl status` shows where it runs)");
+    if json {
+        return print_json(&answer);
+    }
+    println!(
+        "{operation}: {}",
+        answer["message"].as_str().unwrap_or("accepted")
+    );
     Ok(())
 }
 

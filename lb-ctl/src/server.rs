@@ -143,9 +143,10 @@ async fn change(State(daemon): State<Handle>, body: axum::body::Bytes) -> Respon
     applied(daemon.ask(|answer| Event::Change { change, answer }).await)
 }
 
-/// `POST /v1/cluster/failover` or `.../failback`: asks the cluster's event
-/// loop (the daemon's loop only says where it is); refused (409) with the
-/// reason when it cannot be done now.
+/// `POST /v1/cluster/{failover,failback,stop,force-stop,start}`: asks the
+/// cluster's event loop (the daemon's loop only says where it is); answers
+/// what was done, or refuses (409) with the reason when it cannot be done
+/// now.
 async fn cluster_operation(
     State(daemon): State<Handle>,
     axum::extract::Path(operation): axum::extract::Path<String>,
@@ -154,13 +155,19 @@ async fn cluster_operation(
     if operation == "sync" {
         return cluster_sync(daemon).await;
     }
-    let operation = match operation.as_str() {
+    let name = operation;
+    let operation = match name.as_str() {
         "failover" => Operation::Failover,
         "failback" => Operation::Failback,
+        "stop" => Operation::Stop,
+        "force-stop" => Operation::ForceStop,
+        "start" => Operation::Start,
         other => {
             return error(
                 StatusCode::NOT_FOUND,
-                format!("no cluster operation {other:?} (failover, failback, sync)"),
+                format!(
+                    "no cluster operation {other:?} (failover, failback, stop, force-stop, start, sync)"
+                ),
             );
         }
     };
@@ -177,10 +184,11 @@ async fn cluster_operation(
         );
     }
     match result.await {
-        Ok(Ok(())) => {
-            Json(serde_json::json!({ "accepted": format!("{operation:?}").to_lowercase() }))
-                .into_response()
-        }
+        Ok(Ok(message)) => Json(serde_json::json!({
+            "accepted": name,
+            "message": message,
+        }))
+        .into_response(),
         Ok(Err(refusal)) => error(StatusCode::CONFLICT, refusal),
         Err(_) => error(
             StatusCode::INTERNAL_SERVER_ERROR,

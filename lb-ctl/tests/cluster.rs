@@ -393,8 +393,9 @@ fn vip_answers(rig: &Rig, limit: Duration) -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn the_vip_answers_through_the_pair_before_and_after_failover_and_kill() -> Result<()> {
+/// The pair rig with nginx backends and both daemons started from `cluster
+/// init`, lb1 active and the VIP answering.
+fn start_rig_pair() -> Result<(Rig, DaemonProcess, DaemonProcess)> {
     let mut rig = Rig::build(&RigOptions {
         pair: true,
         ..Default::default()
@@ -411,12 +412,18 @@ fn the_vip_answers_through_the_pair_before_and_after_failover_and_kill() -> Resu
     let [f1, f2] = files;
     let lb2_ns = rig.lb2.as_ref().context("a pair")?;
     let lb1 = DaemonProcess::start(&rig.lb, &bin(), f1, &dir.join("lb1/lb.toml"))?;
-    let mut lb2 = DaemonProcess::start(lb2_ns, &bin(), f2, &dir.join("lb2/lb.toml"))?;
+    let lb2 = DaemonProcess::start(lb2_ns, &bin(), f2, &dir.join("lb2/lb.toml"))?;
     wait_for("lb1 active, lb2 standby", Duration::from_secs(5), || {
         lb1.cluster_role().as_deref() == Some("active")
             && lb2.cluster_role().as_deref() == Some("standby")
     })?;
     vip_answers(&rig, Duration::from_secs(5))?;
+    Ok((rig, lb1, lb2))
+}
+
+#[test]
+fn the_vip_answers_through_the_pair_before_and_after_failover_and_kill() -> Result<()> {
+    let (rig, lb1, mut lb2) = start_rig_pair()?;
 
     // Failover on request: lb2 holds the VIP and the gateway.
     let moved = lb1.ctl().arg("failover").output()?;
@@ -505,5 +512,142 @@ fn a_long_configuration_change_on_the_active_moves_nothing() -> Result<()> {
         alerts(&lb2)
     );
     assert!(net.holds_fip(0) && !net.holds_fip(1));
+    Ok(())
+}
+
+/// The node's `cluster` object from `lb-ctl --json status`.
+fn cluster_status(daemon: &DaemonProcess) -> Value {
+    daemon
+        .ctl()
+        .args(["--json", "status"])
+        .output()
+        .ok()
+        .and_then(|out| serde_json::from_slice::<Value>(&out.stdout).ok())
+        .map_or(Value::Null, |status| status["cluster"].clone())
+}
+
+/// Waits until the node's status shows its peer Offline (stopped).
+fn sees_peer_stopped(daemon: &DaemonProcess) -> Result<Duration> {
+    wait_for("the peer shown stopped", Duration::from_secs(3), || {
+        cluster_status(daemon)["peer_stopped"] == true
+    })
+}
+
+/// `lb-ctl cluster ARGS...`: its exit code, stdout and stderr.
+fn cluster_cmd(daemon: &DaemonProcess, args: &[&str]) -> Result<(Option<i32>, String, String)> {
+    let out = daemon.ctl().arg("cluster").args(args).output()?;
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[test]
+fn cluster_stop_moves_the_group_first_and_cluster_start_brings_the_node_back_as_standby()
+-> Result<()> {
+    let (rig, lb1, lb2) = start_rig_pair()?;
+
+    // Stop on the active: the answer comes once lb2 holds the group.
+    let (code, out, err) = cluster_cmd(&lb1, &["stop"])?;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("the group moved to lb2"), "{out}");
+    assert_eq!(lb2.cluster_role().as_deref(), Some("active"));
+    let c1 = cluster_status(&lb1);
+    assert_eq!(
+        (&c1["role"], &c1["stopped"]),
+        (&"standby".into(), &true.into())
+    );
+    vip_answers(&rig, Duration::from_secs(5))?;
+    // lb2 sees it alive and Offline: no failover counted, info alerts only.
+    sees_peer_stopped(&lb2)?;
+    let c2 = cluster_status(&lb2);
+    assert_eq!(
+        (&c2["peer_alive"], &c2["peer_stopped"], &c2["failovers"]),
+        (&true.into(), &true.into(), &0.into()),
+        "{c2}"
+    );
+    assert!(
+        status_text(&lb2).contains("Offline: cluster service stopped: this node has no standby"),
+        "{}",
+        status_text(&lb2)
+    );
+    assert!(status_text(&lb1).contains("Offline: cluster service stopped"));
+    wait_for("the peer_stopped alert", Duration::from_secs(3), || {
+        alerts(&lb2).contains("\"peer_stopped\"")
+    })?;
+    assert!(
+        alerts(&lb1).contains("\"cluster_stopped\""),
+        "{}",
+        alerts(&lb1)
+    );
+    // Idempotent.
+    let (code, out, _) = cluster_cmd(&lb1, &["stop"])?;
+    assert_eq!(code, Some(0));
+    assert!(out.contains("already stopped"), "{out}");
+
+    // Stop on the active whose peer is stopped: refused, nothing changes.
+    let (code, out, err) = cluster_cmd(&lb2, &["stop"])?;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        err.contains("nothing changed") && err.contains("the peer's cluster service is stopped"),
+        "{err}"
+    );
+    let c2 = cluster_status(&lb2);
+    assert_eq!(
+        (&c2["role"], &c2["stopped"]),
+        (&"active".into(), &false.into())
+    );
+    vip_answers(&rig, Duration::from_secs(5))?;
+
+    // Start: lb1 rejoins as standby; without automatic failback it stays so.
+    let (code, out, err) = cluster_cmd(&lb1, &["start"])?;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("rejoins as standby"), "{out}");
+    wait_for("lb2 sees lb1 standby", Duration::from_secs(3), || {
+        let c2 = cluster_status(&lb2);
+        c2["peer_role"] == "standby" && c2["peer_stopped"] == false
+    })?;
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lb1.cluster_role().as_deref(), Some("standby"));
+    assert_eq!(lb2.cluster_role().as_deref(), Some("active"));
+    let (_, out, _) = cluster_cmd(&lb1, &["start", "--json"])?;
+    let answer: Value = serde_json::from_str(&out)?;
+    assert_eq!(answer["accepted"], "start", "{out}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("already running")),
+        "{out}"
+    );
+
+    // The standby stops at once; then --force stops the active although
+    // its peer cannot take the group: nobody serves.
+    let (code, out, _) = cluster_cmd(&lb1, &["stop"])?;
+    assert_eq!(code, Some(0));
+    assert!(out.contains("lb2 keeps the group"), "{out}");
+    sees_peer_stopped(&lb2)?;
+    let (code, out, err) = cluster_cmd(&lb2, &["stop", "--force"])?;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("the service is down"), "{out}");
+    wait_for("both standby and stopped", Duration::from_secs(3), || {
+        [&lb1, &lb2].iter().all(|d| {
+            let c = cluster_status(d);
+            c["role"] == "standby" && c["stopped"] == true
+        })
+    })?;
+    assert!(
+        rig.curl(&format!("http://{VIP_V4}/")).is_err(),
+        "nobody serves the VIP"
+    );
+
+    // lb2 started: no active peer, it takes the group.
+    let (code, ..) = cluster_cmd(&lb2, &["start"])?;
+    assert_eq!(code, Some(0));
+    wait_for("lb2 active again", Duration::from_secs(3), || {
+        lb2.cluster_role().as_deref() == Some("active")
+    })?;
+    vip_answers(&rig, Duration::from_secs(5))?;
+    assert_eq!(lb1.cluster_role().as_deref(), Some("standby"));
     Ok(())
 }

@@ -10,10 +10,10 @@
 //! | off | len | field |
 //! |---|---|---|
 //! | 0 | 4 | magic `LBHB` |
-//! | 4 | 1 | version (1) |
+//! | 4 | 1 | version (2; 1, without the stopped flag, is still accepted) |
 //! | 5 | 1 | key id (which cluster key made the MAC) |
 //! | 6 | 1 | role (0 standby, 1 active) |
-//! | 7 | 1 | flags: 1 healthy, 2 eligible, 4 yielding |
+//! | 7 | 1 | flags: 1 healthy, 2 eligible, 4 yielding, 8 stopped |
 //! | 8 | 16 | cluster id |
 //! | 24 | 1 | sender's server index |
 //! | 25 | 1 | interconnect index it was sent on |
@@ -29,7 +29,13 @@ use thiserror::Error;
 use super::Role;
 
 pub const MAGIC: [u8; 4] = *b"LBHB";
-pub const VERSION: u8 = 1;
+/// Version 2 added the stopped flag. A version-1 heartbeat (the same
+/// layout without that flag) is still accepted, so that a pair can be
+/// upgraded one node at a time: the upgraded node hears the old one, the
+/// old one (which refuses version 2) finds its peer lost, and an active
+/// with a lost peer keeps serving.
+pub const VERSION: u8 = 2;
+const VERSION_1: u8 = 1;
 const BODY_LEN: usize = 76;
 const MAC_LEN: usize = 32;
 /// Bytes of a heartbeat on the wire.
@@ -38,6 +44,7 @@ pub const WIRE_LEN: usize = BODY_LEN + MAC_LEN;
 const FLAG_HEALTHY: u8 = 1;
 const FLAG_ELIGIBLE: u8 = 2;
 const FLAG_YIELDING: u8 = 4;
+const FLAG_STOPPED: u8 = 8;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -58,6 +65,9 @@ pub struct Heartbeat {
     /// It asks the peer to take the group (manual failover, failback, a
     /// failed monitor): it will not take the group back by priority.
     pub yielding: bool,
+    /// Its cluster service is stopped (`lb-ctl cluster stop`, the final
+    /// action `stop`): alive but Offline, it takes nothing.
+    pub stopped: bool,
     pub generation: u64,
     pub settings_hash: [u8; 32],
 }
@@ -167,7 +177,8 @@ pub fn seal(hb: &Heartbeat, keys: &Keyring) -> [u8; WIRE_LEN] {
     };
     out[7] = (u8::from(hb.healthy) * FLAG_HEALTHY)
         | (u8::from(hb.eligible) * FLAG_ELIGIBLE)
-        | (u8::from(hb.yielding) * FLAG_YIELDING);
+        | (u8::from(hb.yielding) * FLAG_YIELDING)
+        | (u8::from(hb.stopped) * FLAG_STOPPED);
     out[8..24].copy_from_slice(&hb.cluster);
     out[24] = hb.node;
     out[25] = hb.link;
@@ -207,9 +218,11 @@ pub fn open(bytes: &[u8], keys: &Keyring, expect: &Expect) -> Result<Heartbeat, 
     if bytes[0..4] != MAGIC {
         return Err(Refused::Magic);
     }
-    if bytes[4] != VERSION {
-        return Err(Refused::Version);
-    }
+    let known_flags = match bytes[4] {
+        VERSION => FLAG_HEALTHY | FLAG_ELIGIBLE | FLAG_YIELDING | FLAG_STOPPED,
+        VERSION_1 => FLAG_HEALTHY | FLAG_ELIGIBLE | FLAG_YIELDING,
+        _ => return Err(Refused::Version),
+    };
     let key = keys.get(bytes[5]).ok_or(Refused::UnknownKey)?;
     mac(&key.secret, &bytes[..BODY_LEN])
         .verify_slice(&bytes[BODY_LEN..])
@@ -227,10 +240,7 @@ pub fn open(bytes: &[u8], keys: &Keyring, expect: &Expect) -> Result<Heartbeat, 
         _ => return Err(Refused::Malformed),
     };
     let flags = bytes[7];
-    if flags & !(FLAG_HEALTHY | FLAG_ELIGIBLE | FLAG_YIELDING) != 0
-        || bytes[25] >= expect.links
-        || bytes[26..28] != [0, 0]
-    {
+    if flags & !known_flags != 0 || bytes[25] >= expect.links || bytes[26..28] != [0, 0] {
         return Err(Refused::Malformed);
     }
     Ok(Heartbeat {
@@ -242,6 +252,7 @@ pub fn open(bytes: &[u8], keys: &Keyring, expect: &Expect) -> Result<Heartbeat, 
         healthy: flags & FLAG_HEALTHY != 0,
         eligible: flags & FLAG_ELIGIBLE != 0,
         yielding: flags & FLAG_YIELDING != 0,
+        stopped: flags & FLAG_STOPPED != 0,
         generation: u64::from_be_bytes(bytes[36..44].try_into().expect("8 bytes")),
         settings_hash: bytes[44..76].try_into().expect("32 bytes"),
     })
@@ -321,6 +332,7 @@ mod tests {
             healthy: true,
             eligible: true,
             yielding: false,
+            stopped: false,
             generation: 42,
             settings_hash: [0xab; 32],
         }
@@ -346,6 +358,45 @@ mod tests {
         other.healthy = false;
         other.yielding = true;
         assert_eq!(open(&seal(&other, &k), &k, &expect()), Ok(other));
+        let mut stopped = other;
+        stopped.stopped = true;
+        let wire = seal(&stopped, &k);
+        assert_eq!(wire[7], FLAG_ELIGIBLE | FLAG_YIELDING | FLAG_STOPPED);
+        assert_eq!(open(&wire, &k, &expect()), Ok(stopped));
+    }
+
+    /// The bytes re-signed after a change (what a peer with the key but
+    /// another version or flag set would send).
+    fn resigned(mut wire: [u8; WIRE_LEN], k: &Keyring) -> [u8; WIRE_LEN] {
+        let key = k.get(k.signing).unwrap();
+        let mac = mac(&key.secret, &wire[..BODY_LEN]).finalize().into_bytes();
+        wire[BODY_LEN..].copy_from_slice(&mac);
+        wire
+    }
+
+    #[test]
+    fn version_1_is_accepted_without_the_stopped_flag_and_unknown_versions_and_flags_are_refused() {
+        let k = keys(&[1], 1);
+        let mut old = seal(&hb(), &k);
+        old[4] = 1;
+        assert_eq!(open(&resigned(old, &k), &k, &expect()), Ok(hb()));
+        old[7] |= FLAG_STOPPED;
+        assert_eq!(
+            open(&resigned(old, &k), &k, &expect()),
+            Err(Refused::Malformed)
+        );
+        let mut future = seal(&hb(), &k);
+        future[4] = 3;
+        assert_eq!(
+            open(&resigned(future, &k), &k, &expect()),
+            Err(Refused::Version)
+        );
+        let mut flag = seal(&hb(), &k);
+        flag[7] |= 16;
+        assert_eq!(
+            open(&resigned(flag, &k), &k, &expect()),
+            Err(Refused::Malformed)
+        );
     }
 
     #[test]

@@ -212,6 +212,7 @@ mod tests {
             healthy: true,
             eligible: true,
             yielding: false,
+            stopped: false,
             generation: 3,
             settings_hash: [7; 32],
         }

@@ -24,6 +24,15 @@
 //!   the standby candidate takes over and the active stays.
 //! - An active whose peer is lost keeps serving even with a failed monitor
 //!   (there is nobody to hand over to).
+//! - A node whose cluster service is stopped (the operator's `cluster stop`,
+//!   or the final action `stop`) serves nothing and never becomes active,
+//!   not even by dual-active resolution; it keeps sending heartbeats that
+//!   say so, and its peer shows it Offline: alive (never lost, no failover),
+//!   just no candidate. The operator's stop on the active first hands the
+//!   group over as a failover does and stops only once the peer holds it;
+//!   it is refused (nothing changes) when the peer cannot take the group,
+//!   unless forced. `cluster start` makes it a standby again, under the
+//!   usual rules.
 use std::time::{Duration, Instant};
 
 use super::Role;
@@ -85,7 +94,8 @@ pub enum Reason {
     MonitorFailed,
     /// Automatic failback to the preferred server.
     AutoFailback,
-    /// The final action `stop`: this node's cluster service stopped.
+    /// This node's cluster service stopped (the operator's `cluster stop`,
+    /// or the final action `stop`).
     Stopped,
 }
 
@@ -113,11 +123,18 @@ pub struct PeerView {
     pub yielding: bool,
     pub generation: u64,
     pub settings_hash: [u8; 32],
+    /// Its cluster service is stopped (Offline): alive, but it takes nothing.
+    pub stopped: bool,
 }
 
 impl PeerView {
     fn candidate(&self) -> bool {
-        self.healthy && self.eligible && !self.yielding
+        self.able() && !self.yielding
+    }
+
+    /// It could serve: monitors Normal, settings current, service running.
+    fn able(&self) -> bool {
+        self.healthy && self.eligible && !self.stopped
     }
 }
 
@@ -128,12 +145,40 @@ pub enum Refusal {
     NotActive,
     #[error("the peer is not reachable on any interconnect")]
     PeerLost,
+    #[error("the peer's cluster service is stopped (run `lb-ctl cluster start` on it first)")]
+    PeerStopped,
     #[error(
         "the peer cannot take the group (a monitor failed, or it has not caught up with the settings)"
     )]
     PeerNotCandidate,
     #[error("the group already runs on the preferred server")]
     AlreadyPreferred,
+}
+
+/// What the operator's `cluster stop` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// The service was stopped already: nothing changed.
+    AlreadyStopped,
+    /// Stopped now (a standby; an active steps down at its next decision).
+    Stopped,
+    /// Forced although the peer cannot take the group (why not): stopped
+    /// now, the group is served by nobody unless the peer takes it.
+    Forced(Refusal),
+    /// The active hands the group to the peer; the service stops once the
+    /// peer holds it ([`Membership::stop_pending`] until then).
+    HandingOver,
+}
+
+/// What the operator's `cluster start` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// The service was running: nothing changed.
+    AlreadyRunning,
+    /// A stop is under way (the group moves to the peer): nothing changed.
+    Stopping,
+    /// The node is a standby again.
+    Started,
 }
 
 #[derive(Clone, Debug)]
@@ -156,9 +201,13 @@ pub struct Membership {
     handover: Option<Reason>,
     /// Monitor-caused failovers, for the maximum.
     failovers: Vec<Instant>,
-    /// The cluster service was stopped by the final action: never serve
-    /// again (until the daemon restarts).
+    /// The cluster service is stopped (the operator's `cluster stop`, the
+    /// final action): serve nothing until `cluster start` (or a restart).
     stopped: bool,
+    /// The operator's stop waits for the peer to take the group.
+    stop_pending: bool,
+    /// ... and was forced: should the handover fail, stop anyway.
+    stop_forced: bool,
     /// When an NP check answered again after an isolation (none since).
     rejoined: Option<Instant>,
     /// The sequence number of the heartbeat `peer` comes from.
@@ -186,6 +235,8 @@ impl Membership {
             handover: None,
             failovers: Vec::new(),
             stopped: false,
+            stop_pending: false,
+            stop_forced: false,
             rejoined: None,
             peer_seq: 0,
             peer_back: None,
@@ -224,15 +275,22 @@ impl Membership {
         self.healthy && !self.stopped
     }
 
-    /// The final action `stop`: the node steps down (if active) and never
-    /// serves again; its heartbeats say it is not healthy, so the peer
-    /// takes the group.
+    /// The final action `stop` (and a forced or standby `cluster stop`):
+    /// the node steps down (if active) and serves nothing until started;
+    /// its heartbeats say it is stopped, so the peer takes the group.
     pub fn stop_service(&mut self) {
         self.stopped = true;
+        self.stop_pending = false;
+        self.stop_forced = false;
     }
 
     pub fn stopped(&self) -> bool {
         self.stopped
+    }
+
+    /// The operator's stop is handing the group to the peer.
+    pub fn stop_pending(&self) -> bool {
+        self.stop_pending
     }
 
     pub fn eligible(&self) -> bool {
@@ -272,9 +330,13 @@ impl Membership {
         self.peer = Some(view);
         self.lost_since = None;
         self.rejoined = None;
-        // Our handover is complete once the peer serves.
+        // Our handover is complete once the peer serves; so is the first
+        // half of the operator's stop.
         if self.role == Role::Standby && view.role == Role::Active {
             self.handover = None;
+            if self.stop_pending {
+                self.stop_service();
+            }
         }
     }
 
@@ -329,10 +391,77 @@ impl Membership {
             return Err(Refusal::NotActive);
         }
         let peer = self.peer(now).ok_or(Refusal::PeerLost)?;
+        if peer.stopped {
+            return Err(Refusal::PeerStopped);
+        }
         if !peer.candidate() {
             return Err(Refusal::PeerNotCandidate);
         }
         Ok(())
+    }
+
+    /// The operator's `cluster stop`. A standby stops at once. The active
+    /// hands the group to the peer first (as a failover) and stops once the
+    /// peer holds it; when the peer cannot take it, the stop is refused and
+    /// nothing changes, unless `force` (then it stops at once).
+    pub fn request_stop(&mut self, now: Instant, force: bool) -> Result<StopOutcome, Refusal> {
+        if self.stopped {
+            return Ok(StopOutcome::AlreadyStopped);
+        }
+        if self.stop_pending {
+            return Ok(StopOutcome::HandingOver);
+        }
+        if self.role == Role::Standby {
+            self.stop_service();
+            return Ok(StopOutcome::Stopped);
+        }
+        match self.check_can_hand_over(now) {
+            Ok(()) => {
+                // Forced or not, a peer that can take the group gets it
+                // first.
+                self.handover = Some(Reason::Operator);
+                self.stop_pending = true;
+                self.stop_forced = force;
+                Ok(StopOutcome::HandingOver)
+            }
+            Err(why) if force => {
+                self.stop_service();
+                Ok(StopOutcome::Forced(why))
+            }
+            Err(why) => Err(why),
+        }
+    }
+
+    /// Gives up an operator's stop whose handover did not complete in time
+    /// (the event loop's bound): the node goes on as after a failover
+    /// request; an active that has not stepped down keeps the group. A
+    /// forced stop stops now instead.
+    pub fn cancel_stop(&mut self) {
+        if self.stop_pending && self.stop_forced {
+            self.stop_service();
+            return;
+        }
+        if self.stop_pending && self.role == Role::Active {
+            self.handover = None;
+        }
+        self.stop_pending = false;
+    }
+
+    /// The operator's `cluster start`: a stopped node becomes a standby
+    /// that takes the group only under the usual rules. Its failover count
+    /// starts again (as after a restart), so a node the final action
+    /// stopped is not stopped again by its next monitor failure.
+    pub fn request_start(&mut self) -> StartOutcome {
+        if self.stop_pending {
+            return StartOutcome::Stopping;
+        }
+        if !self.stopped {
+            return StartOutcome::AlreadyRunning;
+        }
+        self.stopped = false;
+        self.handover = None;
+        self.failovers.clear();
+        StartOutcome::Started
     }
 
     /// What to do now. Pure: call as often as convenient (after every event
@@ -365,7 +494,8 @@ impl Membership {
     fn decide_with_peer(&self, now: Instant, peer: PeerView) -> Decision {
         match (self.role, peer.role) {
             (Role::Active, Role::Active) => {
-                if self.p.me == self.p.survivor {
+                // A stopped peer steps down on its own, whoever survives.
+                if self.p.me == self.p.survivor || peer.stopped {
                     Decision::Stay
                 } else {
                     Decision::Become(Role::Standby, Reason::DualActive)
@@ -386,7 +516,7 @@ impl Membership {
                 // Nobody serves: the one that can takes it; of two, the one
                 // the other yielded to, else the first server.
                 let i_can = self.healthy && self.eligible;
-                let peer_can = peer.healthy && peer.eligible;
+                let peer_can = peer.able();
                 let me_first = self.p.me < self.p.peer;
                 let take = i_can
                     && (!peer_can
@@ -461,10 +591,29 @@ impl Membership {
         self.np_pending = true;
     }
 
-    /// Marks the moment the peer was found lost; call on every tick (cheap).
+    /// Marks the moment the peer was found lost, and settles an operator's
+    /// stop whose handover fails (the peer can no longer take the group:
+    /// lost, stopped, failed meanwhile): a forced stop stops now (instead
+    /// of taking the group back); otherwise an active that has not stepped
+    /// down keeps the group, and one that has takes it back by the usual
+    /// rules. Call on every tick, before deciding (cheap).
     pub fn tick(&mut self, now: Instant) {
         if !self.peer_alive(now) && self.lost_since.is_none() {
             self.lost_since = Some(now);
+        }
+        if !self.stop_pending {
+            return;
+        }
+        let peer = self.peer(now);
+        let peer_can_take = match self.role {
+            Role::Active => peer.is_some_and(|p| p.candidate()),
+            Role::Standby => peer.is_some_and(|p| p.able() || p.role == Role::Active),
+        };
+        match (peer_can_take, self.stop_forced, self.role) {
+            (true, ..) => {}
+            (false, true, _) => self.stop_service(),
+            (false, false, Role::Active) => self.cancel_stop(),
+            (false, false, Role::Standby) => {}
         }
     }
 
@@ -483,7 +632,13 @@ impl Membership {
                 self.handover = Some(reason);
             }
             (Role::Standby, _) => self.handover = None,
-            (Role::Active, _) => self.handover = None,
+            (Role::Active, _) => {
+                // The group came back (the peer could not keep it): an
+                // operator's stop under way is given up.
+                self.handover = None;
+                self.stop_pending = false;
+                self.stop_forced = false;
+            }
         }
     }
 }

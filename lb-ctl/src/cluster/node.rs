@@ -8,6 +8,10 @@
 //!
 //! The data plane is reached through `roles`: a request with the wanted
 //! role, answered once the role map holds it (the daemon owns the map).
+//!
+//! The operator's requests ([`Operation`]) go to the membership; an
+//! operator's stop on the active is answered only once the peer holds the
+//! group (or the handover failed, bounded by [`STOP_WAIT_DEAD_TIMES`]).
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, Result};
@@ -20,7 +24,7 @@ use super::{
     floating::{Announcer, netlink::FloatingIps},
     heartbeat::{Heartbeat, Keyring, first_seq},
     link::{Links, RefusedCounts},
-    membership::{Decision, Membership, PeerView, Reason},
+    membership::{Decision, Membership, PeerView, Reason, StartOutcome, StopOutcome},
     monitors::{MonitorState, Monitors, probe},
     sync::hex,
 };
@@ -31,18 +35,29 @@ pub const ANNOUNCE_REFRESH: Duration = Duration::from_secs(10);
 /// A role change for the data plane; answer when the role map holds it.
 pub type RoleRequest = (Role, oneshot::Sender<Result<()>>);
 
+/// How long an operator's stop on the active waits for the peer to hold
+/// the group, in dead times (heartbeat interval x lost count).
+pub const STOP_WAIT_DEAD_TIMES: u32 = 3;
+
 /// The operator's requests to the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Operation {
     /// Move the group to the peer.
     Failover,
     /// Move the group to the first server.
     Failback,
+    /// Stop this node's cluster service (on the active: after the peer
+    /// took the group; refused when it cannot).
+    Stop,
+    /// Stop it even when the peer cannot take the group.
+    ForceStop,
+    /// Start this node's cluster service again (as a standby).
+    Start,
 }
 
-/// An operation and where to answer (refused with the reason).
-pub type OperationRequest = (Operation, oneshot::Sender<Result<(), String>>);
+/// An operation and where to answer: what was done, or why it was refused.
+pub type OperationRequest = (Operation, oneshot::Sender<Result<String, String>>);
 
 /// What the loop publishes (status, console, metrics).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -60,6 +75,15 @@ pub struct ClusterStatus {
     pub last_change: Option<String>,
     /// Monitor-caused failovers still counted.
     pub failovers: usize,
+    /// This node's cluster service is stopped (Offline): it serves nothing.
+    #[serde(default)]
+    pub stopped: bool,
+    /// The operator's stop is handing the group to the peer.
+    #[serde(default)]
+    pub stopping: bool,
+    /// The peer's heartbeats say its cluster service is stopped (Offline).
+    #[serde(default)]
+    pub peer_stopped: bool,
     /// Heartbeats refused, by reason.
     pub refused: Vec<(String, u64)>,
     /// The settings this node holds: generation and hash (hex).
@@ -97,6 +121,16 @@ pub enum ClusterEvent {
     /// The maximum failover count is reached; `stopped`: the final action
     /// stopped this node's cluster service.
     FinalAction {
+        stopped: bool,
+    },
+    /// The operator stopped (`forced`: although the peer could not take
+    /// the group) or started this node's cluster service.
+    ServiceChanged {
+        stopped: bool,
+        forced: bool,
+    },
+    /// The peer's heartbeats say its cluster service stopped or started.
+    PeerServiceChanged {
         stopped: bool,
     },
     Error(String),
@@ -157,6 +191,13 @@ pub async fn run(
     let mut last_change: Option<String> = None;
     let mut previous = now;
     let mut final_action_taken = false;
+    let peer_name = cluster
+        .servers
+        .get(usize::from(membership.params().peer))
+        .map_or_else(|| "the peer".to_owned(), |s| s.name.clone());
+    // An operator's stop waiting for the peer to take the group.
+    let mut stopping: Option<PendingStop> = None;
+    let mut peer_stopped: Option<bool> = None;
     let mut tick = tokio::time::interval(interval / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -168,6 +209,7 @@ pub async fn run(
                     healthy: hb.healthy,
                     eligible: hb.eligible,
                     yielding: hb.yielding,
+                    stopped: hb.stopped,
                     generation: hb.generation,
                     settings_hash: hb.settings_hash,
                 });
@@ -184,11 +226,27 @@ pub async fn run(
             Some(reachable) = np.recv() => membership.observe_np(Instant::now(), reachable),
             Some((operation, answer)) = operations.recv() => {
                 let now = Instant::now();
-                let result = match operation {
-                    Operation::Failover => membership.request_failover(now),
-                    Operation::Failback => membership.request_failback(now),
-                };
-                let _ = answer.send(result.map_err(|refusal| refusal.to_string()));
+                // The peer learns at once what changed (yielding, stopped).
+                next_beat = now;
+                match operate(&mut membership, operation, now, &peer_name) {
+                    Answer::Now(result) => {
+                        let result = result.map(|done| {
+                            if let Some(event) = done.event {
+                                let _ = events.try_send(event);
+                            }
+                            done.message
+                        });
+                        let _ = answer.send(result);
+                    }
+                    Answer::WhenHandedOver => {
+                        // A second stop meanwhile gets the same answer.
+                        let deadline = now + membership.params().dead_time() * STOP_WAIT_DEAD_TIMES;
+                        stopping
+                            .get_or_insert_with(|| PendingStop { deadline, answers: Vec::new() })
+                            .answers
+                            .push(answer);
+                    }
+                }
             }
             _ = tick.tick() => {}
             _ = stop.changed() => {
@@ -259,6 +317,27 @@ pub async fn run(
             }
         }
         let now = Instant::now();
+        if let Some(pending) = &stopping
+            && let Some((result, event)) = pending.progress(&mut membership, now, &peer_name)
+        {
+            if let Some(event) = event {
+                let _ = events.try_send(event);
+            }
+            // The peer learns at once.
+            next_beat = now;
+            for answer in stopping.take().map(|p| p.answers).unwrap_or_default() {
+                let _ = answer.send(result.clone());
+            }
+        }
+        let peer_now = membership.peer(now).map(|p| p.stopped);
+        if let (Some(before), Some(after)) = (peer_stopped, peer_now)
+            && before != after
+        {
+            let _ = events.try_send(ClusterEvent::PeerServiceChanged { stopped: after });
+        }
+        if peer_now.is_some() {
+            peer_stopped = peer_now;
+        }
         if now >= next_beat {
             let (generation, settings_hash) = *settings.borrow();
             let hb = Heartbeat {
@@ -270,6 +349,7 @@ pub async fn run(
                 healthy: membership.healthy(),
                 eligible: membership.eligible(),
                 yielding: membership.yielding(),
+                stopped: membership.stopped(),
                 generation,
                 settings_hash,
             };
@@ -297,6 +377,155 @@ pub async fn run(
         );
     }
     Ok(())
+}
+
+/// How the loop answers an operation.
+enum Answer {
+    /// At once.
+    Now(Result<Done, String>),
+    /// Once the peer holds the group (the operator's stop on the active).
+    WhenHandedOver,
+}
+
+/// An operation done: the operator's message, and the event to log.
+struct Done {
+    message: String,
+    event: Option<ClusterEvent>,
+}
+
+impl Done {
+    fn said(message: impl Into<String>) -> Done {
+        Done {
+            message: message.into(),
+            event: None,
+        }
+    }
+}
+
+/// Carries an operation to the membership and words the outcome.
+fn operate(membership: &mut Membership, operation: Operation, now: Instant, peer: &str) -> Answer {
+    let refused = |refusal: super::membership::Refusal| refusal.to_string();
+    let result = match operation {
+        Operation::Failover => membership
+            .request_failover(now)
+            .map(|()| {
+                Done::said(format!(
+                    "the group is moving to {peer} (`lb-ctl status` shows where it runs)"
+                ))
+            })
+            .map_err(refused),
+        Operation::Failback => membership
+            .request_failback(now)
+            .map(|()| {
+                Done::said(
+                    "the group is moving to the first server (`lb-ctl status` shows where it runs)",
+                )
+            })
+            .map_err(refused),
+        Operation::Stop | Operation::ForceStop => {
+            match membership.request_stop(now, operation == Operation::ForceStop) {
+                Ok(StopOutcome::HandingOver) => return Answer::WhenHandedOver,
+                Ok(outcome) => Ok(stopped(outcome, peer)),
+                Err(why) => Err(format!(
+                    "not stopped, nothing changed: {why}; `lb-ctl cluster stop --force` stops this node anyway (the service is then down)"
+                )),
+            }
+        }
+        Operation::Start => match membership.request_start() {
+            StartOutcome::AlreadyRunning => Ok(Done::said(
+                "this node's cluster service is already running",
+            )),
+            StartOutcome::Stopping => Err(
+                "a `cluster stop` is handing the group to the peer: start once it is done".into(),
+            ),
+            StartOutcome::Started => Ok(Done {
+                message: "this node's cluster service is started: it rejoins as standby (eligible once it holds the active's settings)".into(),
+                event: Some(ClusterEvent::ServiceChanged {
+                    stopped: false,
+                    forced: false,
+                }),
+            }),
+        },
+    };
+    Answer::Now(result)
+}
+
+/// The answer to a stop done at once (not a handover).
+fn stopped(outcome: StopOutcome, peer: &str) -> Done {
+    let event = |forced| {
+        Some(ClusterEvent::ServiceChanged {
+            stopped: true,
+            forced,
+        })
+    };
+    match outcome {
+        StopOutcome::AlreadyStopped => Done::said(
+            "this node's cluster service is already stopped (`lb-ctl cluster start` starts it)",
+        ),
+        StopOutcome::Forced(why) => Done {
+            message: format!(
+                "this node's cluster service is stopped (forced) although {peer} could not take the group ({why}): the service is down until a node takes the group"
+            ),
+            event: event(true),
+        },
+        StopOutcome::Stopped | StopOutcome::HandingOver => Done {
+            message: format!(
+                "this node's cluster service is stopped: {peer} keeps the group and has no standby until `lb-ctl cluster start`"
+            ),
+            event: event(false),
+        },
+    }
+}
+
+/// An operator's stop on the active, waiting for the peer to hold the
+/// group, answered at `deadline` at the latest.
+struct PendingStop {
+    deadline: Instant,
+    answers: Vec<oneshot::Sender<Result<String, String>>>,
+}
+
+impl PendingStop {
+    /// The answer once there is one, with the event to log: stopped (the
+    /// peer holds the group), or given up (the group came back, or the peer
+    /// did not take it in time). `None`: still waiting.
+    fn progress(
+        &self,
+        membership: &mut Membership,
+        now: Instant,
+        peer: &str,
+    ) -> Option<(Result<String, String>, Option<ClusterEvent>)> {
+        if membership.stopped() {
+            let moved = membership.peer(now).is_some_and(|p| p.role == Role::Active);
+            let message = if moved {
+                format!(
+                    "the group moved to {peer}, which is active; this node's cluster service is stopped (`lb-ctl cluster start` starts it)"
+                )
+            } else {
+                format!(
+                    "this node's cluster service is stopped (forced) although {peer} did not take the group: the service is down until a node takes the group"
+                )
+            };
+            let event = ClusterEvent::ServiceChanged {
+                stopped: true,
+                forced: !moved,
+            };
+            return Some((Ok(message), Some(event)));
+        }
+        if !membership.stop_pending() {
+            let why = format!(
+                "not stopped: {peer} could not take the group (it stopped, failed or was lost meanwhile): this node keeps it and its cluster service keeps running"
+            );
+            return Some((Err(why), None));
+        }
+        if now >= self.deadline {
+            membership.cancel_stop();
+            let why = format!(
+                "not stopped: {peer} did not take the group in time; the cluster service keeps running (`lb-ctl status` shows where the group runs)"
+            );
+            return Some((Err(why), None));
+        }
+        None
+    }
 }
 
 /// Eligible (a standby that may take over): it holds the active peer's
@@ -337,6 +566,8 @@ async fn step_down(
         healthy: false,
         eligible: false,
         yielding: true,
+        // A daemon that goes away is lost to the peer, not Offline.
+        stopped: false,
         generation,
         settings_hash,
     };
@@ -433,6 +664,9 @@ fn publish(
         healthy: membership.healthy(),
         last_change: last_change.clone(),
         failovers: membership.failovers(now),
+        stopped: membership.stopped(),
+        stopping: membership.stop_pending(),
+        peer_stopped: peer.is_some_and(|p| p.stopped),
         refused: refused
             .lock()
             .map(|r| r.iter().map(|(k, v)| (k.name().to_owned(), *v)).collect())
@@ -462,6 +696,7 @@ mod tests {
             yielding: false,
             generation,
             settings_hash: [hash; 32],
+            stopped: false,
         })
     }
 

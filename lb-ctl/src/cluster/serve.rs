@@ -313,7 +313,38 @@ pub fn alert(event: &ClusterEvent) -> (AlertLevel, &'static str, String) {
         ClusterEvent::FinalAction { stopped: true } => (
             AlertLevel::Error,
             "final_action",
-            "a monitor failed and the maximum failover count is reached: final action stop, this node's cluster service stopped (it serves nothing until lb-ctl run restarts)".into(),
+            "a monitor failed and the maximum failover count is reached: final action stop, this node's cluster service stopped (it serves nothing until `lb-ctl cluster start`)".into(),
+        ),
+        ClusterEvent::ServiceChanged {
+            stopped: true,
+            forced: false,
+        } => (
+            AlertLevel::Info,
+            "cluster_stopped",
+            "this node's cluster service was stopped (lb-ctl cluster stop): it serves nothing until `lb-ctl cluster start`".into(),
+        ),
+        ClusterEvent::ServiceChanged {
+            stopped: true,
+            forced: true,
+        } => (
+            AlertLevel::Warning,
+            "cluster_stopped",
+            "this node's cluster service was stopped with --force although the peer could not take the group: the service may be down".into(),
+        ),
+        ClusterEvent::ServiceChanged { stopped: false, .. } => (
+            AlertLevel::Info,
+            "cluster_started",
+            "this node's cluster service was started (lb-ctl cluster start): it rejoins as standby".into(),
+        ),
+        ClusterEvent::PeerServiceChanged { stopped: true } => (
+            AlertLevel::Info,
+            "peer_stopped",
+            "the peer's cluster service is stopped (Offline): it takes no group, this node has no standby".into(),
+        ),
+        ClusterEvent::PeerServiceChanged { stopped: false } => (
+            AlertLevel::Info,
+            "peer_started",
+            "the peer's cluster service is started again".into(),
         ),
         ClusterEvent::Error(message) => (AlertLevel::Error, "cluster_error", message.clone()),
     }

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
+mod operator;
+
 const INTERVAL: Duration = Duration::from_millis(50);
 const STEP: Duration = Duration::from_millis(10);
 
@@ -87,6 +89,7 @@ impl Sim {
             yielding: m.yielding(),
             generation: 1,
             settings_hash: [0; 32],
+            stopped: m.stopped(),
         }
     }
 
@@ -494,18 +497,24 @@ fn a_node_back_from_isolation_waits_for_the_peer_before_taking_over() {
     assert_eq!(sim.max_dual, Duration::ZERO);
 }
 
-#[test]
-fn heartbeats_held_back_by_a_link_do_not_make_a_standby_take_over() {
-    let t0 = Instant::now();
-    let mut m = Membership::new(params(0, true), Role::Standby, t0);
-    let view = |role| PeerView {
+/// A peer's heartbeat: monitors Normal, settings current, not yielding.
+fn healthy_peer(role: Role, stopped: bool) -> PeerView {
+    PeerView {
         role,
         healthy: true,
         eligible: true,
         yielding: false,
         generation: 1,
         settings_hash: [0; 32],
-    };
+        stopped,
+    }
+}
+
+#[test]
+fn heartbeats_held_back_by_a_link_do_not_make_a_standby_take_over() {
+    let t0 = Instant::now();
+    let mut m = Membership::new(params(0, true), Role::Standby, t0);
+    let view = |role| healthy_peer(role, false);
     // The peer, active, heard long ago; then nothing (a cut link).
     m.observe_heartbeat(t0, 0, 100, view(Role::Active));
     let back = t0 + Duration::from_secs(5);
