@@ -357,6 +357,33 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
         "{}",
         lb1_metrics(&net)
     );
+
+    // The first interconnect cut: the next change goes over the second.
+    net.nodes[1].ip(["link", "set", "hb0", "down"])?;
+    let added = lb1
+        .ctl()
+        .args(["service", "add", "tcp/198.18.0.102:80"])
+        .output()?;
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    wait_for(
+        "generation 3 on lb2 over hb1",
+        Duration::from_secs(10),
+        || match (settings(&lb1), settings(&lb2)) {
+            (Some((mine, _)), Some((theirs, _))) => mine == theirs && mine[0] == 3,
+            _ => false,
+        },
+    )?;
+    assert_eq!(services(&lb2)?, services(&lb1)?);
+    assert!(
+        status_text(&lb1).contains("synchronized (generation 3)"),
+        "{}",
+        status_text(&lb1)
+    );
+    net.nodes[1].ip(["link", "set", "hb0", "up"])?;
     Ok(())
 }
 

@@ -20,7 +20,7 @@ pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 40;
 pub const DEFAULT_HEARTBEAT_LOST_AFTER: u32 = 5;
 /// UDP port of the heartbeats, on every interconnect address.
 pub const DEFAULT_HEARTBEAT_PORT: u16 = 29101;
-/// TCP port of the settings sync (TLS), on the first interconnect address.
+/// TCP port of the settings sync (TLS), on every interconnect address.
 pub const DEFAULT_SYNC_PORT: u16 = 29102;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,8 +38,8 @@ pub struct ClusterConfig {
     /// for each server (made by `lb-ctl cluster init`).
     #[serde(default = "default_tls_dir")]
     pub tls_dir: PathBuf,
-    /// TCP port of the settings sync (mutual TLS) on each server's first
-    /// interconnect address.
+    /// TCP port of the settings sync (mutual TLS) on each server's
+    /// interconnect addresses (pushed over the first that answers).
     #[serde(default = "default_sync_port")]
     pub sync_port: u16,
     #[serde(default = "default_interval")]

@@ -55,7 +55,8 @@ pub fn settings_hash(config: &Config) -> [u8; 32] {
 /// active), one at a time.
 pub struct Pusher {
     tls: Tls,
-    peer: std::net::SocketAddr,
+    /// The peer's sync address on each interconnect, in priority order.
+    peers: Vec<std::net::SocketAddr>,
     /// The peer's name, for the refusals.
     pub peer_name: String,
     settings: watch::Sender<(u64, [u8; 32])>,
@@ -85,7 +86,7 @@ impl Pusher {
             hash: hex(&settings_hash(config)),
             services: config.services.clone(),
         };
-        push_settings(self.tls.clone(), self.peer, message)
+        push_settings(self.tls.clone(), self.peers.clone(), message)
     }
 }
 
@@ -110,12 +111,20 @@ pub fn start(
     let params = cluster
         .params(&node_name)
         .context("this node is not among the cluster's servers")?;
-    let first = cluster
-        .interconnects
-        .first()
-        .context("the cluster has no interconnect")?;
-    let here = std::net::SocketAddr::new(first.addresses[params.me as usize], cluster.sync_port);
-    let peer = std::net::SocketAddr::new(first.addresses[params.peer as usize], cluster.sync_port);
+    // The settings sync listens on every interconnect and pushes over the
+    // first that answers, in their priority order: one cut interconnect
+    // does not stop it, as it does not stop the heartbeats.
+    let at = |i: u8| -> Vec<std::net::SocketAddr> {
+        cluster
+            .interconnects
+            .iter()
+            .map(|ic| std::net::SocketAddr::new(ic.addresses[i as usize], cluster.sync_port))
+            .collect()
+    };
+    let (heres, peers) = (at(params.me), at(params.peer));
+    if heres.is_empty() {
+        anyhow::bail!("the cluster has no interconnect");
+    }
     let peer_name = cluster.servers[params.peer as usize].name.clone();
     let interval = std::time::Duration::from_millis(cluster.heartbeat_interval_ms);
     let (role_tx, role_rx) = mpsc::channel::<node::RoleRequest>(4);
@@ -157,12 +166,19 @@ pub fn start(
     ));
     // The settings sync: the standby's side takes pushes (applied by the
     // daemon's loop)...
-    let listener = std::net::TcpListener::bind(here)
-        .with_context(|| format!("listening for the settings sync on {here}"))?;
-    listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(listener)?;
     let (incoming_tx, incoming) = mpsc::channel::<settings_sync::Incoming>(4);
-    tokio::spawn(settings_sync::serve(listener, tls.clone(), incoming_tx));
+    for here in &heres {
+        let listener = std::net::TcpListener::bind(here)
+            .with_context(|| format!("listening for the settings sync on {here}"))?;
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        tokio::spawn(settings_sync::serve(
+            listener,
+            tls.clone(),
+            incoming_tx.clone(),
+        ));
+    }
+    drop(incoming_tx);
     tokio::spawn(event_loop::forward(
         incoming,
         events,
@@ -177,7 +193,7 @@ pub fn start(
     });
     let pusher = Pusher {
         tls,
-        peer,
+        peers,
         peer_name,
         settings: settings_tx,
         queue: PushQueue::default(),
@@ -218,25 +234,35 @@ pub fn start(
     Ok((pusher, task))
 }
 
-/// Pushes `message` to the peer: what it said (Ok: it holds the
-/// settings).
+/// Pushes `message` to the peer over the first of its addresses (one an
+/// interconnect, in priority order) that answers: what it said (Ok: it
+/// holds the settings). A refusal is the peer's answer and ends the tries;
+/// only an address that cannot be reached moves on to the next.
 async fn push_settings(
     tls: Tls,
-    peer: std::net::SocketAddr,
+    peers: Vec<std::net::SocketAddr>,
     message: SyncMessage,
 ) -> Result<String, String> {
     let generation = message.generation;
-    match settings_sync::push(&tls, peer, &message, PUSH_TIMEOUT).await {
-        Ok(reply) if reply.status == 200 => Ok(format!(
-            "the peer holds generation {} ({})",
-            reply.generation, reply.message
-        )),
-        Ok(reply) => Err(format!(
-            "the peer refused generation {generation} ({}): {}",
-            reply.status, reply.message
-        )),
-        Err(err) => Err(format!("{err:#}")),
+    let mut unreachable = Vec::new();
+    for peer in peers {
+        match settings_sync::push(&tls, peer, &message, PUSH_TIMEOUT).await {
+            Ok(reply) if reply.status == 200 => {
+                return Ok(format!(
+                    "the peer holds generation {} ({})",
+                    reply.generation, reply.message
+                ));
+            }
+            Ok(reply) => {
+                return Err(format!(
+                    "the peer refused generation {generation} ({}): {}",
+                    reply.status, reply.message
+                ));
+            }
+            Err(err) => unreachable.push(format!("{err:#}")),
+        }
     }
+    Err(unreachable.join("; "))
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
