@@ -54,8 +54,8 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use lb_tests::{
-    daemon::{DaemonProcess, NodeFiles},
-    pair::{FIP, PairNet},
+    daemon::DaemonProcess,
+    pair::{FIP, PairNet, PlanExtras},
 };
 use serde_json::{Value, json};
 
@@ -472,36 +472,11 @@ struct LbPair {
 
 impl LbPair {
     fn start(net: &PairNet, dir: &Path) -> Result<Self> {
-        let node = |name: &str| {
-            let files = dir.join(name);
-            format!(
-                "[nodes.{name}]\ninterfaces = [\"ext0\"]\napi_socket = \"{}\"\nbpffs_dir = \"/sys/fs/bpf/{}-{name}\"\nalert_log = \"{}\"\n",
-                files.join("lb.sock").display(),
-                net.prefix,
-                files.join("alerts.jsonl").display(),
-            )
+        let extras = PlanExtras {
+            cluster_tables: "[[cluster.monitors]]\nname = \"client-link\"\nkind = \"link\"\ninterface = \"ext0\"\ninterval_ms = 20\nretries = 2\n",
+            ..PlanExtras::default()
         };
-        let plan = format!(
-            "[cluster]\nkey_file = \"{}\"\ntls_dir = \"{}\"\n{}{}\n{}\n{}",
-            dir.join("lb1/cluster.keys").display(),
-            dir.join("lb1/tls").display(),
-            net.cluster_toml(),
-            "[[cluster.monitors]]\nname = \"client-link\"\nkind = \"link\"\ninterface = \"ext0\"\ninterval_ms = 20\nretries = 2\n",
-            node("lb1"),
-            node("lb2"),
-        );
-        let plan_file = dir.join("plan.toml");
-        fs::write(&plan_file, plan)?;
-        // Both nodes read lb1's tls folder: cluster_init shares the
-        // certificates between the nodes' folders.
-        lb_tests::daemon::cluster_init(Path::new(LB_CTL), &plan_file, dir)?;
-        let files = |name: &str| NodeFiles {
-            dir: dir.join(name),
-            pin_dir: PathBuf::from(format!("/sys/fs/bpf/{}-{name}", net.prefix)),
-        };
-        let bin = Path::new(LB_CTL);
-        let lb1 = DaemonProcess::start(&net.nodes[0], bin, files("lb1"), &dir.join("lb1/lb.toml"))?;
-        let lb2 = DaemonProcess::start(&net.nodes[1], bin, files("lb2"), &dir.join("lb2/lb.toml"))?;
+        let [lb1, lb2] = net.start_daemons(Path::new(LB_CTL), dir, &extras)?;
         let pair = LbPair {
             daemons: [lb1, lb2],
         };
@@ -518,13 +493,7 @@ impl LbPair {
     }
 
     fn role(&self, i: usize) -> Option<String> {
-        let out = self.daemons[i]
-            .ctl()
-            .args(["--json", "status"])
-            .output()
-            .ok()?;
-        let status: Value = serde_json::from_slice(&out.stdout).ok()?;
-        status["cluster"]["role"].as_str().map(str::to_owned)
+        self.daemons[i].cluster_role()
     }
 }
 

@@ -11,11 +11,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use lb_tests::{
     daemon::{DaemonProcess, NodeFiles},
-    pair::PairNet,
+    pair::{PairNet, PlanExtras},
     rig::{Rig, RigOptions, VIP_V4, pair::NODES},
+    wait::wait_for,
 };
 use serde_json::Value;
 
@@ -23,88 +24,16 @@ fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lb-ctl"))
 }
 
-fn plan(net: &PairNet, dir: &Path) -> String {
-    let node = |name: &str| {
-        let files = dir.join(name);
-        format!(
-            "[nodes.{name}]\ninterfaces = [\"ext0\"]\napi_socket = \"{}\"\nbpffs_dir = \"/sys/fs/bpf/{}-{name}\"\nalert_log = \"{}\"\n",
-            files.join("lb.sock").display(),
-            net.prefix,
-            files.join("alerts.jsonl").display(),
-        )
-    };
-    // lb1's metrics on its first interconnect address.
-    let metrics = "metrics = \"198.18.8.1:9650\"\n";
-    format!(
-        "[cluster]\nkey_file = \"{}\"\ntls_dir = \"{}\"\n{}\n{}\n{}",
-        dir.join("lb1/cluster.keys").display(),
-        dir.join("lb1/tls").display(),
-        net.cluster_toml(),
-        node("lb1") + metrics,
-        node("lb2"),
-    )
-}
+/// lb1's metrics on its first interconnect address.
+const LB1_METRICS: PlanExtras = PlanExtras {
+    cluster_keys: "",
+    cluster_tables: "",
+    node_keys: ["metrics = \"198.18.8.1:9650\"\n", ""],
+};
 
-fn role(daemon: &DaemonProcess) -> Option<String> {
-    let out = daemon.ctl().args(["--json", "status"]).output().ok()?;
-    let status: Value = serde_json::from_slice(&out.stdout).ok()?;
-    status["cluster"]["role"].as_str().map(str::to_owned)
-}
-
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Result<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return Ok(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    bail!("{what}: not within {limit:?}")
-}
-
-fn alerts(daemon: &DaemonProcess) -> String {
-    fs::read_to_string(daemon.files().alert_log()).unwrap_or_default()
-}
-
-/// `cluster init` from the rig's plan into `dir`, then both daemons.
+/// `cluster init` from the network's plan into `dir`, then both daemons.
 fn start_pair(net: &PairNet, dir: &Path) -> Result<(DaemonProcess, DaemonProcess)> {
-    let plan_file = dir.join("plan.toml");
-    fs::write(&plan_file, plan(net, dir))?;
-    let init = std::process::Command::new(bin())
-        .args(["cluster", "init", "--plan"])
-        .arg(&plan_file)
-        .arg("--out")
-        .arg(dir)
-        .output()?;
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    // Both nodes read the plan's one tls_dir (lb1's folder): lb2's
-    // certificate and key join it there.
-    for file in ["lb2.pem", "lb2.key"] {
-        fs::copy(
-            dir.join("lb2/tls").join(file),
-            dir.join("lb1/tls").join(file),
-        )?;
-    }
-    let files = |name: &str| NodeFiles {
-        dir: dir.join(name),
-        pin_dir: PathBuf::from(format!("/sys/fs/bpf/{}-{name}", net.prefix)),
-    };
-    let lb1 = DaemonProcess::start(
-        &net.nodes[0],
-        &bin(),
-        files("lb1"),
-        &dir.join("lb1/lb.toml"),
-    )?;
-    let lb2 = DaemonProcess::start(
-        &net.nodes[1],
-        &bin(),
-        files("lb2"),
-        &dir.join("lb2/lb.toml"),
-    )?;
+    let [lb1, lb2] = net.start_daemons(&bin(), dir, &LB1_METRICS)?;
     Ok((lb1, lb2))
 }
 
@@ -118,7 +47,8 @@ fn a_killed_active_is_fenced_while_the_peer_serves_and_the_group_moves_on_reques
 
     // The first server is elected; the client reaches it at the floating IP.
     wait_for("lb1 active, lb2 standby", Duration::from_secs(5), || {
-        role(&lb1).as_deref() == Some("active") && role(&lb2).as_deref() == Some("standby")
+        lb1.cluster_role().as_deref() == Some("active")
+            && lb2.cluster_role().as_deref() == Some("standby")
     })?;
     assert!(net.holds_fip(0) && !net.holds_fip(1));
     assert_eq!(net.client_resolves_fip(), Some(mac1.clone()));
@@ -134,7 +64,7 @@ fn a_killed_active_is_fenced_while_the_peer_serves_and_the_group_moves_on_reques
     // the address, but its program, fenced, answers nothing for it.
     lb1.kill9();
     wait_for("lb2 active", Duration::from_secs(3), || {
-        role(&lb2).as_deref() == Some("active")
+        lb2.cluster_role().as_deref() == Some("active")
     })?;
     assert!(
         net.holds_fip(0),
@@ -148,16 +78,16 @@ fn a_killed_active_is_fenced_while_the_peer_serves_and_the_group_moves_on_reques
     for _ in 0..3 {
         assert_eq!(net.client_resolves_fip(), Some(mac2.clone()));
     }
-    assert!(alerts(&lb2).contains("\"failover\""), "{}", alerts(&lb2));
+    assert!(lb2.alerts().contains("\"failover\""), "{}", lb2.alerts());
 
     // lb1 comes back: standby (no automatic failback), the address gone.
     lb1.restart(&net.nodes[0])?;
     wait_for(
         "lb1 standby without the address",
         Duration::from_secs(5),
-        || role(&lb1).as_deref() == Some("standby") && !net.holds_fip(0),
+        || lb1.cluster_role().as_deref() == Some("standby") && !net.holds_fip(0),
     )?;
-    assert_eq!(role(&lb2).as_deref(), Some("active"));
+    assert_eq!(lb2.cluster_role().as_deref(), Some("active"));
 
     // Failover on request, from the active.
     let refused = lb1.ctl().arg("failover").output()?;
@@ -174,7 +104,8 @@ fn a_killed_active_is_fenced_while_the_peer_serves_and_the_group_moves_on_reques
         String::from_utf8_lossy(&moved.stderr)
     );
     wait_for("lb1 active again", Duration::from_secs(3), || {
-        role(&lb1).as_deref() == Some("active") && role(&lb2).as_deref() == Some("standby")
+        lb1.cluster_role().as_deref() == Some("active")
+            && lb2.cluster_role().as_deref() == Some("standby")
     })?;
     wait_for("the client reaches lb1", Duration::from_secs(3), || {
         net.client_resolves_fip() == Some(mac1.clone())
@@ -185,7 +116,7 @@ fn a_killed_active_is_fenced_while_the_peer_serves_and_the_group_moves_on_reques
     wait_for(
         "lb2 active after lb1 stopped",
         Duration::from_secs(3),
-        || role(&lb2).as_deref() == Some("active"),
+        || lb2.cluster_role().as_deref() == Some("active"),
     )?;
     assert!(!net.holds_fip(0), "a clean stop gives the address up");
     assert_eq!(net.client_resolves_fip(), Some(mac2));
@@ -195,8 +126,7 @@ fn a_killed_active_is_fenced_while_the_peer_serves_and_the_group_moves_on_reques
 
 /// The settings (generation, hash) a node reports, and those of its peer.
 fn settings(daemon: &DaemonProcess) -> Option<(Value, Value)> {
-    let out = daemon.ctl().args(["--json", "status"]).output().ok()?;
-    let status: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let status = daemon.status_json()?;
     Some((
         status["cluster"]["settings"].clone(),
         status["cluster"]["peer_settings"].clone(),
@@ -242,7 +172,8 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
     let dir = scratch.path();
     let (lb1, mut lb2) = start_pair(&net, dir)?;
     wait_for("lb1 active, lb2 standby", Duration::from_secs(5), || {
-        role(&lb1).as_deref() == Some("active") && role(&lb2).as_deref() == Some("standby")
+        lb1.cluster_role().as_deref() == Some("active")
+            && lb2.cluster_role().as_deref() == Some("standby")
     })?;
 
     // A change on the active reaches the standby: same services, same
@@ -312,7 +243,7 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
     wait_for("lb1 not synchronized", Duration::from_secs(5), || {
         status_text(&lb1).contains("not synchronized")
     })?;
-    assert!(alerts(&lb1).contains("\"sync_failed\""), "{}", alerts(&lb1));
+    assert!(lb1.alerts().contains("\"sync_failed\""), "{}", lb1.alerts());
     assert!(
         lb1_metrics(&net).contains("lb_cluster_settings_synchronized 0"),
         "{}",
@@ -323,7 +254,7 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
     // drift) until `lb-ctl sync` on the active.
     lb2.restart(&net.nodes[1])?;
     wait_for("lb2 standby again", Duration::from_secs(5), || {
-        role(&lb2).as_deref() == Some("standby")
+        lb2.cluster_role().as_deref() == Some("standby")
     })?;
     assert_eq!(settings(&lb2).context("lb2 status")?.0[0], 1);
     assert!(status_text(&lb1).contains("not synchronized"));
@@ -348,9 +279,9 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
         status_text(&lb1)
     );
     assert!(
-        alerts(&lb1).contains("\"sync_recovered\""),
+        lb1.alerts().contains("\"sync_recovered\""),
         "{}",
-        alerts(&lb1)
+        lb1.alerts()
     );
     assert!(
         lb1_metrics(&net).contains("lb_cluster_settings_synchronized 1"),
@@ -499,7 +430,8 @@ fn a_long_configuration_change_on_the_active_moves_nothing() -> Result<()> {
     let dir = scratch.path();
     let (lb1, lb2) = start_pair(&net, dir)?;
     wait_for("lb1 active, lb2 standby", Duration::from_secs(5), || {
-        role(&lb1).as_deref() == Some("active") && role(&lb2).as_deref() == Some("standby")
+        lb1.cluster_role().as_deref() == Some("active")
+            && lb2.cluster_role().as_deref() == Some("standby")
     })?;
     let exported = lb1.ctl().args(["config", "export"]).output()?;
     let mut config: toml::Table = toml::from_str(&String::from_utf8(exported.stdout)?)?;
@@ -531,12 +463,12 @@ fn a_long_configuration_change_on_the_active_moves_nothing() -> Result<()> {
     );
     eprintln!("the import kept lb1's daemon busy for {took:?}");
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(role(&lb1).as_deref(), Some("active"));
-    assert_eq!(role(&lb2).as_deref(), Some("standby"));
+    assert_eq!(lb1.cluster_role().as_deref(), Some("active"));
+    assert_eq!(lb2.cluster_role().as_deref(), Some("standby"));
     assert!(
-        !alerts(&lb2).contains("\"failover\""),
+        !lb2.alerts().contains("\"failover\""),
         "lb2 took over: {}",
-        alerts(&lb2)
+        lb2.alerts()
     );
     assert!(net.holds_fip(0) && !net.holds_fip(1));
     Ok(())

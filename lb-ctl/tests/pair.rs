@@ -6,17 +6,17 @@
 use std::{
     sync::{Arc, Mutex},
     thread::JoinHandle,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use lb_ctl::cluster::{
     Role,
     config::ClusterConfig,
     heartbeat::{Key, Keyring},
     node::{ClusterEvent, ClusterStatus, NodeSetup, RoleRequest, run},
 };
-use lb_tests::{netns::Netns, pair::PairNet};
+use lb_tests::{netns::Netns, pair::PairNet, wait::wait_for};
 use tokio::sync::{mpsc, watch};
 
 const FIP: &str = "198.18.0.100";
@@ -159,18 +159,6 @@ fn pair() -> Result<Pair> {
         client,
         _switch: switch,
     })
-}
-
-/// Waits (bounded) until `cond` holds; the time it took.
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Result<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return Ok(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    bail!("{what}: not within {limit:?}")
 }
 
 fn mac(ns: &Netns, dev: &str) -> String {

@@ -293,12 +293,31 @@ impl DaemonProcess {
         )
     }
 
+    /// `lb-ctl --json status`; `None` when the daemon does not answer.
+    pub fn status_json(&self) -> Option<serde_json::Value> {
+        let out = self.ctl().args(["--json", "status"]).output().ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
     /// The node's cluster role from its status (`"active"`, `"standby"`
     /// ...); `None` when it does not answer or runs no cluster.
     pub fn cluster_role(&self) -> Option<String> {
-        let out = self.ctl().args(["--json", "status"]).output().ok()?;
-        let status: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let status = self.status_json()?;
         status["cluster"]["role"].as_str().map(str::to_owned)
+    }
+
+    /// The alert log's text (empty before the first alert).
+    pub fn alerts(&self) -> String {
+        fs::read_to_string(self.files.alert_log()).unwrap_or_default()
+    }
+
+    /// The names of the alerts logged so far (`"failover"` ...), in order.
+    pub fn alert_events(&self) -> Vec<String> {
+        self.alerts()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter_map(|alert| alert["event"].as_str().map(str::to_owned))
+            .collect()
     }
 
     /// The daemon's files.

@@ -3,7 +3,11 @@
 //! - [`fixture`]: runs an XDP program on crafted packets through the kernel's
 //!   BPF_PROG_TEST_RUN and checks the action and the exact output bytes;
 //! - [`daemon`]: the real `lb-ctl run` as a process in a namespace, for
-//!   the daemon tests, the control benchmark and the demo.
+//!   the daemon tests, the control benchmark and the demo;
+//! - [`capture`]: UDP datagrams captured on the wire (tcpdump) in a namespace;
+//! - [`pair`]: the network of a two-node cluster and its daemons;
+//! - [`wait`]: bounded waits (until a condition holds, or while it holds).
+pub mod capture;
 pub mod daemon;
 pub mod fixnet;
 pub mod fixture;
@@ -11,3 +15,4 @@ pub mod netns;
 pub mod packets;
 pub mod pair;
 pub mod rig;
+pub mod wait;

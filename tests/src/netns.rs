@@ -3,6 +3,7 @@
 use std::{
     ffi::OsStr,
     fs::File,
+    io::Write as _,
     os::fd::AsRawFd,
     process::{Child, Command, Output, Stdio},
     thread,
@@ -80,6 +81,34 @@ impl Netns {
     /// Sets a sysctl inside the namespace.
     pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
         self.exec("sysctl", ["-qw", &format!("{key}={value}")])?;
+        Ok(())
+    }
+
+    /// Loads an nftables script (`nft -f -`) inside the namespace, never in
+    /// the host's: the rules go with the namespace. Fails with nft's message.
+    pub fn nft(&self, script: &str) -> Result<()> {
+        let mut child = self
+            .command("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running nft in {} (is nftables installed?)", self.name))?;
+        child
+            .stdin
+            .take()
+            .context("nft's stdin")?
+            .write_all(script.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "nft -f - in {} failed ({}): {}\n{script}",
+                self.name,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
         Ok(())
     }
 

@@ -10,18 +10,37 @@
 //!                         └──── p2 ───── ext0                   hb1 198.18.9.N ─┤ (veths n1<->n2)
 //! ```
 use std::{
+    fs,
+    path::{Path, PathBuf},
     process::Command,
     sync::atomic::{AtomicUsize, Ordering},
 };
 
 use anyhow::Result;
 
-use crate::netns::{Netns, run};
+use crate::{
+    daemon::{DaemonProcess, NodeFiles, cluster_init},
+    netns::{Netns, run},
+    rig::pair::NODES,
+};
 
 /// The floating IP the tests move (on `ext0`).
 pub const FIP: &str = "198.18.0.100";
 /// The client's address (also the NP target).
 pub const CLIENT: &str = "198.18.0.10";
+
+/// What a test adds to the pair's plan for `lb-ctl cluster init`
+/// ([`PairNet::plan`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlanExtras<'a> {
+    /// More keys of `[cluster]` (`survivor = "lb2"\n`).
+    pub cluster_keys: &'a str,
+    /// More tables of the cluster (`[[cluster.monitors]]` ...).
+    pub cluster_tables: &'a str,
+    /// More keys of each node's `[nodes.NAME]`, in server order
+    /// (`metrics = "..."\n`).
+    pub node_keys: [&'a str; 2],
+}
 
 pub struct PairNet {
     pub prefix: String,
@@ -121,6 +140,59 @@ address = "{FIP}/24"
 interface = "ext0"
 "#
         )
+    }
+
+    /// The files of node `name`'s daemon: `dir/NAME`, pins in
+    /// `/sys/fs/bpf/PREFIX-NAME`.
+    pub fn node_files(&self, dir: &Path, name: &str) -> NodeFiles {
+        NodeFiles {
+            dir: dir.join(name),
+            pin_dir: PathBuf::from(format!("/sys/fs/bpf/{}-{name}", self.prefix)),
+        }
+    }
+
+    /// The plan of this network for `lb-ctl cluster init --out dir`: the
+    /// key file and TLS material in `dir/lb1`, [`PairNet::cluster_toml`],
+    /// both nodes on `ext0` with the files of [`PairNet::node_files`], and
+    /// the test's `extras`.
+    pub fn plan(&self, dir: &Path, extras: &PlanExtras) -> String {
+        let mut plan = format!(
+            "[cluster]\nkey_file = \"{}\"\ntls_dir = \"{}\"\n{}{}{}",
+            dir.join("lb1/cluster.keys").display(),
+            dir.join("lb1/tls").display(),
+            extras.cluster_keys,
+            self.cluster_toml(),
+            extras.cluster_tables,
+        );
+        for (name, keys) in NODES.iter().zip(extras.node_keys) {
+            plan.push('\n');
+            plan.push_str(&self.node_files(dir, name).plan_node_table(name, &["ext0"]));
+            plan.push_str(keys);
+        }
+        plan
+    }
+
+    /// `bin cluster init` of [`PairNet::plan`] into `dir`, then both
+    /// daemons, `lb1` first, each started once its API answers.
+    pub fn start_daemons(
+        &self,
+        bin: &Path,
+        dir: &Path,
+        extras: &PlanExtras,
+    ) -> Result<[DaemonProcess; 2]> {
+        let plan = dir.join("plan.toml");
+        fs::write(&plan, self.plan(dir, extras))?;
+        cluster_init(bin, &plan, dir)?;
+        let start = |i: usize| {
+            let name = NODES[i];
+            DaemonProcess::start(
+                &self.nodes[i],
+                bin,
+                self.node_files(dir, name),
+                &dir.join(name).join("lb.toml"),
+            )
+        };
+        Ok([start(0)?, start(1)?])
     }
 
     /// Whether node `i` holds the floating IP on `ext0`.
