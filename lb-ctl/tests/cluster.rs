@@ -533,12 +533,12 @@ fn cluster_stop_moves_the_group_first_and_cluster_start_brings_the_node_back_as_
     );
     assert!(status_text(&lb1).contains("Offline: cluster service stopped"));
     wait_for("the peer_stopped alert", Duration::from_secs(3), || {
-        alerts(&lb2).contains("\"peer_stopped\"")
+        lb2.alerts().contains("\"peer_stopped\"")
     })?;
     assert!(
-        alerts(&lb1).contains("\"cluster_stopped\""),
+        lb1.alerts().contains("\"cluster_stopped\""),
         "{}",
-        alerts(&lb1)
+        lb1.alerts()
     );
     // Idempotent.
     let (code, out, _) = cluster_cmd(&lb1, &["stop"])?;

@@ -368,6 +368,7 @@ fn forged_and_replayed_heartbeats_are_refused_counted_and_move_nothing() -> Resu
         healthy: true,
         eligible: true,
         yielding,
+        stopped: false,
         generation: 0,
         settings_hash: [0; 32],
     };
