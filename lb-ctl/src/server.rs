@@ -208,6 +208,53 @@ async fn cluster_sync(daemon: Handle) -> Response {
     }
 }
 
+/// The pair as this node sees it: its role, the peer, each interconnect,
+/// the monitor failovers counted and the heartbeats refused by reason.
+fn cluster_metrics(out: &mut String, cluster: &crate::cluster::node::ClusterStatus) {
+    use crate::role::Role;
+    gauge(
+        out,
+        "lb_cluster_active",
+        "This node holds the group (1) or not (0).",
+        u64::from(cluster.role == Some(Role::Active)),
+    );
+    gauge(
+        out,
+        "lb_cluster_peer_alive",
+        "The peer is heard on some interconnect (1) or lost (0).",
+        u64::from(cluster.peer_alive),
+    );
+    gauge(
+        out,
+        "lb_cluster_monitor_failovers",
+        "Failovers a failed monitor caused, counted against the maximum failover count (until its reset).",
+        cluster.failovers as u64,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP lb_cluster_interconnect_up The peer is heard on the interconnect (1) or not (0).\n# TYPE lb_cluster_interconnect_up gauge"
+    );
+    for (name, up) in &cluster.links {
+        let _ = writeln!(
+            out,
+            "lb_cluster_interconnect_up{{interconnect=\"{}\"}} {}",
+            label(name),
+            u64::from(*up)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lb_cluster_heartbeats_refused_total Heartbeats refused, by reason (forged, replayed, malformed...).\n# TYPE lb_cluster_heartbeats_refused_total counter"
+    );
+    for (reason, count) in &cluster.refused {
+        let _ = writeln!(
+            out,
+            "lb_cluster_heartbeats_refused_total{{reason=\"{}\"}} {count}",
+            label(reason)
+        );
+    }
+}
+
 /// Prometheus metrics at `/metrics`.
 pub fn metrics_router(daemon: Handle) -> Router {
     Router::new()
@@ -257,6 +304,9 @@ async fn metrics(State(daemon): State<Handle>) -> Response {
                 crate::cluster::node::SyncState::Synchronized { .. }
             )),
         );
+    }
+    if let Some(cluster) = &status.cluster {
+        cluster_metrics(&mut out, cluster);
     }
     if let Some(counters) = counters {
         let _ = writeln!(

@@ -289,8 +289,21 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
         lb1_metrics(&net)
     );
 
+    let metrics = lb1_metrics(&net);
+    for want in [
+        "lb_cluster_active 1",
+        "lb_cluster_peer_alive 1",
+        "lb_cluster_interconnect_up{interconnect=\"hb0\"} 1",
+        "# TYPE lb_cluster_heartbeats_refused_total counter",
+    ] {
+        assert!(metrics.contains(want), "{want} missing from:\n{metrics}");
+    }
+
     // The first interconnect cut: the next change goes over the second.
     net.nodes[1].ip(["link", "set", "hb0", "down"])?;
+    wait_for("hb0 down in the metrics", Duration::from_secs(3), || {
+        lb1_metrics(&net).contains("lb_cluster_interconnect_up{interconnect=\"hb0\"} 0")
+    })?;
     let added = lb1
         .ctl()
         .args(["service", "add", "tcp/198.18.0.102:80"])

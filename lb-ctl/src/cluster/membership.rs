@@ -80,6 +80,10 @@ impl Params {
 pub enum Reason {
     /// The peer is lost and NP resolution (if any) says we are not isolated.
     PeerLost,
+    /// The peer was never heard since this node started (it is not up, or
+    /// no interconnect reaches it) and NP resolution (if any) says we are
+    /// not isolated: a start alone, not a failover.
+    PeerNeverHeard,
     /// Both nodes up, neither active (start, or after a step-down).
     NobodyActive,
     /// The peer yielded the group to us.
@@ -574,15 +578,24 @@ impl Membership {
                     Decision::Stay
                 }
                 (Some((_, true)), Role::Standby) => {
-                    Decision::Become(Role::Active, Reason::PeerLost)
+                    Decision::Become(Role::Active, self.lost_reason())
                 }
                 (Some((_, true)), Role::Active) => Decision::Stay,
             }
         } else {
             match self.role {
-                Role::Standby => Decision::Become(Role::Active, Reason::PeerLost),
+                Role::Standby => Decision::Become(Role::Active, self.lost_reason()),
                 Role::Active => Decision::Stay,
             }
+        }
+    }
+
+    /// Why a standby takes the group from a peer it does not hear.
+    fn lost_reason(&self) -> Reason {
+        if self.heard.iter().all(Option::is_none) {
+            Reason::PeerNeverHeard
+        } else {
+            Reason::PeerLost
         }
     }
 

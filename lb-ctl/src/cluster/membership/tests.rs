@@ -190,7 +190,8 @@ fn a_lone_node_serves_after_the_dead_time_when_it_reaches_an_np_target() {
     sim.nodes[1].running = false;
     sim.run(Duration::from_secs(1));
     assert_eq!(sim.active(), vec![0]);
-    assert_eq!(sim.log[0].3, Reason::PeerLost);
+    // Never heard: a start alone, not a failover.
+    assert_eq!(sim.log[0].3, Reason::PeerNeverHeard);
     assert!(sim.log[0].0 >= INTERVAL * 4, "not before the dead time");
 }
 
