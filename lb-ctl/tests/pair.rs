@@ -127,6 +127,7 @@ fn pair() -> Result<Pair> {
                         keys,
                         start_role: Role::Standby,
                         settings,
+                        daemon: None,
                     },
                     role_tx,
                     event_tx,

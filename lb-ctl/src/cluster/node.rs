@@ -145,7 +145,13 @@ pub struct NodeSetup {
     pub start_role: Role,
     /// The settings generation and hash this node holds.
     pub settings: watch::Receiver<(u64, [u8; 32])>,
+    /// The daemon's event loop, which a `stall` monitor asks to answer
+    /// (None: the monitor watches only this loop).
+    pub daemon: Option<DaemonPing>,
 }
+
+/// Where a `stall` monitor asks the daemon's event loop to answer.
+pub type DaemonPing = mpsc::Sender<oneshot::Sender<()>>;
 
 /// Runs until `stop` turns true.
 pub async fn run(
@@ -163,6 +169,7 @@ pub async fn run(
         keys,
         start_role,
         settings,
+        daemon,
     } = setup;
     let params = cluster
         .params(&node_name)
@@ -266,7 +273,7 @@ pub async fn run(
         membership.tick(now);
         let gap = now.saturating_duration_since(previous);
         previous = now;
-        start_checks(&mut monitors, role, now, gap, &check_tx);
+        start_checks(&mut monitors, role, now, gap, daemon.as_ref(), &check_tx);
         membership.observe_monitors(monitors.healthy(role, now));
         if membership.healthy() {
             final_action_taken = false;
@@ -604,30 +611,43 @@ async fn change_role(
     Ok(())
 }
 
-/// Starts the monitor checks that are due. A stall monitor is answered
-/// here: the loop wakes every quarter interval, so a `gap` since its last
-/// pass longer than the monitor's timeout means it was stalled. (A loop
-/// that never comes back is the peer's to notice: its heartbeats stop.)
+/// Starts the monitor checks that are due. A stall monitor watches both
+/// event loops: this one (it wakes every quarter interval, so a `gap`
+/// since its last pass longer than the monitor's timeout means it was
+/// stalled; a loop that never comes back is the peer's to notice: its
+/// heartbeats stop) and the daemon's, which must answer within the
+/// timeout ([`ping_daemon`]).
 fn start_checks(
     monitors: &mut Monitors,
     role: Role,
     now: Instant,
     gap: Duration,
+    daemon: Option<&DaemonPing>,
     results: &mpsc::Sender<(usize, Result<(), String>)>,
 ) {
     for (i, monitor) in monitors.due(role, now) {
         if monitor.kind == MonitorKind::Stall {
             let limit = Duration::from_millis(monitor.timeout_ms);
-            let result = if gap <= limit {
-                Ok(())
-            } else {
-                Err(format!(
-                    "the event loop was stalled for {} ms (limit {} ms)",
+            if gap > limit {
+                let stalled = format!(
+                    "the cluster's event loop was stalled for {} ms (limit {} ms)",
                     gap.as_millis(),
                     limit.as_millis()
-                ))
-            };
-            let _ = results.try_send((i, result));
+                );
+                let _ = results.try_send((i, Err(stalled)));
+                continue;
+            }
+            match daemon {
+                Some(daemon) => {
+                    let (daemon, tx) = (daemon.clone(), results.clone());
+                    tokio::spawn(async move {
+                        let _ = tx.send((i, ping_daemon(&daemon, limit).await)).await;
+                    });
+                }
+                None => {
+                    let _ = results.try_send((i, Ok(())));
+                }
+            }
             continue;
         }
         let tx = results.clone();
@@ -635,6 +655,23 @@ fn start_checks(
             let result = probe::check(&monitor).await;
             let _ = tx.send((i, result)).await;
         });
+    }
+}
+
+/// Whether the daemon's event loop answers within `limit`.
+pub async fn ping_daemon(daemon: &DaemonPing, limit: Duration) -> Result<(), String> {
+    let (answer, answered) = oneshot::channel();
+    let asked = async {
+        daemon.send(answer).await.ok()?;
+        answered.await.ok()
+    };
+    match tokio::time::timeout(limit, asked).await {
+        Ok(Some(())) => Ok(()),
+        Ok(None) => Err("the daemon's event loop is not running".into()),
+        Err(_) => Err(format!(
+            "the daemon's event loop did not answer within {} ms",
+            limit.as_millis()
+        )),
     }
 }
 
@@ -729,5 +766,37 @@ mod tests {
             peer(Role::Standby, 1, 1),
             (4, [7; 32])
         ));
+    }
+
+    #[tokio::test]
+    async fn a_stall_monitor_needs_the_daemon_loop_to_answer_in_time() {
+        let limit = Duration::from_millis(100);
+        // A loop that answers.
+        let (ping, mut asked) = mpsc::channel::<oneshot::Sender<()>>(1);
+        tokio::spawn(async move {
+            while let Some(answer) = asked.recv().await {
+                let _ = answer.send(());
+            }
+        });
+        assert_eq!(ping_daemon(&ping, limit).await, Ok(()));
+        // A loop that takes the request and never answers: stalled.
+        let (ping, mut asked) = mpsc::channel::<oneshot::Sender<()>>(1);
+        let held = tokio::spawn(async move {
+            let answer = asked.recv().await;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(answer);
+        });
+        assert_eq!(
+            ping_daemon(&ping, limit).await,
+            Err("the daemon's event loop did not answer within 100 ms".into())
+        );
+        held.abort();
+        // A loop that is gone.
+        let (ping, asked) = mpsc::channel::<oneshot::Sender<()>>(1);
+        drop(asked);
+        assert_eq!(
+            ping_daemon(&ping, limit).await,
+            Err("the daemon's event loop is not running".into())
+        );
     }
 }

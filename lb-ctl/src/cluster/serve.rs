@@ -152,8 +152,11 @@ pub fn start(
             tracing::error!(error = %format!("{err:#}"), "renewing the lease");
         }
     });
-    // Role changes (the role map, answered once it holds the role) and
-    // events (the alert log) go to the daemon's loop.
+    // Role changes (the role map, answered once it holds the role),
+    // events (the alert log) and the stall monitors' pings go to the
+    // daemon's loop.
+    let (ping_tx, ping_rx) = mpsc::channel(4);
+    tokio::spawn(event_loop::forward(ping_rx, events.clone(), Event::Ping));
     tokio::spawn(event_loop::forward(
         role_rx,
         events.clone(),
@@ -204,6 +207,7 @@ pub fn start(
         keys,
         start_role: Role::Standby,
         settings,
+        daemon: Some(ping_tx),
     };
     // The event loop runs on a thread and runtime of its own: nothing the
     // daemon does (a long configuration change in the daemon's loop) can

@@ -105,6 +105,8 @@ pub enum Event {
         generation: u64,
         result: Result<String, String>,
     },
+    /// A `stall` monitor asks the loop to answer (it is not stalled).
+    Ping(oneshot::Sender<()>),
     /// The daemon stops (the stop alert), answered before the loop ends.
     Stop(oneshot::Sender<()>),
 }
@@ -275,6 +277,9 @@ impl EventLoop {
                 let _ = answer.send(daemon.apply_replicated(message));
             }
             Event::PushDone { generation, result } => self.push_done(generation, result),
+            Event::Ping(answer) => {
+                let _ = answer.send(());
+            }
             Event::Stop(answer) => {
                 daemon.stop();
                 let _ = answer.send(());
