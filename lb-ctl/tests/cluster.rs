@@ -16,7 +16,7 @@ use lb_tests::{
     daemon::{DaemonProcess, NodeFiles},
     pair::{PairNet, PlanExtras},
     rig::{Rig, RigOptions, VIP_V4, pair::NODES},
-    wait::wait_for,
+    wait::{holds_for, wait_for},
 };
 use serde_json::Value;
 
@@ -29,6 +29,14 @@ const LB1_METRICS: PlanExtras = PlanExtras {
     cluster_keys: "",
     cluster_tables: "",
     node_keys: ["metrics = \"198.18.8.1:9650\"\n", ""],
+};
+
+/// The metrics of [`LB1_METRICS`], and a stall monitor on both nodes (both
+/// event loops must answer within a second).
+const WATCHED: PlanExtras = PlanExtras {
+    cluster_keys: "",
+    cluster_tables: "\n[[cluster.monitors]]\nname = \"stall\"\nkind = \"stall\"\ninterval_ms = 200\ntimeout_ms = 1000\n",
+    node_keys: LB1_METRICS.node_keys,
 };
 
 /// `cluster init` from the network's plan into `dir`, then both daemons.
@@ -170,11 +178,26 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
     let net = PairNet::build()?;
     let scratch = tempfile::tempdir()?;
     let dir = scratch.path();
-    let (lb1, mut lb2) = start_pair(&net, dir)?;
+    let [lb1, mut lb2] = net.start_daemons(&bin(), dir, &WATCHED)?;
     wait_for("lb1 active, lb2 standby", Duration::from_secs(5), || {
         lb1.cluster_role().as_deref() == Some("active")
             && lb2.cluster_role().as_deref() == Some("standby")
     })?;
+    // Both loops of both daemons answer: the stall monitor stays normal
+    // (over more than its timeout).
+    let stall_normal = || {
+        [&lb1, &lb2].iter().all(|d| {
+            d.status_json().is_some_and(|s| {
+                s["cluster"]["monitors"] == serde_json::json!([["stall", "normal"]])
+            })
+        })
+    };
+    holds_for(
+        "the stall monitors normal",
+        Duration::from_millis(1500),
+        stall_normal,
+        || format!("{:?} {:?}", lb1.status_json(), lb2.status_json()),
+    )?;
 
     // A change on the active reaches the standby: same services, same
     // generation and hash on both, seen in each other's heartbeats.
