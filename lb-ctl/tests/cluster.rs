@@ -105,12 +105,7 @@ fn a_killed_active_is_fenced_while_the_peer_serves_and_the_group_moves_on_reques
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    let moved = lb2.ctl().arg("failback").output()?;
-    assert!(
-        moved.status.success(),
-        "{}",
-        String::from_utf8_lossy(&moved.stderr)
-    );
+    lb2.ctl_ok(&["failback"])?;
     wait_for("lb1 active again", Duration::from_secs(3), || {
         lb1.cluster_role().as_deref() == Some("active")
             && lb2.cluster_role().as_deref() == Some("standby")
@@ -201,15 +196,7 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
 
     // A change on the active reaches the standby: same services, same
     // generation and hash on both, seen in each other's heartbeats.
-    let added = lb1
-        .ctl()
-        .args(["service", "add", "tcp/198.18.0.100:80"])
-        .output()?;
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
+    lb1.ctl_ok(&["service", "add", "tcp/198.18.0.100:80"])?;
     wait_for(
         "lb2 holds lb1's settings",
         Duration::from_secs(5),
@@ -230,38 +217,19 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
 
     // The standby refuses a change, naming the active, and keeps its
     // settings; so it does `lb-ctl sync`.
-    let refused = lb2
-        .ctl()
-        .args(["service", "add", "tcp/198.18.0.101:80"])
-        .output()?;
-    assert!(!refused.status.success());
+    let refused = lb2.ctl_refused(&["service", "add", "tcp/198.18.0.101:80"])?;
     assert!(
-        String::from_utf8_lossy(&refused.stderr)
-            .contains("this node is standby: change the settings on the active node (lb1)"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
+        refused.contains("this node is standby: change the settings on the active node (lb1)"),
+        "{refused}"
     );
-    let refused = lb2.ctl().arg("sync").output()?;
-    assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("active node (lb1)"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
+    let refused = lb2.ctl_refused(&["sync"])?;
+    assert!(refused.contains("active node (lb1)"), "{refused}");
     assert_eq!(services(&lb2)?, services(&lb1)?);
 
     // The standby is down: the change applies on the active, which says it
     // is not synchronized, in status and in the alert log.
     lb2.kill9();
-    let removed = lb1
-        .ctl()
-        .args(["service", "del", "tcp/198.18.0.100:80"])
-        .output()?;
-    assert!(
-        removed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&removed.stderr)
-    );
+    lb1.ctl_ok(&["service", "del", "tcp/198.18.0.100:80"])?;
     assert_eq!(services(&lb1)?, Value::Array(vec![]));
     wait_for("lb1 not synchronized", Duration::from_secs(5), || {
         status_text(&lb1).contains("not synchronized")
@@ -281,12 +249,7 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
     })?;
     assert_eq!(settings(&lb2).context("lb2 status")?.0[0], 1);
     assert!(status_text(&lb1).contains("not synchronized"));
-    let synced = lb1.ctl().arg("sync").output()?;
-    assert!(
-        synced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&synced.stderr)
-    );
+    lb1.ctl_ok(&["sync"])?;
     wait_for("both at generation 2", Duration::from_secs(5), || {
         match (settings(&lb1), settings(&lb2)) {
             (Some((mine, peer)), Some((theirs, _))) => {
@@ -327,15 +290,7 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
     wait_for("hb0 down in the metrics", Duration::from_secs(3), || {
         lb1_metrics(&net).contains("lb_cluster_interconnect_up{interconnect=\"hb0\"} 0")
     })?;
-    let added = lb1
-        .ctl()
-        .args(["service", "add", "tcp/198.18.0.102:80"])
-        .output()?;
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
+    lb1.ctl_ok(&["service", "add", "tcp/198.18.0.102:80"])?;
     wait_for(
         "generation 3 on lb2 over hb1",
         Duration::from_secs(10),
@@ -420,12 +375,7 @@ fn the_vip_answers_through_the_pair_before_and_after_failover_and_kill() -> Resu
     let (rig, lb1, mut lb2) = start_rig_pair()?;
 
     // Failover on request: lb2 holds the VIP and the gateway.
-    let moved = lb1.ctl().arg("failover").output()?;
-    assert!(
-        moved.status.success(),
-        "{}",
-        String::from_utf8_lossy(&moved.stderr)
-    );
+    lb1.ctl_ok(&["failover"])?;
     wait_for("lb2 active", Duration::from_secs(3), || {
         lb2.cluster_role().as_deref() == Some("active")
             && lb1.cluster_role().as_deref() == Some("standby")

@@ -284,6 +284,30 @@ impl DaemonProcess {
         command
     }
 
+    /// Runs `lb-ctl ARGS` against this daemon; its standard output, or an
+    /// error with its standard error when it fails.
+    pub fn ctl_ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.ctl().args(args).output()?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "lb-ctl {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs `lb-ctl ARGS`, which must fail; its standard error.
+    pub fn ctl_refused(&self, args: &[&str]) -> Result<String> {
+        let out = self.ctl().args(args).output()?;
+        if out.status.success() {
+            anyhow::bail!("lb-ctl {} succeeded but should not have", args.join(" "));
+        }
+        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
     /// The same command as a person types it.
     pub fn ctl_line(&self) -> String {
         format!(
