@@ -124,3 +124,39 @@ fn the_flow_record_ring_has_one_reader() -> Result<()> {
 fn key_bytes(k: &FlowKey) -> Vec<u8> {
     [&k.src[..], &k.dst, &k.sport, &k.dport, &[k.proto, k.family]].concat()
 }
+
+/// Removes a pin directory of this test on drop.
+struct PinDir(std::path::PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = lb_ctl::dataplane::unpin_all(&self.0);
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_restarted_daemon_adopts_the_flows_the_switch_and_the_ring() -> Result<()> {
+    use lb_ctl::dataplane::PinState;
+    let dir = PinDir(std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/lbt-flow-tables-{}",
+        std::process::id()
+    )));
+    let (mut first, state) = Dataplane::open(&dir.0)?;
+    ensure!(state == PinState::Fresh, "{state:?}");
+    ensure!(!first.replicating()?, "off by default");
+    first.write_flows(&[(key(1), flow(1))])?;
+    first.set_replicate(true)?;
+    drop(first);
+    let (mut second, state) = Dataplane::open(&dir.0)?;
+    ensure!(state == PinState::Adopted, "{state:?}");
+    ensure!(second.dump_flows()? == [(key(1), flow(1))]);
+    ensure!(second.replicating()?, "the switch is adopted");
+    ensure!(
+        dir.0.join(lb_common::maps::FLOW_RECORDS).exists(),
+        "the ring is pinned"
+    );
+    let mut records = second.flow_records()?;
+    ensure!(records.drain(16).0.is_empty());
+    Ok(())
+}

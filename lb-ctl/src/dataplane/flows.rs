@@ -26,6 +26,15 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Whether the program reports new flows ([`Dataplane::set_replicate`]).
+    pub fn replicating(&self) -> Result<bool> {
+        let switch: Array<_, u32> = map_ref(self.ebpf(), maps::REPLICATE)?;
+        let value = switch
+            .get(&0, 0)
+            .with_context(|| format!("reading {}", maps::REPLICATE))?;
+        Ok(value == REPLICATE_ON)
+    }
+
     /// The reader of the flow record ring. It is taken out of the object:
     /// there is one reader, and a second call fails.
     pub fn flow_records(&mut self) -> Result<FlowRecords> {
