@@ -8,7 +8,9 @@
 //! - `translate`: the active's flow records to wire records, and wire
 //!   records to the standby's own table entries;
 //! - `stream`: the reliable stream (sequence numbers, cumulative acks,
-//!   resends, bounded memory, resync, bulk then stream).
+//!   resends, bounded memory, resync, bulk then stream);
+//! - `message`: the stream's messages on the wire.
+pub mod message;
 pub mod record;
 pub mod stream;
 pub mod translate;
