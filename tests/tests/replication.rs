@@ -17,7 +17,7 @@ use lb_ctl::{
 use lb_tests::{
     fixnet::{self, LB_INT_MAC},
     fixture::{Action, Expect},
-    packets::{ACK, Frame, L4},
+    packets::{ACK, Frame, L4, SYN},
 };
 use support::*;
 
@@ -252,6 +252,119 @@ fn the_daemon_side_awaits_records_through_async_fd() {
         })??;
         ensure!(got.len() == 1, "second batch {got:#?}");
         ensure!(got[0].key == first(&spec, 43002, l4_of(Protocol::Tcp)).flow_key());
+        Ok(())
+    });
+}
+
+/// The foundations end to end: the active's program reports its flows, the
+/// records cross the wire format, and a standby whose configuration came
+/// by another path (other ids) and whose Maglev table would send some of
+/// these flows elsewhere (a backend added since) writes them into its own
+/// tables; taking over, it sends each flow's next packet to the flow's
+/// backend and translates that backend's replies back to the VIP.
+#[test]
+fn replicated_flows_keep_their_backend_on_a_standby_with_other_ids_and_table() {
+    use lb_ctl::{
+        balancer::Balancer,
+        dataplane::{self, Dataplane},
+        replication::{record, translate},
+        role::Role,
+    };
+    with_lb(|lb| {
+        let mut records = lb.dp.flow_records()?;
+        lb.dp.set_replicate(true)?;
+        let spec = service(false, Protocol::Tcp, Mode::Nat, 80, 8080, 3);
+        lb.configure(std::slice::from_ref(&spec))?;
+        let flows: Vec<Frame> = (44000..44040)
+            .map(|sport| first(&spec, sport, SYN))
+            .collect();
+        for frame in &flows {
+            let out = lb.send(&frame.build(), lb.ext)?;
+            ensure!(
+                out.action == Action::Redirect,
+                "{frame:?}: {:?}",
+                out.action
+            );
+        }
+        let (got, bad) = records.drain(usize::MAX);
+        ensure!(got.len() == flows.len() && bad.is_empty());
+        let wires = got
+            .iter()
+            .map(translate::from_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        let received = record::decode_batch(&record::encode_batch(&wires)?)?;
+
+        // The standby: another service first (other ids), and the fourth
+        // backend that the active has not yet.
+        let other = service(true, Protocol::Udp, Mode::Nat, 53, 53, 2);
+        let grown = service(false, Protocol::Tcp, Mode::Nat, 80, 8080, 4);
+        let mut standby_balancer = Balancer::new();
+        let mut standby = Dataplane::load()?;
+        standby.add_tx_port(lb.ext)?;
+        standby.add_tx_port(lb.int)?;
+        for wanted in [vec![other.clone()], vec![other, grown.clone()]] {
+            let (next, ops) = standby_balancer.plan(&wanted)?;
+            standby.apply(&ops)?;
+            standby_balancer = next;
+        }
+        ensure!(
+            standby_balancer.service_id(&grown.key()) != lb.balancer.service_id(&spec.key()),
+            "the test needs service ids that differ"
+        );
+        let batch = translate::to_batch(&received, &standby_balancer);
+        ensure!(batch.not_applied.is_empty(), "{:?}", batch.not_applied);
+        standby.write_flows(&batch.flows)?;
+        standby.write_replies(&batch.replies)?;
+        standby.set_role(Role::Active)?;
+
+        let table =
+            &standby_balancer.tables().maglev[&standby_balancer.service_id(&grown.key()).unwrap()];
+        let mut moved = 0;
+        for frame in &flows {
+            let pinned = lb.pinned(frame)?.context("pinned on the active")?;
+            let slot = lb_common::hash::maglev_slot(&frame.flow_key()) as usize;
+            let standby_pick = standby_balancer.tables().backends[&table[slot]];
+            if standby_pick.addr != addr_bytes(pinned.ip()) {
+                moved += 1;
+            }
+            let mut next = frame.clone();
+            next.l4 = ACK;
+            let i = backend_index(pinned);
+            let expected = next
+                .clone()
+                .dst(pinned)
+                .ttl(63)
+                .macs(LB_INT_MAC, fixnet::backend_mac(i));
+            let program = dataplane::program(standby.ebpf_mut())?;
+            let out = lb_tests::fixture::run_on(program, &next.build(), Some(lb.ext))?;
+            if let Some(why) = lb_tests::fixture::mismatch(
+                &next.build(),
+                &Expect::Rewritten(Action::Redirect, expected.build()),
+                &out,
+            ) {
+                anyhow::bail!("{next:?} on the standby: {why}");
+            }
+            let reply = Frame::new(pinned, frame.src, ACK)
+                .macs(fixnet::backend_mac(i), LB_INT_MAC)
+                .payload(b"hello, client");
+            let translated = reply
+                .clone()
+                .src(frame.dst)
+                .ttl(63)
+                .macs(lb_tests::fixnet::LB_EXT_MAC, lb_tests::packets::CLIENT_MAC);
+            let out = lb_tests::fixture::run_on(program, &reply.build(), Some(lb.int))?;
+            if let Some(why) = lb_tests::fixture::mismatch(
+                &reply.build(),
+                &Expect::Rewritten(Action::Redirect, translated.build()),
+                &out,
+            ) {
+                anyhow::bail!("{reply:?} on the standby: {why}");
+            }
+        }
+        ensure!(
+            moved > 0,
+            "no flow that Maglev alone would move: the test proves nothing"
+        );
         Ok(())
     });
 }

@@ -115,6 +115,25 @@ pub fn from_entry(
     })
 }
 
+/// A bulk copy: the flow table's dump named through the active's `tables`,
+/// and the entries left out (stale, or of what the tables no longer hold).
+/// The reply table is not copied: the standby derives its NAT entries from
+/// the flows ([`to_entries`]).
+pub fn from_dump(
+    dump: &[(FlowKey, Flow)],
+    tables: &Tables,
+) -> (Vec<WireFlow>, Vec<FromActiveError>) {
+    let mut wires = Vec::with_capacity(dump.len());
+    let mut left_out = Vec::new();
+    for (key, flow) in dump {
+        match from_entry(key, flow, tables) {
+            Ok(wire) => wires.push(wire),
+            Err(why) => left_out.push(why),
+        }
+    }
+    (wires, left_out)
+}
+
 /// The standby's own entries for `wire`, from its `balancer`'s ids and
 /// generations.
 pub fn to_entries(wire: &WireFlow, balancer: &Balancer) -> Result<Entries, NotApplied> {

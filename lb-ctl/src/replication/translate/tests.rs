@@ -362,3 +362,32 @@ fn a_flow_goes_from_the_active_record_over_the_wire_to_the_standby_entries() {
     assert_eq!(batch.flows[0].1.backend, standby_id);
     assert!(batch.not_applied.is_empty());
 }
+
+#[test]
+fn a_bulk_copy_names_every_live_entry_and_leaves_stale_ones_out() {
+    let active = planned(&[vec![web()]]);
+    let tables = active.tables();
+    let service = active.service_id(&web().key()).unwrap();
+    let entry = |backend: &str, stale: bool| {
+        let id = active.backend_id(&web().key(), addr(backend)).unwrap();
+        let generation = tables.backends[&id].generation + u32::from(stale);
+        Flow {
+            backend: id,
+            generation,
+            service,
+            mode: mode::NAT,
+        }
+    };
+    let mut other_client = key_v4();
+    other_client.sport = 40001u16.to_be_bytes();
+    let dump = [
+        (key_v4(), entry("198.18.1.11:8080", false)),
+        (other_client, entry("198.18.1.12:8080", true)),
+    ];
+    let (wires, left_out) = from_dump(&dump, tables);
+    assert_eq!(wires, [wire_v4("198.18.1.11:8080", false)]);
+    assert!(
+        matches!(left_out[..], [FromActiveError::Stale { .. }]),
+        "{left_out:?}"
+    );
+}
