@@ -57,6 +57,17 @@ pub enum Message<T> {
     ResyncRequest { epoch: u64 },
 }
 
+/// A batch of records, which counts its entries (for the lag in entries).
+pub trait Entries {
+    fn entries(&self) -> usize;
+}
+
+impl<E> Entries for Vec<E> {
+    fn entries(&self) -> usize {
+        self.len()
+    }
+}
+
 /// The sender's bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SenderConfig {
@@ -91,6 +102,8 @@ pub enum Feedback {
 pub struct Lag {
     /// Messages sent and not yet acknowledged.
     pub messages: usize,
+    /// The entries (flows) they carry.
+    pub entries: usize,
     /// How long the oldest of them has waited.
     pub oldest: Option<Duration>,
 }
@@ -130,7 +143,7 @@ pub struct Sender<T> {
     stats: SenderStats,
 }
 
-impl<T: Clone> Sender<T> {
+impl<T: Clone + Entries> Sender<T> {
     /// A sender that starts by needing a resync (the standby has nothing
     /// yet): the first [`Sender::resync`] begins epoch `first_epoch`.
     pub fn new(first_epoch: u64, config: SenderConfig) -> Self {
@@ -184,6 +197,14 @@ impl<T: Clone> Sender<T> {
     pub fn lag(&self, now: Instant) -> Lag {
         Lag {
             messages: self.unacked.len(),
+            entries: self
+                .unacked
+                .iter()
+                .map(|u| match &u.item {
+                    Item::Records(records) => records.entries(),
+                    Item::BulkEnd => 0,
+                })
+                .sum(),
             oldest: self
                 .unacked
                 .front()

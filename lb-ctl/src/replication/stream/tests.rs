@@ -1,5 +1,12 @@
 use super::*;
 
+/// Tests send numbers: one entry each.
+impl Entries for u32 {
+    fn entries(&self) -> usize {
+        1
+    }
+}
+
 const CONFIG: SenderConfig = SenderConfig {
     window: 8,
     resend_after: Duration::from_millis(100),
@@ -75,11 +82,13 @@ fn in_order_messages_are_applied_and_acknowledged_cumulatively() {
     }
     assert_eq!(applied, [10, 11, 12, 13, 14]);
     assert_eq!(tx.lag(t0).messages, 5);
+    assert_eq!(tx.lag(t0).entries, 5);
     assert_eq!(tx.on_ack(7, 6), Feedback::Applied);
     assert_eq!(
         tx.lag(t0 + ms(1)),
         Lag {
             messages: 0,
+            entries: 0,
             oldest: None
         }
     );
@@ -149,6 +158,19 @@ fn a_lost_last_message_is_sent_again_after_the_timeout_only() {
     assert_eq!(resent.iter().map(seq_of).collect::<Vec<_>>(), [1]);
     assert!(tx.poll(t0 + ms(150)).is_empty(), "its timer restarted");
     assert_eq!(tx.lag(t0 + ms(150)).oldest, Some(ms(50)));
+    let mut batches = Sender::new(1, CONFIG);
+    batches.resync();
+    batches.send(vec![1, 2, 3], t0).unwrap();
+    batches.end_bulk(t0).unwrap();
+    batches.send(vec![4], t0 + ms(5)).unwrap();
+    assert_eq!(
+        batches.lag(t0 + ms(20)),
+        Lag {
+            messages: 3,
+            entries: 4,
+            oldest: Some(ms(20))
+        }
+    );
     let got = deliver(&mut rx, resent[0].clone());
     assert_eq!(got.apply, [1]);
 }
