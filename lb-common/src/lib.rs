@@ -59,6 +59,16 @@ pub mod maps {
     /// them too), so a node whose daemon died or stalled never serves
     /// beside the peer that took over. 0: no lease (a standalone node).
     pub const LEASE: &str = "LB_LEASE";
+    /// `RingBuf` of [`super::FlowRecord`]s: every flow the program pins
+    /// (new, or picked again), reported for replication to the standby
+    /// while [`REPLICATE`] is on. Never waited on: a full ring is counted
+    /// ([`super::Counter::FlowRecordsLost`]) and the packet goes on.
+    pub const FLOW_RECORDS: &str = "LB_FLOW_RECORDS";
+    /// `Array<u32>`, one entry: [`super::REPLICATE_ON`] while the node is
+    /// clustered and reports its new flows into [`FLOW_RECORDS`]; 0 (a
+    /// zeroed map, a standalone node): nothing reported, one array read
+    /// per new flow.
+    pub const REPLICATE: &str = "LB_REPLICATE";
     /// `PerCpuArray<Traffic>` indexed by service id.
     pub const SERVICE_STATS: &str = "LB_SVC_STATS";
     /// `PerCpuArray<Traffic>` indexed by backend id.
@@ -102,6 +112,14 @@ pub const BASELINE_GLOBAL: &str = "LB_BASELINE";
 // - fragments: LRU hash, 8,192 x (40 B key + 32 B value + ~48 B element)
 //   ~ 1 MiB, preallocated
 // - ICMP budget: per-CPU array, 1 x 16 B per CPU
+// - flow records: ring buffer, FLOW_RECORDS_BYTES = 4 MiB: 47,662 records
+//   of 88 B (8 B header + 76 B record rounded to 8), about 0.5 s of new
+//   flows at 100,000 a second before the daemon must have read them
+/// Bytes of the flow record ring ([`maps::FLOW_RECORDS`]): a power of two
+/// multiple of the page size, as the kernel requires.
+pub const FLOW_RECORDS_BYTES: u32 = 4 << 20;
+/// In [`maps::REPLICATE`]: report new flows.
+pub const REPLICATE_ON: u32 = 1;
 /// Services (VIP, port, protocol).
 pub const MAX_SERVICES: u32 = 1024;
 /// Backends, all services together (including sorry servers).
@@ -227,6 +245,35 @@ pub struct Reply {
     pub service: u32,
     /// The backend that sends the replies (for its counters).
     pub backend: u32,
+}
+
+/// [`FlowRecord::flags`].
+pub mod record_flags {
+    /// The backend is the service's sorry server (not one of its backends).
+    pub const SORRY: u8 = 1;
+}
+
+/// A flow the program pinned, as it reports it in
+/// [`maps::FLOW_RECORDS`]: the flow table's key and entry, and the
+/// backend's address and port as the program read them with the entry (so
+/// that user space learns the backend's identity without racing a
+/// configuration change that gives its id to another backend). A NAT
+/// flow's reply entry is not reported apart: it follows from these (key:
+/// backend address and port to the client's; value: VIP and port, service,
+/// backend).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowRecord {
+    /// Client side, as in [`maps::FLOWS`].
+    pub key: FlowKey,
+    /// The backend's [`Backend::addr`] and [`Backend::port`].
+    pub backend_addr: [u8; 16],
+    pub backend_port: [u8; 2],
+    /// [`record_flags`].
+    pub flags: u8,
+    pub pad: u8,
+    /// The entry written in [`maps::FLOWS`] (node-local ids).
+    pub flow: Flow,
 }
 
 /// ICMP time exceeded messages a CPU may send at once; it earns one more per
@@ -482,11 +529,16 @@ pub enum Counter {
     /// its floating IPs and ARP / neighbour solicitations for them: dropped,
     /// so the node answers nothing the peer now serves.
     DropFenced = 21,
+    /// New flows not reported for replication because the flow record ring
+    /// ([`maps::FLOW_RECORDS`]) was full (the daemon reads it too slowly):
+    /// the packet is forwarded all the same, but the standby does not
+    /// learn the flow from the stream.
+    FlowRecordsLost = 22,
 }
 
 impl Counter {
     /// Number of slots in [`maps::STATS`].
-    pub const COUNT: u32 = 22;
+    pub const COUNT: u32 = 23;
     /// Every counter, in slot order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::PassNotIp,
@@ -511,6 +563,7 @@ impl Counter {
         Counter::DropTtl,
         Counter::SentTimeExceeded,
         Counter::DropFenced,
+        Counter::FlowRecordsLost,
     ];
 
     /// A stable name for logs, metrics and the CLI.
@@ -538,6 +591,7 @@ impl Counter {
             Counter::DropTtl => "drop_ttl",
             Counter::SentTimeExceeded => "sent_time_exceeded",
             Counter::DropFenced => "drop_fenced",
+            Counter::FlowRecordsLost => "flow_records_lost",
         }
     }
 }
@@ -562,6 +616,7 @@ mod pod {
     unsafe impl aya::Pod for FragmentKey {}
     unsafe impl aya::Pod for Fragment {}
     unsafe impl aya::Pod for IcmpBudget {}
+    unsafe impl aya::Pod for FlowRecord {}
 }
 
 #[cfg(test)]
@@ -590,6 +645,7 @@ mod tests {
         assert_eq!(size_of::<FragmentKey>(), 40);
         assert_eq!(size_of::<Fragment>(), 32);
         assert_eq!(size_of::<IcmpBudget>(), 16);
+        assert_eq!(size_of::<FlowRecord>(), 40 + 16 + 2 + 1 + 1 + 16);
         assert_eq!(
             size_of::<BaselineConfig>(),
             16 + 2 + 16 + 2 + 1 + 3 + 4 + 4 + 4 * 6

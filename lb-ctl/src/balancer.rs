@@ -291,6 +291,17 @@ impl Balancer {
             .copied()
     }
 
+    /// The id of the sorry server at `addr` of a service.
+    pub fn sorry_id(&self, service: &ServiceKey, addr: SocketAddr) -> Option<u32> {
+        self.backend_ids
+            .get(&BackendIdentity {
+                service: *service,
+                sorry: true,
+                addr,
+            })
+            .copied()
+    }
+
     /// Validates `wanted` and computes the next state and the operations
     /// from the current one. `self` is not changed: commit the returned
     /// balancer once the operations are applied.

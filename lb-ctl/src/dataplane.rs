@@ -28,10 +28,13 @@ use crate::{
     role::Role,
 };
 
+mod flows;
+pub use flows::{AsyncFlowRecords, BadItem, FlowRecords, RING_CAPACITY};
+
 /// Every map of the object with the (key size, value size, max entries) this
 /// build expects: pinned maps that differ were made by an incompatible
 /// version.
-fn expected_maps() -> [(&'static str, usize, usize, u32); 17] {
+fn expected_maps() -> [(&'static str, usize, usize, u32); 19] {
     use core::mem::size_of;
     use lb_common::*;
     [
@@ -72,6 +75,9 @@ fn expected_maps() -> [(&'static str, usize, usize, u32); 17] {
         (maps::ICMP_BUDGET, 4, size_of::<IcmpBudget>(), 1),
         (maps::FLOATING, size_of::<FloatingKey>(), 1, MAX_FLOATING),
         (maps::LEASE, 4, 8, 1),
+        (maps::REPLICATE, 4, 4, 1),
+        // A ring buffer has no keys nor values; its size is in bytes.
+        (maps::FLOW_RECORDS, 0, 0, FLOW_RECORDS_BYTES),
     ]
 }
 

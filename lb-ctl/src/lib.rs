@@ -17,6 +17,7 @@ pub mod health;
 pub mod human;
 pub mod maglev;
 pub mod neighbours;
+pub mod replication;
 pub mod role;
 pub mod run;
 pub mod server;

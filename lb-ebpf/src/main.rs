@@ -23,6 +23,7 @@ mod fence;
 mod forward;
 mod icmp;
 mod packet;
+mod report;
 mod rewrite;
 mod time_exceeded;
 
@@ -33,14 +34,18 @@ use aya_ebpf::{
     },
     helpers::generated::bpf_jiffies64,
     macros::{map, xdp},
-    maps::{Array, DevMapHash, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, ProgramArray},
+    maps::{
+        Array, DevMapHash, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, ProgramArray,
+        RingBuf,
+    },
     programs::XdpContext,
 };
 use lb_common::{
-    Backend, Counter, FloatingKey, Flow, FlowKey, Fragment, FragmentKey, IcmpBudget, JUMP_ICMP,
-    JUMP_SLOTS, JUMP_TTL, MAX_BACKENDS, MAX_CLIENT_HOPS, MAX_FLOATING, MAX_FLOWS, MAX_FRAGMENTS,
-    MAX_SERVICES, MAX_TX_PORTS, MaglevTable, NEXTHOP_TTL_JIFFIES, NO_BACKEND, NextHop, Reply,
-    Service, ServiceKey, Settings, Traffic, backend_flags, fragment_kind, hash, mode, role,
+    Backend, Counter, FLOW_RECORDS_BYTES, FloatingKey, Flow, FlowKey, Fragment, FragmentKey,
+    IcmpBudget, JUMP_ICMP, JUMP_SLOTS, JUMP_TTL, MAX_BACKENDS, MAX_CLIENT_HOPS, MAX_FLOATING,
+    MAX_FLOWS, MAX_FRAGMENTS, MAX_SERVICES, MAX_TX_PORTS, MaglevTable, NEXTHOP_TTL_JIFFIES,
+    NO_BACKEND, NextHop, Reply, Service, ServiceKey, Settings, Traffic, backend_flags,
+    fragment_kind, hash, mode, role,
 };
 
 use crate::{
@@ -84,6 +89,10 @@ static LB_SVC_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_SE
 static LB_BE_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 #[map(name = "LB_LEASE")]
 static LB_LEASE: Array<u64> = Array::with_max_entries(1, 0);
+#[map(name = "LB_REPLICATE")]
+static LB_REPLICATE: Array<u32> = Array::with_max_entries(1, 0);
+#[map(name = "LB_FLOW_RECORDS")]
+static LB_FLOW_RECORDS: RingBuf = RingBuf::with_byte_size(FLOW_RECORDS_BYTES, 0);
 #[map(name = "LB_FLOATING")]
 static LB_FLOATING: HashMap<FloatingKey, u8> = HashMap::with_max_entries(MAX_FLOATING, 0);
 
@@ -423,7 +432,8 @@ fn maglev_pick(service: u32, key: &FlowKey) -> Option<u32> {
     (id != NO_BACKEND).then_some(id)
 }
 
-/// Records the flow's backend, and for NAT how to translate its replies.
+/// Records the flow's backend, and for NAT how to translate its replies;
+/// reports the flow for replication (see report.rs).
 #[inline(always)]
 fn pin(pkt: &Packet, service: &Service, id: u32, backend: &Backend) {
     let flow = Flow {
@@ -433,8 +443,22 @@ fn pin(pkt: &Packet, service: &Service, id: u32, backend: &Backend) {
         mode: service.mode,
     };
     // A full table evicts its least recently used flow; an error here only
-    // means the next packet picks again (Maglev gives it the same backend).
-    let _ = LB_FLOWS.insert(&pkt.key, &flow, 0);
+    // means the next packet picks again (Maglev gives it the same backend),
+    // and that there is no flow to report.
+    if LB_FLOWS.insert(&pkt.key, &flow, 0).is_ok() {
+        let sorry = id == service.sorry;
+        let report = report::new_flow(
+            &LB_REPLICATE,
+            &LB_FLOW_RECORDS,
+            &pkt.key,
+            &flow,
+            backend,
+            sorry,
+        );
+        if report == report::Report::RingFull {
+            count(Counter::FlowRecordsLost);
+        }
+    }
     if service.mode == mode::NAT {
         let reply_key = FlowKey {
             src: backend.addr,

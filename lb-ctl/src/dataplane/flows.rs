@@ -1,0 +1,193 @@
+//! The data plane's edges for flow replication: the switch that makes the
+//! program report new flows, the ring it reports them in (read at once or
+//! awaited through tokio's `AsyncFd`, as aya documents), and the dump and
+//! write of the flow and reply tables (a standby's bulk copy and stream).
+//!
+//! aya 0.14 has no batch map calls: a dump walks the table key by key and a
+//! write updates one entry per syscall.
+use std::mem::size_of;
+
+use anyhow::{Context as _, Result, bail};
+use aya::maps::{Array, HashMap, MapData, RingBuf};
+use lb_common::{FLOW_RECORDS_BYTES, Flow, FlowKey, FlowRecord, REPLICATE_ON, Reply, maps};
+use tokio::io::{Interest, unix::AsyncFd};
+
+use super::{Dataplane, map_mut, map_ref};
+
+impl Dataplane {
+    /// Makes the program report every flow it pins into the flow record
+    /// ring (`on`: a clustered node), or nothing (a standalone node).
+    pub fn set_replicate(&mut self, on: bool) -> Result<()> {
+        let mut switch: Array<_, u32> = map_mut(self.ebpf_mut(), maps::REPLICATE)?;
+        let value = if on { REPLICATE_ON } else { 0 };
+        switch
+            .set(0, value, 0)
+            .with_context(|| format!("writing {}", maps::REPLICATE))?;
+        Ok(())
+    }
+
+    /// Whether the program reports new flows ([`Dataplane::set_replicate`]).
+    pub fn replicating(&self) -> Result<bool> {
+        let switch: Array<_, u32> = map_ref(self.ebpf(), maps::REPLICATE)?;
+        let value = switch
+            .get(&0, 0)
+            .with_context(|| format!("reading {}", maps::REPLICATE))?;
+        Ok(value == REPLICATE_ON)
+    }
+
+    /// The reader of the flow record ring. It is taken out of the object:
+    /// there is one reader, and a second call fails.
+    pub fn flow_records(&mut self) -> Result<FlowRecords> {
+        let Some(map) = self.ebpf_mut().take_map(maps::FLOW_RECORDS) else {
+            bail!(
+                "the flow record ring {} was already taken (one reader only)",
+                maps::FLOW_RECORDS
+            );
+        };
+        let ring = RingBuf::try_from(map)
+            .with_context(|| format!("map {} is not a ring buffer", maps::FLOW_RECORDS))?;
+        Ok(FlowRecords { ring })
+    }
+
+    /// Every entry of the flow table (client side 5-tuple, pinned backend).
+    /// The program goes on writing while it is read: an entry added or
+    /// evicted meanwhile may or may not be in the answer.
+    pub fn dump_flows(&self) -> Result<Vec<(FlowKey, Flow)>> {
+        let flows: HashMap<_, FlowKey, Flow> = map_ref(self.ebpf(), maps::FLOWS)?;
+        flows
+            .iter()
+            .map(|entry| entry.with_context(|| format!("reading {}", maps::FLOWS)))
+            .collect()
+    }
+
+    /// Every entry of the NAT reply table (backend side 5-tuple, the VIP its
+    /// replies get back), as [`Dataplane::dump_flows`].
+    pub fn dump_replies(&self) -> Result<Vec<(FlowKey, Reply)>> {
+        let replies: HashMap<_, FlowKey, Reply> = map_ref(self.ebpf(), maps::REPLIES)?;
+        replies
+            .iter()
+            .map(|entry| entry.with_context(|| format!("reading {}", maps::REPLIES)))
+            .collect()
+    }
+
+    /// Writes flow table entries (added or replaced; a full table evicts
+    /// its least recently used entries). Stops at the first that fails,
+    /// saying which; those before it stay written.
+    pub fn write_flows(&mut self, entries: &[(FlowKey, Flow)]) -> Result<()> {
+        let mut flows: HashMap<_, FlowKey, Flow> = map_mut(self.ebpf_mut(), maps::FLOWS)?;
+        for (i, (key, flow)) in entries.iter().enumerate() {
+            flows.insert(key, flow, 0).with_context(|| {
+                format!(
+                    "writing entry {i} of {} into {} ({key:?})",
+                    entries.len(),
+                    maps::FLOWS
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Writes NAT reply table entries, as [`Dataplane::write_flows`].
+    pub fn write_replies(&mut self, entries: &[(FlowKey, Reply)]) -> Result<()> {
+        let mut replies: HashMap<_, FlowKey, Reply> = map_mut(self.ebpf_mut(), maps::REPLIES)?;
+        for (i, (key, reply)) in entries.iter().enumerate() {
+            replies.insert(key, reply, 0).with_context(|| {
+                format!(
+                    "writing entry {i} of {} into {} ({key:?})",
+                    entries.len(),
+                    maps::REPLIES
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Records in a full ring: its size over a record's room in it (an 8-byte
+/// header, the record rounded up to 8 bytes).
+pub const RING_CAPACITY: usize =
+    FLOW_RECORDS_BYTES as usize / (8 + size_of::<FlowRecord>().next_multiple_of(8));
+
+/// Something in the ring that is not a [`FlowRecord`]: the program and this
+/// build disagree (never expected; counted by the caller, skipped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a {len}-byte item in the flow record ring, where records are {expected} bytes")]
+pub struct BadItem {
+    pub len: usize,
+    pub expected: usize,
+}
+
+/// The reader of the flow record ring ([`Dataplane::flow_records`]).
+pub struct FlowRecords {
+    ring: RingBuf<MapData>,
+}
+
+impl FlowRecords {
+    /// Takes up to `max` records out of the ring without waiting; items of
+    /// the wrong size are consumed and returned apart.
+    pub fn drain(&mut self, max: usize) -> (Vec<FlowRecord>, Vec<BadItem>) {
+        drain(&mut self.ring, max)
+    }
+
+    /// For a tokio task: the ring behind `AsyncFd`, readable when the
+    /// program has submitted records.
+    pub fn into_async(self) -> Result<AsyncFlowRecords> {
+        // SAFETY: the ring owns its map's descriptor, which stays open and
+        // the same for as long as the ring lives (owned by the AsyncFd).
+        let fd = unsafe { AsyncFd::register_with_interest(self.ring, Interest::READABLE) }
+            .map_err(|err| err.into_parts().1)
+            .context("registering the flow record ring with tokio")?;
+        Ok(AsyncFlowRecords { fd })
+    }
+}
+
+/// The flow record ring, awaited ([`FlowRecords::into_async`]).
+pub struct AsyncFlowRecords {
+    fd: AsyncFd<RingBuf<MapData>>,
+}
+
+impl AsyncFlowRecords {
+    /// Waits until the ring holds records, then takes up to `max` of them
+    /// (at least one record or bad item).
+    pub async fn next_batch(&mut self, max: usize) -> Result<(Vec<FlowRecord>, Vec<BadItem>)> {
+        loop {
+            let mut guard = self
+                .fd
+                .readable_mut()
+                .await
+                .context("waiting on the flow record ring")?;
+            let batch = drain(guard.get_inner_mut(), max);
+            if batch.0.is_empty() && batch.1.is_empty() {
+                // Woken with nothing to read: wait for the next wakeup.
+                guard.clear_ready();
+                continue;
+            }
+            return Ok(batch);
+        }
+    }
+}
+
+fn drain(ring: &mut RingBuf<MapData>, max: usize) -> (Vec<FlowRecord>, Vec<BadItem>) {
+    let mut records = Vec::new();
+    let mut bad = Vec::new();
+    while records.len() + bad.len() < max {
+        let Some(item) = ring.next() else { break };
+        match parse(&item) {
+            Ok(record) => records.push(record),
+            Err(err) => bad.push(err),
+        }
+    }
+    (records, bad)
+}
+
+fn parse(item: &[u8]) -> Result<FlowRecord, BadItem> {
+    if item.len() != size_of::<FlowRecord>() {
+        return Err(BadItem {
+            len: item.len(),
+            expected: size_of::<FlowRecord>(),
+        });
+    }
+    // SAFETY: the length is checked; FlowRecord is plain data for which any
+    // bytes are a value; the read is unaligned.
+    Ok(unsafe { item.as_ptr().cast::<FlowRecord>().read_unaligned() })
+}

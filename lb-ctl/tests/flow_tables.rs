@@ -1,0 +1,162 @@
+//! The flow and reply tables' dump and write (a standby's bulk copy), on
+//! the real object loaded into the kernel; no network, no traffic. Needs
+//! root.
+use std::collections::BTreeMap;
+
+use anyhow::{Result, ensure};
+use lb_common::{AF_INET, AF_INET6, Flow, FlowKey, IPPROTO_TCP, IPPROTO_UDP, Reply, mode};
+use lb_ctl::dataplane::Dataplane;
+
+/// A distinct client-side key per `i`, both families.
+fn key(i: u32) -> FlowKey {
+    let v6 = i % 2 == 1;
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    if v6 {
+        src[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        src[12..].copy_from_slice(&i.to_be_bytes());
+        dst[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        dst[15] = 0x64;
+    } else {
+        src[..4].copy_from_slice(&[198, 18, (i >> 8) as u8, i as u8]);
+        dst[..4].copy_from_slice(&[198, 18, 0, 100]);
+    }
+    FlowKey {
+        src,
+        dst,
+        sport: ((1024 + i) as u16).to_be_bytes(),
+        dport: 80u16.to_be_bytes(),
+        proto: if i.is_multiple_of(3) {
+            IPPROTO_UDP
+        } else {
+            IPPROTO_TCP
+        },
+        family: if v6 { AF_INET6 } else { AF_INET },
+        pad: [0; 2],
+    }
+}
+
+fn flow(i: u32) -> Flow {
+    Flow {
+        backend: i % 7,
+        generation: 1 + i % 3,
+        service: i % 5,
+        mode: if i.is_multiple_of(4) {
+            mode::DSR
+        } else {
+            mode::NAT
+        },
+    }
+}
+
+fn reply(i: u32) -> Reply {
+    let k = key(i);
+    Reply {
+        vip: k.dst,
+        vport: k.dport,
+        pad: [0; 2],
+        service: i % 5,
+        backend: i % 7,
+    }
+}
+
+#[test]
+fn written_flows_and_replies_dump_back_exactly_and_copy_to_another_data_plane() -> Result<()> {
+    const N: u32 = 5000;
+    let mut active = Dataplane::load()?;
+    ensure!(active.dump_flows()?.is_empty() && active.dump_replies()?.is_empty());
+    let flows: Vec<(FlowKey, Flow)> = (0..N).map(|i| (key(i), flow(i))).collect();
+    let replies: Vec<(FlowKey, Reply)> = (0..N).map(|i| (key(i), reply(i))).collect();
+    active.write_flows(&flows)?;
+    active.write_replies(&replies)?;
+    // Written again (a refresh): replaced, not doubled.
+    active.write_flows(&flows[..10])?;
+
+    let dumped: BTreeMap<_, _> = active
+        .dump_flows()?
+        .into_iter()
+        .map(|(k, f)| (key_bytes(&k), f))
+        .collect();
+    let wanted: BTreeMap<_, _> = flows.iter().map(|(k, f)| (key_bytes(k), *f)).collect();
+    ensure!(dumped.len() == N as usize, "{} flows dumped", dumped.len());
+    ensure!(
+        dumped == wanted,
+        "the dumped flows differ from those written"
+    );
+    let dumped_replies = active.dump_replies()?;
+    ensure!(dumped_replies.len() == N as usize);
+    for (k, r) in &dumped_replies {
+        ensure!(active.reply(k)? == Some(*r));
+    }
+
+    // A bulk copy: the dump written into another data plane.
+    let mut standby = Dataplane::load()?;
+    standby.write_flows(&active.dump_flows()?)?;
+    standby.write_replies(&dumped_replies)?;
+    for (k, f) in &flows {
+        ensure!(standby.flow(k)? == Some(*f), "flow {k:?} not copied");
+    }
+    for (k, r) in &replies {
+        ensure!(standby.reply(k)? == Some(*r), "reply {k:?} not copied");
+    }
+    Ok(())
+}
+
+#[test]
+fn the_flow_record_ring_has_one_reader() -> Result<()> {
+    let mut dp = Dataplane::load()?;
+    let mut records = dp.flow_records()?;
+    let (got, bad) = records.drain(16);
+    ensure!(
+        got.is_empty() && bad.is_empty(),
+        "a fresh ring holds records"
+    );
+    let err = dp.flow_records().err().map(|e| e.to_string());
+    ensure!(
+        err.as_deref()
+            == Some("the flow record ring LB_FLOW_RECORDS was already taken (one reader only)"),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+/// FlowKey has no Ord: its bytes, for ordered comparisons.
+fn key_bytes(k: &FlowKey) -> Vec<u8> {
+    [&k.src[..], &k.dst, &k.sport, &k.dport, &[k.proto, k.family]].concat()
+}
+
+/// Removes a pin directory of this test on drop.
+struct PinDir(std::path::PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = lb_ctl::dataplane::unpin_all(&self.0);
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_restarted_daemon_adopts_the_flows_the_switch_and_the_ring() -> Result<()> {
+    use lb_ctl::dataplane::PinState;
+    let dir = PinDir(std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/lbt-flow-tables-{}",
+        std::process::id()
+    )));
+    let (mut first, state) = Dataplane::open(&dir.0)?;
+    ensure!(state == PinState::Fresh, "{state:?}");
+    ensure!(!first.replicating()?, "off by default");
+    first.write_flows(&[(key(1), flow(1))])?;
+    first.set_replicate(true)?;
+    drop(first);
+    let (mut second, state) = Dataplane::open(&dir.0)?;
+    ensure!(state == PinState::Adopted, "{state:?}");
+    ensure!(second.dump_flows()? == [(key(1), flow(1))]);
+    ensure!(second.replicating()?, "the switch is adopted");
+    ensure!(
+        dir.0.join(lb_common::maps::FLOW_RECORDS).exists(),
+        "the ring is pinned"
+    );
+    let mut records = second.flow_records()?;
+    ensure!(records.drain(16).0.is_empty());
+    Ok(())
+}
