@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod login;
 mod pages;
+pub mod system;
 mod tls;
 
 use std::net::{SocketAddr, TcpListener};
@@ -63,7 +64,14 @@ pub fn router(host: &str, access: Arc<login::Access>) -> Router {
             "/",
             get(
                 move |Extension(session): Extension<auth::sessions::Session>| {
-                    let page = pages::index(&host, VERSION, &session.user, &session.csrf);
+                    let nav = pages::Nav {
+                        host: &host,
+                        version: VERSION,
+                        user: &session.user,
+                        csrf: &session.csrf,
+                        section: pages::Section::Dashboard,
+                    };
+                    let page = pages::dashboard::page(&nav, &system::Facts::read());
                     std::future::ready(Html(page))
                 },
             ),
@@ -309,7 +317,7 @@ mod tests {
         assert!(
             reply
                 .body
-                .contains(r#"<form method="post" action="/login""#)
+                .contains(r#"<form class="stack" method="post" action="/login">"#)
         );
         assert!(!reply.body.contains("<script"));
         assert_security_headers(&reply.headers);
@@ -321,7 +329,7 @@ mod tests {
         let cookie = c.login().await;
         let reply = c.get("/", Some(&cookie)).await;
         assert_eq!(reply.status, StatusCode::OK);
-        assert!(reply.body.contains("<title>lb console</title>"));
+        assert!(reply.body.contains("<title>Dashboard · "));
         assert!(reply.body.contains(&format!("lb {VERSION}")));
         assert!(reply.body.contains("node-1.example"));
         assert_eq!(csrf_of(&reply.body).len(), 64);

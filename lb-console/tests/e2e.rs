@@ -166,7 +166,7 @@ fn assert_login_page(reply: &Reply) {
     assert!(
         reply
             .body
-            .contains(r#"<form method="post" action="/login""#)
+            .contains(r#"<form class="stack" method="post" action="/login">"#)
     );
 }
 
@@ -202,7 +202,7 @@ fn log_in_and_open_the_console(addr: SocketAddr, name: &str, config: Arc<ClientC
         "",
     );
     assert_eq!(reply.status, 200, "{}", reply.head);
-    assert!(reply.body.contains("<title>lb console</title>"));
+    assert!(reply.body.contains("<title>Dashboard · "));
     assert!(
         reply
             .body

@@ -1,0 +1,80 @@
+//! The dashboard: what the console knows of this node. Today the machine's
+//! own facts; the pair, the services and the alerts come through the
+//! daemon's API.
+use maud::{Markup, html};
+
+use super::{Nav, app};
+use crate::system::{self, Facts};
+
+/// A fact, or "unknown" (never a guess).
+fn fact(value: Option<String>) -> Markup {
+    match value {
+        Some(value) => html! { (value) },
+        None => html! { span.unknown { "unknown" } },
+    }
+}
+
+pub fn page(nav: &Nav, facts: &Facts) -> String {
+    let memory = facts.memory.map(|(total, available)| {
+        format!(
+            "{} of {} available",
+            system::human_bytes(available),
+            system::human_bytes(total)
+        )
+    });
+    let load = facts
+        .load
+        .map(|[one, five, fifteen]| format!("{one:.2} · {five:.2} · {fifteen:.2}"));
+    app(
+        nav,
+        html! {
+            section.card aria-labelledby="node" {
+                h2 #node { "This node" }
+                dl.facts {
+                    dt { "Host" } dd { (nav.host) }
+                    dt { "Version" } dd { "lb " (nav.version) }
+                    dt { "System time" } dd.mono { (system::utc(facts.time)) }
+                    dt { "Uptime" } dd { (fact(facts.uptime.map(system::human_duration))) }
+                    dt { "CPUs" } dd { (fact(facts.cpus.map(|n| n.to_string()))) }
+                    dt { "Memory" } dd { (fact(memory)) }
+                    dt { "Load (1, 5, 15 min)" } dd { (fact(load)) }
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pages::Section;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn known_facts_are_shown_and_unknown_ones_say_so() {
+        let nav = Nav {
+            host: "lb1",
+            version: "0.1.0",
+            user: "admin",
+            csrf: "t",
+            section: Section::Dashboard,
+        };
+        let facts = Facts {
+            cpus: Some(2),
+            memory: Some((24 << 30, 12 << 30)),
+            uptime: Some(Duration::from_secs(3 * 3600 + 60)),
+            load: None,
+            time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_618_445),
+        };
+        let html = page(&nav, &facts);
+        for want in [
+            "<dd>2</dd>",
+            "<dd>12.0 GiB of 24.0 GiB available</dd>",
+            "<dd>3 h 1 min</dd>",
+            "2026-11-25 14:54:05 UTC",
+            r#"<dt>Load (1, 5, 15 min)</dt><dd><span class="unknown">unknown</span></dd>"#,
+        ] {
+            assert!(html.contains(want), "{want} missing from {html}");
+        }
+    }
+}
