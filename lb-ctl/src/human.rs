@@ -141,8 +141,19 @@ pub fn cluster_rows(c: &crate::cluster::node::ClusterStatus) -> Vec<Vec<String>>
             if *up { "up" } else { "down" }.into(),
         ]);
     }
-    for (name, state) in &c.monitors {
-        rows.push(vec![format!("monitor {name}"), state.to_string()]);
+    // Every monitor on both servers, as the manual's cluster manager shows
+    // them: this node's state, and the peer's from its heartbeats.
+    let (me, peer_name) = &c.servers;
+    for (i, (name, state)) in c.monitors.iter().enumerate() {
+        let peer_state = c
+            .peer_monitors
+            .get(i)
+            .and_then(|(_, state)| *state)
+            .map_or_else(|| "unknown".to_owned(), |s| s.to_string());
+        rows.push(vec![
+            format!("monitor {name}"),
+            format!("{me} {state}, {peer_name} {peer_state}"),
+        ]);
     }
     let short = |hash: &str| hash.chars().take(12).collect::<String>();
     rows.push(vec![
@@ -222,6 +233,35 @@ mod tests {
         b.neighbour = Resolution::NoRoute;
         b.next_hop = None;
         assert_eq!(neighbour(&b), "no route");
+    }
+
+    #[test]
+    fn every_monitor_shows_on_both_servers_and_an_unknown_peer_says_so() {
+        use crate::cluster::{Role, monitors::MonitorState, node::ClusterStatus};
+        let status = ClusterStatus {
+            role: Some(Role::Active),
+            peer_alive: true,
+            peer_role: Some(Role::Standby),
+            monitors: vec![
+                ("client-link".into(), MonitorState::Normal),
+                ("stall".into(), MonitorState::Error),
+            ],
+            peer_monitors: vec![
+                ("client-link".into(), Some(MonitorState::Offline)),
+                ("stall".into(), None),
+            ],
+            servers: ("lb1".into(), "lb2".into()),
+            ..Default::default()
+        };
+        let rows = cluster_rows(&status);
+        let row = |name: &str| {
+            rows.iter()
+                .find(|r| r[0] == name)
+                .map(|r| r[1].clone())
+                .unwrap_or_else(|| panic!("no row {name}: {rows:?}"))
+        };
+        assert_eq!(row("monitor client-link"), "lb1 normal, lb2 offline");
+        assert_eq!(row("monitor stall"), "lb1 error, lb2 unknown");
     }
 
     #[test]

@@ -193,6 +193,18 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
         stall_normal,
         || format!("{:?} {:?}", lb1.status_json(), lb2.status_json()),
     )?;
+    // Each node shows the peer's monitors too, from its heartbeats.
+    let status = lb1.status_json().context("lb1 status")?;
+    assert_eq!(
+        status["cluster"]["peer_monitors"],
+        serde_json::json!([["stall", "normal"]]),
+        "{status}"
+    );
+    assert!(
+        status_text(&lb1).contains("lb1 normal, lb2 normal"),
+        "{}",
+        status_text(&lb1)
+    );
 
     // A change on the active reaches the standby: same services, same
     // generation and hash on both, seen in each other's heartbeats.

@@ -369,6 +369,7 @@ fn forged_and_replayed_heartbeats_are_refused_counted_and_move_nothing() -> Resu
         eligible: true,
         yielding,
         stopped: false,
+        monitors: 0,
         generation: 0,
         settings_hash: [0; 32],
     };

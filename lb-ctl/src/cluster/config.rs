@@ -473,6 +473,16 @@ impl ClusterConfig {
     }
 
     fn validate_monitors(&self, interfaces: &[String]) -> Result<(), ClusterError> {
+        if self.monitors.len() > super::heartbeat::MAX_MONITORS {
+            return Err(at(
+                &[Key("monitors"), Index(super::heartbeat::MAX_MONITORS)],
+                format!(
+                    "at most {} monitors (each one's state travels in the heartbeats); this has {}",
+                    super::heartbeat::MAX_MONITORS,
+                    self.monitors.len()
+                ),
+            ));
+        }
         for (i, m) in self.monitors.iter().enumerate() {
             let here = |key| [Key("monitors"), Index(i), Key(key)];
             let name = &m.name;
@@ -757,6 +767,17 @@ when = "active"
                 |c| c.monitors[1].name = "client-link".into(),
                 &[Key("monitors"), Index(1), Key("name")],
                 "listed twice",
+            ),
+            (
+                |c| {
+                    for i in 0..8 {
+                        let mut m = c.monitors[1].clone();
+                        m.name = format!("extra-{i}");
+                        c.monitors.push(m);
+                    }
+                },
+                &[Key("monitors"), Index(8)],
+                "at most 8 monitors",
             ),
         ];
         for (edit, path, want) in cases {

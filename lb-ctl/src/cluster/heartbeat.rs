@@ -10,14 +10,14 @@
 //! | off | len | field |
 //! |---|---|---|
 //! | 0 | 4 | magic `LBHB` |
-//! | 4 | 1 | version (2; 1, without the stopped flag, is still accepted) |
+//! | 4 | 1 | version (3; 2 without the monitors, 1 without the stopped flag, still accepted) |
 //! | 5 | 1 | key id (which cluster key made the MAC) |
 //! | 6 | 1 | role (0 standby, 1 active) |
 //! | 7 | 1 | flags: 1 healthy, 2 eligible, 4 yielding, 8 stopped |
 //! | 8 | 16 | cluster id |
 //! | 24 | 1 | sender's server index |
 //! | 25 | 1 | interconnect index it was sent on |
-//! | 26 | 2 | zero |
+//! | 26 | 2 | the sender's monitors, 2 bits each, the first in the low bits, in the order of `[[cluster.monitors]]` (0 not carried, 1 normal, 2 error, 3 offline); zero before version 3 |
 //! | 28 | 8 | sequence number (grows with every heartbeat sent, on any link) |
 //! | 36 | 8 | settings generation |
 //! | 44 | 32 | settings hash |
@@ -26,16 +26,21 @@ use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 use thiserror::Error;
 
-use super::Role;
+use super::{Role, monitors::MonitorState};
 
 pub const MAGIC: [u8; 4] = *b"LBHB";
-/// Version 2 added the stopped flag. A version-1 heartbeat (the same
-/// layout without that flag) is still accepted, so that a pair can be
-/// upgraded one node at a time: the upgraded node hears the old one, the
-/// old one (which refuses version 2) finds its peer lost, and an active
-/// with a lost peer keeps serving.
-pub const VERSION: u8 = 2;
+/// Version 3 added the monitors' states, version 2 the stopped flag.
+/// Heartbeats of versions 1 and 2 (the same layout without them) are still
+/// accepted, so that a pair can be upgraded one node at a time: the
+/// upgraded node hears the old one, the old one (which refuses the newer
+/// version) finds its peer lost, and an active with a lost peer keeps
+/// serving.
+pub const VERSION: u8 = 3;
+const VERSION_2: u8 = 2;
 const VERSION_1: u8 = 1;
+/// How many monitors' states a heartbeat carries (the cluster allows no
+/// more monitors).
+pub const MAX_MONITORS: usize = 8;
 const BODY_LEN: usize = 76;
 const MAC_LEN: usize = 32;
 /// Bytes of a heartbeat on the wire.
@@ -68,6 +73,8 @@ pub struct Heartbeat {
     /// Its cluster service is stopped (`lb-ctl cluster stop`, the final
     /// action `stop`): alive but Offline, it takes nothing.
     pub stopped: bool,
+    /// Its monitors' states ([`pack_monitors`]; 0 from a version before 3).
+    pub monitors: u16,
     pub generation: u64,
     pub settings_hash: [u8; 32],
 }
@@ -182,6 +189,7 @@ pub fn seal(hb: &Heartbeat, keys: &Keyring) -> [u8; WIRE_LEN] {
     out[8..24].copy_from_slice(&hb.cluster);
     out[24] = hb.node;
     out[25] = hb.link;
+    out[26..28].copy_from_slice(&hb.monitors.to_be_bytes());
     out[28..36].copy_from_slice(&hb.seq.to_be_bytes());
     out[36..44].copy_from_slice(&hb.generation.to_be_bytes());
     out[44..76].copy_from_slice(&hb.settings_hash);
@@ -218,9 +226,16 @@ pub fn open(bytes: &[u8], keys: &Keyring, expect: &Expect) -> Result<Heartbeat, 
     if bytes[0..4] != MAGIC {
         return Err(Refused::Magic);
     }
-    let known_flags = match bytes[4] {
-        VERSION => FLAG_HEALTHY | FLAG_ELIGIBLE | FLAG_YIELDING | FLAG_STOPPED,
-        VERSION_1 => FLAG_HEALTHY | FLAG_ELIGIBLE | FLAG_YIELDING,
+    let (known_flags, carries_monitors) = match bytes[4] {
+        VERSION => (
+            FLAG_HEALTHY | FLAG_ELIGIBLE | FLAG_YIELDING | FLAG_STOPPED,
+            true,
+        ),
+        VERSION_2 => (
+            FLAG_HEALTHY | FLAG_ELIGIBLE | FLAG_YIELDING | FLAG_STOPPED,
+            false,
+        ),
+        VERSION_1 => (FLAG_HEALTHY | FLAG_ELIGIBLE | FLAG_YIELDING, false),
         _ => return Err(Refused::Version),
     };
     let key = keys.get(bytes[5]).ok_or(Refused::UnknownKey)?;
@@ -240,7 +255,11 @@ pub fn open(bytes: &[u8], keys: &Keyring, expect: &Expect) -> Result<Heartbeat, 
         _ => return Err(Refused::Malformed),
     };
     let flags = bytes[7];
-    if flags & !known_flags != 0 || bytes[25] >= expect.links || bytes[26..28] != [0, 0] {
+    let monitors = u16::from_be_bytes([bytes[26], bytes[27]]);
+    if flags & !known_flags != 0
+        || bytes[25] >= expect.links
+        || (!carries_monitors && monitors != 0)
+    {
         return Err(Refused::Malformed);
     }
     Ok(Heartbeat {
@@ -253,9 +272,42 @@ pub fn open(bytes: &[u8], keys: &Keyring, expect: &Expect) -> Result<Heartbeat, 
         eligible: flags & FLAG_ELIGIBLE != 0,
         yielding: flags & FLAG_YIELDING != 0,
         stopped: flags & FLAG_STOPPED != 0,
+        monitors,
         generation: u64::from_be_bytes(bytes[36..44].try_into().expect("8 bytes")),
         settings_hash: bytes[44..76].try_into().expect("32 bytes"),
     })
+}
+
+/// The states of up to [`MAX_MONITORS`] monitors, 2 bits each, the first
+/// in the low bits (those past the eighth are not carried).
+pub fn pack_monitors(states: &[MonitorState]) -> u16 {
+    states
+        .iter()
+        .take(MAX_MONITORS)
+        .enumerate()
+        .fold(0, |packed, (i, state)| {
+            let code: u16 = match state {
+                MonitorState::Normal => 1,
+                MonitorState::Error => 2,
+                MonitorState::Offline => 3,
+            };
+            packed | code << (2 * i)
+        })
+}
+
+/// The states of `count` monitors from [`pack_monitors`]'s bits (None: not
+/// carried, as from a sender of an older version).
+pub fn unpack_monitors(packed: u16, count: usize) -> Vec<Option<MonitorState>> {
+    (0..count)
+        .map(
+            |i| match (i < MAX_MONITORS).then(|| packed >> (2 * i) & 3) {
+                Some(1) => Some(MonitorState::Normal),
+                Some(2) => Some(MonitorState::Error),
+                Some(3) => Some(MonitorState::Offline),
+                _ => None,
+            },
+        )
+        .collect()
 }
 
 /// Sequence numbers already accepted from the peer: the highest, and which
@@ -333,6 +385,7 @@ mod tests {
             eligible: true,
             yielding: false,
             stopped: false,
+            monitors: pack_monitors(&[MonitorState::Normal, MonitorState::Error]),
             generation: 42,
             settings_hash: [0xab; 32],
         }
@@ -375,18 +428,39 @@ mod tests {
     }
 
     #[test]
-    fn version_1_is_accepted_without_the_stopped_flag_and_unknown_versions_and_flags_are_refused() {
+    fn older_versions_are_accepted_without_what_they_lack_and_unknown_versions_and_flags_are_refused()
+     {
         let k = keys(&[1], 1);
-        let mut old = seal(&hb(), &k);
+        let without_monitors = Heartbeat {
+            monitors: 0,
+            ..hb()
+        };
+        for version in [1, 2] {
+            let mut old = seal(&without_monitors, &k);
+            old[4] = version;
+            assert_eq!(
+                open(&resigned(old, &k), &k, &expect()),
+                Ok(without_monitors),
+                "version {version}"
+            );
+            // Monitors' bits from a version that has none.
+            let mut odd = seal(&hb(), &k);
+            odd[4] = version;
+            assert_eq!(
+                open(&resigned(odd, &k), &k, &expect()),
+                Err(Refused::Malformed),
+                "version {version}"
+            );
+        }
+        let mut old = seal(&without_monitors, &k);
         old[4] = 1;
-        assert_eq!(open(&resigned(old, &k), &k, &expect()), Ok(hb()));
         old[7] |= FLAG_STOPPED;
         assert_eq!(
             open(&resigned(old, &k), &k, &expect()),
             Err(Refused::Malformed)
         );
         let mut future = seal(&hb(), &k);
-        future[4] = 3;
+        future[4] = 4;
         assert_eq!(
             open(&resigned(future, &k), &k, &expect()),
             Err(Refused::Version)
@@ -397,6 +471,31 @@ mod tests {
             open(&resigned(flag, &k), &k, &expect()),
             Err(Refused::Malformed)
         );
+    }
+
+    #[test]
+    fn monitor_states_travel_two_bits_each_and_the_ninth_is_not_carried() {
+        use MonitorState::*;
+        let states = [
+            Normal, Error, Offline, Normal, Error, Offline, Normal, Error, Error,
+        ];
+        let packed = pack_monitors(&states);
+        assert_eq!(packed, 0b10_01_11_10_01_11_10_01);
+        let back = unpack_monitors(packed, 10);
+        assert_eq!(
+            &back[..8],
+            states[..8].iter().map(|s| Some(*s)).collect::<Vec<_>>()
+        );
+        assert_eq!(back[8..], [None, None]);
+        assert_eq!(unpack_monitors(0, 2), [None, None]);
+        let k = keys(&[1], 1);
+        let sent = Heartbeat {
+            monitors: packed,
+            ..hb()
+        };
+        let wire = seal(&sent, &k);
+        assert_eq!(wire[26..28], packed.to_be_bytes());
+        assert_eq!(open(&wire, &k, &expect()), Ok(sent));
     }
 
     #[test]

@@ -213,6 +213,7 @@ mod tests {
             eligible: true,
             yielding: false,
             stopped: false,
+            monitors: 0,
             generation: 3,
             settings_hash: [7; 32],
         }

@@ -22,7 +22,7 @@ use super::{
     Role,
     config::{ClusterConfig, FinalAction, MonitorKind},
     floating::{Announcer, netlink::FloatingIps},
-    heartbeat::{Heartbeat, Keyring, first_seq},
+    heartbeat::{self, Heartbeat, Keyring, first_seq},
     link::{Links, RefusedCounts},
     membership::{Decision, Membership, PeerView, Reason, StartOutcome, StopOutcome},
     monitors::{MonitorState, Monitors, probe},
@@ -70,6 +70,13 @@ pub struct ClusterStatus {
     /// Per interconnect, in configuration order: heard within the dead time.
     pub links: Vec<(String, bool)>,
     pub monitors: Vec<(String, MonitorState)>,
+    /// The same monitors on the peer, from its heartbeats (None: unknown:
+    /// the peer is lost, or its version does not send them).
+    #[serde(default)]
+    pub peer_monitors: Vec<(String, Option<MonitorState>)>,
+    /// This server's name and the peer's.
+    #[serde(default)]
+    pub servers: (String, String),
     pub healthy: bool,
     /// The last role change and why.
     pub last_change: Option<String>,
@@ -205,12 +212,15 @@ pub async fn run(
     // An operator's stop waiting for the peer to take the group.
     let mut stopping: Option<PendingStop> = None;
     let mut peer_stopped: Option<bool> = None;
+    // The monitors' states in the peer's last heartbeat.
+    let mut peer_monitors: u16 = 0;
     let mut tick = tokio::time::interval(interval / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             Some(r) = received.recv() => {
                 let hb = r.heartbeat;
+                peer_monitors = hb.monitors;
                 membership.observe_heartbeat(Instant::now(), r.link, hb.seq, PeerView {
                     role: hb.role,
                     healthy: hb.healthy,
@@ -359,6 +369,13 @@ pub async fn run(
                 eligible: membership.eligible(),
                 yielding: membership.yielding(),
                 stopped: membership.stopped(),
+                monitors: heartbeat::pack_monitors(
+                    &monitors
+                        .states(membership.role(), now)
+                        .into_iter()
+                        .map(|(_, _, state)| state)
+                        .collect::<Vec<_>>(),
+                ),
                 generation,
                 settings_hash,
             };
@@ -390,6 +407,7 @@ pub async fn run(
             &last_change,
             &refused,
             *settings.borrow(),
+            peer_monitors,
         );
     }
     Ok(())
@@ -584,6 +602,7 @@ async fn step_down(
         yielding: true,
         // A daemon that goes away is lost to the peer, not Offline.
         stopped: false,
+        monitors: 0,
         generation,
         settings_hash,
     };
@@ -686,9 +705,17 @@ fn publish(
     last_change: &Option<String>,
     refused: &RefusedCounts,
     settings: (u64, [u8; 32]),
+    peer_monitors: u16,
 ) {
     let role = membership.role();
     let peer = membership.peer(now);
+    let monitor_states = monitors.states(role, now);
+    // The peer's states as its last heartbeat gave them; unknown while it
+    // is lost.
+    let peer_states = match peer {
+        Some(_) => heartbeat::unpack_monitors(peer_monitors, monitor_states.len()),
+        None => vec![None; monitor_states.len()],
+    };
     let next = ClusterStatus {
         role: Some(role),
         since_unix: since
@@ -702,11 +729,26 @@ fn publish(
             .zip(membership.links_up(now))
             .map(|(ic, up)| (ic.name.clone(), up))
             .collect(),
-        monitors: monitors
-            .states(role, now)
+        peer_monitors: monitor_states
+            .iter()
+            .zip(peer_states)
+            .map(|((name, _, _), state)| (name.clone(), state))
+            .collect(),
+        monitors: monitor_states
             .into_iter()
             .map(|(name, _, state)| (name, state))
             .collect(),
+        servers: {
+            let params = membership.params();
+            let name = |i: u8| {
+                cluster
+                    .servers
+                    .get(i as usize)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default()
+            };
+            (name(params.me), name(params.peer))
+        },
         healthy: membership.healthy(),
         last_change: last_change.clone(),
         failovers: membership.failovers(now),
