@@ -186,7 +186,21 @@ pub fn cluster_rows(c: &crate::cluster::node::ClusterStatus) -> Vec<Vec<String>>
         "last change".into(),
         c.last_change.clone().unwrap_or_else(|| "none".into()),
     ]);
-    rows.push(vec!["failovers counted".into(), c.failovers.to_string()]);
+    rows.push(vec![
+        "failovers to this node".into(),
+        match c.takeovers.last_unix {
+            Some(at) => format!(
+                "{}, the last at {}",
+                c.takeovers.count,
+                crate::alerts::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(at))
+            ),
+            None => "none since the daemon started".into(),
+        },
+    ]);
+    rows.push(vec![
+        "monitor failovers counted".into(),
+        c.failovers.to_string(),
+    ]);
     if !c.refused.is_empty() {
         let refused: Vec<String> = c.refused.iter().map(|(k, v)| format!("{k} {v}")).collect();
         rows.push(vec!["heartbeats refused".into(), refused.join(", ")]);

@@ -224,6 +224,11 @@ fn cluster_metrics(out: &mut String, cluster: &crate::cluster::node::ClusterStat
         "The peer is heard on some interconnect (1) or lost (0).",
         u64::from(cluster.peer_alive),
     );
+    let _ = writeln!(
+        out,
+        "# HELP lb_cluster_failovers_total Failovers to this node (the group taken from a lost or yielding peer) since the daemon started.\n# TYPE lb_cluster_failovers_total counter\nlb_cluster_failovers_total {}",
+        cluster.takeovers.count
+    );
     gauge(
         out,
         "lb_cluster_monitor_failovers",

@@ -87,6 +87,9 @@ fn a_killed_active_is_fenced_while_the_peer_serves_and_the_group_moves_on_reques
         assert_eq!(net.client_resolves_fip(), Some(mac2.clone()));
     }
     assert!(lb2.alerts().contains("\"failover\""), "{}", lb2.alerts());
+    let takeovers = &cluster_status(&lb2)["takeovers"];
+    assert_eq!(takeovers["count"], 1, "{takeovers}");
+    assert!(takeovers["last_unix"].as_u64().is_some(), "{takeovers}");
 
     // lb1 comes back: standby (no automatic failback), the address gone.
     lb1.restart(&net.nodes[0])?;

@@ -59,6 +59,28 @@ pub enum Operation {
 /// An operation and where to answer: what was done, or why it was refused.
 pub type OperationRequest = (Operation, oneshot::Sender<Result<String, String>>);
 
+/// The failovers to a node: the group taken from a peer that was lost or
+/// handed it over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Takeovers {
+    pub count: u64,
+    /// When the last one happened (Unix seconds).
+    pub last_unix: Option<u64>,
+}
+
+impl Takeovers {
+    /// Counts a role change made `at` when it is a failover to this node.
+    pub fn observe(&mut self, role: Role, reason: Reason, at: SystemTime) {
+        if role == Role::Active && matches!(reason, Reason::PeerLost | Reason::Handover) {
+            self.count += 1;
+            self.last_unix = at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs());
+        }
+    }
+}
+
 /// What the loop publishes (status, console, metrics).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterStatus {
@@ -82,6 +104,9 @@ pub struct ClusterStatus {
     pub last_change: Option<String>,
     /// Monitor-caused failovers still counted.
     pub failovers: usize,
+    /// The failovers to this node since its daemon started.
+    #[serde(default)]
+    pub takeovers: Takeovers,
     /// This node's cluster service is stopped (Offline): it serves nothing.
     #[serde(default)]
     pub stopped: bool,
@@ -214,6 +239,9 @@ pub async fn run(
     let mut peer_stopped: Option<bool> = None;
     // The monitors' states in the peer's last heartbeat.
     let mut peer_monitors: u16 = 0;
+    // The group taken from a lost or yielding peer: how often, and when
+    // last (Unix seconds).
+    let mut takeovers = Takeovers::default();
     let mut tick = tokio::time::interval(interval / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -303,6 +331,7 @@ pub async fn run(
                         announcer.role_changed(new, now);
                         since = SystemTime::now();
                         last_change = Some(format!("{new} ({reason:?})"));
+                        takeovers.observe(new, reason, since);
                         let _ = events.try_send(ClusterEvent::RoleChanged { role: new, reason });
                         // The peer learns at once.
                         next_beat = now;
@@ -408,6 +437,7 @@ pub async fn run(
             &refused,
             *settings.borrow(),
             peer_monitors,
+            takeovers,
         );
     }
     Ok(())
@@ -706,6 +736,7 @@ fn publish(
     refused: &RefusedCounts,
     settings: (u64, [u8; 32]),
     peer_monitors: u16,
+    takeovers: Takeovers,
 ) {
     let role = membership.role();
     let peer = membership.peer(now);
@@ -751,6 +782,7 @@ fn publish(
         },
         healthy: membership.healthy(),
         last_change: last_change.clone(),
+        takeovers,
         failovers: membership.failovers(now),
         stopped: membership.stopped(),
         stopping: membership.stop_pending(),
@@ -839,6 +871,25 @@ mod tests {
         assert_eq!(
             ping_daemon(&ping, limit).await,
             Err("the daemon's event loop is not running".into())
+        );
+    }
+
+    #[test]
+    fn only_the_group_taken_from_a_lost_or_yielding_peer_counts_as_a_failover() {
+        let mut t = Takeovers::default();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_618_445);
+        t.observe(Role::Active, Reason::NobodyActive, at);
+        t.observe(Role::Active, Reason::PeerNeverHeard, at);
+        t.observe(Role::Standby, Reason::Operator, at);
+        assert_eq!(t, Takeovers::default());
+        t.observe(Role::Active, Reason::PeerLost, at);
+        t.observe(Role::Active, Reason::Handover, at + Duration::from_secs(5));
+        assert_eq!(
+            t,
+            Takeovers {
+                count: 2,
+                last_unix: Some(1_795_618_450)
+            }
         );
     }
 }
