@@ -55,13 +55,6 @@ impl FromStr for ServiceName {
     }
 }
 
-impl ServiceName {
-    /// The form the CLI takes: `tcp/198.18.0.100:80`.
-    pub fn reference(&self) -> String {
-        format!("{}/{}", self.protocol, self.vip)
-    }
-}
-
 /// A change to the LB configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -240,7 +233,7 @@ mod tests {
     fn service_refs_parse_and_print() {
         for text in ["tcp/198.18.0.100:80", "udp/[2001:db8::100]:53"] {
             let r: ServiceRef = text.parse().unwrap();
-            assert_eq!(r.reference(), text);
+            assert_eq!(r.to_string(), text);
         }
         for (bad, why) in [
             ("198.18.0.100:80", "write a service as PROTOCOL/VIP:PORT"),

@@ -96,7 +96,8 @@ pub struct ServiceSpec {
     pub sorry: Option<SocketAddr>,
 }
 
-/// A service's identity, for messages: `tcp 198.18.0.100:80`.
+/// A service's identity, written as the CLI takes it and as every message
+/// and metric shows it: `tcp/198.18.0.100:80`, `udp/[2001:db8::100]:53`.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
@@ -107,7 +108,7 @@ pub struct ServiceName {
 
 impl fmt::Display for ServiceName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.protocol, self.vip)
+        write!(f, "{}/{}", self.protocol, self.vip)
     }
 }
 
@@ -863,31 +864,31 @@ mod tests {
         let cases: Vec<(Vec<ServiceSpec>, &str)> = vec![
             (
                 vec![dsr],
-                "service tcp 198.18.0.100:80: backend 198.18.1.13:8080 must use the VIP's port 80 in DSR mode (the packet is not rewritten)",
+                "service tcp/198.18.0.100:80: backend 198.18.1.13:8080 must use the VIP's port 80 in DSR mode (the packet is not rewritten)",
             ),
             (
                 vec![dup],
-                "service tcp 198.18.0.100:80: backend 198.18.1.11:80 is listed twice",
+                "service tcp/198.18.0.100:80: backend 198.18.1.11:80 is listed twice",
             ),
             (
                 vec![mixed],
-                "service tcp 198.18.0.100:80: backend [2001:db8:1::11]:80 is not of the VIP's address family",
+                "service tcp/198.18.0.100:80: backend [2001:db8:1::11]:80 is not of the VIP's address family",
             ),
             (
                 vec![heavy],
-                "service tcp 198.18.0.100:80: backend 198.18.1.11:80 has weight 10001; the most is 10000",
+                "service tcp/198.18.0.100:80: backend 198.18.1.11:80 has weight 10001; the most is 10000",
             ),
             (
                 vec![zero_port],
-                "service tcp 198.18.0.100:80: backend 198.18.1.11:0 is not a usable unicast address and port",
+                "service tcp/198.18.0.100:80: backend 198.18.1.11:0 is not a usable unicast address and port",
             ),
             (
                 vec![sorry],
-                "service tcp 198.18.0.100:80: sorry server [2001:db8::99]:80 is not of the VIP's address family",
+                "service tcp/198.18.0.100:80: sorry server [2001:db8::99]:80 is not of the VIP's address family",
             ),
             (
                 vec![three(), three()],
-                "service tcp 198.18.0.100:80 is configured twice",
+                "service tcp/198.18.0.100:80 is configured twice",
             ),
         ];
         let (base, _) = Balancer::new().plan(&[three()]).unwrap();

@@ -606,11 +606,11 @@ address = "[2001:db8:1::11]:80"
             ),
             (
                 "[node]\nname = \"lb1\"\ninterfaces = [\"ext0\"]\n\n[[services]]\nvip = \"198.18.0.100\"\nport = 80\nprotocol = \"tcp\"\nmode = \"dsr\"\n\n[[services.backends]]\naddress = \"198.18.1.11:80\"\n\n[[services.backends]]\naddress = \"198.18.1.12:8080\"\n",
-                "line 14, column 1: service tcp 198.18.0.100:80: backend 198.18.1.12:8080 must use the VIP's port 80 in DSR mode (the packet is not rewritten)",
+                "line 14, column 1: service tcp/198.18.0.100:80: backend 198.18.1.12:8080 must use the VIP's port 80 in DSR mode (the packet is not rewritten)",
             ),
             (
                 "[node]\nname = \"lb1\"\ninterfaces = [\"ext0\"]\n\n[[services]]\nvip = \"198.18.0.100\"\nport = 80\nprotocol = \"tcp\"\n\n[[services]]\nvip = \"198.18.0.100\"\nport = 80\nprotocol = \"tcp\"\n",
-                "line 10, column 1: service tcp 198.18.0.100:80 is configured twice",
+                "line 10, column 1: service tcp/198.18.0.100:80 is configured twice",
             ),
             (
                 "[node\n",

@@ -516,7 +516,7 @@ async fn service(client: &Client, cmd: ServiceCommand, json: bool) -> Result<(),
                     .filter(|b| b.health == lb_ctl::health::Health::Up)
                     .count();
                 rows.push(vec![
-                    s.service.reference(),
+                    s.service.to_string(),
                     s.name.clone().unwrap_or_else(|| "-".into()),
                     format!("{:?}", s.mode).to_lowercase(),
                     s.sorry.map_or("-".into(), |a| a.to_string()),
@@ -630,7 +630,7 @@ async fn backend(client: &Client, cmd: BackendCommand, json: bool) -> Result<(),
             for s in &list {
                 for b in &s.backends {
                     rows.push(vec![
-                        s.service.reference(),
+                        s.service.to_string(),
                         b.address.to_string(),
                         b.weight.to_string(),
                         format!("{:?}", b.state).to_lowercase(),
@@ -753,7 +753,7 @@ fn render_stats(now: &Stats, before: Option<(Duration, &Stats)>) -> String {
             })
         };
         rows.push(vec![
-            s.service.reference(),
+            s.service.to_string(),
             "*".into(),
             human::count(s.traffic.packets),
             human::bytes(s.traffic.bytes),

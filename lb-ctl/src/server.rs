@@ -337,7 +337,7 @@ async fn metrics(State(daemon): State<Handle>) -> Response {
             let _ = writeln!(
                 out,
                 "lb_service_{name}_total{{service=\"{}\"}} {}",
-                s.service.reference(),
+                s.service,
                 value(&s.traffic)
             );
         }
@@ -391,7 +391,7 @@ fn backend_family(
             let _ = writeln!(
                 out,
                 "{metric}{{service=\"{}\",backend=\"{}\"}} {}",
-                s.service.reference(),
+                s.service,
                 b.address,
                 value(b)
             );

@@ -257,23 +257,23 @@ fn the_cli_drives_a_real_daemon() {
     let cases: &[(&[&str], &str)] = &[
         (
             &["backend", "add", "tcp/198.18.0.200:80", "198.18.1.11:80"],
-            "error: no service tcp 198.18.0.200:80\n",
+            "error: no service tcp/198.18.0.200:80\n",
         ),
         (
             &["backend", "add", SVC4, &b1],
-            "error: service tcp 198.18.0.100:80 already has backend 198.18.1.11:80\n",
+            "error: service tcp/198.18.0.100:80 already has backend 198.18.1.11:80\n",
         ),
         (
             &["backend", "add", SVC4, "[2001:db8:1::11]:80"],
-            "error: service tcp 198.18.0.100:80: backend [2001:db8:1::11]:80 is not of the VIP's address family\n",
+            "error: service tcp/198.18.0.100:80: backend [2001:db8:1::11]:80 is not of the VIP's address family\n",
         ),
         (
             &["service", "add", SVC4],
-            "error: service tcp 198.18.0.100:80 already exists\n",
+            "error: service tcp/198.18.0.100:80 already exists\n",
         ),
         (
             &["backend", "weight", SVC4, &b1, "20000"],
-            "error: service tcp 198.18.0.100:80: backend 198.18.1.11:80 has weight 20000; the most is 10000\n",
+            "error: service tcp/198.18.0.100:80: backend 198.18.1.11:80 has weight 20000; the most is 10000\n",
         ),
     ];
     for (args, message) in cases {
@@ -305,7 +305,7 @@ fn the_cli_drives_a_real_daemon() {
             "/v1/changes",
             r#"{"op":"del_service","service":{"protocol":"tcp","vip":"198.18.0.200:80"}}"#,
             404,
-            "no service tcp 198.18.0.200:80",
+            "no service tcp/198.18.0.200:80",
         ),
         (
             "POST",
@@ -404,7 +404,7 @@ fn a_bad_configuration_stops_run_before_it_touches_anything() {
     )
     .unwrap();
     let want = format!(
-        "error: {}:12:1: service tcp 198.18.0.100:80: backend 198.18.1.11:8080 must use the VIP's port 80 in DSR mode (the packet is not rewritten)\n",
+        "error: {}:12:1: service tcp/198.18.0.100:80: backend 198.18.1.11:8080 must use the VIP's port 80 in DSR mode (the packet is not rewritten)\n",
         config.display()
     );
     let out = Command::new(LB_CTL)

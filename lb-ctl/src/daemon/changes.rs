@@ -350,20 +350,20 @@ address = "198.18.1.11:80"
                     service: svc(),
                     backend,
                 },
-                "service tcp 198.18.0.100:80 already has backend 198.18.1.12:80",
+                "service tcp/198.18.0.100:80 already has backend 198.18.1.12:80",
             ),
             (
                 Change::DelService {
                     service: "udp/198.18.0.100:80".parse().unwrap(),
                 },
-                "no service udp 198.18.0.100:80",
+                "no service udp/198.18.0.100:80",
             ),
             (
                 Change::DelBackend {
                     service: svc(),
                     address: "198.18.1.99:80".parse().unwrap(),
                 },
-                "service tcp 198.18.0.100:80 has no backend 198.18.1.99:80",
+                "service tcp/198.18.0.100:80 has no backend 198.18.1.99:80",
             ),
             (
                 Change::SetBackend {
@@ -378,7 +378,7 @@ address = "198.18.1.11:80"
                 Change::AddService {
                     service: c.services[0].clone(),
                 },
-                "service tcp 198.18.0.100:80 already exists",
+                "service tcp/198.18.0.100:80 already exists",
             ),
         ];
         for (change, message) in cases {

@@ -248,10 +248,10 @@ pub fn users_of(config: &Config, address: IpAddr) -> String {
     let mut users = Vec::new();
     for service in &config.services {
         if service.backends.iter().any(|b| b.address.ip() == address) {
-            users.push(format!("backend of {}", service.name().reference()));
+            users.push(format!("backend of {}", service.name()));
         }
         if service.sorry.is_some_and(|s| s.ip() == address) {
-            users.push(format!("sorry server of {}", service.name().reference()));
+            users.push(format!("sorry server of {}", service.name()));
         }
     }
     users.join(", ")

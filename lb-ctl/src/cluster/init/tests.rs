@@ -121,7 +121,7 @@ fn a_bad_plan_says_where_and_writes_nothing() {
         ),
         (
             PLAN.replace("address = \"198.18.1.11:80\"", "address = \"[2001:db8::1]:80\""),
-            "line 32, column 1: server lb1: service tcp 198.18.0.100:80: backend [2001:db8::1]:80 is not of the VIP's address family",
+            "line 32, column 1: server lb1: service tcp/198.18.0.100:80: backend [2001:db8::1]:80 is not of the VIP's address family",
         ),
         (
             PLAN.replace("[[cluster.interconnects]]\nname = \"lankhb2\"", "[[cluster.interconnects]]\nname = \"lankhb1\""),

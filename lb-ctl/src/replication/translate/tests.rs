@@ -202,7 +202,7 @@ fn a_dumped_entry_is_named_through_the_tables_unless_stale() {
         from_entry(&elsewhere, &flow, tables)
             .unwrap_err()
             .to_string(),
-        "no service tcp 198.18.0.100:81 in the tables"
+        "no service tcp/198.18.0.100:81 in the tables"
     );
 }
 
@@ -315,7 +315,7 @@ fn a_flow_whose_service_or_backend_the_standby_lacks_is_not_applied() {
     let unknown = wire_v4("198.18.1.77:8080", false);
     assert_eq!(
         to_entries(&unknown, &standby).unwrap_err().to_string(),
-        "service tcp 198.18.0.100:80 has no backend 198.18.1.77:8080 here"
+        "service tcp/198.18.0.100:80 has no backend 198.18.1.77:8080 here"
     );
     // A backend is not a sorry server, nor the other way round.
     assert!(to_entries(&wire_v4("198.18.1.12:8080", true), &standby).is_err());
