@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use crate::api::{Alert, AlertLevel};
+use crate::api::{Alert, AlertEvent, AlertLevel};
 
 /// Size at which the log is rotated.
 pub const ROTATE_BYTES: u64 = 1 << 20;
@@ -51,13 +51,14 @@ impl AlertLog {
     }
 
     /// Appends an alert (and logs it through tracing).
-    pub fn record(&self, level: AlertLevel, event: &str, message: impl Into<String>) {
+    pub fn record(&self, level: AlertLevel, event: AlertEvent, message: impl Into<String>) {
         let alert = Alert {
             time: rfc3339(SystemTime::now()),
             level,
-            event: event.to_owned(),
+            event,
             message: message.into(),
         };
+        let event = event.name();
         match level {
             AlertLevel::Info => tracing::info!(event, message = %alert.message, "alert"),
             AlertLevel::Warning => tracing::warn!(event, message = %alert.message, "alert"),
@@ -169,7 +170,11 @@ mod tests {
         let big = "x".repeat(4096);
         let n = (ROTATE_BYTES as usize / 4096) + 20;
         for i in 0..n {
-            log.record(AlertLevel::Info, "test", format!("{i} {big}"));
+            log.record(
+                AlertLevel::Info,
+                AlertEvent::ConfigApplied,
+                format!("{i} {big}"),
+            );
         }
         assert!(dir.path().join("alerts.jsonl.1").exists());
         let recent = log.recent(5);
@@ -184,5 +189,22 @@ mod tests {
             .write_all(b"{\"time\":\"20")
             .unwrap();
         assert_eq!(log.recent(1)[0].message, recent[4].message);
+    }
+
+    #[test]
+    fn events_are_stable_names_and_an_unknown_one_still_reads() {
+        let alert = Alert {
+            time: "2026-11-25T15:00:00Z".into(),
+            level: AlertLevel::Warning,
+            event: AlertEvent::DualActiveResolved,
+            message: "m".into(),
+        };
+        let line = serde_json::to_string(&alert).unwrap();
+        assert!(line.contains(r#""event":"dual_active_resolved""#), "{line}");
+        assert_eq!(serde_json::from_str::<Alert>(&line).unwrap(), alert);
+        let newer = line.replace("dual_active_resolved", "something_new");
+        let read: Alert = serde_json::from_str(&newer).unwrap();
+        assert_eq!(read.event, AlertEvent::Other);
+        assert_eq!(AlertEvent::Failover.to_string(), "failover");
     }
 }

@@ -798,7 +798,7 @@ async fn alerts(client: &Client, limit: usize, json: bool) -> Result<(), ClientE
         rows.push(vec![
             a.time.clone(),
             a.level.to_string(),
-            a.event.clone(),
+            a.event.to_string(),
             a.message.clone(),
         ]);
     }

@@ -22,7 +22,7 @@ use super::{
     sync::{self as settings_sync, PushQueue, SyncMessage, Tls, hex},
 };
 use crate::{
-    api::AlertLevel,
+    api::{AlertEvent, AlertLevel},
     config::Config,
     daemon::{Daemon, Event, Handle, event_loop},
 };
@@ -281,15 +281,15 @@ fn monotonic_ns() -> u64 {
 }
 
 /// The alert-log line of an event: level, stable name, message.
-pub fn alert(event: &ClusterEvent) -> (AlertLevel, &'static str, String) {
+pub fn alert(event: &ClusterEvent) -> (AlertLevel, AlertEvent, String) {
     match event {
         ClusterEvent::RoleChanged {
             role: Role::Active,
             reason,
         } => {
             let name = match reason {
-                Reason::Handover | Reason::PeerLost => "failover",
-                _ => "cluster_active",
+                Reason::Handover | Reason::PeerLost => AlertEvent::Failover,
+                _ => AlertEvent::ClusterActive,
             };
             (
                 AlertLevel::Warning,
@@ -302,12 +302,12 @@ pub fn alert(event: &ClusterEvent) -> (AlertLevel, &'static str, String) {
             reason,
         } => {
             let name = match reason {
-                Reason::DualActive => "dual_active_resolved",
-                Reason::Isolated => "isolated",
-                Reason::Operator => "group_moved",
-                Reason::AutoFailback => "failback",
-                Reason::MonitorFailed => "monitor_failover",
-                _ => "cluster_standby",
+                Reason::DualActive => AlertEvent::DualActiveResolved,
+                Reason::Isolated => AlertEvent::Isolated,
+                Reason::Operator => AlertEvent::GroupMoved,
+                Reason::AutoFailback => AlertEvent::Failback,
+                Reason::MonitorFailed => AlertEvent::MonitorFailover,
+                _ => AlertEvent::ClusterStandby,
             };
             (
                 AlertLevel::Warning,
@@ -321,7 +321,7 @@ pub fn alert(event: &ClusterEvent) -> (AlertLevel, &'static str, String) {
             detail,
         } => (
             AlertLevel::Error,
-            "monitor_error",
+            AlertEvent::MonitorError,
             format!(
                 "monitor {monitor}: error{}",
                 detail
@@ -332,17 +332,17 @@ pub fn alert(event: &ClusterEvent) -> (AlertLevel, &'static str, String) {
         ),
         ClusterEvent::MonitorChanged { monitor, state, .. } => (
             AlertLevel::Info,
-            "monitor_recovered",
+            AlertEvent::MonitorRecovered,
             format!("monitor {monitor}: {state}"),
         ),
         ClusterEvent::FinalAction { stopped: false } => (
             AlertLevel::Error,
-            "final_action",
+            AlertEvent::FinalAction,
             "a monitor failed but the maximum failover count is reached: the group stays".into(),
         ),
         ClusterEvent::FinalAction { stopped: true } => (
             AlertLevel::Error,
-            "final_action",
+            AlertEvent::FinalAction,
             "a monitor failed and the maximum failover count is reached: final action stop, this node's cluster service stopped (it serves nothing until `lb-ctl cluster start`)".into(),
         ),
         ClusterEvent::ServiceChanged {
@@ -350,7 +350,7 @@ pub fn alert(event: &ClusterEvent) -> (AlertLevel, &'static str, String) {
             forced: false,
         } => (
             AlertLevel::Info,
-            "cluster_stopped",
+            AlertEvent::ClusterStopped,
             "this node's cluster service was stopped (lb-ctl cluster stop): it serves nothing until `lb-ctl cluster start`".into(),
         ),
         ClusterEvent::ServiceChanged {
@@ -358,24 +358,24 @@ pub fn alert(event: &ClusterEvent) -> (AlertLevel, &'static str, String) {
             forced: true,
         } => (
             AlertLevel::Warning,
-            "cluster_stopped",
+            AlertEvent::ClusterStopped,
             "this node's cluster service was stopped with --force although the peer could not take the group: the service may be down".into(),
         ),
         ClusterEvent::ServiceChanged { stopped: false, .. } => (
             AlertLevel::Info,
-            "cluster_started",
+            AlertEvent::ClusterStarted,
             "this node's cluster service was started (lb-ctl cluster start): it rejoins as standby".into(),
         ),
         ClusterEvent::PeerServiceChanged { stopped: true } => (
             AlertLevel::Info,
-            "peer_stopped",
+            AlertEvent::PeerStopped,
             "the peer's cluster service is stopped (Offline): it takes no group, this node has no standby".into(),
         ),
         ClusterEvent::PeerServiceChanged { stopped: false } => (
             AlertLevel::Info,
-            "peer_started",
+            AlertEvent::PeerStarted,
             "the peer's cluster service is started again".into(),
         ),
-        ClusterEvent::Error(message) => (AlertLevel::Error, "cluster_error", message.clone()),
+        ClusterEvent::Error(message) => (AlertLevel::Error, AlertEvent::ClusterError, message.clone()),
     }
 }

@@ -26,7 +26,11 @@ use tokio::{
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::node::SyncState;
-use crate::{api::AlertLevel, config::ServiceConfig, role::Role};
+use crate::{
+    api::{AlertEvent, AlertLevel},
+    config::ServiceConfig,
+    role::Role,
+};
 
 /// The largest request or answer accepted (a line of JSON).
 pub const MAX_MESSAGE: u64 = 64 * 1024 * 1024;
@@ -112,14 +116,14 @@ pub fn push_outcome(
     previous: Option<&SyncState>,
     generation: u64,
     result: &Result<String, String>,
-) -> (Option<(AlertLevel, &'static str, String)>, SyncState) {
+) -> (Option<(AlertLevel, AlertEvent, String)>, SyncState) {
     match result {
         Ok(_) => {
             let was_failing = matches!(previous, Some(SyncState::NotSynchronized { .. }));
             let alert = was_failing.then(|| {
                 (
                     AlertLevel::Info,
-                    "sync_recovered",
+                    AlertEvent::SyncRecovered,
                     format!("settings synchronized with the peer (generation {generation})"),
                 )
             });
@@ -128,7 +132,7 @@ pub fn push_outcome(
         Err(reason) => (
             Some((
                 AlertLevel::Error,
-                "sync_failed",
+                AlertEvent::SyncFailed,
                 format!(
                     "settings generation {generation} not synchronized with the peer: {reason}; it applies here; run lb-ctl sync once the peer is back"
                 ),
@@ -551,7 +555,7 @@ mod tests {
             alert,
             Some((
                 AlertLevel::Error,
-                "sync_failed",
+                AlertEvent::SyncFailed,
                 "settings generation 5 not synchronized with the peer: connection refused; it applies here; run lb-ctl sync once the peer is back".to_owned()
             ))
         );
@@ -562,13 +566,13 @@ mod tests {
             }
         );
         let (again, _) = push_outcome(Some(&state), 5, &failed);
-        assert_eq!(again.map(|a| a.1), Some("sync_failed"));
+        assert_eq!(again.map(|a| a.1), Some(AlertEvent::SyncFailed));
         let (alert, state) = push_outcome(Some(&state), 5, &ok);
         assert_eq!(
             alert,
             Some((
                 AlertLevel::Info,
-                "sync_recovered",
+                AlertEvent::SyncRecovered,
                 "settings synchronized with the peer (generation 5)".to_owned()
             ))
         );

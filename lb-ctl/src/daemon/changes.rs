@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use crate::{
-    api::{AlertLevel, Applied, Change, ServiceRef},
+    api::{AlertEvent, AlertLevel, Applied, Change, ServiceRef},
     balancer::{Balancer, Ops},
     cluster::{
         serve::settings_hash,
@@ -73,7 +73,7 @@ impl Daemon {
             Verdict::Stale(why) => {
                 self.alerts.record(
                     AlertLevel::Warning,
-                    "sync_refused",
+                    AlertEvent::SyncRefused,
                     format!("settings from the active refused: {why}"),
                 );
                 return reply(409, why, held.0);
@@ -132,7 +132,7 @@ impl Daemon {
         self.neighbour_wake.notify_one();
         self.alerts.record(
             AlertLevel::Info,
-            "config_applied",
+            AlertEvent::ConfigApplied,
             format!("{what} (generation {})", self.config.generation),
         );
         Ok(Applied {
@@ -143,7 +143,7 @@ impl Daemon {
     fn reject(&self, what: &str, err: ChangeError) -> Result<Applied, ChangeError> {
         self.alerts.record(
             AlertLevel::Warning,
-            "config_rejected",
+            AlertEvent::ConfigRejected,
             format!("{what}: {err}"),
         );
         Err(err)

@@ -31,7 +31,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::{
     alerts::AlertLog,
-    api::AlertLevel,
+    api::{AlertEvent, AlertLevel},
     balancer::{BackendState, Balancer, ServiceName, ServiceSpec, Tables},
     bpffs,
     cluster::serve::ClusterLink,
@@ -111,7 +111,7 @@ impl Daemon {
             PinState::Replaced { reason } => {
                 alerts.record(
                     AlertLevel::Warning,
-                    "dataplane_replaced",
+                    AlertEvent::DataplaneReplaced,
                     format!("pinned maps of an incompatible version were replaced: {reason}"),
                 );
                 Balancer::new()
@@ -171,7 +171,7 @@ impl Daemon {
         };
         daemon.alerts.record(
             AlertLevel::Info,
-            "daemon_started",
+            AlertEvent::DaemonStarted,
             format!(
                 "lb-ctl {} started on {} ({how}; configuration generation {})",
                 env!("CARGO_PKG_VERSION"),
@@ -208,8 +208,8 @@ impl Daemon {
         let before = self.usable(&service);
         self.health.insert((service, address), event.health);
         let (level, name, verb) = match event.health {
-            Health::Down => (AlertLevel::Warning, "backend_down", "down"),
-            Health::Up => (AlertLevel::Info, "backend_up", "up"),
+            Health::Down => (AlertLevel::Warning, AlertEvent::BackendDown, "down"),
+            Health::Up => (AlertLevel::Info, AlertEvent::BackendUp, "up"),
         };
         self.alerts.record(
             level,
@@ -243,13 +243,13 @@ impl Daemon {
             };
             self.alerts.record(
                 AlertLevel::Error,
-                "no_usable_backend",
+                AlertEvent::NoUsableBackend,
                 format!("service {service} has no usable backend: {then}"),
             );
         } else if !before && after {
             self.alerts.record(
                 AlertLevel::Info,
-                "service_recovered",
+                AlertEvent::ServiceRecovered,
                 format!("service {service} has a usable backend again"),
             );
         }
@@ -295,7 +295,7 @@ impl Daemon {
         self.bpffs_private = true;
         self.alerts.record(
             AlertLevel::Warning,
-            "bpffs_private",
+            AlertEvent::BpffsPrivate,
             format!(
                 "{} is on a bpffs ({}) that only this process's mount namespace has: the XDP program is detached when lb-ctl exits (node.allow_private_bpffs = true)",
                 self.config.node.bpffs_dir.display(),
@@ -312,7 +312,7 @@ impl Daemon {
             match dataplane::unpin_links(dir) {
                 Ok(ifaces) => self.alerts.record(
                     AlertLevel::Info,
-                    "daemon_stopped",
+                    AlertEvent::DaemonStopped,
                     format!("stopped; XDP detached from {}", ifaces.join(", ")),
                 ),
                 Err(err) => tracing::error!(error = %format!("{err:#}"), "detaching failed"),
@@ -327,7 +327,8 @@ impl Daemon {
             .map(|iface| (iface.clone(), dataplane::link_pinned(dir, iface)))
             .collect();
         let (level, message) = bpffs::stop_message(&links, dir, self.bpffs_private);
-        self.alerts.record(level, "daemon_stopped", message);
+        self.alerts
+            .record(level, AlertEvent::DaemonStopped, message);
     }
 }
 

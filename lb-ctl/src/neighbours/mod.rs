@@ -20,7 +20,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{api::AlertLevel, config::Config};
+use crate::{
+    api::{AlertEvent, AlertLevel},
+    config::Config,
+};
 
 pub mod netlink;
 pub mod task;
@@ -209,11 +212,11 @@ impl Transition {
     /// The alert: level, event and message. `users` says what the address
     /// is to which services ([`users_of`]); `hop` is the next hop for
     /// people (`198.18.1.1 on int0`).
-    pub fn alert(&self, users: &str, hop: Option<&str>) -> (AlertLevel, &'static str, String) {
+    pub fn alert(&self, users: &str, hop: Option<&str>) -> (AlertLevel, AlertEvent, String) {
         if !self.is_failure() {
             return (
                 AlertLevel::Info,
-                "neighbour_resolved",
+                AlertEvent::NeighbourResolved,
                 format!(
                     "backend {} ({users}) is reachable again: next hop {} resolved",
                     self.backend,
@@ -233,7 +236,7 @@ impl Transition {
         };
         (
             AlertLevel::Warning,
-            "neighbour_unresolved",
+            AlertEvent::NeighbourUnresolved,
             format!(
                 "backend {} ({users}) is unreachable: {why}; DSR packets to it are dropped (drop_no_neighbour)",
                 self.backend
@@ -615,7 +618,7 @@ mod tests {
             t.alert(&users, None),
             (
                 AlertLevel::Warning,
-                "neighbour_unresolved",
+                AlertEvent::NeighbourUnresolved,
                 "backend 198.18.1.99 (sorry server of tcp/198.18.0.100:80, backend of tcp/198.18.0.100:443) is unreachable: no route: Network is unreachable; DSR packets to it are dropped (drop_no_neighbour)".to_owned()
             )
         );
@@ -624,7 +627,7 @@ mod tests {
             t.alert("backend of tcp/198.18.0.100:443", Some("198.18.1.99 on int0")),
             (
                 AlertLevel::Info,
-                "neighbour_resolved",
+                AlertEvent::NeighbourResolved,
                 "backend 198.18.1.99 (backend of tcp/198.18.0.100:443) is reachable again: next hop 198.18.1.99 on int0 resolved".to_owned()
             )
         );
