@@ -386,7 +386,7 @@ fn start_rig_pair() -> Result<(Rig, DaemonProcess, DaemonProcess)> {
 }
 
 #[test]
-fn the_vip_answers_through_the_pair_before_and_after_failover_and_kill() -> Result<()> {
+fn the_vip_answers_through_the_pair_across_failover_kill_and_carrier_loss() -> Result<()> {
     let (rig, lb1, mut lb2) = start_rig_pair()?;
 
     // Failover on request: lb2 holds the VIP and the gateway.
@@ -402,6 +402,38 @@ fn the_vip_answers_through_the_pair_before_and_after_failover_and_kill() -> Resu
     wait_for("lb1 active again", Duration::from_secs(3), || {
         lb1.cluster_role().as_deref() == Some("active")
     })?;
+    vip_answers(&rig, Duration::from_secs(5))?;
+
+    // lb2 back (standby), then the active's client link loses its carrier
+    // (the switch's port to it goes down): its link monitor fails and lb2
+    // takes the group; with the carrier back, lb1 stays standby.
+    lb2.restart(rig.lb2.as_ref().context("a pair")?)?;
+    wait_for("lb2 standby", Duration::from_secs(5), || {
+        lb2.cluster_role().as_deref() == Some("standby")
+    })?;
+    rig.switch.ip(["link", "set", "p-lb1x", "down"])?;
+    wait_for(
+        "lb2 active after lb1's carrier loss",
+        Duration::from_secs(5),
+        || {
+            lb2.cluster_role().as_deref() == Some("active")
+                && lb1.cluster_role().as_deref() == Some("standby")
+        },
+    )?;
+    vip_answers(&rig, Duration::from_secs(5))?;
+    assert!(lb2.alerts().contains("\"failover\""), "{}", lb2.alerts());
+    assert!(
+        lb1.alerts().contains("\"monitor_error\""),
+        "{}",
+        lb1.alerts()
+    );
+    rig.switch.ip(["link", "set", "p-lb1x", "up"])?;
+    holds_for(
+        "lb1 standby with its carrier back (no automatic failback)",
+        Duration::from_secs(2),
+        || lb1.cluster_role().as_deref() == Some("standby"),
+        || lb1.alerts(),
+    )?;
     vip_answers(&rig, Duration::from_secs(5))?;
 
     // Nothing is left: the daemons' pins, the namespaces.
