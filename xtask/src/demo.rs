@@ -201,7 +201,12 @@ fn instructions(rig: &Rig, daemons: &[DaemonProcess], namespaces: [&Netns; 2]) -
          \x20 {c2} failback\n\
          \x20 # kill -9 the active daemon: lb2 takes over; lb1 stays fenced until the demo has started\n\
          \x20 # its daemon again, as standby ({ns2} for lb2 when lb2 is active)\n\
-         \x20 kill -9 $(ip netns pids {ns1})\n\n\
+         \x20 kill -9 $(ip netns pids {ns1})\n\
+         \x20 # stop lb2's cluster service (lb2 is active now): it hands the group to lb1 first,\n\
+         \x20 # then shows Offline on both nodes; start brings it back as standby\n\
+         \x20 {c2} cluster stop\n\
+         \x20 {c1} status\n\
+         \x20 {c2} cluster start\n\n\
          The services (changed on the active node only, lb1 until a failover: the standby refuses\n\
          and the active pushes every change to it; `status` on each shows the settings' generation):\n\
          \x20 {c1} service list\n\
@@ -214,6 +219,8 @@ fn instructions(rig: &Rig, daemons: &[DaemonProcess], namespaces: [&Netns; 2]) -
          \x20 {c1} backend add tcp/{VIP_V4}:80 {b4}:80\n\
          \x20 {c2} backend list tcp/{VIP_V4}:80\n\
          \x20 {c1} alerts\n\
+         \x20 # on the active node: push the settings to the standby now (after a missed push)\n\
+         \x20 {c1} sync\n\
          \nPress Ctrl-C to stop (everything is removed).\n\
          From another shell, `cargo xtask demo --down` removes a demo that was killed.",
         describe = rig.describe(),
