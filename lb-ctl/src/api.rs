@@ -273,6 +273,8 @@ pub enum AlertEvent {
     PeerStarted,
     /// The cluster could not carry out a decision (a role change failed...).
     ClusterError,
+    /// The active node found floating IPs missing and added them again.
+    FloatingRestored,
     /// A name this version does not know.
     #[serde(other)]
     Other,
@@ -313,6 +315,7 @@ impl AlertEvent {
             AlertEvent::PeerStopped => "peer_stopped",
             AlertEvent::PeerStarted => "peer_started",
             AlertEvent::ClusterError => "cluster_error",
+            AlertEvent::FloatingRestored => "floating_restored",
             AlertEvent::Other => "other",
         }
     }

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{
     Role,
     config::{ClusterConfig, FinalAction, MonitorKind},
-    floating::{Announcer, netlink::FloatingIps},
+    floating::{AddrOp, Announcer, netlink::FloatingIps},
     heartbeat::{self, Heartbeat, Keyring, first_seq},
     link::{Links, RefusedCounts},
     membership::{Decision, Membership, PeerView, Reason, StartOutcome, StopOutcome},
@@ -31,6 +31,10 @@ use super::{
 
 /// How often the group is announced again while active.
 pub const ANNOUNCE_REFRESH: Duration = Duration::from_secs(10);
+/// How often an active node checks that it still holds the group's
+/// addresses (an interface set down and up loses its IPv6 addresses):
+/// what is missing is added again, announced and alerted.
+pub const FLOATING_CHECK: Duration = Duration::from_secs(1);
 
 /// A role change for the data plane; answer when the role map holds it.
 pub type RoleRequest = (Role, oneshot::Sender<Result<()>>);
@@ -165,6 +169,11 @@ pub enum ClusterEvent {
     PeerServiceChanged {
         stopped: bool,
     },
+    /// The active node found group addresses missing from its interfaces
+    /// and added them again.
+    FloatingRestored {
+        addresses: Vec<String>,
+    },
     Error(String),
 }
 
@@ -216,6 +225,7 @@ pub async fn run(
     let floating = FloatingIps::open(&cluster.floating_ips).await?;
     let mut monitors = Monitors::new(&cluster.monitors, &node_name, now);
     let mut announcer = Announcer::new(ANNOUNCE_REFRESH);
+    let mut next_floating_check = Instant::now() + FLOATING_CHECK;
     // The group matches the starting role before anything else.
     floating.converge(start_role).await?;
     announcer.role_changed(start_role, now);
@@ -421,6 +431,10 @@ pub async fn run(
             let due = next_beat + interval;
             next_beat = if due > now { due } else { now + interval };
         }
+        if membership.role() == Role::Active && now >= next_floating_check {
+            next_floating_check = now + FLOATING_CHECK;
+            restore_floating(&floating, &events).await;
+        }
         if announcer.due(now)
             && let Err(err) = floating.announce()
         {
@@ -441,6 +455,31 @@ pub async fn run(
         );
     }
     Ok(())
+}
+
+/// Adds back the group's addresses an active node lost (an interface set
+/// down and up flushes its IPv6 addresses), announces them and says so.
+async fn restore_floating(floating: &FloatingIps, events: &mpsc::Sender<ClusterEvent>) {
+    match floating.converge(Role::Active).await {
+        Ok(ops) if ops.is_empty() => {}
+        Ok(ops) => {
+            let addresses: Vec<String> = ops
+                .iter()
+                .map(|op| match op {
+                    AddrOp::Add(held) | AddrOp::Del(held) => {
+                        format!("{}/{}", held.address, held.prefix)
+                    }
+                })
+                .collect();
+            if let Err(err) = floating.announce() {
+                tracing::warn!(error = %format!("{err:#}"), "announcing the floating IPs");
+            }
+            let _ = events.try_send(ClusterEvent::FloatingRestored { addresses });
+        }
+        Err(err) => {
+            tracing::warn!(error = %format!("{err:#}"), "checking the floating IPs");
+        }
+    }
 }
 
 /// How the loop answers an operation.

@@ -376,6 +376,14 @@ pub fn alert(event: &ClusterEvent) -> (AlertLevel, AlertEvent, String) {
             AlertEvent::PeerStarted,
             "the peer's cluster service is started again".into(),
         ),
+        ClusterEvent::FloatingRestored { addresses } => (
+            AlertLevel::Warning,
+            AlertEvent::FloatingRestored,
+            format!(
+                "floating IPs were missing from this active node's interfaces (an interface set down and up loses its IPv6 addresses) and are added again: {}",
+                addresses.join(", ")
+            ),
+        ),
         ClusterEvent::Error(message) => (AlertLevel::Error, AlertEvent::ClusterError, message.clone()),
     }
 }
