@@ -154,7 +154,7 @@ fn start_daemon(rig: &Rig) -> Result<DaemonProcess> {
     }
     let config = files.config();
     fs::write(&config, text)?;
-    DaemonProcess::start(&rig.lb, Path::new(LB_CTL), files, &config)
+    DaemonProcess::start(&rig.lb().ns, Path::new(LB_CTL), files, &config)
         .context("the daemon did not start")
 }
 
@@ -299,7 +299,9 @@ fn restart_gap_ms(rig: &Rig, daemon: &mut DaemonProcess) -> Result<(f64, u64)> {
     let killed_at = Instant::now();
     daemon.kill9();
     thread::sleep(Duration::from_millis(200));
-    daemon.restart(&rig.lb).context("restarting the daemon")?;
+    daemon
+        .restart(&rig.lb().ns)
+        .context("restarting the daemon")?;
     thread::sleep(Duration::from_millis(500));
     stop_sender.store(true, Ordering::Relaxed);
     let sent_at = sender

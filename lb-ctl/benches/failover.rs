@@ -2,8 +2,8 @@
 //! `cargo bench -p lb-ctl --bench failover`). Prints every run and writes
 //! `target/bench/failover.json`.
 //!
-//! The rig is the pair of the cluster tests (`lb_tests::pair`): a client
-//! and two nodes on a bridge, two interconnects between the nodes, the
+//! The rig is the pair of the cluster tests (`lb_tests::pair`, the pair rig
+//! without backends): a client and two nodes on a bridge, two interconnects between the nodes, the
 //! floating IP 198.18.0.100 on the nodes' `ext0`. Each node runs a UDP echo
 //! responder bound to `0.0.0.0:PORT` (it answers for the floating IP while
 //! its node holds it, and says which node it is); the client sends one
@@ -286,7 +286,7 @@ fn measure(system: System, fault: Fault) -> Result<Run> {
         Fault::Kill9 => ha.kill9(),
         Fault::NodeLoss => net.node_links(0, false)?,
         Fault::LinkDown => {
-            net.nodes[0].ip(["link", "set", "ext0", "down"])?;
+            net.node(0).ip(["link", "set", "ext0", "down"])?;
         }
     }
     let answered = probe
@@ -326,7 +326,8 @@ struct Responder {
 impl Responder {
     fn start(net: &PairNet, node: u8) -> Result<Self> {
         let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, PORT));
-        let socket = net.nodes[usize::from(node)]
+        let socket = net
+            .node(usize::from(node))
             .run_in(|| UdpSocket::bind(addr).with_context(|| format!("binding UDP {addr}")))?;
         socket.set_read_timeout(Some(Duration::from_millis(50)))?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -367,7 +368,7 @@ struct Probe {
 
 impl Probe {
     fn start(net: &PairNet) -> Result<Self> {
-        let socket = net.client.run_in(|| {
+        let socket = net.client().run_in(|| {
             UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
                 .context("binding the probe's UDP socket")
         })?;
@@ -527,7 +528,7 @@ impl KeepalivedPair {
             let file = |ext: &str| dir.join(format!("keepalived{}.{ext}", i + 1));
             fs::write(file("conf"), config)?;
             let log = fs::File::create(file("log"))?;
-            net.nodes[i]
+            net.node(i)
                 .net_command("keepalived")
                 .args(["--dont-fork", "--log-console", "--vrrp", "--no-syslog"])
                 .arg("--use-file")

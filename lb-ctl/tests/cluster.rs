@@ -11,11 +11,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use lb_tests::{
     daemon::{DaemonProcess, NodeFiles},
     pair::{PairNet, PlanExtras},
-    rig::{Rig, RigOptions, VIP_V4, pair::NODES},
+    rig::{NODES, Rig, RigOptions, VIP_V4},
     wait::{holds_for, wait_for},
 };
 use serde_json::Value;
@@ -92,7 +92,7 @@ fn a_killed_active_is_fenced_while_the_peer_serves_and_the_group_moves_on_reques
     assert!(takeovers["last_unix"].as_u64().is_some(), "{takeovers}");
 
     // lb1 comes back: standby (no automatic failback), the address gone.
-    lb1.restart(&net.nodes[0])?;
+    lb1.restart(net.node(0))?;
     wait_for(
         "lb1 standby without the address",
         Duration::from_secs(5),
@@ -152,7 +152,7 @@ fn services(daemon: &DaemonProcess) -> Result<Value> {
 
 /// lb1's metrics, from inside its namespace.
 fn lb1_metrics(net: &PairNet) -> String {
-    net.nodes[0]
+    net.node(0)
         .exec(
             "curl",
             ["-s", "--max-time", "2", "http://198.18.8.1:9650/metrics"],
@@ -258,7 +258,7 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
 
     // Back, the standby still holds generation 1 (its heartbeats show the
     // drift) until `lb-ctl sync` on the active.
-    lb2.restart(&net.nodes[1])?;
+    lb2.restart(net.node(1))?;
     wait_for("lb2 standby again", Duration::from_secs(5), || {
         lb2.cluster_role().as_deref() == Some("standby")
     })?;
@@ -301,7 +301,7 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
     }
 
     // The first interconnect cut: the next change goes over the second.
-    net.nodes[1].ip(["link", "set", "hb0", "down"])?;
+    net.node(1).ip(["link", "set", "hb0", "down"])?;
     wait_for("hb0 down in the metrics", Duration::from_secs(3), || {
         lb1_metrics(&net).contains("lb_cluster_interconnect_up{interconnect=\"hb0\"} 0")
     })?;
@@ -320,7 +320,7 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
         "{}",
         status_text(&lb1)
     );
-    net.nodes[1].ip(["link", "set", "hb0", "up"])?;
+    net.node(1).ip(["link", "set", "hb0", "up"])?;
     Ok(())
 }
 
@@ -366,17 +366,16 @@ fn start_rig_pair() -> Result<(Rig, DaemonProcess, DaemonProcess)> {
     })?;
     rig.start_nginx()?;
     let dir = rig.dir().to_owned();
-    let files = NODES.map(|name| NodeFiles {
-        dir: dir.join(name),
-        pin_dir: PathBuf::from(format!("/sys/fs/bpf/{}-{name}", rig.prefix)),
-    });
+    let files = NODES.map(|name| rig.node_files(&dir, name));
     let plan = dir.join("plan.toml");
     fs::write(&plan, rig_plan(&rig, &dir, &files))?;
     lb_tests::daemon::cluster_init(&bin(), &plan, &dir)?;
     let [f1, f2] = files;
-    let lb2_ns = rig.lb2.as_ref().context("a pair")?;
-    let lb1 = DaemonProcess::start(&rig.lb, &bin(), f1, &dir.join("lb1/lb.toml"))?;
-    let lb2 = DaemonProcess::start(lb2_ns, &bin(), f2, &dir.join("lb2/lb.toml"))?;
+    let [n1, n2] = &rig.nodes[..] else {
+        bail!("a pair has two nodes, not {}", rig.nodes.len());
+    };
+    let lb1 = DaemonProcess::start(&n1.ns, &bin(), f1, &dir.join("lb1/lb.toml"))?;
+    let lb2 = DaemonProcess::start(&n2.ns, &bin(), f2, &dir.join("lb2/lb.toml"))?;
     wait_for("lb1 active, lb2 standby", Duration::from_secs(5), || {
         lb1.cluster_role().as_deref() == Some("active")
             && lb2.cluster_role().as_deref() == Some("standby")
@@ -407,7 +406,7 @@ fn the_vip_answers_through_the_pair_across_failover_kill_and_carrier_loss() -> R
     // lb2 back (standby), then the active's client link loses its carrier
     // (the switch's port to it goes down): its link monitor fails and lb2
     // takes the group; with the carrier back, lb1 stays standby.
-    lb2.restart(rig.lb2.as_ref().context("a pair")?)?;
+    lb2.restart(&rig.nodes[1].ns)?;
     wait_for("lb2 standby", Duration::from_secs(5), || {
         lb2.cluster_role().as_deref() == Some("standby")
     })?;

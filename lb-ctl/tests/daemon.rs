@@ -13,7 +13,7 @@ use std::{
 use lb_tests::{
     daemon::{DaemonProcess, NodeFiles},
     rig::{
-        LB_EXT_V4, LB_EXT_V6, Rig, RigOptions, VIP_V4, VIP_V6,
+        Rig, RigOptions, VIP_V4, VIP_V6,
         udp::{self, Reply},
     },
 };
@@ -42,12 +42,12 @@ impl Daemon {
     fn start(rig: &Rig, config: &Path) -> Daemon {
         let files = NodeFiles::in_rig(rig);
         let socket = files.socket();
-        let process = DaemonProcess::start(&rig.lb, Path::new(LB_CTL), files, config).unwrap();
+        let process = DaemonProcess::start(&rig.lb().ns, Path::new(LB_CTL), files, config).unwrap();
         Daemon { process, socket }
     }
 
     fn spawn(&mut self, rig: &Rig) {
-        self.process.restart(&rig.lb).unwrap();
+        self.process.restart(&rig.lb().ns).unwrap();
     }
 
     /// Starts `lb-ctl run` through `command` (`ip netns exec NS lb-ctl`,
@@ -130,7 +130,7 @@ fn rig(backends: usize) -> Rig {
 /// first three backends, with TCP health checks every 300 ms.
 fn write_config(rig: &Rig, sorry: Option<&str>) -> PathBuf {
     let files = NodeFiles::in_rig(rig);
-    let metrics = SocketAddr::new(lb_tests::rig::LB_EXT_V4.into(), 9650);
+    let metrics = SocketAddr::new(rig.lb().ext_v4.into(), 9650);
     let mut text = files.node_table("lb-test", &["ext0", "int0"], Some(metrics));
     for (vip, v6) in [(VIP_V4.to_string(), false), (VIP_V6.to_string(), true)] {
         text.push_str(&format!(
@@ -197,7 +197,7 @@ fn the_cli_drives_a_real_daemon() {
 
     // Prometheus metrics, from the client's side.
     let metrics = rig
-        .curl(&format!("http://{}:9650/metrics", lb_tests::rig::LB_EXT_V4))
+        .curl(&format!("http://{}:9650/metrics", rig.lb().ext_v4))
         .unwrap();
     for want in [
         "lb_info{version=\"0.1.0\",node=\"lb-test\"} 1",
@@ -415,7 +415,8 @@ fn a_bad_configuration_stops_run_before_it_touches_anything() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(String::from_utf8_lossy(&out.stderr), want);
     let out = rig
-        .lb
+        .lb()
+        .ns
         .net_command(LB_CTL)
         .args(["run", "--config"])
         .arg(&config)
@@ -424,7 +425,7 @@ fn a_bad_configuration_stops_run_before_it_touches_anything() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(String::from_utf8_lossy(&out.stderr), want);
     assert!(!Path::new(&pin_dir).exists(), "run touched {pin_dir}");
-    let link = rig.lb.ip(["link", "show", "ext0"]).unwrap();
+    let link = rig.lb().ns.ip(["link", "show", "ext0"]).unwrap();
     assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"));
 }
 
@@ -636,8 +637,9 @@ fn service(vip: &str, port: u16, mode: &str, backends: &[String]) -> String {
 /// backends' side (`ip neigh show dev int0`), one a line.
 fn resolved_neighbours(rig: &Rig) -> Vec<String> {
     let out = rig
-        .lb
-        .ip(["neigh", "show", "dev", lb_tests::rig::LB_INT_IFACE])
+        .lb()
+        .ns
+        .ip(["neigh", "show", "dev", rig.lb().int_iface])
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -667,7 +669,7 @@ fn wait_for_ipv6_addresses(rig: &Rig) {
         "the LB's IPv6 addresses are usable",
         Duration::from_secs(10),
         || {
-            let out = rig.lb.ip(["-6", "addr", "show", "tentative"]).unwrap();
+            let out = rig.lb().ns.ip(["-6", "addr", "show", "tentative"]).unwrap();
             out.stdout.is_empty()
         },
     );
@@ -874,7 +876,7 @@ fn last_alert(rig: &Rig) -> Value {
 }
 
 fn xdp_on_ext0(rig: &Rig) -> bool {
-    let out = rig.lb.ip(["link", "show", "ext0"]).unwrap();
+    let out = rig.lb().ns.ip(["link", "show", "ext0"]).unwrap();
     String::from_utf8_lossy(&out.stdout).contains("xdp")
 }
 
@@ -895,7 +897,8 @@ fn a_daemon_under_ip_netns_exec_is_refused_unless_allowed() {
     let config = write_node_config(&rig, "", &services);
     // Bounded: a daemon that is not refused would run on.
     let out = rig
-        .lb
+        .lb()
+        .ns
         .command("timeout")
         .args(["20", LB_CTL, "run", "--config"])
         .arg(&config)
@@ -913,7 +916,7 @@ fn a_daemon_under_ip_netns_exec_is_refused_unless_allowed() {
 
     // Allowed: it runs and forwards, with a warning.
     let config = write_node_config(&rig, "allow_private_bpffs = true", &services);
-    let mut d = Daemon::start_with(&rig, &config, rig.lb.command(LB_CTL));
+    let mut d = Daemon::start_with(&rig, &config, rig.lb().ns.command(LB_CTL));
     assert_eq!(rig.curl(&format!("http://{VIP_V4}/")).unwrap(), "b1\n");
     let warning = events(&d)
         .into_iter()
@@ -1060,9 +1063,9 @@ fn check_edges(rig: &Rig, d: &Daemon) {
     let wait = Duration::from_secs(3);
     for v6 in [false, true] {
         let (vip, lb, time_exceeded) = if v6 {
-            (IpAddr::from(VIP_V6), IpAddr::from(LB_EXT_V6), 3)
+            (IpAddr::from(VIP_V6), IpAddr::from(rig.lb().ext_v6), 3)
         } else {
-            (IpAddr::from(VIP_V4), IpAddr::from(LB_EXT_V4), 11)
+            (IpAddr::from(VIP_V4), IpAddr::from(rig.lb().ext_v4), 11)
         };
         let to = SocketAddr::new(vip, 5300);
         let counters = || d.json(&["stats"])["counters"].clone();

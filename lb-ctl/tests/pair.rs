@@ -16,13 +16,10 @@ use lb_ctl::cluster::{
     heartbeat::{Key, Keyring},
     node::{ClusterEvent, ClusterStatus, NodeSetup, RoleRequest, run},
 };
-use lb_tests::{netns::Netns, pair::PairNet, wait::wait_for};
+use lb_tests::{pair::PairNet, wait::wait_for};
 use tokio::sync::{mpsc, watch};
 
-const FIP: &str = "198.18.0.100";
-
 struct Node {
-    ns: Netns,
     status: watch::Receiver<ClusterStatus>,
     stop: watch::Sender<bool>,
     roles: Arc<Mutex<Vec<Role>>>,
@@ -32,21 +29,6 @@ struct Node {
 impl Node {
     fn role(&self) -> Option<Role> {
         self.status.borrow().role
-    }
-
-    fn holds_fip(&self) -> bool {
-        self.ns
-            .ip(["-o", "addr", "show", "dev", "ext0"])
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("inet {FIP}/24")))
-            .unwrap_or(false)
-    }
-
-    fn links(&self, up: bool) {
-        for dev in ["ext0", "hb0", "hb1"] {
-            self.ns
-                .ip(["link", "set", dev, if up { "up" } else { "down" }])
-                .unwrap();
-        }
     }
 }
 
@@ -59,10 +41,10 @@ impl Drop for Node {
     }
 }
 
+/// The nodes stop before their network goes (fields drop in order).
 struct Pair {
     nodes: [Node; 2],
-    client: Netns,
-    _switch: Netns,
+    net: PairNet,
 }
 
 fn cluster_config() -> ClusterConfig {
@@ -97,14 +79,14 @@ fn pair() -> Result<Pair> {
         }],
         1,
     )?;
-    let node = |ns: Netns, name: &str| -> Result<Node> {
+    let node = |i: usize, name: &str| -> Result<Node> {
         let (status_tx, status) = watch::channel(ClusterStatus::default());
         let (stop, stop_rx) = watch::channel(false);
         let roles = Arc::new(Mutex::new(Vec::new()));
         let recorded = roles.clone();
         let name = name.to_owned();
         let keys = keys.clone();
-        let thread = ns.spawn_thread(move || {
+        let thread = net.node(i).spawn_thread(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -140,57 +122,35 @@ fn pair() -> Result<Pair> {
             })
         })?;
         Ok(Node {
-            ns,
             status,
             stop,
             roles,
             thread: Some(thread),
         })
     };
-    let PairNet {
-        client,
-        switch,
-        nodes: [n1, n2],
-        ..
-    } = net;
-    let n1 = node(n1, "lb1")?;
-    let n2 = node(n2, "lb2")?;
+    let n1 = node(0, "lb1")?;
+    let n2 = node(1, "lb2")?;
     Ok(Pair {
         nodes: [n1, n2],
-        client,
-        _switch: switch,
+        net,
     })
 }
 
-fn mac(ns: &Netns, dev: &str) -> String {
-    let out = ns.ip(["-o", "link", "show", "dev", dev]).unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.split("link/ether ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 fn client_sees(pair: &Pair, node: usize) -> bool {
-    let want = mac(&pair.nodes[node].ns, "ext0");
-    let ping = pair.client.exec("ping", ["-c", "1", "-W", "1", FIP]);
-    let neigh = pair.client.ip(["neigh", "show", FIP, "dev", "eth0"]);
-    matches!(ping, Ok(o) if o.status.success())
-        && matches!(neigh, Ok(o) if String::from_utf8_lossy(&o.stdout).contains(&want))
+    let want = pair.net.mac(node);
+    !want.is_empty() && pair.net.client_resolves_fip() == Some(want)
 }
 
 #[test]
 fn the_pair_elects_one_moves_the_group_on_node_loss_and_keeps_it_after_healing() -> Result<()> {
     let pair = pair()?;
     let [n1, n2] = &pair.nodes;
+    let net = &pair.net;
     // Start: the first server serves, the other waits; one holds the FIP.
     wait_for("one active", Duration::from_secs(3), || {
         n1.role() == Some(Role::Active) && n2.role() == Some(Role::Standby)
     })?;
-    assert!(n1.holds_fip() && !n2.holds_fip());
+    assert!(net.holds_fip(0) && !net.holds_fip(1));
     wait_for(
         "the client reaches lb1 at the FIP",
         Duration::from_secs(3),
@@ -203,7 +163,7 @@ fn the_pair_elects_one_moves_the_group_on_node_loss_and_keeps_it_after_healing()
     );
 
     // One interconnect cut: nothing moves.
-    n1.ns.ip(["link", "set", "hb0", "down"])?;
+    net.node(0).ip(["link", "set", "hb0", "down"])?;
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(
         (n1.role(), n2.role()),
@@ -212,17 +172,17 @@ fn the_pair_elects_one_moves_the_group_on_node_loss_and_keeps_it_after_healing()
     wait_for("hb0 reported down", Duration::from_secs(1), || {
         n2.status.borrow().links == [("hb0".to_owned(), false), ("hb1".to_owned(), true)]
     })?;
-    n1.ns.ip(["link", "set", "hb0", "up"])?;
+    net.node(0).ip(["link", "set", "hb0", "up"])?;
 
     // lb1 loses every link at once: lb2 takes the group; lb1, isolated (it
     // reaches no NP target), steps down and gives the FIP up.
-    n1.links(false);
+    net.node_links(0, false)?;
     let gap = wait_for("lb2 active", Duration::from_secs(3), || {
         n2.role() == Some(Role::Active)
     })?;
-    assert!(n2.holds_fip());
+    assert!(net.holds_fip(1));
     wait_for("lb1 isolated, standby", Duration::from_secs(3), || {
-        n1.role() == Some(Role::Standby) && !n1.holds_fip()
+        n1.role() == Some(Role::Standby) && !net.holds_fip(0)
     })?;
     wait_for(
         "the client reaches lb2 at the FIP",
@@ -232,7 +192,7 @@ fn the_pair_elects_one_moves_the_group_on_node_loss_and_keeps_it_after_healing()
     eprintln!("takeover after node loss: {gap:?}");
 
     // Healed: lb2 keeps the group (no automatic failback), one active.
-    n1.links(true);
+    net.node_links(0, true)?;
     std::thread::sleep(Duration::from_millis(1_000));
     wait_for("lb1 hears lb2 again", Duration::from_secs(3), || {
         n1.status.borrow().peer_alive
@@ -244,7 +204,7 @@ fn the_pair_elects_one_moves_the_group_on_node_loss_and_keeps_it_after_healing()
         n1.status.borrow().last_change,
         n2.status.borrow().last_change
     );
-    assert!(n2.holds_fip() && !n1.holds_fip());
+    assert!(net.holds_fip(1) && !net.holds_fip(0));
     assert_eq!(*n1.roles.lock().unwrap(), [Role::Active, Role::Standby]);
     assert_eq!(*n2.roles.lock().unwrap(), [Role::Active]);
     Ok(())

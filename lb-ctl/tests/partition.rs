@@ -223,7 +223,7 @@ fn heartbeats_lost_fewer_times_in_a_row_than_the_count_move_nothing() -> Result<
     // How far apart lb1's heartbeats come (printed: the margin below
     // assumes one interval).
     let beats = capture::udp(
-        &pair.net.nodes[1],
+        pair.net.node(1),
         "hb0",
         &format!("udp dst port {DEFAULT_HEARTBEAT_PORT} and src host 198.18.8.1"),
         51,
@@ -259,13 +259,13 @@ fn heartbeats_lost_fewer_times_in_a_row_than_the_count_move_nothing() -> Result<
         "iifname \"hb1\" udp dport 29101 numgen inc mod 4 < 3 counter drop",
         "iifname \"hb1\" udp dport 29101 numgen random mod 2 == 0 counter drop",
     ];
-    for ns in &pair.net.nodes {
+    for ns in pair.net.nodes() {
         drop_in(ns, &rules)?;
     }
     let started = Instant::now();
     let held = pair.keeps_serving(0, Duration::from_secs(5));
-    let counted = [counters(&pair.net.nodes[0])?, counters(&pair.net.nodes[1])?];
-    for ns in &pair.net.nodes {
+    let counted = [counters(pair.net.node(0))?, counters(pair.net.node(1))?];
+    for ns in pair.net.nodes() {
         lift(ns)?;
     }
     held?;
@@ -320,7 +320,7 @@ fn forged_and_replayed_heartbeats_are_refused_counted_and_move_nothing() -> Resu
         ..PlanExtras::default()
     })?;
     let before = [0, 1].map(|i| role_changes(&pair.daemons[i]));
-    let [n1, n2] = &pair.net.nodes;
+    let [n1, n2] = pair.net.nodes();
     let port = DEFAULT_HEARTBEAT_PORT;
     let to_lb1: SocketAddr = format!("198.18.8.1:{port}").parse()?;
     let to_lb2: SocketAddr = format!("198.18.8.2:{port}").parse()?;
@@ -427,7 +427,7 @@ fn a_partition_with_both_sides_reaching_np_heals_to_the_configured_survivor() ->
 
     // Every interconnect cut, both nodes reach the client: lb2 takes over
     // and lb1 stays active: dual-active, both hold the floating IP.
-    for ns in &pair.net.nodes {
+    for ns in pair.net.nodes() {
         drop_in(ns, &[CUT_INTERCONNECTS])?;
     }
     wait_for("both active", Duration::from_secs(5), || {
@@ -443,7 +443,7 @@ fn a_partition_with_both_sides_reaching_np_heals_to_the_configured_survivor() ->
     // Healed: lb1 steps down, lb2 never does; never both standby. Read
     // through the floating IP (cheaper to read often than the status).
     let healed = Instant::now();
-    for ns in &pair.net.nodes {
+    for ns in pair.net.nodes() {
         lift(ns)?;
     }
     let mut seen = Vec::new();
@@ -493,7 +493,7 @@ fn a_partition_with_both_sides_reaching_np_heals_to_the_configured_survivor() ->
 #[test]
 fn a_partition_with_np_reachable_from_one_side_leaves_the_isolated_node_standby() -> Result<()> {
     let pair = Pair::start(&PlanExtras::default())?;
-    let [n1, n2] = &pair.net.nodes;
+    let [n1, n2] = pair.net.nodes();
     let before = [0, 1].map(|i| role_changes(&pair.daemons[i]));
 
     // The standby isolated (interconnects and client segment), the active
@@ -558,7 +558,7 @@ fn both_nodes_restarted_at_once_end_with_one_active_holding_the_group() -> Resul
         let started = thread::scope(|scope| {
             let waits: Vec<_> = daemons
                 .iter_mut()
-                .zip(&net.nodes)
+                .zip(net.nodes())
                 .map(|(daemon, ns)| scope.spawn(move || daemon.restart(ns)))
                 .collect();
             waits
@@ -597,7 +597,7 @@ fn one_interconnect_cut_moves_nothing_and_shows_down() -> Result<()> {
     let links = |hb0: bool| vec![("hb0".to_owned(), hb0), ("hb1".to_owned(), true)];
     for cut in ["hb0", "hb1"] {
         // The veth's carrier goes with it: cut on both sides.
-        pair.net.nodes[0].ip(["link", "set", cut, "down"])?;
+        pair.net.node(0).ip(["link", "set", cut, "down"])?;
         let want = |i: usize| -> bool {
             let got = pair.links(i);
             got.iter().all(|(name, up)| *up == (name != cut)) && got.len() == 2
@@ -610,7 +610,7 @@ fn one_interconnect_cut_moves_nothing_and_shows_down() -> Result<()> {
         .with_context(|| pair.describe());
         let held = shown.and_then(|_| pair.keeps_serving(0, Duration::from_secs(3)));
         let text = pair.daemons[1].ctl().arg("status").output();
-        pair.net.nodes[0].ip(["link", "set", cut, "up"])?;
+        pair.net.node(0).ip(["link", "set", cut, "up"])?;
         held?;
         assert!(
             shows_down(&text?.stdout, cut),

@@ -39,7 +39,7 @@ use lb_tests::{
     fixture::{self, Action},
     netns::Netns,
     packets::{self, ACK, Frame, SYN},
-    rig::{self, LB_EXT_IFACE, LB_INT_IFACE, Rig, RigOptions, VIP_V4, VIP_V6},
+    rig::{self, Rig, RigOptions, VIP_V4, VIP_V6},
 };
 use serde_json::json;
 
@@ -548,7 +548,7 @@ fn family_figures(v6: bool, runs: u64, ext: u32, int: u32) -> Result<FamilyFigur
     ));
     // The test-run harness's own cost per run (timer, BH disabling), in
     // every figure: the baseline on a frame it passes at once.
-    let arp = packets::arp_request(rig::CLIENT_V4, rig::LB_EXT_V4);
+    let arp = packets::arp_request(rig::CLIENT_V4, lb_tests::fixnet::LB_EXT_V4);
     if !v6 {
         let floor = measure(baseline, ext, runs.min(200_000), XDP_PASS, |_, buf| {
             if buf.is_empty() {
@@ -710,9 +710,9 @@ fn rig_figures(secs: u64, report: &mut Report) -> Result<()> {
         .rig_requests_per_s
         .push(("direct", Some(direct.requests_per_s)));
     report.detail(format!("direct wrk: {direct}"));
-    let forwarded = ip_forwarded(&rig.lb)?;
+    let forwarded = ip_forwarded(&rig.lb().ns)?;
     let gbps = iperf(&rig, b1.into(), secs).context("direct: iperf3")?;
-    let forwarded = ip_forwarded(&rig.lb)? - forwarded;
+    let forwarded = ip_forwarded(&rig.lb().ns)? - forwarded;
     report.detail(format!(
         "direct iperf3: the LB's kernel forwarded {forwarded} IP datagrams (GRO-merged), {:.0} per second",
         forwarded as f64 / secs as f64
@@ -722,10 +722,10 @@ fn rig_figures(secs: u64, report: &mut Report) -> Result<()> {
 
     // (b) lb_xdp on ext0 and int0 (native), NAT VIP:80 and VIP:5201 -> b1.
     {
-        let mut dp = rig.lb.run_in(|| {
+        let mut dp = rig.lb().ns.run_in(|| {
             let mut dp = Dataplane::load()?;
-            dp.attach(LB_EXT_IFACE, AttachMode::Native)?;
-            dp.attach(LB_INT_IFACE, AttachMode::Native)?;
+            dp.attach(rig.lb().ext_iface, AttachMode::Native)?;
+            dp.attach(rig.lb().int_iface, AttachMode::Native)?;
             Ok(dp)
         })?;
         let services: Vec<ServiceSpec> = [HTTP_PORT, IPERF_PORT]
@@ -780,7 +780,8 @@ fn rig_figures(secs: u64, report: &mut Report) -> Result<()> {
              }}\n"
         ),
     )?;
-    rig.lb
+    rig.lb()
+        .ns
         .exec("nft", [std::ffi::OsStr::new("-f"), rules.as_os_str()])
         .context("loading the nftables DNAT rules in the LB namespace")?;
     expect_body(&rig, vip, "nftables_dnat")?;
@@ -789,16 +790,18 @@ fn rig_figures(secs: u64, report: &mut Report) -> Result<()> {
         .rig_requests_per_s
         .push(("nftables_dnat", Some(nft.requests_per_s)));
     report.detail(format!("nftables_dnat wrk: {nft}"));
-    let forwarded = ip_forwarded(&rig.lb)?;
+    let forwarded = ip_forwarded(&rig.lb().ns)?;
     let gbps = iperf(&rig, vip, secs).context("nftables_dnat: iperf3")?;
-    let forwarded = ip_forwarded(&rig.lb)? - forwarded;
+    let forwarded = ip_forwarded(&rig.lb().ns)? - forwarded;
     report.detail(format!(
         "nftables_dnat iperf3: the LB's kernel forwarded {forwarded} IP datagrams (GRO-merged), {:.0} per second",
         forwarded as f64 / secs as f64
     ));
     report.rig_tcp_gbps.push(("nftables_dnat", Some(gbps.gbps)));
     report.detail(format!("nftables_dnat iperf3: {gbps}"));
-    rig.lb.exec("nft", ["delete", "table", "ip", "lbbench"])?;
+    rig.lb()
+        .ns
+        .exec("nft", ["delete", "table", "ip", "lbbench"])?;
 
     // (d) lb_baseline on ext0 and int0 (native), VIP:80 -> b1:80.
     let baseline = attach_baseline(&rig, HTTP_PORT)?;
@@ -849,10 +852,10 @@ fn ip_forwarded(ns: &Netns) -> Result<u64> {
 /// VIP:port <-> b1:port.
 fn attach_baseline(rig: &Rig, port: u16) -> Result<Ebpf> {
     let config = rig_baseline_config(rig, port)?;
-    rig.lb.run_in(|| {
+    rig.lb().ns.run_in(|| {
         let mut ebpf = dataplane::load_baseline(&config)?;
         let program = dataplane::baseline_program(&mut ebpf)?;
-        for iface in [LB_EXT_IFACE, LB_INT_IFACE] {
+        for iface in [rig.lb().ext_iface, rig.lb().int_iface] {
             program
                 .attach(iface, XdpMode::Driver)
                 .with_context(|| format!("attaching lb_baseline to {iface}"))?;
@@ -955,10 +958,10 @@ impl std::fmt::Display for RunStats {
 /// The baseline for the rig: VIP:port <-> b1:port with the rig's own MACs
 /// and interface indexes.
 fn rig_baseline_config(rig: &Rig, port: u16) -> Result<BaselineConfig> {
-    let (ext_ifindex, int_ifindex) = rig.lb.run_in(|| {
+    let (ext_ifindex, int_ifindex) = rig.lb().ns.run_in(|| {
         Ok((
-            dataplane::ifindex(LB_EXT_IFACE)?,
-            dataplane::ifindex(LB_INT_IFACE)?,
+            dataplane::ifindex(rig.lb().ext_iface)?,
+            dataplane::ifindex(rig.lb().int_iface)?,
         ))
     })?;
     let b1 = &rig.backends[0];
@@ -970,8 +973,8 @@ fn rig_baseline_config(rig: &Rig, port: u16) -> Result<BaselineConfig> {
         family: AF_INET,
         ext_ifindex,
         int_ifindex,
-        lb_ext_mac: mac_of(&rig.lb, LB_EXT_IFACE)?,
-        lb_int_mac: mac_of(&rig.lb, LB_INT_IFACE)?,
+        lb_ext_mac: mac_of(&rig.lb().ns, rig.lb().ext_iface)?,
+        lb_int_mac: mac_of(&rig.lb().ns, rig.lb().int_iface)?,
         client_mac: mac_of(&rig.client, "eth0")?,
         backend_mac: mac_of(&b1.ns, "eth0")?,
         ..BaselineConfig::UNSET

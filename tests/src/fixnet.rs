@@ -12,6 +12,9 @@ use crate::{netns::Netns, rig};
 pub const LB_EXT_MAC: [u8; 6] = [0x02, 0x4c, 0x42, 0, 0, 0x01];
 /// The LB's MAC on its internal interface.
 pub const LB_INT_MAC: [u8; 6] = [0x02, 0x4c, 0x42, 0, 0, 0x02];
+/// The LB's own address on its external interface (as the rig's lone
+/// node has it).
+pub const LB_EXT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// The client's MAC (a neighbour on the external side).
 pub const CLIENT_MAC: [u8; 6] = crate::packets::CLIENT_MAC;
 /// A backend on the external side (for XDP_TX cases): 198.18.0.50.
@@ -48,8 +51,9 @@ impl FixtureNet {
             ns.ip(["link", "set", lb, "up"])?;
             ns.ip(["link", "set", peer, "up"])?;
         }
+        let ext_v4 = format!("{LB_EXT_V4}/24");
         for (iface, cidr) in [
-            ("ext0", "198.18.0.1/24"),
+            ("ext0", ext_v4.as_str()),
             ("ext0", "2001:db8::1/64"),
             ("int0", "198.18.1.1/24"),
             ("int0", "2001:db8:1::1/64"),

@@ -1,32 +1,29 @@
-//! The network of a two-node cluster test: a client and the two nodes on a
-//! shared segment (a bridge in a switch namespace), and two interconnects
-//! (veths) between the nodes. Unique names; everything goes with the
-//! namespaces on Drop.
+//! The network of a two-node cluster test: the pair rig
+//! ([`RigOptions::pair`], `rig/pair.rs`) without backends, so that the
+//! cluster tests, the failover benchmark and the demo share one layout:
+//! the client and both nodes' `ext0` on the clients' bridge, both nodes'
+//! `int0` on the (empty) backends' bridge, two interconnects (`hb0`,
+//! `hb1`) between the nodes. Unique names; everything goes with the rig on
+//! Drop.
 //!
-//! ```text
-//!  client ns          switch ns           node ns (x2)
-//!  eth0 198.18.0.10 ─ p0 ┐                 
-//!                         br0 ─ p1 ───── ext0 198.18.0.1 / .2   hb0 198.18.8.N ─┐
-//!                         └──── p2 ───── ext0                   hb1 198.18.9.N ─┤ (veths n1<->n2)
-//! ```
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::Command,
-    sync::atomic::{AtomicUsize, Ordering},
-};
+//! The cluster of these tests ([`PairNet::plan`]) floats one address,
+//! [`FIP`] as a /24 on `ext0`, and its daemons attach to `ext0` only; the
+//! helpers read which node holds it and which MACs answer for it.
+use std::{fs, path::Path};
 
 use anyhow::Result;
 
+#[cfg(test)]
+use crate::rig::{CLIENT_V4, VIP_V4};
 use crate::{
     daemon::{DaemonProcess, NodeFiles, cluster_init},
-    netns::{Netns, run},
-    rig::pair::NODES,
+    netns::Netns,
+    rig::{Rig, RigOptions},
 };
 
-/// The floating IP the tests move (on `ext0`).
+/// The floating IP the tests move (on `ext0`): the rig's `VIP_V4`.
 pub const FIP: &str = "198.18.0.100";
-/// The client's address (also the NP target).
+/// The client's address (also the NP target): the rig's `CLIENT_V4`.
 pub const CLIENT: &str = "198.18.0.10";
 
 /// What a test adds to the pair's plan for `lb-ctl cluster init`
@@ -42,113 +39,55 @@ pub struct PlanExtras<'a> {
     pub node_keys: [&'a str; 2],
 }
 
+/// The pair rig without backends, and the helpers of the cluster tests.
+#[derive(Debug)]
 pub struct PairNet {
-    pub prefix: String,
-    pub client: Netns,
-    pub switch: Netns,
-    pub nodes: [Netns; 2],
+    /// The rig: [`RigOptions::pair`], no backends.
+    pub rig: Rig,
 }
 
 impl PairNet {
+    /// Builds the pair rig without backends (unique names, swept when a
+    /// run dies; see [`Rig::build`]).
     pub fn build() -> Result<Self> {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let prefix = format!(
-            "lbt-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed) + 100
-        );
-        let switch = Netns::create(&format!("{prefix}-psw"))?;
-        let client = Netns::create(&format!("{prefix}-pcl"))?;
-        let n1 = Netns::create(&format!("{prefix}-pn1"))?;
-        let n2 = Netns::create(&format!("{prefix}-pn2"))?;
-        switch.ip(["link", "add", "br0", "type", "bridge"])?;
-        switch.ip(["link", "set", "br0", "up"])?;
-        for (i, (ns, dev)) in [(&client, "eth0"), (&n1, "ext0"), (&n2, "ext0")]
-            .into_iter()
-            .enumerate()
-        {
-            let port = format!("p{i}");
-            run(Command::new("ip").args([
-                "link",
-                "add",
-                dev,
-                "netns",
-                ns.name(),
-                "type",
-                "veth",
-                "peer",
-                &port,
-                "netns",
-                switch.name(),
-            ]))?;
-            switch.ip(["link", "set", &port, "master", "br0"])?;
-            switch.ip(["link", "set", &port, "up"])?;
-            ns.ip(["link", "set", dev, "up"])?;
-        }
-        client.ip(["addr", "add", &format!("{CLIENT}/24"), "dev", "eth0"])?;
-        n1.ip(["addr", "add", "198.18.0.1/24", "dev", "ext0"])?;
-        n2.ip(["addr", "add", "198.18.0.2/24", "dev", "ext0"])?;
-        for (dev, net) in [("hb0", 8), ("hb1", 9)] {
-            run(Command::new("ip").args([
-                "link",
-                "add",
-                dev,
-                "netns",
-                n1.name(),
-                "type",
-                "veth",
-                "peer",
-                dev,
-                "netns",
-                n2.name(),
-            ]))?;
-            for (ns, host) in [(&n1, 1), (&n2, 2)] {
-                ns.ip([
-                    "addr",
-                    "add",
-                    &format!("198.18.{net}.{host}/24"),
-                    "dev",
-                    dev,
-                ])?;
-                ns.ip(["link", "set", dev, "up"])?;
-            }
-        }
-        Ok(PairNet {
-            prefix,
-            client,
-            switch,
-            nodes: [n1, n2],
-        })
+        let rig = Rig::build(&RigOptions {
+            backends: 0,
+            pair: true,
+            ..Default::default()
+        })?;
+        Ok(PairNet { rig })
     }
 
-    /// The `[cluster]` section of this network (without id and key file).
+    /// The client's namespace.
+    pub fn client(&self) -> &Netns {
+        &self.rig.client
+    }
+
+    /// Node `i`'s namespace (server order: `lb1`, `lb2`).
+    pub fn node(&self, i: usize) -> &Netns {
+        &self.rig.nodes[i].ns
+    }
+
+    /// Both nodes' namespaces, in server order.
+    pub fn nodes(&self) -> [&Netns; 2] {
+        [self.node(0), self.node(1)]
+    }
+
+    /// The `[cluster]` section of this network (without id and key file):
+    /// the client as NP target, the servers, the interconnects and
+    /// [`FIP`] as the one floating IP, a /24 on `ext0`.
     pub fn cluster_toml(&self) -> String {
         format!(
-            r#"np_targets = ["{CLIENT}"]
-[[cluster.servers]]
-name = "lb1"
-[[cluster.servers]]
-name = "lb2"
-[[cluster.interconnects]]
-name = "hb0"
-addresses = ["198.18.8.1", "198.18.8.2"]
-[[cluster.interconnects]]
-name = "hb1"
-addresses = ["198.18.9.1", "198.18.9.2"]
-[[cluster.floating_ips]]
-address = "{FIP}/24"
-interface = "ext0"
-"#
+            "np_targets = [\"{CLIENT}\"]{}\n[[cluster.floating_ips]]\naddress = \"{FIP}/24\"\ninterface = \"{}\"\n",
+            self.rig.cluster_members_toml(),
+            self.rig.lb().ext_iface,
         )
     }
 
     /// The files of node `name`'s daemon: `dir/NAME`, pins in
     /// `/sys/fs/bpf/PREFIX-NAME`.
     pub fn node_files(&self, dir: &Path, name: &str) -> NodeFiles {
-        NodeFiles {
-            dir: dir.join(name),
-            pin_dir: PathBuf::from(format!("/sys/fs/bpf/{}-{name}", self.prefix)),
-        }
+        self.rig.node_files(dir, name)
     }
 
     /// The plan of this network for `lb-ctl cluster init --out dir`: the
@@ -164,9 +103,13 @@ interface = "ext0"
             self.cluster_toml(),
             extras.cluster_tables,
         );
-        for (name, keys) in NODES.iter().zip(extras.node_keys) {
+        for (node, keys) in self.rig.nodes.iter().zip(extras.node_keys) {
             plan.push('\n');
-            plan.push_str(&self.node_files(dir, name).plan_node_table(name, &["ext0"]));
+            plan.push_str(
+                &self
+                    .node_files(dir, node.name)
+                    .plan_node_table(node.name, &[node.ext_iface]),
+            );
             plan.push_str(keys);
         }
         plan
@@ -184,12 +127,12 @@ interface = "ext0"
         fs::write(&plan, self.plan(dir, extras))?;
         cluster_init(bin, &plan, dir)?;
         let start = |i: usize| {
-            let name = NODES[i];
+            let node = &self.rig.nodes[i];
             DaemonProcess::start(
-                &self.nodes[i],
+                &node.ns,
                 bin,
-                self.node_files(dir, name),
-                &dir.join(name).join("lb.toml"),
+                self.node_files(dir, node.name),
+                &dir.join(node.name).join("lb.toml"),
             )
         };
         Ok([start(0)?, start(1)?])
@@ -197,16 +140,19 @@ interface = "ext0"
 
     /// Whether node `i` holds the floating IP on `ext0`.
     pub fn holds_fip(&self, i: usize) -> bool {
-        self.nodes[i]
-            .ip(["-o", "addr", "show", "dev", "ext0"])
+        let node = &self.rig.nodes[i];
+        node.ns
+            .ip(["-o", "addr", "show", "dev", node.ext_iface])
             .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("inet {FIP}/24")))
             .unwrap_or(false)
     }
 
     /// The MAC of node `i`'s `ext0`.
     pub fn mac(&self, i: usize) -> String {
-        let out = self.nodes[i]
-            .ip(["-o", "link", "show", "dev", "ext0"])
+        let node = &self.rig.nodes[i];
+        let out = node
+            .ns
+            .ip(["-o", "link", "show", "dev", node.ext_iface])
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
         out.split("link/ether ")
@@ -219,12 +165,18 @@ interface = "ext0"
     /// The client forgets the floating IP's MAC, pings it and says which
     /// MAC answered (None: no answer).
     pub fn client_resolves_fip(&self) -> Option<String> {
-        let _ = self.client.ip(["neigh", "flush", "dev", "eth0"]);
-        let ping = self.client.exec("ping", ["-c", "1", "-W", "1", FIP]).ok()?;
+        let _ = self.client().ip(["neigh", "flush", "dev", "eth0"]);
+        let ping = self
+            .client()
+            .exec("ping", ["-c", "1", "-W", "1", FIP])
+            .ok()?;
         if !ping.status.success() {
             return None;
         }
-        let neigh = self.client.ip(["neigh", "show", FIP, "dev", "eth0"]).ok()?;
+        let neigh = self
+            .client()
+            .ip(["neigh", "show", FIP, "dev", "eth0"])
+            .ok()?;
         let text = String::from_utf8_lossy(&neigh.stdout).into_owned();
         text.split("lladdr ")
             .nth(1)
@@ -236,7 +188,7 @@ interface = "ext0"
     /// client (captured while the client forgets and resolves it again).
     pub fn arp_answers(&self) -> Result<Vec<String>> {
         let capture = self
-            .client
+            .client()
             .command("timeout")
             .args([
                 "1.5",
@@ -251,8 +203,8 @@ interface = "ext0"
             .stderr(std::process::Stdio::null())
             .spawn()?;
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let _ = self.client.ip(["neigh", "flush", "dev", "eth0"]);
-        let _ = self.client.exec("ping", ["-c", "1", "-W", "1", FIP]);
+        let _ = self.client().ip(["neigh", "flush", "dev", "eth0"]);
+        let _ = self.client().exec("ping", ["-c", "1", "-W", "1", FIP]);
         let out = capture.wait_with_output()?;
         let mut macs: Vec<String> = String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -266,11 +218,25 @@ interface = "ext0"
         Ok(macs)
     }
 
-    /// Sets every link of node `i` up or down (node loss).
+    /// Sets every link of node `i` up or down (node loss): client side,
+    /// backend side, interconnects.
     pub fn node_links(&self, i: usize, up: bool) -> Result<()> {
-        for dev in ["ext0", "hb0", "hb1"] {
-            self.nodes[i].ip(["link", "set", dev, if up { "up" } else { "down" }])?;
+        let node = &self.rig.nodes[i];
+        for dev in node.ifaces() {
+            node.ns
+                .ip(["link", "set", dev, if up { "up" } else { "down" }])?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_names_are_the_rigs_addresses() {
+        assert_eq!(FIP, VIP_V4.to_string());
+        assert_eq!(CLIENT, CLIENT_V4.to_string());
     }
 }

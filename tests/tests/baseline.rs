@@ -141,7 +141,7 @@ fn passes_everything_else_unchanged() {
             for frame in &others {
                 expect(program, frame, ext, Expect::Unchanged(Action::Pass))?;
             }
-            let arp = packets::arp_request(rig::CLIENT_V4, rig::LB_EXT_V4);
+            let arp = packets::arp_request(rig::CLIENT_V4, fixnet::LB_EXT_V4);
             let outcome = fixture::run_on(program, &arp, Some(ext))?;
             assert_eq!(outcome.action, Action::Pass);
             assert_eq!(outcome.frame, arp);

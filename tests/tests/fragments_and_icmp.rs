@@ -21,7 +21,7 @@ use lb_ctl::balancer::{BackendSpec, BackendState, Mode, Protocol, ServiceSpec};
 use lb_tests::{
     netns::Netns,
     rig::{
-        CLIENT_V4, CLIENT_V6, LB_EXT_V4, LB_EXT_V6, Rig, RigOptions, VIP_V4, VIP_V6,
+        CLIENT_V4, CLIENT_V6, Rig, RigOptions, VIP_V4, VIP_V6,
         udp::{self, Reply},
     },
 };
@@ -272,7 +272,7 @@ fn a_closed_backend_port_is_refused(v6: bool) -> Result<()> {
     for backend in &rig.backends {
         by_backends += udp_no_ports(&backend.ns, v6)?;
     }
-    let by_lb = udp_no_ports(&rig.lb, v6)?;
+    let by_lb = udp_no_ports(&rig.lb().ns, v6)?;
     if (by_backends, by_lb) != (ATTEMPTS, 0) {
         bail!(
             "datagrams to a closed port: {by_backends} at the backends, {by_lb} at the LB; {ATTEMPTS} and 0 expected"
@@ -418,9 +418,9 @@ fn ttl_expiring_at_the_lb_is_answered_from_the_lb(v6: bool) -> Result<()> {
     let (rig, lb) = udp_rig()?;
     let to = SocketAddr::new(vip(v6), UDP_PORT);
     let (want_type, lb_addr) = if v6 {
-        (3, IpAddr::from(LB_EXT_V6))
+        (3, IpAddr::from(rig.lb().ext_v6))
     } else {
-        (11, IpAddr::from(LB_EXT_V4))
+        (11, IpAddr::from(rig.lb().ext_v4))
     };
     let want = udp::IcmpReport {
         icmp_type: want_type,

@@ -7,17 +7,18 @@ use lb_ctl::dataplane::{AttachMode, Dataplane};
 use lb_tests::{
     netns,
     rig::{
-        LB_EXT_IFACE, LB_INT_IFACE, Rig, RigOptions,
+        Rig, RigOptions,
         udp::{self, Reply},
     },
 };
 
 fn attach(rig: &Rig) -> Dataplane {
-    rig.lb
+    let lb = rig.lb();
+    lb.ns
         .run_in(|| {
             let mut dp = Dataplane::load()?;
-            dp.attach(LB_EXT_IFACE, AttachMode::Native)?;
-            dp.attach(LB_INT_IFACE, AttachMode::Native)?;
+            dp.attach(lb.ext_iface, AttachMode::Native)?;
+            dp.attach(lb.int_iface, AttachMode::Native)?;
             Ok(dp)
         })
         .expect("attach XDP in the LB namespace")
@@ -120,4 +121,64 @@ fn a_panicking_test_still_tears_its_rig_down() {
             .any(|n| n.starts_with(&format!("{prefix}-"))),
         "namespaces of {prefix} left behind"
     );
+}
+
+/// The addresses of `dev` in `ns` (`ip -o addr show`), global scope only.
+fn addresses(ns: &netns::Netns, dev: &str) -> Vec<String> {
+    let out = ns
+        .ip(["-o", "addr", "show", "dev", dev, "scope", "global"])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3).map(str::to_owned))
+        .collect()
+}
+
+/// Each node of a pair has on its interfaces what its `LbNode` says, and
+/// the rig describes them as the demo prints them (the README's diagram);
+/// without backends (the cluster tests' network) the nodes are the same.
+#[test]
+fn a_pair_rigs_nodes_hold_their_own_addresses_and_are_described_so() {
+    for backends in [1, 0] {
+        let rig = Rig::build(&RigOptions {
+            backends,
+            pair: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(rig.nodes.len(), 2);
+        for node in &rig.nodes {
+            assert_eq!(
+                node.ns.name(),
+                format!("{}-{}", rig.prefix, node.name),
+                "namespace of {}",
+                node.name
+            );
+            assert_eq!(
+                addresses(&node.ns, node.ext_iface),
+                [format!("{}/24", node.ext_v4), format!("{}/64", node.ext_v6)]
+            );
+            assert_eq!(
+                addresses(&node.ns, node.int_iface),
+                [format!("{}/24", node.int_v4), format!("{}/64", node.int_v6)]
+            );
+            for hb in &node.interconnects {
+                assert_eq!(addresses(&node.ns, hb.iface), [format!("{}/24", hb.v4)]);
+            }
+        }
+        let text = rig.describe();
+        for (node, want) in rig.nodes.iter().zip([
+            "lb1        ext0 198.18.0.1/24, int0 198.18.1.2/24, hb0 198.18.8.1, hb1 198.18.9.1",
+            "lb2        ext0 198.18.0.2/24, int0 198.18.1.3/24, hb0 198.18.8.2, hb1 198.18.9.2",
+        ]) {
+            let line = format!("  {:<18} {want}", node.ns.name());
+            assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+        }
+        assert!(
+            text.contains(
+                "floating on the active node: 198.18.0.100 2001:db8::100 on ext0, gateway 198.18.1.1 2001:db8:1::1 on int0"
+            ),
+            "{text}"
+        );
+    }
 }

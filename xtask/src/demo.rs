@@ -16,7 +16,7 @@ use anyhow::{Context as _, Result, bail};
 use lb_tests::{
     daemon::{self, DaemonProcess, NodeFiles},
     netns::Netns,
-    rig::{self, Rig, RigOptions, VIP_V4, VIP_V6, pair::NODES},
+    rig::{self, NODES, Rig, RigOptions, VIP_V4, VIP_V6},
 };
 
 use crate::{cargo, exec, require_root, root, setup};
@@ -80,8 +80,10 @@ pub fn up() -> Result<()> {
     );
     daemon::cluster_init(&lb_ctl, &plan, run_dir)?;
 
-    let lb2_ns = rig.lb2.as_ref().context("the rig has no second node")?;
-    let namespaces: [&Netns; 2] = [&rig.lb, lb2_ns];
+    let [lb1, lb2] = &rig.nodes[..] else {
+        bail!("the rig has {} nodes, not a pair", rig.nodes.len());
+    };
+    let namespaces: [&Netns; 2] = [&lb1.ns, &lb2.ns];
     let mut daemons = Vec::with_capacity(2);
     for ((ns, files), name) in namespaces.iter().zip(files).zip(NODES) {
         let config = files.dir.join("lb.toml");

@@ -12,6 +12,11 @@
 //! Backends route through the LB's internal address (the gateway), and share
 //! one L2 segment with it (the switch's bridge), so both NAT and DSR work.
 //!
+//! The LB is a node of [`Rig::nodes`] (an [`LbNode`]: its namespace, its
+//! interfaces and its own addresses on each segment; [`Rig::lb`] is the
+//! first). What is no node's own stays a constant here: the client, the
+//! VIPs, the backends' gateway ([`GATEWAY_V4`]), the router, the backends.
+//!
 //! With [`RigOptions::router_mtu`], a router stands between the LB and the
 //! switch, and forwards at most that MTU either way (NAT only: DSR needs the
 //! backends on the LB's segment):
@@ -25,7 +30,8 @@
 //!
 //! With [`RigOptions::pair`], two LB nodes share the client and backend
 //! segments and hold the VIPs and the gateway as a cluster's floating IPs
-//! (`pair.rs`).
+//! (`pair.rs`); without backends, that is the network of the cluster tests
+//! ([`crate::pair::PairNet`]).
 //!
 //! Everything lives in namespaces the rig created; nothing touches the root
 //! namespace. Dropping the rig kills its processes and deletes its
@@ -46,6 +52,7 @@ use crate::netns::Netns;
 
 mod links;
 mod nginx;
+mod node;
 pub mod pair;
 mod sweep;
 pub mod udp;
@@ -54,29 +61,22 @@ mod wrk;
 mod xdp_pass;
 
 use nginx::{wait_child, wait_for_listener, write_nginx_site};
+pub use node::{INTERCONNECTS, Interconnect, LbNode, NODES};
 pub use sweep::remove_by_prefix;
 use sweep::sweep_stale_test_namespaces;
 pub(crate) use sweep::unique_test_prefix;
 pub use wrk::WrkReport;
 
-/// The LB's interface towards the clients.
-pub const LB_EXT_IFACE: &str = "ext0";
-/// The LB's interface towards the backends.
-pub const LB_INT_IFACE: &str = "int0";
-
 pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
-pub const LB_EXT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-pub const LB_EXT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
-/// The backends' gateway: the LB's internal address, or the router's
-/// backend-side address in a rig with a router.
-pub const LB_INT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
-pub const LB_INT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+/// The backends' gateway: the internal address of the LB node alone on
+/// their segment, the router's backend-side address in a rig with a
+/// router, a floating IP of the active node in a pair.
+pub const GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
 
-/// With a router: the LB's end of the link to it (`int0`)...
-pub const TRANSIT_LB_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
-pub const TRANSIT_LB_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
-/// ... and the router's end (`r-lb`), the source of its ICMP errors.
+/// With a router: the router's end of the transit link to the LB (`r-lb`),
+/// the source of its ICMP errors.
 pub const ROUTER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
 pub const ROUTER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
 
@@ -104,7 +104,8 @@ pub fn backend_v6(index: usize) -> Ipv6Addr {
 pub struct RigOptions {
     /// Namespace name prefix; `None` makes a unique one for tests.
     pub prefix: Option<String>,
-    /// Number of backend namespaces.
+    /// Number of backend namespaces (none: the segments and the nodes
+    /// only, as a cluster test wants).
     pub backends: usize,
     /// A router between the LB and the switch whose routes towards the
     /// backends and towards the clients carry this MTU (see the module
@@ -143,10 +144,9 @@ pub struct Backend {
 pub struct Rig {
     pub prefix: String,
     pub client: Netns,
-    /// The LB node (`lb1` in a pair).
-    pub lb: Netns,
-    /// The second node of a pair (`lb2`).
-    pub lb2: Option<Netns>,
+    /// The LB nodes: `lb` alone, or `lb1` and `lb2` (server order) in a
+    /// pair.
+    pub nodes: Vec<LbNode>,
     pub switch: Netns,
     /// The router between the LB and the switch, if asked for.
     pub router: Option<Netns>,
@@ -160,9 +160,9 @@ pub struct Rig {
 impl Rig {
     /// Builds the namespaces, links, addresses and routes. Starts no process.
     pub fn build(options: &RigOptions) -> Result<Self> {
-        if options.backends == 0 || options.backends > MAX_BACKENDS {
+        if options.backends > MAX_BACKENDS {
             bail!(
-                "a rig has 1 to {MAX_BACKENDS} backends, not {}",
+                "a rig has 0 to {MAX_BACKENDS} backends, not {}",
                 options.backends
             );
         }
@@ -181,14 +181,9 @@ impl Rig {
             .tempdir()
             .context("creating the rig's scratch directory")?;
         let client = Netns::create(&format!("{prefix}-client"))?;
-        let lb = Netns::create(&format!(
-            "{prefix}-{}",
-            if options.pair { "lb1" } else { "lb" }
-        ))?;
-        let lb2 = match options.pair {
-            true => Some(Netns::create(&format!("{prefix}-lb2"))?),
-            false => None,
-        };
+        let nodes = (0..node::count(options))
+            .map(|index| LbNode::create(&prefix, index, options))
+            .collect::<Result<Vec<_>>>()?;
         let switch = Netns::create(&format!("{prefix}-sw"))?;
         let mut backends = Vec::with_capacity(options.backends);
         for index in 0..options.backends {
@@ -209,8 +204,7 @@ impl Rig {
         let mut rig = Self {
             prefix,
             client,
-            lb,
-            lb2,
+            nodes,
             switch,
             router,
             backends,
@@ -219,19 +213,36 @@ impl Rig {
         };
         rig.wire(options.router_mtu).context("wiring the rig")?;
         // The LB's XDP_TX frames reach its neighbours at once.
-        let peers = match (&rig.router, &rig.lb2) {
-            (_, Some(_)) => ["p-lb1x", "p-lb2x", "p-lb1", "p-lb2"]
+        let peers: Vec<(&Netns, String)> = match (&rig.router, rig.is_pair()) {
+            (_, true) => rig
+                .nodes
+                .iter()
+                .map(LbNode::ext_port)
+                .chain(rig.nodes.iter().map(LbNode::int_port))
                 .map(|port| (&rig.switch, port))
-                .to_vec(),
-            (Some(router), None) => vec![(&rig.client, "eth0"), (router, "r-lb")],
-            (None, None) => vec![(&rig.client, "eth0"), (&rig.switch, "p-lb")],
+                .collect(),
+            (Some(router), false) => vec![(&rig.client, "eth0".into()), (router, "r-lb".into())],
+            (None, false) => vec![
+                (&rig.client, "eth0".into()),
+                (&rig.switch, rig.lb().int_port()),
+            ],
         };
         let links = peers
             .into_iter()
-            .map(|(ns, iface)| xdp_pass::attach(ns, iface))
+            .map(|(ns, iface)| xdp_pass::attach(ns, &iface))
             .collect::<Result<Vec<_>>>()?;
         rig.xdp_pass = links;
         Ok(rig)
+    }
+
+    /// The first LB node (`lb`, or `lb1` in a pair).
+    pub fn lb(&self) -> &LbNode {
+        &self.nodes[0]
+    }
+
+    /// Whether the rig is a pair ([`RigOptions::pair`]).
+    pub fn is_pair(&self) -> bool {
+        self.nodes.len() == 2
     }
 
     /// Puts the VIPs on the LB's external interface, as the floating IP is
@@ -242,14 +253,15 @@ impl Rig {
     /// packets (a /128 would win Linux's longest-match rule over the
     /// interface's /64), as ARCHITECTURE.md asks of a deployment.
     pub fn add_vips(&self) -> Result<()> {
-        self.lb
-            .ip(["addr", "add", &format!("{VIP_V4}/32"), "dev", LB_EXT_IFACE])?;
-        self.lb.ip([
+        let lb = self.lb();
+        lb.ns
+            .ip(["addr", "add", &format!("{VIP_V4}/32"), "dev", lb.ext_iface])?;
+        lb.ns.ip([
             "addr",
             "add",
             &format!("{VIP_V6}/128"),
             "dev",
-            LB_EXT_IFACE,
+            lb.ext_iface,
             "nodad",
             "preferred_lft",
             "0",
@@ -262,7 +274,8 @@ impl Rig {
     pub fn resolve_backends(&self) -> Result<()> {
         for backend in &self.backends {
             for addr in [backend.v4.to_string(), backend.v6.to_string()] {
-                self.lb
+                self.lb()
+                    .ns
                     .exec("ping", ["-c", "1", "-W", "2", &addr])
                     .with_context(|| format!("ping {addr} from the LB"))?;
             }
@@ -431,41 +444,40 @@ impl Rig {
             "  {:<18} client     eth0 {CLIENT_V4}/24 {CLIENT_V6}/64",
             self.client.name()
         );
-        match &self.lb2 {
-            None => {
-                let _ = writeln!(
-                    s,
-                    "  {:<18} lb         {LB_EXT_IFACE} {LB_EXT_V4}/24 {LB_EXT_V6}/64, {LB_INT_IFACE} {LB_INT_V4}/24 {LB_INT_V6}/64",
-                    self.lb.name()
-                );
+        for node in &self.nodes {
+            let (ext, int) = (node.ext_iface, node.int_iface);
+            let mut line = if self.is_pair() {
+                format!("{ext} {}/24, {int} {}/24", node.ext_v4, node.int_v4)
+            } else {
+                format!(
+                    "{ext} {}/24 {}/64, {int} {}/24 {}/64",
+                    node.ext_v4, node.ext_v6, node.int_v4, node.int_v6
+                )
+            };
+            for hb in &node.interconnects {
+                let _ = write!(line, ", {} {}", hb.iface, hb.v4);
             }
-            Some(lb2) => {
-                let nodes = [
-                    (&self.lb, "lb1", LB_EXT_V4, pair::LB1_INT_V4, 1),
-                    (lb2, "lb2", pair::LB2_EXT_V4, pair::LB2_INT_V4, 2),
-                ];
-                for (ns, role, ext, int, host) in nodes {
-                    let _ = writeln!(
-                        s,
-                        "  {:<18} {role}        {LB_EXT_IFACE} {ext}/24, {LB_INT_IFACE} {int}/24, hb0 198.18.8.{host}, hb1 198.18.9.{host}",
-                        ns.name()
-                    );
-                }
-                let _ = writeln!(
-                    s,
-                    "  {:<18}            floating on the active node: {VIP_V4} {VIP_V6} on {LB_EXT_IFACE}, gateway {LB_INT_V4} {LB_INT_V6} on {LB_INT_IFACE}",
-                    ""
-                );
-            }
+            let _ = writeln!(s, "  {:<18} {:<11}{line}", node.ns.name(), node.name);
+        }
+        if self.is_pair() {
+            let lb = self.lb();
+            let _ = writeln!(
+                s,
+                "  {:<18}            floating on the active node: {VIP_V4} {VIP_V6} on {}, gateway {GATEWAY_V4} {GATEWAY_V6} on {}",
+                "", lb.ext_iface, lb.int_iface
+            );
         }
         if let Some(router) = &self.router {
             let _ = writeln!(
                 s,
-                "  {:<18} router     r-lb {ROUTER_V4}/24 {ROUTER_V6}/64, r-be {LB_INT_V4}/24 {LB_INT_V6}/64 (LB int0 {TRANSIT_LB_V4}, {TRANSIT_LB_V6})",
-                router.name()
+                "  {:<18} router     r-lb {ROUTER_V4}/24 {ROUTER_V6}/64, r-be {GATEWAY_V4}/24 {GATEWAY_V6}/64 (LB {} {}, {})",
+                router.name(),
+                self.lb().int_iface,
+                self.lb().int_v4,
+                self.lb().int_v6
             );
         }
-        let bridges = if self.lb2.is_some() {
+        let bridges = if self.is_pair() {
             "br0 (backends), br1 (clients)"
         } else {
             "br0"

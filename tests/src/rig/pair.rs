@@ -17,44 +17,23 @@
 //!
 //! The VIPs and the backends' gateway (198.18.1.1, 2001:db8:1::1) are not
 //! on any node: they are the cluster's floating IPs ([`Rig::cluster_plan`]),
-//! held by the active node.
-use std::{
-    net::{Ipv4Addr, Ipv6Addr},
-    path::Path,
-};
+//! held by the active node. The nodes' own addresses and interconnect ends
+//! are in their [`LbNode`](super::LbNode)s (`node.rs`). Built with no
+//! backends, the pair is the network of the cluster tests
+//! ([`crate::pair::PairNet`]): its `br0` then holds the nodes' `int0` only.
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
 use super::{
-    CLIENT_V4, CLIENT_V6, LB_EXT_IFACE, LB_EXT_V4, LB_EXT_V6, LB_INT_IFACE, LB_INT_V4, LB_INT_V6,
-    Rig, VIP_V4, VIP_V6,
+    CLIENT_V4, CLIENT_V6, GATEWAY_V4, GATEWAY_V6, Rig, VIP_V4, VIP_V6,
     links::{address, veth},
 };
-use crate::{daemon::NodeFiles, netns::Netns};
-
-/// The second node's client-side address (the first has `LB_EXT_V4`).
-pub const LB2_EXT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-pub const LB2_EXT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
-/// The nodes' own backend-side addresses (the gateway floats between them).
-pub const LB1_INT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
-pub const LB1_INT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
-pub const LB2_INT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 3);
-pub const LB2_INT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 3);
-/// The interconnects, in priority order: interface and network
-/// (`198.18.N.1` on lb1, `198.18.N.2` on lb2).
-pub const INTERCONNECTS: [(&str, u8); 2] = [("hb0", 8), ("hb1", 9)];
-/// The nodes' names (`node.name`, `[nodes.NAME]` in the plan), in server
-/// order.
-pub const NODES: [&str; 2] = ["lb1", "lb2"];
+use crate::daemon::NodeFiles;
 
 impl Rig {
-    /// The two nodes, in server order (a rig without a pair has one).
-    pub fn lbs(&self) -> Vec<&Netns> {
-        std::iter::once(&self.lb).chain(&self.lb2).collect()
-    }
-
     /// Client and nodes on the client segment (`br1`), the interconnects.
-    pub(super) fn wire_pair_client_side(&self, lb2: &Netns) -> Result<()> {
+    pub(super) fn wire_pair_client_side(&self) -> Result<()> {
         self.switch
             .ip(["link", "add", "br1", "type", "bridge"])
             .context("creating the client bridge")?;
@@ -62,39 +41,72 @@ impl Rig {
         veth(&self.client, "eth0", &self.switch, "p-cl")?;
         address(&self.client, "eth0", CLIENT_V4.into(), 24)?;
         address(&self.client, "eth0", CLIENT_V6.into(), 64)?;
-        let fronts = [
-            (&self.lb, "p-lb1x", LB_EXT_V4, LB_EXT_V6),
-            (lb2, "p-lb2x", LB2_EXT_V4, LB2_EXT_V6),
-        ];
-        for (ns, port, v4, v6) in fronts {
-            veth(ns, LB_EXT_IFACE, &self.switch, port)?;
-            address(ns, LB_EXT_IFACE, v4.into(), 24)?;
-            address(ns, LB_EXT_IFACE, v6.into(), 64)?;
+        for node in &self.nodes {
+            let port = node.ext_port();
+            veth(&node.ns, node.ext_iface, &self.switch, &port)?;
+            address(&node.ns, node.ext_iface, node.ext_v4.into(), 24)?;
+            address(&node.ns, node.ext_iface, node.ext_v6.into(), 64)?;
         }
-        for port in ["p-cl", "p-lb1x", "p-lb2x"] {
-            self.switch.ip(["link", "set", port, "master", "br1"])?;
+        let ports =
+            std::iter::once("p-cl".to_owned()).chain(self.nodes.iter().map(|n| n.ext_port()));
+        for port in ports {
+            self.switch.ip(["link", "set", &port, "master", "br1"])?;
         }
-        for (iface, net) in INTERCONNECTS {
-            veth(&self.lb, iface, lb2, iface)?;
-            address(&self.lb, iface, Ipv4Addr::new(198, 18, net, 1).into(), 24)?;
-            address(lb2, iface, Ipv4Addr::new(198, 18, net, 2).into(), 24)?;
+        let [lb1, lb2] = &self.nodes[..] else {
+            unreachable!("a pair has two nodes")
+        };
+        for (end1, end2) in lb1.interconnects.iter().zip(&lb2.interconnects) {
+            veth(&lb1.ns, end1.iface, &lb2.ns, end2.iface)?;
+            address(&lb1.ns, end1.iface, end1.v4.into(), 24)?;
+            address(&lb2.ns, end2.iface, end2.v4.into(), 24)?;
         }
         Ok(())
     }
 
     /// The nodes' backend-side interfaces on the backends' bridge (`br0`).
-    pub(super) fn wire_pair_backend_side(&self, lb2: &Netns) -> Result<()> {
-        let backs = [
-            (&self.lb, "p-lb1", LB1_INT_V4, LB1_INT_V6),
-            (lb2, "p-lb2", LB2_INT_V4, LB2_INT_V6),
-        ];
-        for (ns, port, v4, v6) in backs {
-            veth(ns, LB_INT_IFACE, &self.switch, port)?;
-            self.switch.ip(["link", "set", port, "master", "br0"])?;
-            address(ns, LB_INT_IFACE, v4.into(), 24)?;
-            address(ns, LB_INT_IFACE, v6.into(), 64)?;
+    pub(super) fn wire_pair_backend_side(&self) -> Result<()> {
+        for node in &self.nodes {
+            let port = node.int_port();
+            veth(&node.ns, node.int_iface, &self.switch, &port)?;
+            self.switch.ip(["link", "set", &port, "master", "br0"])?;
+            address(&node.ns, node.int_iface, node.int_v4.into(), 24)?;
+            address(&node.ns, node.int_iface, node.int_v6.into(), 64)?;
         }
         Ok(())
+    }
+
+    /// The files of node `name`'s daemon in a cluster of this rig:
+    /// `dir/NAME`, pins in `/sys/fs/bpf/PREFIX-NAME`.
+    pub fn node_files(&self, dir: &Path, name: &str) -> NodeFiles {
+        NodeFiles {
+            dir: dir.join(name),
+            pin_dir: PathBuf::from(format!("/sys/fs/bpf/{}-{name}", self.prefix)),
+        }
+    }
+
+    /// The `[[cluster.servers]]` (the nodes, in server order) and
+    /// `[[cluster.interconnects]]` tables of this pair.
+    pub fn cluster_members_toml(&self) -> String {
+        let mut toml = String::new();
+        for node in &self.nodes {
+            toml.push_str(&format!(
+                "\n[[cluster.servers]]\nname = \"{}\"\n",
+                node.name
+            ));
+        }
+        let ends: Vec<_> = self.nodes.iter().map(|n| &n.interconnects).collect();
+        for (index, end) in ends[0].iter().enumerate() {
+            let addresses: Vec<String> = ends
+                .iter()
+                .map(|e| format!("\"{}\"", e[index].v4))
+                .collect();
+            toml.push_str(&format!(
+                "\n[[cluster.interconnects]]\nname = \"{}\"\naddresses = [{}]\n",
+                end.iface,
+                addresses.join(", ")
+            ));
+        }
+        toml
     }
 
     /// The plan of this pair for `lb-ctl cluster init` without its services
@@ -104,38 +116,32 @@ impl Rig {
     /// target, a link monitor on each interface, and the failover group:
     /// the VIPs on `ext0` and the backends' gateway on `int0`.
     pub fn cluster_plan(&self, dir: &Path, nodes: &[NodeFiles; 2]) -> String {
+        let lb = self.lb();
         let mut plan = format!(
-            "[cluster]\nkey_file = \"{}\"\ntls_dir = \"{}\"\nnp_targets = [\"{CLIENT_V4}\"]\n",
+            "[cluster]\nkey_file = \"{}\"\ntls_dir = \"{}\"\nnp_targets = [\"{CLIENT_V4}\"]\n{}",
             dir.join("lb1/cluster.keys").display(),
             dir.join("lb1/tls").display(),
+            self.cluster_members_toml(),
         );
-        for name in NODES {
-            plan.push_str(&format!("\n[[cluster.servers]]\nname = \"{name}\"\n"));
-        }
-        for (iface, net) in INTERCONNECTS {
-            plan.push_str(&format!(
-                "\n[[cluster.interconnects]]\nname = \"{iface}\"\naddresses = [\"198.18.{net}.1\", \"198.18.{net}.2\"]\n"
-            ));
-        }
         let group = [
-            (format!("{VIP_V4}/32"), LB_EXT_IFACE),
-            (format!("{VIP_V6}/128"), LB_EXT_IFACE),
-            (format!("{LB_INT_V4}/24"), LB_INT_IFACE),
-            (format!("{LB_INT_V6}/64"), LB_INT_IFACE),
+            (format!("{VIP_V4}/32"), lb.ext_iface),
+            (format!("{VIP_V6}/128"), lb.ext_iface),
+            (format!("{GATEWAY_V4}/24"), lb.int_iface),
+            (format!("{GATEWAY_V6}/64"), lb.int_iface),
         ];
         for (address, iface) in group {
             plan.push_str(&format!(
                 "\n[[cluster.floating_ips]]\naddress = \"{address}\"\ninterface = \"{iface}\"\n"
             ));
         }
-        for iface in [LB_EXT_IFACE, LB_INT_IFACE] {
+        for iface in [lb.ext_iface, lb.int_iface] {
             plan.push_str(&format!(
                 "\n[[cluster.monitors]]\nname = \"link-{iface}\"\nkind = \"link\"\ninterface = \"{iface}\"\n"
             ));
         }
-        for (name, files) in NODES.iter().zip(nodes) {
+        for (node, files) in self.nodes.iter().zip(nodes) {
             plan.push('\n');
-            plan.push_str(&files.plan_node_table(name, &[LB_EXT_IFACE, LB_INT_IFACE]));
+            plan.push_str(&files.plan_node_table(node.name, &[node.ext_iface, node.int_iface]));
         }
         plan
     }

@@ -7,7 +7,7 @@ use lb_ctl::{
     balancer::{Balancer, ServiceSpec},
     dataplane::{AttachMode, Dataplane},
 };
-use lb_tests::rig::{LB_EXT_IFACE, LB_INT_IFACE, Rig};
+use lb_tests::rig::Rig;
 
 pub struct RigLb {
     pub dp: Dataplane,
@@ -18,10 +18,11 @@ impl RigLb {
     /// Loads and attaches the program in the rig's LB namespace, then
     /// applies `services`.
     pub fn start(rig: &Rig, services: &[ServiceSpec]) -> Result<Self> {
-        let dp = rig.lb.run_in(|| {
+        let lb = rig.lb();
+        let dp = lb.ns.run_in(|| {
             let mut dp = Dataplane::load()?;
-            dp.attach(LB_EXT_IFACE, AttachMode::Native)?;
-            dp.attach(LB_INT_IFACE, AttachMode::Native)?;
+            dp.attach(lb.ext_iface, AttachMode::Native)?;
+            dp.attach(lb.int_iface, AttachMode::Native)?;
             Ok(dp)
         })?;
         let mut lb = RigLb {
