@@ -15,7 +15,7 @@ use anyhow::{Context as _, Result, bail};
 use lb_tests::{
     daemon::{DaemonProcess, NodeFiles},
     pair::{PairNet, PlanExtras},
-    rig::{NODES, Rig, RigOptions, VIP_V4},
+    rig::{NODES, Rig, RigOptions, VIP_V4, VIP_V6},
     wait::{holds_for, wait_for},
 };
 use serde_json::Value;
@@ -324,17 +324,27 @@ fn settings_changed_on_the_active_reach_the_standby_and_a_missed_push_shows_unti
     Ok(())
 }
 
-/// The plan of the pair rig with one NAT service over its backends.
+/// The plan of the pair rig with a NAT service over its backends per
+/// address family.
 fn rig_plan(rig: &Rig, dir: &Path, files: &[NodeFiles; 2]) -> String {
     let mut plan = rig.cluster_plan(dir, files);
-    plan.push_str(&format!(
-        "\n[[services]]\nname = \"web\"\nvip = \"{VIP_V4}\"\nport = 80\nprotocol = \"tcp\"\nmode = \"nat\"\n"
-    ));
-    for backend in &rig.backends {
+    for (name, vip, v6) in [
+        ("web", VIP_V4.to_string(), false),
+        ("web6", VIP_V6.to_string(), true),
+    ] {
         plan.push_str(&format!(
-            "\n[[services.backends]]\naddress = \"{}:80\"\n",
-            backend.v4
+            "\n[[services]]\nname = \"{name}\"\nvip = \"{vip}\"\nport = 80\nprotocol = \"tcp\"\nmode = \"nat\"\n"
         ));
+        for backend in &rig.backends {
+            let address = if v6 {
+                format!("[{}]:80", backend.v6)
+            } else {
+                format!("{}:80", backend.v4)
+            };
+            plan.push_str(&format!(
+                "\n[[services.backends]]\naddress = \"{address}\"\n"
+            ));
+        }
     }
     plan
 }
@@ -343,16 +353,17 @@ fn rig_plan(rig: &Rig, dir: &Path, files: &[NodeFiles; 2]) -> String {
 /// through the floating gateway), within `limit` (the client and the
 /// backends may still have the old node's MAC while it moves).
 fn vip_answers(rig: &Rig, limit: Duration) -> Result<()> {
-    let url = format!("http://{VIP_V4}/");
     let names: Vec<String> = rig.backends.iter().map(|b| b.name.clone()).collect();
-    wait_for("curl through the VIP", limit, || {
-        rig.curl(&url)
-            .is_ok_and(|body| names.contains(&body.trim().to_owned()))
-    })?;
-    // And it keeps answering.
-    for _ in 0..5 {
-        let body = rig.curl(&url)?;
-        assert!(names.contains(&body.trim().to_owned()), "{body}");
+    for url in [format!("http://{VIP_V4}/"), format!("http://[{VIP_V6}]/")] {
+        wait_for(&format!("curl {url}"), limit, || {
+            rig.curl(&url)
+                .is_ok_and(|body| names.contains(&body.trim().to_owned()))
+        })?;
+        // And it keeps answering.
+        for _ in 0..5 {
+            let body = rig.curl(&url)?;
+            assert!(names.contains(&body.trim().to_owned()), "{url}: {body}");
+        }
     }
     Ok(())
 }
@@ -433,6 +444,25 @@ fn the_vip_answers_through_the_pair_across_failover_kill_and_carrier_loss() -> R
         || lb1.cluster_role().as_deref() == Some("standby"),
         || lb1.alerts(),
     )?;
+    vip_answers(&rig, Duration::from_secs(5))?;
+
+    // The active loses its IPv6 VIP (as an interface set down and up loses
+    // its IPv6 addresses): it adds it back within a few seconds, says so,
+    // and the VIP answers again.
+    let lb2_ns = &rig.nodes[1].ns;
+    let vip6 = String::from_utf8(
+        lb2_ns
+            .ip(["-6", "-o", "addr", "show", "dev", "ext0"])?
+            .stdout,
+    )?
+    .split_whitespace()
+    .find(|w| w.starts_with(&format!("{VIP_V6}/")))
+    .map(str::to_owned)
+    .context("lb2 holds the IPv6 VIP")?;
+    lb2_ns.ip(["addr", "del", &vip6, "dev", "ext0"])?;
+    wait_for("the IPv6 VIP back on lb2", Duration::from_secs(5), || {
+        lb2.alerts().contains("\"floating_restored\"")
+    })?;
     vip_answers(&rig, Duration::from_secs(5))?;
 
     // Nothing is left: the daemons' pins, the namespaces.

@@ -69,6 +69,11 @@ impl Rig {
         for node in &self.nodes {
             let lb = &node.ns;
             forwarding(lb)?;
+            // A node's own IPv6 addresses stay when an interface is set
+            // down and up (the demo's link-monitor failover does that), as a
+            // host's network configuration would put them back; the
+            // floating IPs are the daemon's to restore.
+            lb.sysctl("net.ipv6.conf.all.keep_addr_on_down", "1")?;
             // Replies from the VIP (DSR answers, NAT replies the program
             // hands to the kernel before it knows the client's MAC) arrive
             // with a source address the LB holds; let the kernel forward
