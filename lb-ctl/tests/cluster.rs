@@ -7,6 +7,7 @@
 //! gateway) keeps the VIP answering through failover and kill -9.
 use std::{
     fs,
+    net::IpAddr,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -368,6 +369,23 @@ fn vip_answers(rig: &Rig, limit: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Exactly node `active` answers ARP and neighbour solicitations for the
+/// VIPs (a stale standby answering is the classic outage after a
+/// failover).
+fn only_answers(rig: &Rig, active: usize) -> Result<()> {
+    let mac = rig.nodes[active].ext_mac();
+    for vip in [IpAddr::from(VIP_V4), IpAddr::from(VIP_V6)] {
+        let answers = rig.neighbour_answers(vip)?;
+        if answers != [mac.clone()] {
+            bail!(
+                "{vip}: answered by {answers:?}, only {} ({mac}) expected",
+                rig.nodes[active].name
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The pair rig with nginx backends and both daemons started from `cluster
 /// init`, lb1 active and the VIP answering.
 fn start_rig_pair() -> Result<(Rig, DaemonProcess, DaemonProcess)> {
@@ -406,6 +424,7 @@ fn the_vip_answers_through_the_pair_across_failover_kill_and_carrier_loss() -> R
             && lb1.cluster_role().as_deref() == Some("standby")
     })?;
     vip_answers(&rig, Duration::from_secs(5))?;
+    only_answers(&rig, 1)?;
 
     // kill -9 of the active: lb1 takes over.
     lb2.kill9();
@@ -413,6 +432,7 @@ fn the_vip_answers_through_the_pair_across_failover_kill_and_carrier_loss() -> R
         lb1.cluster_role().as_deref() == Some("active")
     })?;
     vip_answers(&rig, Duration::from_secs(5))?;
+    only_answers(&rig, 0)?;
 
     // lb2 back (standby), then the active's client link loses its carrier
     // (the switch's port to it goes down): its link monitor fails and lb2
@@ -431,6 +451,7 @@ fn the_vip_answers_through_the_pair_across_failover_kill_and_carrier_loss() -> R
         },
     )?;
     vip_answers(&rig, Duration::from_secs(5))?;
+    only_answers(&rig, 1)?;
     assert!(lb2.alerts().contains("\"failover\""), "{}", lb2.alerts());
     assert!(
         lb1.alerts().contains("\"monitor_error\""),

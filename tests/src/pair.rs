@@ -149,17 +149,7 @@ impl PairNet {
 
     /// The MAC of node `i`'s `ext0`.
     pub fn mac(&self, i: usize) -> String {
-        let node = &self.rig.nodes[i];
-        let out = node
-            .ns
-            .ip(["-o", "link", "show", "dev", node.ext_iface])
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        out.split("link/ether ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_default()
-            .to_owned()
+        self.rig.nodes[i].ext_mac()
     }
 
     /// The client forgets the floating IP's MAC, pings it and says which
@@ -185,37 +175,10 @@ impl PairNet {
     }
 
     /// Every MAC that answers an ARP request for the floating IP from the
-    /// client (captured while the client forgets and resolves it again).
+    /// client ([`crate::rig::Rig::neighbour_answers`]).
     pub fn arp_answers(&self) -> Result<Vec<String>> {
-        let capture = self
-            .client()
-            .command("timeout")
-            .args([
-                "1.5",
-                "tcpdump",
-                "-l",
-                "-n",
-                "-i",
-                "eth0",
-                "arp and arp[6:2] = 2",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let _ = self.client().ip(["neigh", "flush", "dev", "eth0"]);
-        let _ = self.client().exec("ping", ["-c", "1", "-W", "1", FIP]);
-        let out = capture.wait_with_output()?;
-        let mut macs: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.contains(&format!("Reply {FIP} is-at")))
-            .filter_map(|l| l.split("is-at ").nth(1))
-            .filter_map(|rest| rest.split([',', ' ']).next())
-            .map(str::to_owned)
-            .collect();
-        macs.sort();
-        macs.dedup();
-        Ok(macs)
+        self.rig
+            .neighbour_answers(FIP.parse().expect("FIP is an address"))
     }
 
     /// Sets every link of node `i` up or down (node loss): client side,

@@ -399,6 +399,48 @@ impl Rig {
         wait_child(&mut child, Duration::from_secs(5))
     }
 
+    /// Every MAC that answers the client's ARP request (IPv4) or neighbour
+    /// solicitation (IPv6) for `addr`, captured on the client while it
+    /// forgets the address and resolves it again: exactly one node must
+    /// answer for a floating IP.
+    pub fn neighbour_answers(&self, addr: IpAddr) -> Result<Vec<String>> {
+        let filter = if addr.is_ipv6() {
+            "icmp6 and ip6[40] = 136"
+        } else {
+            "arp and arp[6:2] = 2"
+        };
+        let capture = self
+            .client
+            .command("timeout")
+            .args(["1.5", "tcpdump", "-l", "-n", "-e", "-i", "eth0", filter])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting tcpdump (is it installed?)")?;
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = self.client.ip(["neigh", "flush", "dev", "eth0"]);
+        let family = if addr.is_ipv6() { "-6" } else { "-4" };
+        let _ = self
+            .client
+            .exec("ping", [family, "-c", "1", "-W", "1", &addr.to_string()]);
+        let out = capture.wait_with_output()?;
+        let answers_for = if addr.is_ipv6() {
+            format!("neighbor advertisement, tgt is {addr},")
+        } else {
+            format!("Reply {addr} is-at")
+        };
+        // With -e the frame's source MAC is the line's second word.
+        let mut macs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&answers_for))
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .map(|mac| mac.trim_end_matches(',').to_owned())
+            .collect();
+        macs.sort();
+        macs.dedup();
+        Ok(macs)
+    }
+
     /// `curl` from the client namespace; returns the body. Bounded by
     /// `--max-time`.
     pub fn curl(&self, url: &str) -> Result<String> {

@@ -74,6 +74,20 @@ impl LbNode {
 
     /// Every interface of the node: client side, backend side,
     /// interconnects.
+    /// The MAC of the node's client-side interface (`ext0`).
+    pub fn ext_mac(&self) -> String {
+        let out = self
+            .ns
+            .ip(["-o", "link", "show", "dev", self.ext_iface])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        out.split("link/ether ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     pub fn ifaces(&self) -> Vec<&'static str> {
         [self.ext_iface, self.int_iface]
             .into_iter()
