@@ -171,6 +171,9 @@ pub fn cluster_rows(c: &crate::cluster::node::ClusterStatus) -> Vec<Vec<String>>
         ]),
         None => {}
     }
+    if let Some(r) = &c.replication {
+        rows.extend(replication_rows(r));
+    }
     rows.push(vec![
         "last change".into(),
         c.last_change.clone().unwrap_or_else(|| "none".into()),
@@ -179,6 +182,48 @@ pub fn cluster_rows(c: &crate::cluster::node::ClusterStatus) -> Vec<Vec<String>>
     if !c.refused.is_empty() {
         let refused: Vec<String> = c.refused.iter().map(|(k, v)| format!("{k} {v}")).collect();
         rows.push(vec!["heartbeats refused".into(), refused.join(", ")]);
+    }
+    rows
+}
+
+/// The flow replication's rows of `lb-ctl status`.
+pub fn replication_rows(r: &crate::replication::status::ReplicationStatus) -> Vec<Vec<String>> {
+    use crate::replication::status::StreamRole;
+    let state = match (r.stream, r.connected, r.caught_up) {
+        (StreamRole::Idle, ..) => "idle".to_owned(),
+        (stream, false, _) => format!("{stream}, not connected"),
+        (stream, true, true) => format!("{stream}, caught up"),
+        (StreamRole::Receiving, true, false) => {
+            "receiving, not caught up (not eligible for a failover)".to_owned()
+        }
+        (stream, true, false) => format!("{stream}, not caught up (bulk copy under way)"),
+    };
+    let mut rows = vec![vec!["flow replication".into(), state]];
+    if r.stream == StreamRole::Sending {
+        rows.push(vec![
+            "replication lag".into(),
+            format!(
+                "{} messages, {} flows, {} ms",
+                r.lag_messages, r.lag_flows, r.lag_ms
+            ),
+        ]);
+    }
+    rows.push(vec![
+        "replicated".into(),
+        format!(
+            "{} messages, {} flows ({} refreshed); resends {}, gaps {}, resyncs {}",
+            r.messages, r.flows, r.refreshed, r.resends, r.gaps, r.resyncs
+        ),
+    ]);
+    rows.push(vec![
+        "replication losses".into(),
+        format!(
+            "records lost in the ring {}, unknown service {}, unknown backend {}, garbage {}, refused connections {}",
+            r.records_lost, r.unknown_service, r.unknown_backend, r.garbage, r.refused_connections
+        ),
+    ]);
+    if let Some(error) = &r.last_error {
+        rows.push(vec!["replication error".into(), error.clone()]);
     }
     rows
 }

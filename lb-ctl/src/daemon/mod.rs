@@ -45,6 +45,7 @@ use crate::{
 mod changes;
 mod cluster;
 pub mod event_loop;
+mod replication;
 mod setup;
 mod views;
 
