@@ -130,7 +130,9 @@ pub fn start(
         counters,
         ids,
         to_core,
-        mode: Mode::Idle,
+        // The node starts standby (`serve::start`): it receives until the
+        // cluster makes it active.
+        mode: Mode::Receiving(Receiver::new(RECEIVER)),
         incoming: HashMap::new(),
         totals: Totals::default(),
         last_error: None,
@@ -149,7 +151,6 @@ enum Chunk {
 }
 
 enum Mode {
-    Idle,
     Sending(Box<Sending>),
     Receiving(Receiver<Vec<WireFlow>>),
 }
@@ -546,7 +547,6 @@ impl Core {
             ..Default::default()
         };
         match &self.mode {
-            Mode::Idle => {}
             Mode::Sending(s) => {
                 let lag = s.sender.lag(now);
                 let stats = s.sender.stats();
