@@ -276,6 +276,86 @@ pub async fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replication::stream::Message;
+
+    /// The pair's TLS material from `cluster init`, servers on loopback.
+    fn material(dir: &std::path::Path) {
+        let plan = "[cluster]\n[[cluster.servers]]\nname = \"lb1\"\n[[cluster.servers]]\nname = \"lb2\"\n[[cluster.interconnects]]\nname = \"hb0\"\naddresses = [\"127.0.0.1\", \"127.0.0.2\"]\n[nodes.lb1]\ninterfaces = [\"eth0\"]\n[nodes.lb2]\ninterfaces = [\"eth0\"]\n";
+        let provider = rustls::crypto::ring::default_provider();
+        let mut random = |buf: &mut [u8]| provider.secure_random.fill(buf).unwrap();
+        let files = crate::cluster::init::generate(plan, &mut random).unwrap();
+        crate::cluster::init::write(dir, &files, false).unwrap();
+    }
+
+    async fn next(rx: &mut mpsc::Receiver<FromPeer>) -> FromPeer {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("an event within 5 s")
+            .expect("the channel is open")
+    }
+
+    #[tokio::test]
+    async fn garbage_and_strangers_are_counted_and_pass_nothing_on_a_peer_is_heard() {
+        let dir = tempfile::tempdir().unwrap();
+        material(dir.path());
+        let lb1 = Tls::load(&dir.path().join("lb1/tls"), "lb1").unwrap();
+        let lb2 = Tls::load(&dir.path().join("lb2/tls"), "lb2").unwrap();
+        let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counters = Arc::new(Counters::default());
+        let (tx, mut rx) = mpsc::channel(16);
+        tokio::spawn(listen(
+            listener,
+            lb2,
+            tx.clone(),
+            counters.clone(),
+            Arc::new(AtomicU64::new(1)),
+        ));
+
+        // Not TLS at all: refused at the handshake, nothing passed on.
+        let mut plain = TcpStream::connect(addr).await.unwrap();
+        plain.write_all(&frame(&[3; 17])).await.unwrap();
+        plain.shutdown().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while counters.refused.load(Ordering::Relaxed) == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the plain connection is refused");
+        assert!(rx.try_recv().is_err());
+
+        // The peer, with a frame that is no message: the connection closes,
+        // it is counted, no message is passed on.
+        let (mut stream, _) = connect(&lb1, &[addr], Duration::from_secs(5))
+            .await
+            .unwrap();
+        stream.write_all(&frame(&[9, 9])).await.unwrap();
+        stream.flush().await.unwrap();
+        assert!(matches!(next(&mut rx).await, FromPeer::Opened(_)));
+        match next(&mut rx).await {
+            FromPeer::Closed { why, .. } => assert!(why.contains("does not decode"), "{why}"),
+            _ => panic!("the connection closes, nothing else"),
+        }
+        assert_eq!(counters.garbage.load(Ordering::Relaxed), 1);
+
+        // The peer with a message: heard.
+        let (stream, to) = connect(&lb1, &[addr], Duration::from_secs(5))
+            .await
+            .unwrap();
+        let (back, _ignored) = mpsc::channel(4);
+        let peer = spawn(stream, 99, to, back, counters.clone());
+        assert!(peer.send(&Message::Ack { epoch: 5, next: 3 }));
+        assert!(matches!(next(&mut rx).await, FromPeer::Opened(_)));
+        match next(&mut rx).await {
+            FromPeer::Message { message, .. } => {
+                assert_eq!(message, Message::Ack { epoch: 5, next: 3 })
+            }
+            _ => panic!("the message is passed on"),
+        }
+        assert_eq!(counters.garbage.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.refused.load(Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn a_frame_is_its_length_then_its_bytes() {
