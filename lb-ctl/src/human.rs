@@ -233,6 +233,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn replication_shows_its_side_lag_and_losses() {
+        use crate::replication::status::{ReplicationStatus, StreamRole};
+        let sending = ReplicationStatus {
+            stream: StreamRole::Sending,
+            connected: true,
+            caught_up: true,
+            lag_messages: 2,
+            lag_flows: 1500,
+            lag_ms: 7,
+            records_lost: 3,
+            ..Default::default()
+        };
+        let rows = replication_rows(&sending);
+        assert_eq!(rows[0], ["flow replication", "sending, caught up"]);
+        assert_eq!(rows[1], ["replication lag", "2 messages, 1500 flows, 7 ms"]);
+        assert!(
+            rows[3][1].starts_with("records lost in the ring 3,"),
+            "{rows:?}"
+        );
+        let behind = ReplicationStatus {
+            stream: StreamRole::Receiving,
+            connected: true,
+            ..Default::default()
+        };
+        let rows = replication_rows(&behind);
+        assert_eq!(
+            rows[0],
+            [
+                "flow replication",
+                "receiving, not caught up (not eligible for a failover)"
+            ]
+        );
+        assert!(rows.iter().all(|r| r[0] != "replication lag"), "{rows:?}");
+    }
+
+    #[test]
     fn numbers_read_well() {
         assert_eq!(count(999), "999");
         assert_eq!(count(1_234_567), "1.2 M");

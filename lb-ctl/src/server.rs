@@ -529,3 +529,41 @@ pub async fn serve_metrics(addr: SocketAddr, daemon: Handle) -> anyhow::Result<(
     axum::serve(listener, metrics_router(daemon)).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replication::status::{ReplicationStatus, StreamRole};
+
+    #[test]
+    fn replication_metrics_have_their_names_types_and_values() {
+        let mut out = String::new();
+        replication_metrics(
+            &mut out,
+            &ReplicationStatus {
+                stream: StreamRole::Receiving,
+                connected: true,
+                caught_up: true,
+                flows: 42,
+                records_lost: 3,
+                garbage: 1,
+                ..Default::default()
+            },
+        );
+        for line in [
+            "# TYPE lb_replication_caught_up gauge",
+            "lb_replication_caught_up 1",
+            "lb_replication_sending 0",
+            "# TYPE lb_replication_flows_total counter",
+            "lb_replication_flows_total 42",
+            "lb_replication_records_lost_total 3",
+            "lb_replication_garbage_total 1",
+            "lb_replication_lag_ms 0",
+        ] {
+            assert!(
+                out.lines().any(|l| l == line),
+                "{line} missing from:\n{out}"
+            );
+        }
+    }
+}

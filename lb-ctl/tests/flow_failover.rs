@@ -204,6 +204,8 @@ fn downloads_and_idle_connections_survive(mode: &str) -> Result<()> {
     wait_for("traffic through lb2", Duration::from_secs(20), || {
         service_packets(&lb2) > before + enough
     })?;
+    assert_eq!(replication(&lb2)["stream"], "sending");
+    assert_eq!(replication(&lb1)["stream"], "receiving");
     // lb1, standby now, gets lb2's flows (a bulk copy), then lb2 dies.
     wait_for("lb1 caught up with lb2", Duration::from_secs(10), || {
         lb1.replication_caught_up()
