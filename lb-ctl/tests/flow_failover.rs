@@ -102,7 +102,12 @@ fn dsr_downloads_and_idle_connections_survive_failover_and_kill_with_a_backend_a
     downloads_and_idle_connections_survive("dsr")
 }
 
+/// One scenario at a time: two at once on a small machine slow the traffic
+/// through the new active past the waits.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn downloads_and_idle_connections_survive(mode: &str) -> Result<()> {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut rig = Rig::build(&RigOptions {
         pair: true,
         ..Default::default()
@@ -201,7 +206,7 @@ fn downloads_and_idle_connections_survive(mode: &str) -> Result<()> {
     // client's acknowledgements only (fewer: the data is coalesced).
     let before = service_packets(&lb2);
     let enough = if mode == "dsr" { 200 } else { 1000 };
-    wait_for("traffic through lb2", Duration::from_secs(20), || {
+    wait_for("traffic through lb2", Duration::from_secs(25), || {
         service_packets(&lb2) > before + enough
     })?;
     assert_eq!(replication(&lb2)["stream"], "sending");
