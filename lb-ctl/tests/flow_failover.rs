@@ -194,6 +194,9 @@ fn downloads_and_idle_connections_survive(mode: &str) -> Result<()> {
     })?;
     std::thread::sleep(Duration::from_millis(500));
 
+    wait_for("lb1 hears lb2 eligible", Duration::from_secs(5), || {
+        lb1.peer_eligible()
+    })?;
     // Failover on request: lb2 takes the flows over.
     let started = Instant::now();
     lb1.ctl_ok(&["failover"])?;

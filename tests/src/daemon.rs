@@ -338,6 +338,13 @@ impl DaemonProcess {
             .is_some_and(|s| s["cluster"]["replication"]["caught_up"].as_bool() == Some(true))
     }
 
+    /// The peer's heartbeats say it may take the group (a requested
+    /// failover, failback or stop is accepted only then).
+    pub fn peer_eligible(&self) -> bool {
+        self.status_json()
+            .is_some_and(|s| s["cluster"]["peer_eligible"].as_bool() == Some(true))
+    }
+
     /// The alert log's text (empty before the first alert).
     pub fn alerts(&self) -> String {
         fs::read_to_string(self.files.alert_log()).unwrap_or_default()

@@ -68,6 +68,10 @@ pub struct ClusterStatus {
     pub since_unix: u64,
     pub peer_alive: bool,
     pub peer_role: Option<Role>,
+    /// The peer's last heartbeat says it may take the group (it holds the
+    /// active's settings and, replicating, has caught up with its flows).
+    #[serde(default)]
+    pub peer_eligible: bool,
     /// Per interconnect, in configuration order: heard within the dead time.
     pub links: Vec<(String, bool)>,
     pub monitors: Vec<(String, MonitorState)>,
@@ -707,6 +711,7 @@ fn publish(
             .map_or(0, |d| d.as_secs()),
         peer_alive: peer.is_some(),
         peer_role: peer.map(|p| p.role),
+        peer_eligible: peer.is_some_and(|p| p.eligible),
         links: cluster
             .interconnects
             .iter()
