@@ -29,7 +29,7 @@ use crate::{
 };
 
 mod flows;
-pub use flows::{AsyncFlowRecords, BadItem, FlowRecords, RING_CAPACITY};
+pub use flows::{AsyncFlowRecords, BadItem, FlowRecords, FlowsReader, RING_CAPACITY};
 
 /// Every map of the object with the (key size, value size, max entries) this
 /// build expects: pinned maps that differ were made by an incompatible

@@ -182,6 +182,9 @@ pub fn cluster_rows(c: &crate::cluster::node::ClusterStatus) -> Vec<Vec<String>>
         ]),
         None => {}
     }
+    if let Some(r) = &c.replication {
+        rows.extend(replication_rows(r));
+    }
     rows.push(vec![
         "last change".into(),
         c.last_change.clone().unwrap_or_else(|| "none".into()),
@@ -208,9 +211,87 @@ pub fn cluster_rows(c: &crate::cluster::node::ClusterStatus) -> Vec<Vec<String>>
     rows
 }
 
+/// The flow replication's rows of `lb-ctl status`.
+pub fn replication_rows(r: &crate::replication::status::ReplicationStatus) -> Vec<Vec<String>> {
+    use crate::replication::status::StreamRole;
+    let state = match (r.stream, r.connected, r.caught_up) {
+        (StreamRole::Idle, ..) => "idle".to_owned(),
+        (stream, false, _) => format!("{stream}, not connected"),
+        (stream, true, true) => format!("{stream}, caught up"),
+        (StreamRole::Receiving, true, false) => {
+            "receiving, not caught up (not eligible for a failover)".to_owned()
+        }
+        (stream, true, false) => format!("{stream}, not caught up (bulk copy under way)"),
+    };
+    let mut rows = vec![vec!["flow replication".into(), state]];
+    if r.stream == StreamRole::Sending {
+        rows.push(vec![
+            "replication lag".into(),
+            format!(
+                "{} messages, {} flows, {} ms",
+                r.lag_messages, r.lag_flows, r.lag_ms
+            ),
+        ]);
+    }
+    rows.push(vec![
+        "replicated".into(),
+        format!(
+            "{} messages, {} flows ({} refreshed); resends {}, gaps {}, resyncs {}",
+            r.messages, r.flows, r.refreshed, r.resends, r.gaps, r.resyncs
+        ),
+    ]);
+    rows.push(vec![
+        "replication losses".into(),
+        format!(
+            "records lost in the ring {}, unknown service {}, unknown backend {}, garbage {}, refused connections {}",
+            r.records_lost, r.unknown_service, r.unknown_backend, r.garbage, r.refused_connections
+        ),
+    ]);
+    if let Some(error) = &r.last_error {
+        rows.push(vec!["replication error".into(), error.clone()]);
+    }
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replication_shows_its_side_lag_and_losses() {
+        use crate::replication::status::{ReplicationStatus, StreamRole};
+        let sending = ReplicationStatus {
+            stream: StreamRole::Sending,
+            connected: true,
+            caught_up: true,
+            lag_messages: 2,
+            lag_flows: 1500,
+            lag_ms: 7,
+            records_lost: 3,
+            ..Default::default()
+        };
+        let rows = replication_rows(&sending);
+        assert_eq!(rows[0], ["flow replication", "sending, caught up"]);
+        assert_eq!(rows[1], ["replication lag", "2 messages, 1500 flows, 7 ms"]);
+        assert!(
+            rows[3][1].starts_with("records lost in the ring 3,"),
+            "{rows:?}"
+        );
+        let behind = ReplicationStatus {
+            stream: StreamRole::Receiving,
+            connected: true,
+            ..Default::default()
+        };
+        let rows = replication_rows(&behind);
+        assert_eq!(
+            rows[0],
+            [
+                "flow replication",
+                "receiving, not caught up (not eligible for a failover)"
+            ]
+        );
+        assert!(rows.iter().all(|r| r[0] != "replication lag"), "{rows:?}");
+    }
 
     #[test]
     fn numbers_read_well() {

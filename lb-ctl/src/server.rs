@@ -260,6 +260,114 @@ fn cluster_metrics(out: &mut String, cluster: &crate::cluster::node::ClusterStat
     }
 }
 
+/// The flow replication's metrics (`lb_replication_*`).
+fn replication_metrics(out: &mut String, r: &crate::replication::status::ReplicationStatus) {
+    use crate::replication::status::StreamRole;
+    let gauges: [(&str, &str, u64); 6] = [
+        (
+            "lb_replication_sending",
+            "This node sends its flows to the standby (1: active).",
+            u64::from(r.stream == StreamRole::Sending),
+        ),
+        (
+            "lb_replication_connected",
+            "A replication connection with the peer is up (1) or not (0).",
+            u64::from(r.connected),
+        ),
+        (
+            "lb_replication_caught_up",
+            "The stream is caught up: the bulk copy acknowledged (sending) or applied (receiving).",
+            u64::from(r.caught_up),
+        ),
+        (
+            "lb_replication_lag_messages",
+            "Messages sent and not yet acknowledged.",
+            r.lag_messages,
+        ),
+        (
+            "lb_replication_lag_flows",
+            "Flows in the messages not yet acknowledged.",
+            r.lag_flows,
+        ),
+        (
+            "lb_replication_lag_ms",
+            "How long the oldest unacknowledged message has waited (ms).",
+            r.lag_ms,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        gauge(out, name, help, value);
+    }
+    let counters: [(&str, &str, u64); 12] = [
+        (
+            "lb_replication_messages_total",
+            "Messages sent (active) or applied (standby).",
+            r.messages,
+        ),
+        (
+            "lb_replication_flows_total",
+            "Flows sent (active) or written into the tables (standby).",
+            r.flows,
+        ),
+        (
+            "lb_replication_refreshed_flows_total",
+            "Live flows sent again by the periodic refresh.",
+            r.refreshed,
+        ),
+        (
+            "lb_replication_resends_total",
+            "Messages sent again after a gap report or a timeout.",
+            r.resends,
+        ),
+        (
+            "lb_replication_gaps_total",
+            "Gaps reported (standby) or heard of (active).",
+            r.gaps,
+        ),
+        (
+            "lb_replication_resyncs_total",
+            "Resyncs (bulk copies) started (active) or epochs begun (standby).",
+            r.resyncs,
+        ),
+        (
+            "lb_replication_records_lost_total",
+            "New flows the program could not report (the ring was full).",
+            r.records_lost,
+        ),
+        (
+            "lb_replication_unknown_service_total",
+            "Replicated flows not applied: their service is not configured here.",
+            r.unknown_service,
+        ),
+        (
+            "lb_replication_unknown_backend_total",
+            "Replicated flows not applied: their backend is not configured here.",
+            r.unknown_backend,
+        ),
+        (
+            "lb_replication_stale_total",
+            "Messages of an older epoch (replays, stragglers) ignored.",
+            r.stale,
+        ),
+        (
+            "lb_replication_garbage_total",
+            "Frames that did not decode (the connection was closed, nothing applied).",
+            r.garbage,
+        ),
+        (
+            "lb_replication_refused_connections_total",
+            "Connections refused at the TLS handshake.",
+            r.refused_connections,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+}
+
 /// Prometheus metrics at `/metrics`.
 pub fn metrics_router(daemon: Handle) -> Router {
     Router::new()
@@ -312,6 +420,9 @@ async fn metrics(State(daemon): State<Handle>) -> Response {
     }
     if let Some(cluster) = &status.cluster {
         cluster_metrics(&mut out, cluster);
+        if let Some(replication) = &cluster.replication {
+            replication_metrics(&mut out, replication);
+        }
     }
     if let Some(counters) = counters {
         let _ = writeln!(
@@ -422,4 +533,42 @@ pub async fn serve_metrics(addr: SocketAddr, daemon: Handle) -> anyhow::Result<(
     tracing::info!(%addr, "metrics on /metrics");
     axum::serve(listener, metrics_router(daemon)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replication::status::{ReplicationStatus, StreamRole};
+
+    #[test]
+    fn replication_metrics_have_their_names_types_and_values() {
+        let mut out = String::new();
+        replication_metrics(
+            &mut out,
+            &ReplicationStatus {
+                stream: StreamRole::Receiving,
+                connected: true,
+                caught_up: true,
+                flows: 42,
+                records_lost: 3,
+                garbage: 1,
+                ..Default::default()
+            },
+        );
+        for line in [
+            "# TYPE lb_replication_caught_up gauge",
+            "lb_replication_caught_up 1",
+            "lb_replication_sending 0",
+            "# TYPE lb_replication_flows_total counter",
+            "lb_replication_flows_total 42",
+            "lb_replication_records_lost_total 3",
+            "lb_replication_garbage_total 1",
+            "lb_replication_lag_ms 0",
+        ] {
+            assert!(
+                out.lines().any(|l| l == line),
+                "{line} missing from:\n{out}"
+            );
+        }
+    }
 }

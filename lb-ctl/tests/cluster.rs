@@ -109,6 +109,11 @@ fn a_killed_active_is_fenced_while_the_peer_serves_and_the_group_moves_on_reques
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
+    // A requested failback waits for lb1 to catch up with lb2's flows
+    // (and for lb2 to hear it).
+    wait_for("lb1 caught up", Duration::from_secs(5), || {
+        lb1.replication_caught_up() && lb2.peer_eligible()
+    })?;
     lb2.ctl_ok(&["failback"])?;
     wait_for("lb1 active again", Duration::from_secs(3), || {
         lb1.cluster_role().as_deref() == Some("active")
@@ -408,6 +413,10 @@ fn start_rig_pair() -> Result<(Rig, DaemonProcess, DaemonProcess)> {
     wait_for("lb1 active, lb2 standby", Duration::from_secs(5), || {
         lb1.cluster_role().as_deref() == Some("active")
             && lb2.cluster_role().as_deref() == Some("standby")
+    })?;
+    // A requested failover needs lb2 caught up with lb1's flows.
+    wait_for("lb2 caught up", Duration::from_secs(5), || {
+        lb2.replication_caught_up() && lb1.peer_eligible()
     })?;
     vip_answers(&rig, Duration::from_secs(5))?;
     Ok((rig, lb1, lb2))

@@ -110,6 +110,7 @@ fn pair() -> Result<Pair> {
                         start_role: Role::Standby,
                         settings,
                         daemon: None,
+                        caught_up: None,
                     },
                     role_tx,
                     event_tx,

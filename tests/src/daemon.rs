@@ -330,6 +330,21 @@ impl DaemonProcess {
         status["cluster"]["role"].as_str().map(str::to_owned)
     }
 
+    /// The node's flow replication has caught up (a standby: the active's
+    /// bulk copy applied; it is eligible for a requested failover only
+    /// then).
+    pub fn replication_caught_up(&self) -> bool {
+        self.status_json()
+            .is_some_and(|s| s["cluster"]["replication"]["caught_up"].as_bool() == Some(true))
+    }
+
+    /// The peer's heartbeats say it may take the group (a requested
+    /// failover, failback or stop is accepted only then).
+    pub fn peer_eligible(&self) -> bool {
+        self.status_json()
+            .is_some_and(|s| s["cluster"]["peer_eligible"].as_bool() == Some(true))
+    }
+
     /// The alert log's text (empty before the first alert).
     pub fn alerts(&self) -> String {
         fs::read_to_string(self.files.alert_log()).unwrap_or_default()

@@ -22,6 +22,8 @@ pub const DEFAULT_HEARTBEAT_LOST_AFTER: u32 = 5;
 pub const DEFAULT_HEARTBEAT_PORT: u16 = 29101;
 /// TCP port of the settings sync (TLS), on every interconnect address.
 pub const DEFAULT_SYNC_PORT: u16 = 29102;
+/// TCP port of the flow replication (TLS), on every interconnect address.
+pub const DEFAULT_REPLICATION_PORT: u16 = 29103;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +44,11 @@ pub struct ClusterConfig {
     /// interconnect addresses (pushed over the first that answers).
     #[serde(default = "default_sync_port")]
     pub sync_port: u16,
+    /// TCP port of the flow replication (mutual TLS) on each server's
+    /// interconnect addresses: the active connects to the standby's over
+    /// the first interconnect that answers, again after a break.
+    #[serde(default = "default_replication_port")]
+    pub replication_port: u16,
     #[serde(default = "default_interval")]
     pub heartbeat_interval_ms: u64,
     #[serde(default = "default_lost_after")]
@@ -84,6 +91,9 @@ pub fn default_tls_dir() -> PathBuf {
 }
 fn default_sync_port() -> u16 {
     DEFAULT_SYNC_PORT
+}
+fn default_replication_port() -> u16 {
+    DEFAULT_REPLICATION_PORT
 }
 fn default_interval() -> u64 {
     DEFAULT_HEARTBEAT_INTERVAL_MS
@@ -422,6 +432,21 @@ impl ClusterConfig {
         if self.sync_port == 0 {
             return Err(at(&[Key("sync_port")], "sync_port must be above 0"));
         }
+        if self.replication_port == 0 {
+            return Err(at(
+                &[Key("replication_port")],
+                "replication_port must be above 0",
+            ));
+        }
+        if self.replication_port == self.sync_port {
+            return Err(at(
+                &[Key("replication_port")],
+                format!(
+                    "replication_port {} is the sync_port too: each needs a port of its own",
+                    self.replication_port
+                ),
+            ));
+        }
         if self.failover_window_s == 0 {
             return Err(at(
                 &[Key("failover_window_s")],
@@ -643,6 +668,7 @@ when = "active"
         assert_eq!(c.heartbeat_lost_after, 5);
         assert_eq!(c.interconnects[0].port, DEFAULT_HEARTBEAT_PORT);
         assert_eq!(c.sync_port, DEFAULT_SYNC_PORT);
+        assert_eq!(c.replication_port, DEFAULT_REPLICATION_PORT);
         assert!(!c.auto_failback);
         let p = c.params("lb2").unwrap();
         assert_eq!((p.me, p.peer, p.survivor, p.links), (1, 0, 0, 2));
@@ -685,6 +711,16 @@ when = "active"
                 |c| c.interconnects.clear(),
                 &[Key("interconnects")],
                 "at least one interconnect",
+            ),
+            (
+                |c| c.replication_port = 0,
+                &[Key("replication_port")],
+                "replication_port must be above 0",
+            ),
+            (
+                |c| c.replication_port = c.sync_port,
+                &[Key("replication_port")],
+                "is the sync_port too",
             ),
             (
                 |c| {

@@ -152,7 +152,7 @@ pub enum Refusal {
     #[error("the peer's cluster service is stopped (run `lb-ctl cluster start` on it first)")]
     PeerStopped,
     #[error(
-        "the peer cannot take the group (a monitor failed, or it has not caught up with the settings)"
+        "the peer cannot take the group (a monitor failed, or it has not caught up with the settings or the flows)"
     )]
     PeerNotCandidate,
     #[error("the group already runs on the preferred server")]

@@ -10,6 +10,7 @@ pub mod link;
 pub mod membership;
 pub mod monitors;
 pub mod node;
+pub mod replicate;
 pub mod serve;
 pub mod sync;
 

@@ -12,6 +12,7 @@
 //! The operator's requests ([`Operation`]) go to the membership; an
 //! operator's stop on the active is answered only once the peer holds the
 //! group (or the handover failed, bounded by [`STOP_WAIT_DEAD_TIMES`]).
+use crate::replication::status::eligible as replication_eligible;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, Result};
@@ -93,6 +94,10 @@ pub struct ClusterStatus {
     pub since_unix: u64,
     pub peer_alive: bool,
     pub peer_role: Option<Role>,
+    /// The peer's last heartbeat says it may take the group (it holds the
+    /// active's settings and, replicating, has caught up with its flows).
+    #[serde(default)]
+    pub peer_eligible: bool,
     /// Per interconnect, in configuration order: heard within the dead time.
     pub links: Vec<(String, bool)>,
     pub monitors: Vec<(String, MonitorState)>,
@@ -132,6 +137,9 @@ pub struct ClusterStatus {
     /// by the daemon, not by the loop).
     #[serde(default)]
     pub sync: Option<SyncState>,
+    /// The flow replication (filled in by the daemon, not by the loop).
+    #[serde(default)]
+    pub replication: Option<crate::replication::status::ReplicationStatus>,
 }
 
 /// Whether the peer took the settings this node last pushed.
@@ -189,6 +197,10 @@ pub struct NodeSetup {
     /// The daemon's event loop, which a `stall` monitor asks to answer
     /// (None: the monitor watches only this loop).
     pub daemon: Option<DaemonPing>,
+    /// Whether this node's flow replication has caught up with the active
+    /// (None: it does not replicate): a standby behind an active peer is
+    /// not eligible.
+    pub caught_up: Option<watch::Receiver<bool>>,
 }
 
 /// Where a `stall` monitor asks the daemon's event loop to answer.
@@ -211,6 +223,7 @@ pub async fn run(
         start_role,
         settings,
         daemon,
+        caught_up,
     } = setup;
     let params = cluster
         .params(&node_name)
@@ -326,10 +339,12 @@ pub async fn run(
         if membership.healthy() {
             final_action_taken = false;
         }
-        membership.observe_eligible(holds_active_settings(
-            membership.peer(now),
-            *settings.borrow(),
-        ));
+        let peer = membership.peer(now);
+        let peer_active = peer.is_some_and(|p| p.role == Role::Active);
+        membership.observe_eligible(
+            holds_active_settings(peer, *settings.borrow())
+                && replication_eligible(peer_active, caught_up.as_ref().map(|c| *c.borrow())),
+        );
         match membership.decide(now) {
             Decision::Stay => {}
             Decision::Become(new, reason) => {
@@ -793,6 +808,7 @@ fn publish(
             .map_or(0, |d| d.as_secs()),
         peer_alive: peer.is_some(),
         peer_role: peer.map(|p| p.role),
+        peer_eligible: peer.is_some_and(|p| p.eligible),
         links: cluster
             .interconnects
             .iter()
@@ -833,6 +849,7 @@ fn publish(
         settings: (settings.0, hex(&settings.1)),
         peer_settings: peer.map(|p| (p.generation, hex(&p.settings_hash))),
         sync: None,
+        replication: None,
     };
     status.send_if_modified(|current| {
         let changed = *current != next;

@@ -3,7 +3,8 @@
 //! channels only: role changes to the data plane's role map, events to the
 //! alert log, the settings' generation and hash into the heartbeats, pushes
 //! from the active to `Daemon::apply_replicated`, status and the
-//! operator's requests to the API.
+//! operator's requests to the API; and starts the flow replication
+//! (`replicate`), through which role requests pass.
 //!
 //! `node::run` keeps a thread and a current-thread runtime of its own:
 //! nothing the daemon does (a long change, a stalled loop) may delay its
@@ -19,12 +20,14 @@ use super::{
     membership::Reason,
     monitors::MonitorState,
     node::{self, ClusterEvent, ClusterStatus, NodeSetup, OperationRequest, SyncState},
+    replicate,
     sync::{self as settings_sync, PushQueue, SyncMessage, Tls, hex},
 };
 use crate::{
     api::{AlertEvent, AlertLevel},
     config::Config,
     daemon::{Daemon, Event, Handle, event_loop},
+    replication::status::ReplicationStatus,
 };
 
 /// What the daemon keeps of its cluster: the status to show, where to send
@@ -35,6 +38,8 @@ pub struct ClusterLink {
     pub operations: mpsc::Sender<OperationRequest>,
     /// The last push of the settings to the peer (None: none yet).
     pub sync: Option<SyncState>,
+    /// The flow replication's status.
+    pub replication: watch::Receiver<ReplicationStatus>,
 }
 
 /// A request to push the settings now, and where to answer.
@@ -122,6 +127,13 @@ pub fn start(
             .collect()
     };
     let (heres, peers) = (at(params.me), at(params.peer));
+    let replication_at = |i: u8| -> Vec<std::net::SocketAddr> {
+        cluster
+            .interconnects
+            .iter()
+            .map(|ic| std::net::SocketAddr::new(ic.addresses[i as usize], cluster.replication_port))
+            .collect()
+    };
     if heres.is_empty() {
         anyhow::bail!("the cluster has no interconnect");
     }
@@ -157,11 +169,21 @@ pub fn start(
     // daemon's loop.
     let (ping_tx, ping_rx) = mpsc::channel(4);
     tokio::spawn(event_loop::forward(ping_rx, events.clone(), Event::Ping));
-    tokio::spawn(event_loop::forward(
-        role_rx,
+    // Role requests pass through the flow replication on their way to the
+    // daemon's loop: everything it received is applied before a role
+    // change (see `replicate`). The program reports new flows from here on.
+    let (ring, flows) = daemon.replication_handles()?;
+    let replication = replicate::start(
+        replicate::Setup {
+            tls: tls.clone(),
+            listen: replication_at(params.me),
+            peers: replication_at(params.peer),
+        },
+        ring.into_async()?,
+        flows,
         events.clone(),
-        |(role, ack)| Event::Role { role, ack },
-    ));
+        role_rx,
+    )?;
     tokio::spawn(event_loop::forward(
         event_rx,
         events.clone(),
@@ -193,6 +215,7 @@ pub fn start(
         status,
         operations,
         sync: None,
+        replication: replication.status,
     });
     let pusher = Pusher {
         tls,
@@ -208,6 +231,7 @@ pub fn start(
         start_role: Role::Standby,
         settings,
         daemon: Some(ping_tx),
+        caught_up: Some(replication.caught_up),
     };
     // The event loop runs on a thread and runtime of its own: nothing the
     // daemon does (a long configuration change in the daemon's loop) can

@@ -3,7 +3,9 @@
 //! Every other task reaches the daemon by sending an [`Event`] through a
 //! [`Handle`]: the API's requests (each with its answer), health results,
 //! neighbour readings, the cluster's role requests, events and incoming
-//! settings pushes, the end of a push to the peer, and the stop. The loop
+//! settings pushes, the end of a push to the peer, the flow replication's
+//! requests (a snapshot of the tables, replicated flows to write), and the
+//! stop. The loop
 //! takes them one at a time, so a change is never interleaved with
 //! another.
 //!
@@ -32,13 +34,16 @@ use tokio::{
 use super::{ChangeError, Daemon, HealthKey};
 use crate::{
     api::{Alert, Applied, Change, ServiceView, Stats, Status},
+    balancer::Tables,
     cluster::{
         node::{ClusterEvent, OperationRequest},
+        replicate::Applied as FlowsApplied,
         serve::{Pusher, SyncRequest},
         sync::{self, Next, SyncMessage, SyncReply},
     },
     config::Config,
     health, neighbours,
+    replication::record::WireFlow,
     role::Role,
 };
 
@@ -107,6 +112,15 @@ pub enum Event {
     },
     /// A `stall` monitor asks the loop to answer (it is not stalled).
     Ping(oneshot::Sender<()>),
+    // The flow replication.
+    /// A snapshot of the tables a bulk copy is named through.
+    FlowTables(oneshot::Sender<Tables>),
+    /// Flows the active replicated to this standby: written into the
+    /// tables, answered once written (then acknowledged to the active).
+    ReplicatedFlows {
+        flows: Vec<WireFlow>,
+        answer: oneshot::Sender<Result<FlowsApplied, String>>,
+    },
     /// The daemon stops (the stop alert), answered before the loop ends.
     Stop(oneshot::Sender<()>),
 }
@@ -279,6 +293,12 @@ impl EventLoop {
             Event::PushDone { generation, result } => self.push_done(generation, result),
             Event::Ping(answer) => {
                 let _ = answer.send(());
+            }
+            Event::FlowTables(answer) => {
+                let _ = answer.send(daemon.flow_tables());
+            }
+            Event::ReplicatedFlows { flows, answer } => {
+                let _ = answer.send(daemon.apply_flows(&flows));
             }
             Event::Stop(answer) => {
                 daemon.stop();

@@ -45,6 +45,7 @@ use crate::{
 mod changes;
 mod cluster;
 pub mod event_loop;
+mod replication;
 mod setup;
 mod views;
 
@@ -145,6 +146,10 @@ impl Daemon {
         // No lease until a cluster renews one (a lease a clustered daemon
         // left in the pins must not fence a standalone node).
         daemon.dataplane.set_lease(0)?;
+        // No flow reports until a cluster reads them (a switch a clustered
+        // daemon left on in the pins would fill the ring of a standalone
+        // node, and count every new flow as lost).
+        daemon.dataplane.set_replicate(false)?;
         let mode = match config.node.xdp_mode {
             XdpMode::Native => AttachMode::Native,
             XdpMode::Generic => {

@@ -46,6 +46,17 @@ impl Daemon {
             cluster: self.cluster.as_ref().map(|c| {
                 let mut status = c.status.borrow().clone();
                 status.sync = c.sync.clone();
+                let mut replication = c.replication.borrow().clone();
+                replication.records_lost = self
+                    .dataplane
+                    .counters()
+                    .ok()
+                    .and_then(|all| {
+                        all.into_iter()
+                            .find(|(c, _)| *c == lb_common::Counter::FlowRecordsLost)
+                    })
+                    .map_or(0, |(_, v)| v);
+                status.replication = Some(replication);
                 status
             }),
         }

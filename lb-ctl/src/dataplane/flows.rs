@@ -49,6 +49,23 @@ impl Dataplane {
         Ok(FlowRecords { ring })
     }
 
+    /// A reader of the flow table of its own (a second descriptor of the
+    /// same map), for the replication's bulk copies and refreshes: they
+    /// dump the table outside the daemon's loop.
+    pub fn flows_reader(&self) -> Result<FlowsReader> {
+        let Some(aya::maps::Map::LruHashMap(ours)) = self.ebpf().map(maps::FLOWS) else {
+            bail!(
+                "map {} missing from the object (or not an LRU hash)",
+                maps::FLOWS
+            );
+        };
+        let id = ours.info().context("reading the flow table's id")?.id();
+        let data = MapData::from_id(id).context("opening the flow table by id")?;
+        let flows = HashMap::try_from(aya::maps::Map::LruHashMap(data))
+            .context("the flow table has an unexpected type")?;
+        Ok(FlowsReader { flows })
+    }
+
     /// Every entry of the flow table (client side 5-tuple, pinned backend).
     /// The program goes on writing while it is read: an entry added or
     /// evicted meanwhile may or may not be in the answer.
@@ -100,6 +117,21 @@ impl Dataplane {
             })?;
         }
         Ok(())
+    }
+}
+
+/// The flow table read outside the daemon ([`Dataplane::flows_reader`]).
+pub struct FlowsReader {
+    flows: HashMap<MapData, FlowKey, Flow>,
+}
+
+impl FlowsReader {
+    /// Every entry, as [`Dataplane::dump_flows`].
+    pub fn dump(&self) -> Result<Vec<(FlowKey, Flow)>> {
+        self.flows
+            .iter()
+            .map(|entry| entry.with_context(|| format!("reading {}", maps::FLOWS)))
+            .collect()
     }
 }
 
@@ -164,6 +196,14 @@ impl AsyncFlowRecords {
             }
             return Ok(batch);
         }
+    }
+}
+
+impl AsyncFlowRecords {
+    /// Takes up to `max` records without waiting (what is left in the ring
+    /// when a node steps down).
+    pub fn try_drain(&mut self, max: usize) -> (Vec<FlowRecord>, Vec<BadItem>) {
+        drain(self.fd.get_mut(), max)
     }
 }
 

@@ -9,8 +9,11 @@
 //!   records to the standby's own table entries;
 //! - `stream`: the reliable stream (sequence numbers, cumulative acks,
 //!   resends, bounded memory, resync, bulk then stream);
-//! - `message`: the stream's messages on the wire.
+//! - `message`: the stream's messages on the wire;
+//! - `status`: what status and metrics show of it, and what it adds to a
+//!   standby's eligibility.
 pub mod message;
 pub mod record;
+pub mod status;
 pub mod stream;
 pub mod translate;
