@@ -16,8 +16,16 @@ use crate::replication::status::eligible as replication_eligible;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, Result};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
+
+mod operations;
+mod status;
+
+pub use operations::{Operation, OperationRequest};
+pub use status::{ClusterStatus, SyncState, Takeovers};
+
+use operations::{Answer, PendingStop, operate};
+use status::publish;
 
 use super::{
     Role,
@@ -25,9 +33,8 @@ use super::{
     floating::{AddrOp, Announcer, netlink::FloatingIps},
     heartbeat::{self, Heartbeat, Keyring, first_seq},
     link::{Links, RefusedCounts},
-    membership::{Decision, Membership, PeerView, Reason, StartOutcome, StopOutcome},
+    membership::{Decision, Membership, PeerView, Reason},
     monitors::{MonitorState, Monitors, probe},
-    sync::hex,
 };
 
 /// How often the group is announced again while active.
@@ -43,112 +50,6 @@ pub type RoleRequest = (Role, oneshot::Sender<Result<()>>);
 /// How long an operator's stop on the active waits for the peer to hold
 /// the group, in dead times (heartbeat interval x lost count).
 pub const STOP_WAIT_DEAD_TIMES: u32 = 3;
-
-/// The operator's requests to the cluster.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Operation {
-    /// Move the group to the peer.
-    Failover,
-    /// Move the group to the first server.
-    Failback,
-    /// Stop this node's cluster service (on the active: after the peer
-    /// took the group; refused when it cannot).
-    Stop,
-    /// Stop it even when the peer cannot take the group.
-    ForceStop,
-    /// Start this node's cluster service again (as a standby).
-    Start,
-}
-
-/// An operation and where to answer: what was done, or why it was refused.
-pub type OperationRequest = (Operation, oneshot::Sender<Result<String, String>>);
-
-/// The failovers to a node: the group taken from a peer that was lost or
-/// handed it over.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Takeovers {
-    pub count: u64,
-    /// When the last one happened (Unix seconds).
-    pub last_unix: Option<u64>,
-}
-
-impl Takeovers {
-    /// Counts a role change made `at` when it is a failover to this node.
-    pub fn observe(&mut self, role: Role, reason: Reason, at: SystemTime) {
-        if role == Role::Active && matches!(reason, Reason::PeerLost | Reason::Handover) {
-            self.count += 1;
-            self.last_unix = at
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .ok()
-                .map(|d| d.as_secs());
-        }
-    }
-}
-
-/// What the loop publishes (status, console, metrics).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ClusterStatus {
-    pub role: Option<Role>,
-    /// Since when (Unix seconds) this node has its role.
-    pub since_unix: u64,
-    pub peer_alive: bool,
-    pub peer_role: Option<Role>,
-    /// The peer's last heartbeat says it may take the group (it holds the
-    /// active's settings and, replicating, has caught up with its flows).
-    #[serde(default)]
-    pub peer_eligible: bool,
-    /// Per interconnect, in configuration order: heard within the dead time.
-    pub links: Vec<(String, bool)>,
-    pub monitors: Vec<(String, MonitorState)>,
-    /// The same monitors on the peer, from its heartbeats (None: unknown:
-    /// the peer is lost, or its version does not send them).
-    #[serde(default)]
-    pub peer_monitors: Vec<(String, Option<MonitorState>)>,
-    /// This server's name and the peer's.
-    #[serde(default)]
-    pub servers: (String, String),
-    pub healthy: bool,
-    /// The last role change and why.
-    pub last_change: Option<String>,
-    /// Monitor-caused failovers still counted.
-    pub failovers: usize,
-    /// The failovers to this node since its daemon started.
-    #[serde(default)]
-    pub takeovers: Takeovers,
-    /// This node's cluster service is stopped (Offline): it serves nothing.
-    #[serde(default)]
-    pub stopped: bool,
-    /// The operator's stop is handing the group to the peer.
-    #[serde(default)]
-    pub stopping: bool,
-    /// The peer's heartbeats say its cluster service is stopped (Offline).
-    #[serde(default)]
-    pub peer_stopped: bool,
-    /// Heartbeats refused, by reason.
-    pub refused: Vec<(String, u64)>,
-    /// The settings this node holds: generation and hash (hex).
-    #[serde(default)]
-    pub settings: (u64, String),
-    /// The settings the peer's last heartbeat reported.
-    #[serde(default)]
-    pub peer_settings: Option<(u64, String)>,
-    /// The last push of the settings to the peer (the active's; filled in
-    /// by the daemon, not by the loop).
-    #[serde(default)]
-    pub sync: Option<SyncState>,
-    /// The flow replication (filled in by the daemon, not by the loop).
-    #[serde(default)]
-    pub replication: Option<crate::replication::status::ReplicationStatus>,
-}
-
-/// Whether the peer took the settings this node last pushed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum SyncState {
-    Synchronized { generation: u64 },
-    NotSynchronized { reason: String },
-}
 
 /// A notable event, for the alert log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -497,155 +398,6 @@ async fn restore_floating(floating: &FloatingIps, events: &mpsc::Sender<ClusterE
     }
 }
 
-/// How the loop answers an operation.
-enum Answer {
-    /// At once.
-    Now(Result<Done, String>),
-    /// Once the peer holds the group (the operator's stop on the active).
-    WhenHandedOver,
-}
-
-/// An operation done: the operator's message, and the event to log.
-struct Done {
-    message: String,
-    event: Option<ClusterEvent>,
-}
-
-impl Done {
-    fn said(message: impl Into<String>) -> Done {
-        Done {
-            message: message.into(),
-            event: None,
-        }
-    }
-}
-
-/// Carries an operation to the membership and words the outcome.
-fn operate(membership: &mut Membership, operation: Operation, now: Instant, peer: &str) -> Answer {
-    let refused = |refusal: super::membership::Refusal| refusal.to_string();
-    let result = match operation {
-        Operation::Failover => membership
-            .request_failover(now)
-            .map(|()| {
-                Done::said(format!(
-                    "the group is moving to {peer} (`lb-ctl status` shows where it runs)"
-                ))
-            })
-            .map_err(refused),
-        Operation::Failback => membership
-            .request_failback(now)
-            .map(|()| {
-                Done::said(
-                    "the group is moving to the first server (`lb-ctl status` shows where it runs)",
-                )
-            })
-            .map_err(refused),
-        Operation::Stop | Operation::ForceStop => {
-            match membership.request_stop(now, operation == Operation::ForceStop) {
-                Ok(StopOutcome::HandingOver) => return Answer::WhenHandedOver,
-                Ok(outcome) => Ok(stopped(outcome, peer)),
-                Err(why) => Err(format!(
-                    "not stopped, nothing changed: {why}; `lb-ctl cluster stop --force` stops this node anyway (the service is then down)"
-                )),
-            }
-        }
-        Operation::Start => match membership.request_start() {
-            StartOutcome::AlreadyRunning => Ok(Done::said(
-                "this node's cluster service is already running",
-            )),
-            StartOutcome::Stopping => Err(
-                "a `cluster stop` is handing the group to the peer: start once it is done".into(),
-            ),
-            StartOutcome::Started => Ok(Done {
-                message: "this node's cluster service is started: it rejoins as standby (eligible once it holds the active's settings)".into(),
-                event: Some(ClusterEvent::ServiceChanged {
-                    stopped: false,
-                    forced: false,
-                }),
-            }),
-        },
-    };
-    Answer::Now(result)
-}
-
-/// The answer to a stop done at once (not a handover).
-fn stopped(outcome: StopOutcome, peer: &str) -> Done {
-    let event = |forced| {
-        Some(ClusterEvent::ServiceChanged {
-            stopped: true,
-            forced,
-        })
-    };
-    match outcome {
-        StopOutcome::AlreadyStopped => Done::said(
-            "this node's cluster service is already stopped (`lb-ctl cluster start` starts it)",
-        ),
-        StopOutcome::Forced(why) => Done {
-            message: format!(
-                "this node's cluster service is stopped (forced) although {peer} could not take the group ({why}): the service is down until a node takes the group"
-            ),
-            event: event(true),
-        },
-        StopOutcome::Stopped | StopOutcome::HandingOver => Done {
-            message: format!(
-                "this node's cluster service is stopped: {peer} keeps the group and has no standby until `lb-ctl cluster start`"
-            ),
-            event: event(false),
-        },
-    }
-}
-
-/// An operator's stop on the active, waiting for the peer to hold the
-/// group, answered at `deadline` at the latest.
-struct PendingStop {
-    deadline: Instant,
-    answers: Vec<oneshot::Sender<Result<String, String>>>,
-}
-
-impl PendingStop {
-    /// The answer once there is one, with the event to log: stopped (the
-    /// peer holds the group), or given up (the group came back, or the peer
-    /// did not take it in time). `None`: still waiting.
-    fn progress(
-        &self,
-        membership: &mut Membership,
-        now: Instant,
-        peer: &str,
-    ) -> Option<(Result<String, String>, Option<ClusterEvent>)> {
-        if membership.stopped() {
-            let moved = membership.peer(now).is_some_and(|p| p.role == Role::Active);
-            let message = if moved {
-                format!(
-                    "the group moved to {peer}, which is active; this node's cluster service is stopped (`lb-ctl cluster start` starts it)"
-                )
-            } else {
-                format!(
-                    "this node's cluster service is stopped (forced) although {peer} did not take the group: the service is down until a node takes the group"
-                )
-            };
-            let event = ClusterEvent::ServiceChanged {
-                stopped: true,
-                forced: !moved,
-            };
-            return Some((Ok(message), Some(event)));
-        }
-        if !membership.stop_pending() {
-            let why = format!(
-                "not stopped: {peer} could not take the group (it stopped, failed or was lost meanwhile): this node keeps it and its cluster service keeps running"
-            );
-            return Some((Err(why), None));
-        }
-        if now >= self.deadline {
-            membership.cancel_stop();
-            let why = format!(
-                "not stopped: {peer} did not take the group in time; the cluster service keeps running (`lb-ctl status` shows where the group runs)"
-            );
-            return Some((Err(why), None));
-        }
-        None
-    }
-}
-
 /// Eligible (a standby that may take over): it holds the active peer's
 /// settings, generation and hash alike. A node with no active peer is
 /// eligible.
@@ -778,88 +530,6 @@ pub async fn ping_daemon(daemon: &DaemonPing, limit: Duration) -> Result<(), Str
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn publish(
-    status: &watch::Sender<ClusterStatus>,
-    membership: &Membership,
-    monitors: &Monitors,
-    cluster: &ClusterConfig,
-    now: Instant,
-    since: SystemTime,
-    last_change: &Option<String>,
-    refused: &RefusedCounts,
-    settings: (u64, [u8; 32]),
-    peer_monitors: u16,
-    takeovers: Takeovers,
-) {
-    let role = membership.role();
-    let peer = membership.peer(now);
-    let monitor_states = monitors.states(role, now);
-    // The peer's states as its last heartbeat gave them; unknown while it
-    // is lost.
-    let peer_states = match peer {
-        Some(_) => heartbeat::unpack_monitors(peer_monitors, monitor_states.len()),
-        None => vec![None; monitor_states.len()],
-    };
-    let next = ClusterStatus {
-        role: Some(role),
-        since_unix: since
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        peer_alive: peer.is_some(),
-        peer_role: peer.map(|p| p.role),
-        peer_eligible: peer.is_some_and(|p| p.eligible),
-        links: cluster
-            .interconnects
-            .iter()
-            .zip(membership.links_up(now))
-            .map(|(ic, up)| (ic.name.clone(), up))
-            .collect(),
-        peer_monitors: monitor_states
-            .iter()
-            .zip(peer_states)
-            .map(|((name, _, _), state)| (name.clone(), state))
-            .collect(),
-        monitors: monitor_states
-            .into_iter()
-            .map(|(name, _, state)| (name, state))
-            .collect(),
-        servers: {
-            let params = membership.params();
-            let name = |i: u8| {
-                cluster
-                    .servers
-                    .get(i as usize)
-                    .map(|s| s.name.clone())
-                    .unwrap_or_default()
-            };
-            (name(params.me), name(params.peer))
-        },
-        healthy: membership.healthy(),
-        last_change: last_change.clone(),
-        takeovers,
-        failovers: membership.failovers(now),
-        stopped: membership.stopped(),
-        stopping: membership.stop_pending(),
-        peer_stopped: peer.is_some_and(|p| p.stopped),
-        refused: refused
-            .lock()
-            .map(|r| r.iter().map(|(k, v)| (k.name().to_owned(), *v)).collect())
-            .unwrap_or_default(),
-        settings: (settings.0, hex(&settings.1)),
-        peer_settings: peer.map(|p| (p.generation, hex(&p.settings_hash))),
-        sync: None,
-        replication: None,
-    };
-    status.send_if_modified(|current| {
-        let changed = *current != next;
-        if changed {
-            *current = next;
-        }
-        changed
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -927,25 +597,6 @@ mod tests {
         assert_eq!(
             ping_daemon(&ping, limit).await,
             Err("the daemon's event loop is not running".into())
-        );
-    }
-
-    #[test]
-    fn only_the_group_taken_from_a_lost_or_yielding_peer_counts_as_a_failover() {
-        let mut t = Takeovers::default();
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_618_445);
-        t.observe(Role::Active, Reason::NobodyActive, at);
-        t.observe(Role::Active, Reason::PeerNeverHeard, at);
-        t.observe(Role::Standby, Reason::Operator, at);
-        assert_eq!(t, Takeovers::default());
-        t.observe(Role::Active, Reason::PeerLost, at);
-        t.observe(Role::Active, Reason::Handover, at + Duration::from_secs(5));
-        assert_eq!(
-            t,
-            Takeovers {
-                count: 2,
-                last_unix: Some(1_795_618_450)
-            }
         );
     }
 }
