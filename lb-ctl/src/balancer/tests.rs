@@ -1,0 +1,243 @@
+use super::*;
+
+fn backend(addr: &str, weight: u32) -> BackendSpec {
+    BackendSpec {
+        addr: addr.parse().unwrap(),
+        weight,
+        state: BackendState::Enabled,
+    }
+}
+
+fn service(vip: &str, port: u16, backends: Vec<BackendSpec>) -> ServiceSpec {
+    ServiceSpec {
+        vip: vip.parse().unwrap(),
+        port,
+        protocol: Protocol::Tcp,
+        mode: Mode::Nat,
+        backends,
+        sorry: None,
+    }
+}
+
+fn three() -> ServiceSpec {
+    service(
+        "198.18.0.100",
+        80,
+        vec![
+            backend("198.18.1.11:80", 1),
+            backend("198.18.1.12:80", 1),
+            backend("198.18.1.13:8080", 2),
+        ],
+    )
+}
+
+#[test]
+fn first_plan_writes_backends_tables_and_services() {
+    let (next, ops) = Balancer::new().plan(&[three()]).unwrap();
+    assert_eq!(ops.put_backends.len(), 3);
+    assert_eq!(ops.put_tables.len(), 1);
+    assert_eq!(ops.put_services.len(), 1);
+    assert_eq!(ops.fresh_backend_ids, vec![0, 1, 2]);
+    assert_eq!(ops.fresh_service_ids, vec![0]);
+    let table = &next.tables().maglev[&0];
+    assert_eq!(table.len(), lb_common::MAGLEV_TABLE_SIZE as usize);
+    // Weight 2 gets about half the slots.
+    let heavy = table.iter().filter(|&&id| id == 2).count() as f64 / table.len() as f64;
+    assert!((0.48..0.52).contains(&heavy), "{heavy}");
+    let b = next.tables().backends[&2];
+    assert_eq!(b.port, 8080u16.to_be_bytes());
+    assert_eq!(&b.addr[..4], &[198, 18, 1, 13]);
+    assert_eq!(b.flags, backend_flags::LIVE);
+}
+
+#[test]
+fn same_configuration_in_any_order_gives_identical_tables() {
+    let mut a = three();
+    let b = service(
+        "2001:db8::100",
+        443,
+        vec![backend("[2001:db8:1::11]:443", 3)],
+    );
+    let (one, _) = Balancer::new().plan(&[a.clone(), b.clone()]).unwrap();
+    a.backends.reverse();
+    let (two, _) = Balancer::new().plan(&[b, a]).unwrap();
+    assert_eq!(one.tables(), two.tables());
+}
+
+#[test]
+fn unchanged_configuration_plans_nothing() {
+    let (next, _) = Balancer::new().plan(&[three()]).unwrap();
+    let (_, ops) = next.plan(&[three()]).unwrap();
+    assert!(ops.is_empty(), "{ops:?}");
+}
+
+#[test]
+fn draining_keeps_the_backend_live_but_out_of_the_table() {
+    let (next, _) = Balancer::new().plan(&[three()]).unwrap();
+    let mut spec = three();
+    spec.backends[0].state = BackendState::Drained;
+    let (after, ops) = next.plan(&[spec]).unwrap();
+    assert!(ops.put_backends.is_empty(), "{ops:?}");
+    assert_eq!(ops.put_tables.len(), 1);
+    assert!(!after.tables().maglev[&0].contains(&0));
+    assert_eq!(after.tables().backends[&0].flags, backend_flags::LIVE);
+}
+
+#[test]
+fn disabling_clears_live_so_flows_move() {
+    let (next, _) = Balancer::new().plan(&[three()]).unwrap();
+    let mut spec = three();
+    spec.backends[1].state = BackendState::Disabled;
+    let (after, ops) = next.plan(&[spec]).unwrap();
+    assert_eq!(
+        ops.put_backends,
+        vec![(
+            1,
+            Backend {
+                flags: 0,
+                ..after.tables().backends[&1]
+            }
+        )]
+    );
+    assert!(!after.tables().maglev[&0].contains(&1));
+}
+
+#[test]
+fn removed_backend_is_retired_and_its_id_reused_with_a_new_generation() {
+    let (next, _) = Balancer::new().plan(&[three()]).unwrap();
+    let mut spec = three();
+    spec.backends.remove(0);
+    let (after, ops) = next.plan(&[spec.clone()]).unwrap();
+    assert_eq!(ops.retire_backends.len(), 1);
+    assert_eq!(ops.retire_backends[0].0, 0);
+    assert_eq!(ops.retire_backends[0].1.flags, 0);
+    // Ids of the others did not move.
+    let key = spec.key();
+    assert_eq!(
+        after.backend_id(&key, "198.18.1.12:80".parse().unwrap()),
+        Some(1)
+    );
+    spec.backends.push(backend("198.18.1.14:80", 1));
+    let (again, ops) = after.plan(&[spec]).unwrap();
+    assert_eq!(
+        again.backend_id(&key, "198.18.1.14:80".parse().unwrap()),
+        Some(0)
+    );
+    assert_eq!(again.tables().backends[&0].generation, 2);
+    assert!(ops.fresh_backend_ids.contains(&0));
+}
+
+#[test]
+fn no_usable_backend_removes_the_table_and_sorry_takes_over() {
+    let (next, _) = Balancer::new().plan(&[three()]).unwrap();
+    let mut spec = three();
+    for b in &mut spec.backends {
+        b.state = BackendState::Disabled;
+    }
+    spec.sorry = Some("198.18.1.99:80".parse().unwrap());
+    let (after, ops) = next.plan(&[spec]).unwrap();
+    assert_eq!(ops.del_tables, vec![0]);
+    let service = after.tables().services.values().next().unwrap();
+    assert_eq!(service.sorry, 3);
+    assert_eq!(after.tables().backends[&3].flags, backend_flags::LIVE);
+}
+
+#[test]
+fn removing_a_service_deletes_it_then_its_table_then_its_backends() {
+    let (next, _) = Balancer::new().plan(&[three()]).unwrap();
+    let (after, ops) = next.plan(&[]).unwrap();
+    assert_eq!(ops.del_services.len(), 1);
+    assert_eq!(ops.del_tables, vec![0]);
+    assert_eq!(ops.retire_backends.len(), 3);
+    assert_eq!(after.tables(), &Tables::default());
+}
+
+#[test]
+fn adopting_the_maps_of_a_previous_daemon_changes_nothing_that_is_still_there() {
+    let (before, _) = Balancer::new().plan(&[three()]).unwrap();
+    let mut mixed = before.tables().clone();
+    // A stale service the previous daemon had, with a backend.
+    mixed.services.insert(
+        service("198.18.0.101", 80, vec![]).key(),
+        Service {
+            id: 1,
+            mode: mode::NAT,
+            sorry: NO_BACKEND,
+        },
+    );
+    mixed.backends.insert(
+        7,
+        Backend {
+            addr: addr_bytes("198.18.1.77".parse().unwrap()),
+            port: [0, 80],
+            family: AF_INET,
+            flags: backend_flags::LIVE,
+            generation: 4,
+        },
+    );
+    let (after, ops) = Balancer::adopt(mixed).plan(&[three()]).unwrap();
+    assert_eq!(after.tables(), before.tables());
+    assert!(ops.put_backends.is_empty(), "{ops:?}");
+    assert!(ops.fresh_backend_ids.is_empty(), "{ops:?}");
+    assert!(
+        ops.put_tables.is_empty() && ops.put_services.is_empty(),
+        "{ops:?}"
+    );
+    assert_eq!(ops.del_services.len(), 1);
+    assert_eq!(ops.retire_backends.len(), 1);
+    assert_eq!(ops.retire_backends[0].0, 7);
+}
+
+#[test]
+fn bad_configurations_are_refused_with_what_and_where() {
+    let mut dsr = three();
+    dsr.mode = Mode::Dsr;
+    let mut dup = three();
+    dup.backends.push(backend("198.18.1.11:80", 5));
+    let mut mixed = three();
+    mixed.backends.push(backend("[2001:db8:1::11]:80", 1));
+    let mut heavy = three();
+    heavy.backends[0].weight = MAX_WEIGHT + 1;
+    let mut zero_port = three();
+    zero_port.backends[0].addr = "198.18.1.11:0".parse().unwrap();
+    let mut sorry = three();
+    sorry.sorry = Some("[2001:db8::99]:80".parse().unwrap());
+    let cases: Vec<(Vec<ServiceSpec>, &str)> = vec![
+        (
+            vec![dsr],
+            "service tcp/198.18.0.100:80: backend 198.18.1.13:8080 must use the VIP's port 80 in DSR mode (the packet is not rewritten)",
+        ),
+        (
+            vec![dup],
+            "service tcp/198.18.0.100:80: backend 198.18.1.11:80 is listed twice",
+        ),
+        (
+            vec![mixed],
+            "service tcp/198.18.0.100:80: backend [2001:db8:1::11]:80 is not of the VIP's address family",
+        ),
+        (
+            vec![heavy],
+            "service tcp/198.18.0.100:80: backend 198.18.1.11:80 has weight 10001; the most is 10000",
+        ),
+        (
+            vec![zero_port],
+            "service tcp/198.18.0.100:80: backend 198.18.1.11:0 is not a usable unicast address and port",
+        ),
+        (
+            vec![sorry],
+            "service tcp/198.18.0.100:80: sorry server [2001:db8::99]:80 is not of the VIP's address family",
+        ),
+        (
+            vec![three(), three()],
+            "service tcp/198.18.0.100:80 is configured twice",
+        ),
+    ];
+    let (base, _) = Balancer::new().plan(&[three()]).unwrap();
+    for (wanted, message) in cases {
+        let err = base.plan(&wanted).unwrap_err();
+        assert_eq!(err.to_string(), message);
+    }
+    // The refused plans left the balancer as it was.
+    let (_, ops) = base.plan(&[three()]).unwrap();
+    assert!(ops.is_empty());
+}
