@@ -1,212 +1,22 @@
-//! The daemon's HTTP edges: the local API on a Unix socket and the
-//! Prometheus metrics on a TCP address. Thin: each handler parses the
-//! request, sends an event to the daemon's event loop, awaits the answer
-//! and maps it to an HTTP status; every decision is the daemon's. A loop
-//! that is gone or does not answer within `event_loop::ANSWER_TIMEOUT`
-//! gets a 503 that says so, never a request that hangs.
+//! The Prometheus metrics at `/metrics`: the daemon, the data plane's
+//! counters, each service and backend, the pair and the flow replication.
+//! Read in one pass of the daemon's event loop (`Event::Metrics`).
 use std::{fmt::Write as _, net::SocketAddr};
 
 use axum::{
-    Json, Router,
-    extract::{Query, State},
-    http::{StatusCode, header},
+    Router,
+    extract::State,
+    http::header,
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::get,
 };
-use serde::Deserialize;
 
+use super::loop_error;
 use crate::{
-    api::{ApiError, Change},
-    config::Config,
-    daemon::{
-        ChangeError, Event, Handle, LoopError,
-        event_loop::{Metrics, STANDALONE},
-    },
+    daemon::{Event, Handle, event_loop::Metrics},
     health::Health,
     neighbours::Resolution,
 };
-
-/// The local API (see `api` for the table of routes).
-pub fn api_router(daemon: Handle) -> Router {
-    Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/services", get(services))
-        .route("/v1/stats", get(stats))
-        .route("/v1/alerts", get(alerts))
-        .route("/v1/config", get(export).put(import))
-        .route("/v1/changes", post(change))
-        .route("/v1/cluster/{operation}", post(cluster_operation))
-        .fallback(|| async {
-            error(
-                StatusCode::NOT_FOUND,
-                "no such API route (see lb-ctl --help)".into(),
-            )
-        })
-        .with_state(daemon)
-}
-
-fn error(status: StatusCode, message: String) -> Response {
-    (status, Json(ApiError { error: message })).into_response()
-}
-
-fn change_error(err: ChangeError) -> Response {
-    let status = match err {
-        ChangeError::Invalid(_) => StatusCode::BAD_REQUEST,
-        ChangeError::NotFound(_) => StatusCode::NOT_FOUND,
-        ChangeError::Conflict(_) => StatusCode::CONFLICT,
-        ChangeError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    error(status, err.to_string())
-}
-
-/// The daemon's event loop did not answer (stopped or stalled): 503.
-fn loop_error(err: LoopError) -> Response {
-    error(StatusCode::SERVICE_UNAVAILABLE, err.to_string())
-}
-
-/// Asks the daemon's event loop and answers with its JSON.
-async fn ask<T: serde::Serialize>(
-    daemon: &Handle,
-    request: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Event,
-) -> Response {
-    match daemon.ask(request).await {
-        Ok(answer) => Json(answer).into_response(),
-        Err(err) => loop_error(err),
-    }
-}
-
-/// A change's answer: its result, or why it was not applied.
-fn applied(answer: Result<Result<crate::api::Applied, ChangeError>, LoopError>) -> Response {
-    match answer {
-        Ok(Ok(applied)) => Json(applied).into_response(),
-        Ok(Err(err)) => change_error(err),
-        Err(err) => loop_error(err),
-    }
-}
-
-async fn status(State(daemon): State<Handle>) -> Response {
-    ask(&daemon, Event::Status).await
-}
-
-async fn services(State(daemon): State<Handle>) -> Response {
-    ask(&daemon, Event::Services).await
-}
-
-async fn stats(State(daemon): State<Handle>) -> Response {
-    match daemon.ask(Event::Stats).await {
-        Ok(Ok(stats)) => Json(stats).into_response(),
-        Ok(Err(err)) => error(StatusCode::INTERNAL_SERVER_ERROR, err),
-        Err(err) => loop_error(err),
-    }
-}
-
-#[derive(Deserialize)]
-struct AlertsQuery {
-    limit: Option<usize>,
-}
-
-async fn alerts(State(daemon): State<Handle>, Query(q): Query<AlertsQuery>) -> Response {
-    let limit = q.limit.unwrap_or(50).min(10_000);
-    ask(&daemon, |answer| Event::Alerts { limit, answer }).await
-}
-
-async fn export(State(daemon): State<Handle>) -> Response {
-    ask(&daemon, Event::ExportConfig).await
-}
-
-/// A body that is not the expected JSON gets a 400 with serde's words
-/// (axum's own rejection would do too, but says less).
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(body).map_err(|e| format!("invalid request body: {e}"))
-}
-
-async fn import(State(daemon): State<Handle>, body: axum::body::Bytes) -> Response {
-    let config: Config = match parse(&body) {
-        Ok(c) => c,
-        Err(why) => return error(StatusCode::BAD_REQUEST, why),
-    };
-    applied(
-        daemon
-            .ask(|answer| Event::ImportConfig {
-                config: Box::new(config),
-                answer,
-            })
-            .await,
-    )
-}
-
-async fn change(State(daemon): State<Handle>, body: axum::body::Bytes) -> Response {
-    let change: Change = match parse(&body) {
-        Ok(c) => c,
-        Err(why) => return error(StatusCode::BAD_REQUEST, why),
-    };
-    applied(daemon.ask(|answer| Event::Change { change, answer }).await)
-}
-
-/// `POST /v1/cluster/{failover,failback,stop,force-stop,start}`: asks the
-/// cluster's event loop (the daemon's loop only says where it is); answers
-/// what was done, or refuses (409) with the reason when it cannot be done
-/// now.
-async fn cluster_operation(
-    State(daemon): State<Handle>,
-    axum::extract::Path(operation): axum::extract::Path<String>,
-) -> Response {
-    use crate::cluster::node::Operation;
-    if operation == "sync" {
-        return cluster_sync(daemon).await;
-    }
-    let name = operation;
-    let operation = match name.as_str() {
-        "failover" => Operation::Failover,
-        "failback" => Operation::Failback,
-        "stop" => Operation::Stop,
-        "force-stop" => Operation::ForceStop,
-        "start" => Operation::Start,
-        other => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "no cluster operation {other:?} (failover, failback, stop, force-stop, start, sync)"
-                ),
-            );
-        }
-    };
-    let operations = match daemon.ask(Event::ClusterRoute).await {
-        Ok(Some(operations)) => operations,
-        Ok(None) => return error(StatusCode::CONFLICT, STANDALONE.into()),
-        Err(err) => return loop_error(err),
-    };
-    let (answer, result) = tokio::sync::oneshot::channel();
-    if operations.send((operation, answer)).await.is_err() {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the cluster's event loop is not running".into(),
-        );
-    }
-    match result.await {
-        Ok(Ok(message)) => Json(serde_json::json!({
-            "accepted": name,
-            "message": message,
-        }))
-        .into_response(),
-        Ok(Err(refusal)) => error(StatusCode::CONFLICT, refusal),
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the cluster's event loop did not answer".into(),
-        ),
-    }
-}
-
-/// `POST /v1/cluster/sync`: pushes the settings to the standby now (on the
-/// active); 409 with the reason when the peer did not take them (or this
-/// node is standalone or standby).
-async fn cluster_sync(daemon: Handle) -> Response {
-    match daemon.ask(Event::SyncNow).await {
-        Ok(Ok(done)) => Json(serde_json::json!({ "synchronized": done })).into_response(),
-        Ok(Err(why)) => error(StatusCode::CONFLICT, why),
-        Err(err) => loop_error(err),
-    }
-}
 
 /// The pair as this node sees it: its role, the peer, each interconnect,
 /// the monitor failovers counted and the heartbeats refused by reason.
@@ -224,10 +34,11 @@ fn cluster_metrics(out: &mut String, cluster: &crate::cluster::node::ClusterStat
         "The peer is heard on some interconnect (1) or lost (0).",
         u64::from(cluster.peer_alive),
     );
-    let _ = writeln!(
+    counter(
         out,
-        "# HELP lb_cluster_failovers_total Failovers to this node (the group taken from a lost or yielding peer) since the daemon started.\n# TYPE lb_cluster_failovers_total counter\nlb_cluster_failovers_total {}",
-        cluster.takeovers.count
+        "lb_cluster_failovers_total",
+        "Failovers to this node (the group taken from a lost or yielding peer) since the daemon started.",
+        cluster.takeovers.count,
     );
     gauge(
         out,
@@ -235,29 +46,28 @@ fn cluster_metrics(out: &mut String, cluster: &crate::cluster::node::ClusterStat
         "Failovers a failed monitor caused, counted against the maximum failover count (until its reset).",
         cluster.failovers as u64,
     );
-    let _ = writeln!(
+    family(
         out,
-        "# HELP lb_cluster_interconnect_up The peer is heard on the interconnect (1) or not (0).\n# TYPE lb_cluster_interconnect_up gauge"
+        "lb_cluster_interconnect_up",
+        "gauge",
+        "The peer is heard on the interconnect (1) or not (0).",
+        "interconnect",
+        cluster
+            .links
+            .iter()
+            .map(|(name, up)| (name.as_str(), u64::from(*up))),
     );
-    for (name, up) in &cluster.links {
-        let _ = writeln!(
-            out,
-            "lb_cluster_interconnect_up{{interconnect=\"{}\"}} {}",
-            label(name),
-            u64::from(*up)
-        );
-    }
-    let _ = writeln!(
+    family(
         out,
-        "# HELP lb_cluster_heartbeats_refused_total Heartbeats refused, by reason (forged, replayed, malformed...).\n# TYPE lb_cluster_heartbeats_refused_total counter"
+        "lb_cluster_heartbeats_refused_total",
+        "counter",
+        "Heartbeats refused, by reason (forged, replayed, malformed...).",
+        "reason",
+        cluster
+            .refused
+            .iter()
+            .map(|(reason, n)| (reason.as_str(), *n)),
     );
-    for (reason, count) in &cluster.refused {
-        let _ = writeln!(
-            out,
-            "lb_cluster_heartbeats_refused_total{{reason=\"{}\"}} {count}",
-            label(reason)
-        );
-    }
 }
 
 /// The flow replication's metrics (`lb_replication_*`).
@@ -361,10 +171,7 @@ fn replication_metrics(out: &mut String, r: &crate::replication::status::Replica
         ),
     ];
     for (name, help, value) in counters {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
+        counter(out, name, help, value);
     }
 }
 
@@ -515,6 +322,28 @@ fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
         out,
         "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
     );
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
+}
+
+/// A metric of `kind` with one value per value of the label `key`.
+fn family<'a>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    key: &str,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (value_of_key, value) in values {
+        let _ = writeln!(out, "{name}{{{key}=\"{}\"}} {value}", label(value_of_key));
+    }
 }
 
 /// Escapes a Prometheus label value.
