@@ -139,20 +139,10 @@ pub fn decode(bytes: &[u8]) -> Result<FlowMessage, MessageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        balancer::{Mode, Protocol},
-        replication::record::{RECORD_LEN, RecordError},
-    };
+    use crate::replication::record::{RECORD_LEN, RecordError, sample_v4_flow};
 
     fn flow() -> WireFlow {
-        WireFlow {
-            protocol: Protocol::Tcp,
-            client: "198.18.0.10:40000".parse().unwrap(),
-            vip: "198.18.0.100:80".parse().unwrap(),
-            backend: "198.18.1.11:8080".parse().unwrap(),
-            sorry: false,
-            mode: Mode::Nat,
-        }
+        sample_v4_flow()
     }
 
     fn all() -> Vec<FlowMessage> {

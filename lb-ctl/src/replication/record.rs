@@ -222,19 +222,26 @@ fn addr16(ip: IpAddr) -> [u8; 16] {
     crate::balancer::addr_bytes(ip)
 }
 
+/// A NAT flow over IPv4, for the tests of the record and of the messages
+/// that carry it.
+#[cfg(test)]
+pub(crate) fn sample_v4_flow() -> WireFlow {
+    WireFlow {
+        protocol: Protocol::Tcp,
+        client: "198.18.0.10:40000".parse().unwrap(),
+        vip: "198.18.0.100:80".parse().unwrap(),
+        backend: "198.18.1.11:8080".parse().unwrap(),
+        sorry: false,
+        mode: Mode::Nat,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn v4_flow() -> WireFlow {
-        WireFlow {
-            protocol: Protocol::Tcp,
-            client: "198.18.0.10:40000".parse().unwrap(),
-            vip: "198.18.0.100:80".parse().unwrap(),
-            backend: "198.18.1.11:8080".parse().unwrap(),
-            sorry: false,
-            mode: Mode::Nat,
-        }
+        sample_v4_flow()
     }
 
     fn v6_flow() -> WireFlow {
