@@ -44,7 +44,7 @@ pub const ANNOUNCE_REFRESH: Duration = Duration::from_secs(10);
 /// what is missing is added again, announced and alerted.
 pub const FLOATING_CHECK: Duration = Duration::from_secs(1);
 /// How long that check may take (a netlink dump takes about a millisecond).
-const FLOATING_CHECK_LIMIT: Duration = Duration::from_millis(200);
+const FLOATING_CHECK_LIMIT: Duration = Duration::from_millis(50);
 
 /// A role change for the data plane; answer when the role map holds it.
 pub type RoleRequest = (Role, oneshot::Sender<Result<()>>);
@@ -378,10 +378,10 @@ pub async fn run(
 /// Adds back the group's addresses an active node lost (an interface set
 /// down and up flushes its IPv6 addresses), announces them and says so.
 async fn restore_floating(floating: &FloatingIps, events: &mpsc::Sender<ClusterEvent>) {
-    // Bounded: the loop must not wait on netlink past a heartbeat's slack.
+    // Bounded well under the dead time: this loop sends the heartbeats.
     let checked = tokio::time::timeout(FLOATING_CHECK_LIMIT, floating.converge(Role::Active)).await;
     let Ok(checked) = checked else {
-        tracing::warn!("checking the floating IPs: netlink did not answer within 200 ms");
+        tracing::warn!("checking the floating IPs: netlink did not answer within 50 ms");
         return;
     };
     match checked {
