@@ -576,6 +576,16 @@ fn nat_downloads_survive_failover_to_a_restarted_standby() -> Result<()> {
     wait_for("lb2 standby again", Duration::from_secs(5), || {
         pair.lb2.cluster_role().as_deref() == Some("standby")
     })?;
+    // A new flow through lb1: its record is the first message the
+    // restarted receiver hears, in the middle of lb1's epoch, and it asks
+    // for the resync. (Without one, lb1 resumes its epoch on the new
+    // connection with nothing to send, and lb2 stays behind until the next
+    // refresh, up to 30 s.)
+    wait_for("lb1 connected to lb2 again", Duration::from_secs(5), || {
+        replication(&pair.lb2)["connected"] == true
+    })?;
+    pair.rig.curl(&format!("http://{VIP_V4}/"))?;
+    let resyncs = replication(&pair.lb1)["resyncs"].as_u64();
     wait_for("lb2 caught up again", Duration::from_secs(10), || {
         pair.lb2.replication_caught_up()
     })
@@ -586,11 +596,17 @@ fn nat_downloads_survive_failover_to_a_restarted_standby() -> Result<()> {
             replication(&pair.lb2)
         )
     })?;
-    eprintln!("lb2 after its restart: {}", replication(&pair.lb2));
+    let status = replication(&pair.lb1);
+    eprintln!("lb1 after lb2's restart: {status}");
+    ensure!(
+        status["resyncs"].as_u64() > resyncs,
+        "lb2 caught up without a bulk copy: {status}"
+    );
 
     pair.add_backend(&format!("tcp/{VIP_V4}:80"), 80)?;
     std::thread::sleep(Duration::from_millis(300));
     pair.failover()?;
+    eprintln!("failover {:?} after the start", started.elapsed());
     let before = service_packets(&pair.lb2);
     pair.traffic_through_lb2(before, 1000)?;
 
