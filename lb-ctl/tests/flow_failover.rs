@@ -608,9 +608,10 @@ fn nat_downloads_survive_failover_to_a_restarted_standby() -> Result<()> {
     pair.failover()?;
     eprintln!("failover {:?} after the start", started.elapsed());
     let before = service_packets(&pair.lb2);
-    pair.traffic_through_lb2(before, 1000)?;
+    let through = pair.traffic_through_lb2(before, 1000);
 
     let broken = downloads.broken()?;
     eprintln!("{:?} in all", started.elapsed());
-    fail_if_broken(&broken, 2 * RESTART_DOWNLOADS)
+    fail_if_broken(&broken, 2 * RESTART_DOWNLOADS)?;
+    through
 }
