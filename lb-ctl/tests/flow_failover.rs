@@ -543,9 +543,10 @@ fn nat_connections_opened_just_before_failover_survive() -> Result<()> {
 
 /// Downloads per group (before the standby's kill, while it is away).
 const RESTART_DOWNLOADS: usize = 8;
-/// About 15 s each at [`RATE`]: the kill, the restart, the bulk copy and
+/// About 10 to 25 s each at [`RATE`] (the first megabytes fill the
+/// sockets' buffers at once): the kill, the restart, the bulk copy and
 /// the failover happen in the middle.
-const RESTART_SIZE: usize = 3 << 20;
+const RESTART_SIZE: usize = 5 << 20;
 
 /// The standby killed (`kill -9`) while downloads run and more start while
 /// it is away, then restarted: once it reports caught up (a bulk copy of
@@ -601,6 +602,13 @@ fn nat_downloads_survive_failover_to_a_restarted_standby() -> Result<()> {
     ensure!(
         status["resyncs"].as_u64() > resyncs,
         "lb2 caught up without a bulk copy: {status}"
+    );
+    // The bulk copy holds every download's flow, those that began while
+    // lb2 was away too.
+    let received = replication(&pair.lb2);
+    ensure!(
+        received["flows"].as_u64() >= Some(2 * RESTART_DOWNLOADS as u64),
+        "lb2 received fewer flows than the downloads: {received}"
     );
 
     pair.add_backend(&format!("tcp/{VIP_V4}:80"), 80)?;
