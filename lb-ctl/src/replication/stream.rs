@@ -302,6 +302,14 @@ impl<T: Clone + Entries> Sender<T> {
         (Feedback::Applied, resent)
     }
 
+    /// A new connection to the receiver: what it may have missed while none
+    /// was up (records the active could not send, a standby that restarted
+    /// and holds nothing) comes only with a bulk copy, so the stream starts
+    /// over with a resync.
+    pub fn on_new_connection(&mut self) {
+        self.give_up();
+    }
+
     /// The receiver holds nothing of `epoch`: drop what is held and wait for
     /// a resync (a bulk copy).
     pub fn on_resync_request(&mut self, epoch: u64) -> Feedback {

@@ -307,6 +307,10 @@ impl Core {
                 Mode::Sending(s) => {
                     tracing::info!(peer = %peer.addr, "replication: connected to the peer");
                     s.out = Some(peer);
+                    // Whatever the peer missed meanwhile (a restart, flows
+                    // dropped with no connection) comes with a bulk copy.
+                    s.sender.on_new_connection();
+                    self.set_caught_up(false);
                     self.last_error = None;
                 }
                 // No longer active: the connection is not wanted.

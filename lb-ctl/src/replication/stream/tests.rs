@@ -422,3 +422,29 @@ fn an_older_ack_arriving_late_changes_nothing() {
     assert_eq!(tx.on_nack(7, 4, 5, t0).1, [more]);
     assert!(!tx.needs_resync());
 }
+
+/// Flows the active could not send while no connection was up, or a
+/// standby that restarted and holds nothing while the sender has nothing
+/// left to send: a new connection starts over with a bulk copy, so the
+/// standby is caught up again only with everything.
+#[test]
+fn a_new_connection_starts_over_with_a_bulk_copy() {
+    let t0 = Instant::now();
+    let (mut tx, mut rx) = streaming(t0);
+    let sent = tx.send(1, t0).unwrap();
+    let got = deliver(&mut rx, sent);
+    feed_back(&mut tx, &got.replies, t0);
+    assert!(tx.caught_up() && !tx.needs_resync());
+    // The connection breaks and comes back: nothing is waiting for an
+    // acknowledgement, yet the standby may lack what happened meanwhile.
+    tx.on_new_connection();
+    assert!(tx.needs_resync() && !tx.caught_up());
+    let epoch = tx.resync();
+    let bulk = tx.send(2, t0).unwrap();
+    let got = deliver(&mut rx, bulk);
+    assert!(got.new_epoch && got.apply == [2]);
+    let got = deliver(&mut rx, tx.end_bulk(t0).unwrap());
+    assert!(got.bulk_ended && rx.caught_up());
+    feed_back(&mut tx, &got.replies, t0);
+    assert!(tx.caught_up() && tx.epoch() == epoch);
+}
