@@ -255,6 +255,15 @@ impl Membership {
         &self.p
     }
 
+    /// How long ago each interconnect last carried a heartbeat (None:
+    /// never), for the log when the peer is found lost.
+    pub fn heard_ago(&self, now: Instant) -> Vec<Option<Duration>> {
+        self.heard
+            .iter()
+            .map(|at| at.map(|at| now.saturating_duration_since(at)))
+            .collect()
+    }
+
     /// The peer's last heartbeat, while it is alive.
     pub fn peer(&self, now: Instant) -> Option<PeerView> {
         self.peer_alive(now).then_some(self.peer).flatten()

@@ -359,7 +359,10 @@ impl Rig {
     }
 
     /// Writes `bytes` as `/NAME` on every backend's nginx site (the same
-    /// file everywhere, whichever backend a client reaches).
+    /// file everywhere, whichever backend a client reaches). nginx also
+    /// serves it as `/paced/NAME` at 200 kB/s: a download that streams for
+    /// its whole length (a client-side rate limit does not: the sockets'
+    /// buffers take megabytes at once, and the wire goes quiet).
     pub fn put_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
         for backend in &self.backends {
             let path = self.site(backend).join(name);

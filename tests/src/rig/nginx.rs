@@ -44,6 +44,10 @@ pub(super) fn write_nginx_site(root: &Path, name: &str) -> Result<PathBuf> {
              \x20   listen [::]:80 default_server;\n\
              \x20   root {r}/www;\n\
              \x20   location / {{ }}\n\
+             \x20   location /paced/ {{\n\
+             \x20     alias {r}/www/;\n\
+             \x20     limit_rate 200k;\n\
+             \x20   }}\n\
              \x20   location /upload/ {{\n\
              \x20     dav_methods PUT;\n\
              \x20     create_full_put_path on;\n\

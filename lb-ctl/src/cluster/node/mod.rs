@@ -237,6 +237,16 @@ pub async fn run(
         membership.tick(now);
         let gap = now.saturating_duration_since(previous);
         previous = now;
+        if gap >= 2 * interval {
+            // The loop wakes every quarter interval: this long a gap is a
+            // stall (the CPU, or an await in the loop), and the peer saw
+            // no heartbeat from here meanwhile.
+            tracing::warn!(
+                gap_ms = gap.as_millis() as u64,
+                interval_ms = interval.as_millis() as u64,
+                "the cluster's event loop was stalled: no heartbeat went out meanwhile"
+            );
+        }
         start_checks(&mut monitors, role, now, gap, daemon.as_ref(), &check_tx);
         membership.observe_monitors(monitors.healthy(role, now));
         if membership.healthy() {
@@ -251,9 +261,27 @@ pub async fn run(
         match membership.decide(now) {
             Decision::Stay => {}
             Decision::Become(new, reason) => {
+                if reason == Reason::PeerLost {
+                    let heard: Vec<String> = membership
+                        .heard_ago(now)
+                        .iter()
+                        .map(|ago| {
+                            ago.map_or("never".to_owned(), |ago| {
+                                format!("{} ms ago", ago.as_millis())
+                            })
+                        })
+                        .collect();
+                    tracing::warn!(heard = %heard.join(", "), "the peer is lost: its last heartbeat on each interconnect");
+                }
+                let changing = Instant::now();
                 match change_role(&roles, &floating, new).await {
                     Ok(()) => {
                         let now = Instant::now();
+                        tracing::info!(
+                            role = %new,
+                            took_ms = now.saturating_duration_since(changing).as_millis() as u64,
+                            "role changed (data plane and floating IPs)"
+                        );
                         membership.commit(now, new, reason);
                         monitors.role_changed(new, now);
                         announcer.role_changed(new, now);
