@@ -2,40 +2,9 @@
 //! the API and the CLI, and the decision itself ([`decide`]), pure.
 //!
 //! The kernel side keeps its `u32` ([`lb_common::role`], in the settings
-//! map); [`Role::to_map`] is the one place that converts.
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
-/// What a node does with service traffic. Serde: `"active"`, `"standby"`
-/// (the API's spelling).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Forwards service traffic.
-    Active,
-    /// Forwards nothing for services: their packets go to the kernel.
-    Standby,
-}
-
-impl Role {
-    /// The value the data plane's settings map holds for this role.
-    pub fn to_map(self) -> u32 {
-        match self {
-            Role::Active => lb_common::role::ACTIVE,
-            Role::Standby => lb_common::role::STANDBY,
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Active => "active",
-            Role::Standby => "standby",
-        })
-    }
-}
+//! map); [`Role::to_map`] is the one place that converts. [`Role`] itself
+//! is an API value: it lives in [`lb_common::api`].
+pub use lb_common::api::Role;
 
 /// Where a node stands, as far as its role depends on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

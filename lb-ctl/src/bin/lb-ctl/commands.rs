@@ -10,7 +10,7 @@ use lb_ctl::{
     api::{Alert, Applied, Change, ServiceView, Stats, Status},
     balancer::BackendState,
     client::{Client, ClientError},
-    config::{BackendConfig, Config, ServiceConfig},
+    config::{BackendConfig, Config, ConfigFile as _, ServiceConfig},
     human,
 };
 

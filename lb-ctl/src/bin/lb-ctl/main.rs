@@ -13,7 +13,7 @@ use lb_ctl::{
     api::ServiceRef,
     balancer::Mode,
     client::{Client, ClientError},
-    config::{Config, LogFormat},
+    config::{Config, ConfigFile as _, LogFormat},
     dataplane::{self, AttachMode, Dataplane},
     run::{init_logging, wait_for_stop},
 };
