@@ -41,6 +41,11 @@ impl Client {
         }
     }
 
+    /// The daemon's socket this client asks.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.request(Method::GET, path, None).await
     }
