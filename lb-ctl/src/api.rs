@@ -2,6 +2,6 @@
 //! CLI and the console, in [`lb_common::api`] (with the table of routes);
 //! re-exported here for the daemon's and the CLI's code.
 pub use lb_common::api::{
-    Alert, AlertEvent, AlertLevel, ApiError, Applied, BackendView, Change, NextHop, ServiceRef,
-    ServiceView, Stats, Status, Traffic,
+    Accepted, Alert, AlertEvent, AlertLevel, ApiError, Applied, BackendView, Change,
+    ClusterOperation, NextHop, ServiceRef, ServiceView, Stats, Status, Synchronized, Traffic,
 };

@@ -6,11 +6,14 @@ use std::{
 };
 
 use http_body_util::{BodyExt as _, Full};
-use hyper::{Method, Request, body::Bytes};
+use hyper::{Request, body::Bytes};
 use hyper_util::rt::TokioIo;
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::ApiError;
+
+/// The method of a request with a body ([`Client::send`]).
+pub use hyper::Method;
 
 /// Why a request did not succeed.
 #[derive(Debug, thiserror::Error)]

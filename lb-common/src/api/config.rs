@@ -4,6 +4,7 @@
 //! checks it against the rest (validation, the balancer's rules) and reads
 //! and writes the file is the daemon's (`lb-ctl`'s `config`).
 use std::{
+    fmt,
     net::{IpAddr, SocketAddr},
     path::PathBuf,
     prelude::rust_2024::*,
@@ -75,6 +76,15 @@ pub enum XdpMode {
     Native,
     /// In the kernel's generic path, for drivers without XDP (slow).
     Generic,
+}
+
+impl fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

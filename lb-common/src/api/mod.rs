@@ -23,7 +23,7 @@
 //!
 //! Errors answer with a status (400 invalid, 404 no such service or backend,
 //! 409 already exists or a standby's refusal, 500 the node failed) and an [`ApiError`] body.
-use std::{collections::BTreeMap, net::SocketAddr, prelude::rust_2024::*};
+use std::{collections::BTreeMap, fmt, net::SocketAddr, prelude::rust_2024::*, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +88,86 @@ pub struct Applied {
     pub generation: u64,
 }
 
+/// An operation on the pair: `POST /v1/cluster/{operation}`, with the
+/// path's spelling (`force-stop`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClusterOperation {
+    /// Move the group to the peer.
+    Failover,
+    /// Move the group back to the preferred server.
+    Failback,
+    /// Stop this node's cluster service (the active hands the group over
+    /// first; refused when the peer cannot take it).
+    Stop,
+    /// Stop it even when the peer cannot take the group.
+    ForceStop,
+    /// Start it again (a standby).
+    Start,
+}
+
+impl ClusterOperation {
+    pub const ALL: [ClusterOperation; 5] = [
+        ClusterOperation::Failover,
+        ClusterOperation::Failback,
+        ClusterOperation::Stop,
+        ClusterOperation::ForceStop,
+        ClusterOperation::Start,
+    ];
+
+    /// The name in the path and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClusterOperation::Failover => "failover",
+            ClusterOperation::Failback => "failback",
+            ClusterOperation::Stop => "stop",
+            ClusterOperation::ForceStop => "force-stop",
+            ClusterOperation::Start => "start",
+        }
+    }
+
+    /// The API's path of the operation.
+    pub fn path(self) -> String {
+        format!("/v1/cluster/{}", self.name())
+    }
+}
+
+impl fmt::Display for ClusterOperation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ClusterOperation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        ClusterOperation::ALL
+            .into_iter()
+            .find(|op| op.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "no cluster operation {s:?} (failover, failback, stop, force-stop, start, sync)"
+                )
+            })
+    }
+}
+
+/// A cluster operation was carried out (`POST /v1/cluster/{operation}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub accepted: ClusterOperation,
+    /// What the node did, for people.
+    pub message: String,
+}
+
+/// The standby took the settings (`POST /v1/cluster/sync`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Synchronized {
+    /// What was pushed, for people.
+    pub synchronized: String,
+}
+
 /// An error answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
@@ -121,5 +201,26 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<Change>(&json).unwrap(), change);
         assert!(serde_json::from_str::<Change>(r#"{"op":"explode"}"#).is_err());
+    }
+
+    #[test]
+    fn cluster_operations_are_spelled_as_in_their_path() {
+        for op in ClusterOperation::ALL {
+            assert_eq!(op.name().parse::<ClusterOperation>(), Ok(op));
+            assert_eq!(
+                serde_json::to_string(&op).unwrap(),
+                format!("\"{}\"", op.name())
+            );
+        }
+        assert_eq!(ClusterOperation::ForceStop.path(), "/v1/cluster/force-stop");
+        assert!("sync".parse::<ClusterOperation>().is_err());
+        let answer = Accepted {
+            accepted: ClusterOperation::ForceStop,
+            message: "stopped".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&answer).unwrap(),
+            r#"{"accepted":"force-stop","message":"stopped"}"#
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::{fmt, prelude::rust_2024::*};
 
 use serde::{Deserialize, Serialize};
 
-use super::cluster::ClusterStatus;
+use super::{cluster::ClusterStatus, config::XdpMode};
 
 /// What a node does with service traffic. Serde: `"active"`, `"standby"`
 /// (the API's spelling).
@@ -46,7 +46,7 @@ pub struct Status {
     pub generation: u64,
     pub uptime_seconds: u64,
     pub interfaces: Vec<String>,
-    pub xdp_mode: String,
+    pub xdp_mode: XdpMode,
     /// True when this daemon adopted a program left attached by a previous
     /// one (restart without interruption).
     pub adopted: bool,

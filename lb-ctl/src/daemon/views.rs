@@ -36,7 +36,7 @@ impl Daemon {
             generation: self.config.generation,
             uptime_seconds: self.started.elapsed().as_secs(),
             interfaces: self.config.node.interfaces.clone(),
-            xdp_mode: format!("{:?}", self.config.node.xdp_mode).to_lowercase(),
+            xdp_mode: self.config.node.xdp_mode,
             adopted: self.adopted,
             services: self.config.services.len(),
             backends,
