@@ -29,25 +29,4 @@ mod tests {
     fn a_standalone_node_is_active() {
         assert_eq!(decide(Membership::Standalone), Role::Active);
     }
-
-    #[test]
-    fn the_map_values_are_lb_commons() {
-        assert_eq!(Role::Active.to_map(), lb_common::role::ACTIVE);
-        assert_eq!(Role::Standby.to_map(), lb_common::role::STANDBY);
-        // A zeroed settings map means active.
-        assert_eq!(Role::Active.to_map(), 0);
-    }
-
-    #[test]
-    fn serde_and_display_spell_it_in_lower_case() {
-        for (role, text) in [(Role::Active, "active"), (Role::Standby, "standby")] {
-            assert_eq!(serde_json::to_string(&role).unwrap(), format!("\"{text}\""));
-            assert_eq!(
-                serde_json::from_str::<Role>(&format!("\"{text}\"")).unwrap(),
-                role
-            );
-            assert_eq!(role.to_string(), text);
-        }
-        assert!(serde_json::from_str::<Role>("\"Active\"").is_err());
-    }
 }
