@@ -49,7 +49,7 @@ struct Cli {
         long,
         global = true,
         env = "LB_SOCKET",
-        default_value = "/run/lb/lb.sock"
+        default_value_os_t = lb_ctl::config::default_api_socket()
     )]
     socket: PathBuf,
     /// JSON output (read commands, failover, failback, cluster stop/start).
