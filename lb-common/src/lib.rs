@@ -8,8 +8,17 @@
 //! Byte order: addresses and ports are kept in network byte order, exactly as
 //! they appear in the packet (an IPv4 address is the first 4 bytes of a
 //! 16-byte address, the rest zero).
+//!
+//! With the `api` feature (std, user space only), [`api`] holds the
+//! daemon's local API: its types and its client, shared by the daemon, the
+//! CLI and the console.
 #![no_std]
 
+#[cfg(feature = "api")]
+extern crate std;
+
+#[cfg(feature = "api")]
+pub mod api;
 pub mod hash;
 
 /// Map names, as user space finds them in the object (at most 15 bytes: the

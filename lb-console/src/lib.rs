@@ -2,9 +2,12 @@
 //!
 //! Over TLS (rustls with the ring provider, TLS 1.3 and 1.2): a login
 //! page, a landing page for the logged-in administrator, and a health
-//! endpoint at `/healthz`.
+//! endpoint at `/healthz`. What it shows of the load balancer comes from
+//! the node's daemon, through its API only (`lb_common::api`'s client and
+//! types, the CLI's).
 
 pub mod auth;
+pub mod daemon;
 pub mod login;
 mod pages;
 pub mod system;
@@ -21,6 +24,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
+use lb_common::api::Client;
 
 pub use tls::{
     Identity, crypto_provider, load_identity, self_signed_identity, sha256_fingerprint, tls_config,
@@ -55,15 +59,17 @@ pub fn hostname() -> String {
     "localhost".to_owned()
 }
 
-/// The console's routes, showing `host` as the host name; every route but
-/// `/login` and `/healthz` needs a session ([`login::guard`]).
-pub fn router(host: &str, access: Arc<login::Access>) -> Router {
+/// The console's routes, showing `host` as the host name and asking the
+/// node's daemon through `daemon`; every route but `/login` and `/healthz`
+/// needs a session ([`login::guard`]).
+pub fn router(host: &str, access: Arc<login::Access>, daemon: Client) -> Router {
     let host = host.to_owned();
     Router::new()
         .route(
             "/",
             get(
-                move |Extension(session): Extension<auth::sessions::Session>| {
+                move |Extension(session): Extension<auth::sessions::Session>| async move {
+                    let state = daemon::status(&daemon).await;
                     let nav = pages::Nav {
                         host: &host,
                         version: VERSION,
@@ -71,8 +77,7 @@ pub fn router(host: &str, access: Arc<login::Access>) -> Router {
                         csrf: &session.csrf,
                         section: pages::Section::Dashboard,
                     };
-                    let page = pages::dashboard::page(&nav, &system::Facts::read());
-                    std::future::ready(Html(page))
+                    Html(pages::dashboard::page(&nav, &system::Facts::read(), &state))
                 },
             ),
         )
@@ -123,12 +128,14 @@ pub fn bind(listen: SocketAddr) -> Result<TcpListener> {
 }
 
 /// Serves the console over HTTPS on `listener` until `handle` shuts it down
-/// (see [`Handle::graceful_shutdown`]).
+/// (see [`Handle::graceful_shutdown`]), asking the node's daemon through
+/// `daemon`.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     handle: Handle,
     access: Arc<login::Access>,
+    daemon: Client,
 ) -> Result<()> {
     listener
         .set_nonblocking(true)
@@ -139,7 +146,9 @@ pub async fn serve(
     tracing::info!(%addr, "lb console {VERSION} listening on https://{addr}/");
     axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))
         .handle(handle)
-        .serve(router(&hostname(), access).into_make_service_with_connect_info::<SocketAddr>())
+        .serve(
+            router(&hostname(), access, daemon).into_make_service_with_connect_info::<SocketAddr>(),
+        )
         .await
         .with_context(|| format!("serving the console on {addr}"))?;
     tracing::info!("lb console stopped");
@@ -161,23 +170,46 @@ mod tests {
         router: Router,
         _dir: tempfile::TempDir,
         audit: std::path::PathBuf,
+        /// The daemon's socket the console asks (nothing listens on it
+        /// unless a test starts a [`fake_daemon`]).
+        socket: std::path::PathBuf,
     }
 
     fn console_with(idle: Duration) -> Console {
         let dir = tempfile::tempdir().unwrap();
         let audit = dir.path().join("audit.jsonl");
+        let socket = dir.path().join("lb.sock");
         let access = Arc::new(login::Access::with_sessions(
             auth::password::Credentials::new("admin", PASSWORD).unwrap(),
             auth::audit::AuditLog::new(&audit),
             auth::sessions::Sessions::new(idle, Duration::from_secs(3600), 8),
         ));
-        let router = router("node-1.example", access)
+        let router = router("node-1.example", access, Client::new(&socket))
             .layer(MockConnectInfo(SocketAddr::from(([198, 18, 0, 10], 40000))));
         Console {
             router,
             _dir: dir,
             audit,
+            socket,
         }
+    }
+
+    /// A daemon's API on `socket` that answers `GET /v1/status` with
+    /// `status` and `body` (JSON written out here as a daemon sends it, not
+    /// made by the types under test).
+    fn fake_daemon(
+        socket: &std::path::Path,
+        status: StatusCode,
+        body: &'static str,
+    ) -> tokio::task::JoinHandle<()> {
+        let listener = tokio::net::UnixListener::bind(socket).unwrap();
+        let api = Router::new().route(
+            "/v1/status",
+            get(
+                move || async move { (status, [(header::CONTENT_TYPE, "application/json")], body) },
+            ),
+        );
+        tokio::spawn(async move { axum::serve(listener, api).await.unwrap() })
     }
 
     fn console() -> Console {
@@ -461,6 +493,74 @@ mod tests {
             c.get("/", Some(&cookie)).await.status,
             StatusCode::SEE_OTHER
         );
+    }
+
+    /// What `lb-ctl run` answers at `GET /v1/status` (a standby, so that
+    /// the role cannot be a default).
+    const STATUS: &str = r#"{"node":"lb1","version":"0.1.0","role":"standby","generation":7,"uptime_seconds":3720,"interfaces":["ext0","int0"],"xdp_mode":"native","adopted":false,"services":2,"backends":5,"backends_down":1,"neighbours_unresolved":0,"config_file":"/etc/lb/lb.toml"}"#;
+
+    #[tokio::test]
+    async fn the_dashboard_shows_what_the_daemon_answers() {
+        let c = console();
+        let daemon = fake_daemon(&c.socket, StatusCode::OK, STATUS);
+        let cookie = c.login().await;
+        let reply = c.get("/", Some(&cookie)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        for want in [
+            "<dt>Daemon</dt><dd>running, lb 0.1.0</dd>",
+            "<dt>Node</dt><dd>lb1</dd>",
+            "<dt>Role</dt><dd>standby</dd>",
+            "<dt>Uptime</dt><dd>1 h 2 min</dd>",
+            "<dt>Configuration</dt><dd>generation 7</dd>",
+            "<dt>Services</dt><dd>2 (5 backends, 1 down)</dd>",
+        ] {
+            assert!(
+                reply.body.contains(want),
+                "{want} missing from {}",
+                reply.body
+            );
+        }
+        daemon.abort();
+    }
+
+    #[tokio::test]
+    async fn without_an_answer_the_daemon_is_unknown_with_the_reason() {
+        let c = console();
+        let cookie = c.login().await;
+        // Nothing listens on the socket.
+        let reply = c.get("/", Some(&cookie)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let unknown = r#"<dd><span class="unknown">unknown</span></dd>"#;
+        for want in [
+            format!("<dt>Daemon</dt>{unknown}"),
+            format!("<dt>Role</dt>{unknown}"),
+            format!("cannot reach the lb-ctl daemon at {}", c.socket.display()),
+        ] {
+            assert!(
+                reply.body.contains(&want),
+                "{want} missing from {}",
+                reply.body
+            );
+        }
+        for never in ["<dd>active", "<dd>standby", "<dd>running"] {
+            assert!(!reply.body.contains(never), "{never} in {}", reply.body);
+        }
+        // A daemon whose loop does not answer: its API says so (503).
+        let daemon = fake_daemon(
+            &c.socket,
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"error":"the daemon's event loop did not answer within 5 s"}"#,
+        );
+        let reply = c.get("/", Some(&cookie)).await;
+        assert!(reply.body.contains(&format!("<dt>Role</dt>{unknown}")));
+        assert!(
+            reply
+                .body
+                .contains("the daemon's event loop did not answer within 5 s"),
+            "{}",
+            reply.body
+        );
+        daemon.abort();
     }
 
     #[tokio::test]

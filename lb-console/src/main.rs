@@ -39,6 +39,15 @@ struct Args {
         default_value = "/var/log/lb-console-audit.jsonl"
     )]
     audit: PathBuf,
+    /// The node's daemon's API socket (`lb-ctl run`'s `node.api_socket`),
+    /// asked for everything the console shows of the load balancer.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "LB_SOCKET",
+        default_value_os_t = lb_common::api::default_api_socket()
+    )]
+    socket: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -143,7 +152,8 @@ async fn run() -> Result<()> {
         stopper.shutdown();
     });
 
-    lb_console::serve(listener, tls, handle, access).await
+    let daemon = lb_common::api::Client::new(&args.socket);
+    lb_console::serve(listener, tls, handle, access, daemon).await
 }
 
 /// `lb-console set-password`: nothing is written unless the password is

@@ -125,7 +125,16 @@ async fn start_server(identity: &Identity) -> Server {
         lb_console::auth::password::Credentials::new("admin", PASSWORD).unwrap(),
         lb_console::auth::audit::AuditLog::new(&dir.path().join("audit.jsonl")),
     ));
-    let task = tokio::spawn(lb_console::serve(listener, tls, handle.clone(), access));
+    // No daemon in these tests: the console shows the load balancer as
+    // unknown.
+    let daemon = lb_common::api::Client::new(&dir.path().join("no-daemon.sock"));
+    let task = tokio::spawn(lb_console::serve(
+        listener,
+        tls,
+        handle.clone(),
+        access,
+        daemon,
+    ));
     let listening = tokio::time::timeout(IO_TIMEOUT, handle.listening())
         .await
         .expect("server did not start listening");

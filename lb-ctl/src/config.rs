@@ -9,156 +9,23 @@ use std::{
     fmt,
     fs::{self, File},
     io::Write as _,
-    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
 };
 
-use serde::{Deserialize, Serialize};
-
 use crate::{
-    balancer::{
-        BackendSpec, BackendState, Balancer, Mode, Protocol, ServiceName, ServiceSpec, SpecError,
-    },
-    cluster::config::{ClusterConfig, Seg},
-    health::HealthSpec,
+    balancer::{BackendSpec, Balancer, ServiceSpec, SpecError},
+    cluster::config::{ClusterRules as _, Seg},
 };
 
-/// The whole file.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// Bumped by every change the daemon applies and persists.
-    #[serde(default)]
-    pub generation: u64,
-    pub node: Node,
-    #[serde(default)]
-    pub services: Vec<ServiceConfig>,
-    /// The two-node cluster; a standalone node has none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<ClusterConfig>,
-}
-
-/// This node: per-node settings, never replicated.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Node {
-    pub name: String,
-    /// Interfaces the XDP program is attached to (client and backend sides).
-    pub interfaces: Vec<String>,
-    #[serde(default)]
-    pub xdp_mode: XdpMode,
-    /// The local API's Unix socket (root only).
-    #[serde(default = "default_api_socket")]
-    pub api_socket: PathBuf,
-    /// Where the program's link and maps are pinned (on a bpffs).
-    #[serde(default = "default_bpffs_dir")]
-    pub bpffs_dir: PathBuf,
-    /// The alert log (JSON lines, rotated).
-    #[serde(default = "default_alert_log")]
-    pub alert_log: PathBuf,
-    /// Prometheus metrics listen address; none when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metrics: Option<SocketAddr>,
-    #[serde(default)]
-    pub log_format: LogFormat,
-    /// Detach the program when the daemon stops. Default false: forwarding
-    /// goes on with the pinned program and maps until the next daemon
-    /// adopts them.
-    #[serde(default)]
-    pub detach_on_stop: bool,
-    /// Run even when `bpffs_dir` is on a bpffs private to the daemon's mount
-    /// namespace (started with `ip netns exec`...): its pins, and so the
-    /// XDP program, vanish when it exits. Default false: refused.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub allow_private_bpffs: bool,
-}
-
-fn is_false(value: &bool) -> bool {
-    !value
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum XdpMode {
-    /// In the driver: the fast path.
-    #[default]
-    Native,
-    /// In the kernel's generic path, for drivers without XDP (slow).
-    Generic,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
-pub fn default_api_socket() -> PathBuf {
-    PathBuf::from("/run/lb/lb.sock")
-}
-
-pub fn default_bpffs_dir() -> PathBuf {
-    PathBuf::from("/sys/fs/bpf/lb")
-}
-
-pub fn default_alert_log() -> PathBuf {
-    PathBuf::from("/var/log/lb/alerts.jsonl")
-}
-
-/// A service (distribution group).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceConfig {
-    /// A label for people; optional.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    pub vip: IpAddr,
-    pub port: u16,
-    pub protocol: Protocol,
-    #[serde(default)]
-    pub mode: Mode,
-    /// Where new flows go when no backend can take them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sorry: Option<SocketAddr>,
-    /// The health check of every backend (a backend may override it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health: Option<HealthSpec>,
-    #[serde(default)]
-    pub backends: Vec<BackendConfig>,
-}
-
-/// A backend (distribution node).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackendConfig {
-    pub address: SocketAddr,
-    #[serde(default = "default_weight")]
-    pub weight: u32,
-    #[serde(default)]
-    pub state: BackendState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health: Option<HealthSpec>,
-}
-
-fn default_weight() -> u32 {
-    1
-}
-
-impl ServiceConfig {
-    pub fn name(&self) -> ServiceName {
-        ServiceName {
-            protocol: self.protocol,
-            vip: SocketAddr::new(self.vip, self.port),
-        }
-    }
-
-    /// The health check of a backend: its own, else the service's.
-    pub fn health_of<'a>(&'a self, backend: &'a BackendConfig) -> Option<&'a HealthSpec> {
-        backend.health.as_ref().or(self.health.as_ref())
-    }
-}
+// The file's types are the API's (`GET`/`PUT /v1/config` carry the same
+// `Config`): plain data in `lb_common::api`. What reads, checks and writes
+// the file is here ([`ConfigFile`]).
+pub use lb_common::api::{
+    BackendConfig, ServiceConfig,
+    config::{
+        Config, LogFormat, Node, XdpMode, default_alert_log, default_api_socket, default_bpffs_dir,
+    },
+};
 
 /// Where a problem is in the document: `services[2].backends[0]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -223,9 +90,30 @@ impl ConfigError {
     }
 }
 
-impl Config {
+/// What the daemon does with a [`Config`]: read and check its file, check
+/// it as a whole (the balancer's rules, the cluster's), write it back.
+pub trait ConfigFile: Sized {
     /// Reads and validates a configuration file.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    fn load(path: &Path) -> Result<Self, ConfigError>;
+    /// Parses and validates configuration text.
+    fn parse(text: &str) -> Result<Self, ConfigError>;
+    /// Checks everything the types do not: node settings, health timings,
+    /// the cluster, and what the balancer would refuse. On error, says where.
+    fn validate(&self) -> Result<(), (Location, String)>;
+    /// What the balancer is given: every backend with its configured state.
+    /// (The daemon overlays health: a backend that is down is disabled.)
+    fn specs(&self) -> Vec<ServiceSpec>;
+    /// Writes the configuration atomically: a temporary file beside it,
+    /// fsync, the previous file kept as `FILE.bak`, rename, fsync of the
+    /// directory. A crash at any point leaves a file that loads (the old one
+    /// or the new one).
+    fn save(&self, path: &Path) -> std::io::Result<()>;
+    /// The TOML text, with a header saying who writes it.
+    fn to_toml(&self) -> String;
+}
+
+impl ConfigFile for Config {
+    fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = fs::read_to_string(path).map_err(|err| ConfigError {
             file: Some(path.to_owned()),
             line: 0,
@@ -238,8 +126,7 @@ impl Config {
         })
     }
 
-    /// Parses and validates configuration text.
-    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    fn parse(text: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|err| {
             let (line, column) = err
                 .span()
@@ -264,9 +151,7 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks everything the types do not: node settings, health timings,
-    /// and what the balancer would refuse. On error, says where.
-    pub fn validate(&self) -> Result<(), (Location, String)> {
+    fn validate(&self) -> Result<(), (Location, String)> {
         let node = |field| Location {
             field: Some(field),
             ..Location::default()
@@ -336,53 +221,14 @@ impl Config {
         Balancer::new()
             .plan(&self.specs())
             .map(|_| ())
-            .map_err(|err| (self.locate_spec_error(&err), err.to_string()))
+            .map_err(|err| (locate_spec_error(self, &err), err.to_string()))
     }
 
-    /// What the balancer is given: every backend with its configured state.
-    /// (The daemon overlays health: a backend that is down is disabled.)
-    pub fn specs(&self) -> Vec<ServiceSpec> {
-        self.services.iter().map(ServiceConfig::spec).collect()
+    fn specs(&self) -> Vec<ServiceSpec> {
+        self.services.iter().map(ServiceSpec::from).collect()
     }
 
-    fn locate_spec_error(&self, err: &SpecError) -> Location {
-        let (service, backend) = match err {
-            SpecError::DuplicateService(s) => (Some(*s), None),
-            SpecError::DuplicateBackend { service, backend }
-            | SpecError::WeightTooLarge {
-                service, backend, ..
-            } => (Some(*service), Some(*backend)),
-            SpecError::FamilyMismatch { service, addr, .. }
-            | SpecError::DsrPortChange { service, addr, .. }
-            | SpecError::BadAddress { service, addr, .. } => (Some(*service), Some(*addr)),
-            SpecError::Maglev { service, .. } => (Some(*service), None),
-            SpecError::TooManyServices { .. } | SpecError::TooManyBackends { .. } => (None, None),
-        };
-        let Some(service) = service else {
-            return Location::default();
-        };
-        // The last service of that name (a duplicate is the second one).
-        let Some(i) = self.services.iter().rposition(|s| s.name() == service) else {
-            return Location::default();
-        };
-        let j = backend.and_then(|addr| {
-            self.services[i]
-                .backends
-                .iter()
-                .rposition(|b| b.address == addr)
-        });
-        Location {
-            service: Some(i),
-            backend: j,
-            ..Location::default()
-        }
-    }
-
-    /// Writes the configuration atomically: a temporary file beside it,
-    /// fsync, the previous file kept as `FILE.bak`, rename, fsync of the
-    /// directory. A crash at any point leaves a file that loads (the old one
-    /// or the new one).
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+    fn save(&self, path: &Path) -> std::io::Result<()> {
         let text = self.to_toml();
         let dir = path
             .parent()
@@ -410,8 +256,7 @@ impl Config {
         File::open(dir)?.sync_all()
     }
 
-    /// The TOML text, with a header saying who writes it.
-    pub fn to_toml(&self) -> String {
+    fn to_toml(&self) -> String {
         let body = toml::to_string_pretty(self).expect("a configuration always serializes");
         format!(
             "# lb node configuration. lb-ctl rewrites this file on every change\n\
@@ -421,14 +266,50 @@ impl Config {
     }
 }
 
-impl ServiceConfig {
-    pub fn spec(&self) -> ServiceSpec {
+/// Where a balancer's error is in the document.
+fn locate_spec_error(config: &Config, err: &SpecError) -> Location {
+    let (service, backend) = match err {
+        SpecError::DuplicateService(s) => (Some(*s), None),
+        SpecError::DuplicateBackend { service, backend }
+        | SpecError::WeightTooLarge {
+            service, backend, ..
+        } => (Some(*service), Some(*backend)),
+        SpecError::FamilyMismatch { service, addr, .. }
+        | SpecError::DsrPortChange { service, addr, .. }
+        | SpecError::BadAddress { service, addr, .. } => (Some(*service), Some(*addr)),
+        SpecError::Maglev { service, .. } => (Some(*service), None),
+        SpecError::TooManyServices { .. } | SpecError::TooManyBackends { .. } => (None, None),
+    };
+    let Some(service) = service else {
+        return Location::default();
+    };
+    // The last service of that name (a duplicate is the second one).
+    let Some(i) = config.services.iter().rposition(|s| s.name() == service) else {
+        return Location::default();
+    };
+    let j = backend.and_then(|addr| {
+        config.services[i]
+            .backends
+            .iter()
+            .rposition(|b| b.address == addr)
+    });
+    Location {
+        service: Some(i),
+        backend: j,
+        ..Location::default()
+    }
+}
+
+/// What the balancer is given of a service: its backends with their
+/// configured state.
+impl From<&ServiceConfig> for ServiceSpec {
+    fn from(service: &ServiceConfig) -> ServiceSpec {
         ServiceSpec {
-            vip: self.vip,
-            port: self.port,
-            protocol: self.protocol,
-            mode: self.mode,
-            backends: self
+            vip: service.vip,
+            port: service.port,
+            protocol: service.protocol,
+            mode: service.mode,
+            backends: service
                 .backends
                 .iter()
                 .map(|b| BackendSpec {
@@ -437,7 +318,7 @@ impl ServiceConfig {
                     state: b.state,
                 })
                 .collect(),
-            sorry: self.sorry,
+            sorry: service.sorry,
         }
     }
 }
@@ -527,6 +408,7 @@ pub(crate) fn locate_path(doc: &toml_edit::ImDocument<&str>, path: &[Seg]) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::balancer::{BackendState, Mode};
 
     const GOOD: &str = r#"
 [node]

@@ -2,40 +2,9 @@
 //! the API and the CLI, and the decision itself ([`decide`]), pure.
 //!
 //! The kernel side keeps its `u32` ([`lb_common::role`], in the settings
-//! map); [`Role::to_map`] is the one place that converts.
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
-/// What a node does with service traffic. Serde: `"active"`, `"standby"`
-/// (the API's spelling).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Forwards service traffic.
-    Active,
-    /// Forwards nothing for services: their packets go to the kernel.
-    Standby,
-}
-
-impl Role {
-    /// The value the data plane's settings map holds for this role.
-    pub fn to_map(self) -> u32 {
-        match self {
-            Role::Active => lb_common::role::ACTIVE,
-            Role::Standby => lb_common::role::STANDBY,
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Active => "active",
-            Role::Standby => "standby",
-        })
-    }
-}
+//! map); [`Role::to_map`] is the one place that converts. [`Role`] itself
+//! is an API value: it lives in [`lb_common::api`].
+pub use lb_common::api::Role;
 
 /// Where a node stands, as far as its role depends on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,26 +28,5 @@ mod tests {
     #[test]
     fn a_standalone_node_is_active() {
         assert_eq!(decide(Membership::Standalone), Role::Active);
-    }
-
-    #[test]
-    fn the_map_values_are_lb_commons() {
-        assert_eq!(Role::Active.to_map(), lb_common::role::ACTIVE);
-        assert_eq!(Role::Standby.to_map(), lb_common::role::STANDBY);
-        // A zeroed settings map means active.
-        assert_eq!(Role::Active.to_map(), 0);
-    }
-
-    #[test]
-    fn serde_and_display_spell_it_in_lower_case() {
-        for (role, text) in [(Role::Active, "active"), (Role::Standby, "standby")] {
-            assert_eq!(serde_json::to_string(&role).unwrap(), format!("\"{text}\""));
-            assert_eq!(
-                serde_json::from_str::<Role>(&format!("\"{text}\"")).unwrap(),
-                role
-            );
-            assert_eq!(role.to_string(), text);
-        }
-        assert!(serde_json::from_str::<Role>("\"Active\"").is_err());
     }
 }

@@ -13,7 +13,7 @@ use anyhow::Result;
 
 use crate::{
     bpffs,
-    config::{Config, ConfigError, LogFormat},
+    config::{Config, ConfigError, ConfigFile as _, LogFormat},
     daemon::{self, Daemon, Event, Handle, event_loop},
     neighbours::{self, netlink::Netlink},
     role, server,

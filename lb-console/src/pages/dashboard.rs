@@ -1,10 +1,15 @@
-//! The dashboard: what the console knows of this node. Today the machine's
-//! own facts; the pair, the services and the alerts come through the
-//! daemon's API.
+//! The dashboard: what the console knows of this node: the machine's own
+//! facts, and the daemon's status as its API answers it (the services and
+//! the alerts will come the same way).
+use std::time::Duration;
+
 use maud::{Markup, html};
 
 use super::{Nav, app};
-use crate::system::{self, Facts};
+use crate::{
+    daemon::DaemonState,
+    system::{self, Facts},
+};
 
 /// A fact, or "unknown" (never a guess).
 fn fact(value: Option<String>) -> Markup {
@@ -14,7 +19,41 @@ fn fact(value: Option<String>) -> Markup {
     }
 }
 
-pub fn page(nav: &Nav, facts: &Facts) -> String {
+/// The daemon's card: its status, or unknown with why.
+fn daemon(state: &DaemonState) -> Markup {
+    let unknown = html! { span.unknown { "unknown" } };
+    html! {
+        section.card aria-labelledby="daemon" {
+            h2 #daemon { "Load balancer" }
+            @match state {
+                DaemonState::Answered(s) => {
+                    dl.facts {
+                        dt { "Daemon" } dd { "running, lb " (s.version) }
+                        dt { "Node" } dd { (s.node) }
+                        dt { "Role" } dd { (s.role) }
+                        dt { "Uptime" } dd {
+                            (system::human_duration(Duration::from_secs(s.uptime_seconds)))
+                        }
+                        dt { "Configuration" } dd { "generation " (s.generation) }
+                        dt { "Services" } dd {
+                            (s.services) " (" (s.backends) " backends, "
+                            (s.backends_down) " down)"
+                        }
+                    }
+                }
+                DaemonState::Unknown(why) => {
+                    dl.facts {
+                        dt { "Daemon" } dd { (unknown) }
+                        dt { "Role" } dd { (unknown) }
+                    }
+                    p.error role="status" { (why) }
+                }
+            }
+        }
+    }
+}
+
+pub fn page(nav: &Nav, facts: &Facts, state: &DaemonState) -> String {
     let memory = facts.memory.map(|(total, available)| {
         format!(
             "{} of {} available",
@@ -40,6 +79,7 @@ pub fn page(nav: &Nav, facts: &Facts) -> String {
                     dt { "Load (1, 5, 15 min)" } dd { (fact(load)) }
                 }
             }
+            (daemon(state))
         },
     )
 }
@@ -66,7 +106,11 @@ mod tests {
             load: None,
             time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_618_445),
         };
-        let html = page(&nav, &facts);
+        let html = page(
+            &nav,
+            &facts,
+            &DaemonState::Unknown("cannot reach the lb-ctl daemon".into()),
+        );
         for want in [
             "<dd>2</dd>",
             "<dd>12.0 GiB of 24.0 GiB available</dd>",

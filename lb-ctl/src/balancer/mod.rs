@@ -11,13 +11,12 @@
 //! backend are not sent to the new one.
 use std::{
     collections::{BTreeMap, BTreeSet},
-    fmt,
     net::{IpAddr, SocketAddr},
 };
 
 use lb_common::{
-    AF_INET, AF_INET6, Backend, IPPROTO_TCP, IPPROTO_UDP, MAX_BACKENDS, MAX_SERVICES, NO_BACKEND,
-    Service, ServiceKey, backend_flags, mode,
+    AF_INET, AF_INET6, Backend, MAX_BACKENDS, MAX_SERVICES, NO_BACKEND, Service, ServiceKey,
+    backend_flags, mode,
 };
 
 use crate::maglev::{self, MaglevBackend};
@@ -25,56 +24,9 @@ use crate::maglev::{self, MaglevBackend};
 /// The heaviest weight a backend may have.
 pub const MAX_WEIGHT: u32 = 10_000;
 
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-impl Protocol {
-    fn number(self) -> u8 {
-        match self {
-            Protocol::Tcp => IPPROTO_TCP,
-            Protocol::Udp => IPPROTO_UDP,
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        })
-    }
-}
-
-/// How a service's packets reach its backends.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    #[default]
-    /// Two-arm NAT: backends route their replies through the LB.
-    Nat,
-    /// Direct server return: backends hold the VIP and answer directly.
-    Dsr,
-}
-
-/// What a backend may receive.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendState {
-    /// New and existing flows.
-    #[default]
-    Enabled,
-    /// Its existing flows only; no new ones.
-    Drained,
-    /// Nothing: its flows move to the other backends.
-    Disabled,
-}
+// The values a service is made of are the API's (and the configuration
+// file's): plain data in `lb_common::api`.
+pub use lb_common::api::{BackendState, Mode, Protocol, ServiceName};
 
 /// A backend as configured.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,22 +46,6 @@ pub struct ServiceSpec {
     pub backends: Vec<BackendSpec>,
     /// Where new flows go when no backend can take them.
     pub sorry: Option<SocketAddr>,
-}
-
-/// A service's identity, written as the CLI takes it and as every message
-/// and metric shows it: `tcp/198.18.0.100:80`, `udp/[2001:db8::100]:53`.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct ServiceName {
-    pub protocol: Protocol,
-    pub vip: SocketAddr,
-}
-
-impl fmt::Display for ServiceName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.protocol, self.vip)
-    }
 }
 
 impl ServiceSpec {

@@ -32,7 +32,9 @@ use super::{
     config::{ClusterConfig, Seg},
     keys::{KeyFile, hex},
 };
-use crate::config::{Config, ConfigError, Location, Node, ServiceConfig, line_column, locate_path};
+use crate::config::{
+    Config, ConfigError, ConfigFile as _, Location, Node, ServiceConfig, line_column, locate_path,
+};
 
 /// The plan file.
 #[derive(Deserialize)]

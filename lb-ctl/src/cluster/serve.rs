@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
     Role,
-    config::ClusterConfig,
+    config::{ClusterConfig, ClusterRules as _},
     keys::KeyFile,
     membership::Reason,
     monitors::MonitorState,

@@ -12,7 +12,7 @@ use crate::{
         serve::settings_hash,
         sync::{self, SyncMessage, SyncReply, Verdict},
     },
-    config::{Config, ServiceConfig},
+    config::{Config, ConfigFile as _, ServiceConfig},
     role::Role,
 };
 

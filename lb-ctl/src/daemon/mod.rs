@@ -194,7 +194,7 @@ impl Daemon {
             .services
             .iter()
             .map(|service| {
-                let mut spec = service.spec();
+                let mut spec = ServiceSpec::from(service);
                 for backend in &mut spec.backends {
                     let down =
                         self.health.get(&(service.name(), backend.addr)) == Some(&Health::Down);

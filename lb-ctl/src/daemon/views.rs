@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use crate::{
     api::{BackendView, NextHop, ServiceView, Stats, Status, Traffic},
-    balancer::{BackendState, ServiceName},
+    balancer::{BackendState, ServiceName, ServiceSpec},
     config::ServiceConfig,
     health::Health,
     neighbours::{self, Resolution},
@@ -36,7 +36,7 @@ impl Daemon {
             generation: self.config.generation,
             uptime_seconds: self.started.elapsed().as_secs(),
             interfaces: self.config.node.interfaces.clone(),
-            xdp_mode: format!("{:?}", self.config.node.xdp_mode).to_lowercase(),
+            xdp_mode: self.config.node.xdp_mode,
             adopted: self.adopted,
             services: self.config.services.len(),
             backends,
@@ -71,7 +71,7 @@ impl Daemon {
     }
 
     fn service_view(&self, service: &ServiceConfig) -> ServiceView {
-        let key = service.spec().key();
+        let key = ServiceSpec::from(service).key();
         let traffic = self
             .balancer
             .service_id(&key)

@@ -1,29 +1,7 @@
 //! The up/down state machine: pure, no I/O, and not tied to backends.
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
 use super::Timing;
 
-/// A checked target's health (a backend's: up gets new flows, down does
-/// not). Serde: `"up"`, `"down"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    /// The last `rise` probes succeeded (or it was never down).
-    Up,
-    /// The last `fall` probes failed, and fewer than `rise` succeeded since.
-    Down,
-}
-
-impl fmt::Display for Health {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Health::Up => "up",
-            Health::Down => "down",
-        })
-    }
-}
+pub use lb_common::api::Health;
 
 /// The up/down state machine of one checked target: pure, no I/O, fed with
 /// probe results of any kind (a backend's check, or any other monitor's).

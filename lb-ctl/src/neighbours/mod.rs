@@ -13,12 +13,9 @@
 //! tables through rtnetlink; `task` runs it for the daemon.
 use std::{
     collections::{BTreeMap, BTreeSet},
-    fmt,
     net::IpAddr,
     time::Duration,
 };
-
-use serde::{Deserialize, Serialize};
 
 use crate::{
     api::{AlertEvent, AlertLevel},
@@ -153,32 +150,7 @@ pub fn plan(wanted: &BTreeSet<Key>, table: &[Entry]) -> Ops {
 
 /// A backend's neighbour, as the API shows it. Serde: `"resolved"`,
 /// `"resolving"`, `"unresolved"`, `"no_route"`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Resolution {
-    /// The next hop's link-layer address is known: packets go out.
-    Resolved,
-    /// Not known yet, and resolution has not failed (so far).
-    #[default]
-    Resolving,
-    /// Resolution failed (nobody answers ARP or neighbour solicitations):
-    /// DSR packets to the backend are dropped (`drop_no_neighbour`), NAT
-    /// packets go to the kernel, which drops them too.
-    Unresolved,
-    /// The node has no route to the backend.
-    NoRoute,
-}
-
-impl fmt::Display for Resolution {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Resolution::Resolved => "resolved",
-            Resolution::Resolving => "resolving",
-            Resolution::Unresolved => "unresolved",
-            Resolution::NoRoute => "no route",
-        })
-    }
-}
+pub use lb_common::api::Resolution;
 
 /// One backend address's neighbour.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -371,6 +343,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConfigFile as _;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -18,7 +18,7 @@ mod metrics;
 pub use metrics::{metrics_router, serve_metrics};
 
 use crate::{
-    api::{ApiError, Change},
+    api::{Accepted, ApiError, Change, ClusterOperation, Synchronized},
     config::Config,
     daemon::{ChangeError, Event, Handle, LoopError, event_loop::STANDALONE},
 };
@@ -152,21 +152,16 @@ async fn cluster_operation(
     if operation == "sync" {
         return cluster_sync(daemon).await;
     }
-    let name = operation;
-    let operation = match name.as_str() {
-        "failover" => Operation::Failover,
-        "failback" => Operation::Failback,
-        "stop" => Operation::Stop,
-        "force-stop" => Operation::ForceStop,
-        "start" => Operation::Start,
-        other => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "no cluster operation {other:?} (failover, failback, stop, force-stop, start, sync)"
-                ),
-            );
-        }
+    let accepted: ClusterOperation = match operation.parse() {
+        Ok(accepted) => accepted,
+        Err(why) => return error(StatusCode::NOT_FOUND, why),
+    };
+    let operation = match accepted {
+        ClusterOperation::Failover => Operation::Failover,
+        ClusterOperation::Failback => Operation::Failback,
+        ClusterOperation::Stop => Operation::Stop,
+        ClusterOperation::ForceStop => Operation::ForceStop,
+        ClusterOperation::Start => Operation::Start,
     };
     let operations = match daemon.ask(Event::ClusterRoute).await {
         Ok(Some(operations)) => operations,
@@ -181,11 +176,7 @@ async fn cluster_operation(
         );
     }
     match result.await {
-        Ok(Ok(message)) => Json(serde_json::json!({
-            "accepted": name,
-            "message": message,
-        }))
-        .into_response(),
+        Ok(Ok(message)) => Json(Accepted { accepted, message }).into_response(),
         Ok(Err(refusal)) => error(StatusCode::CONFLICT, refusal),
         Err(_) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -199,7 +190,7 @@ async fn cluster_operation(
 /// node is standalone or standby).
 async fn cluster_sync(daemon: Handle) -> Response {
     match daemon.ask(Event::SyncNow).await {
-        Ok(Ok(done)) => Json(serde_json::json!({ "synchronized": done })).into_response(),
+        Ok(Ok(synchronized)) => Json(Synchronized { synchronized }).into_response(),
         Ok(Err(why)) => error(StatusCode::CONFLICT, why),
         Err(err) => loop_error(err),
     }

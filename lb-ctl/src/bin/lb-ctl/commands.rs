@@ -7,10 +7,13 @@ use std::{
 
 use hyper::Method;
 use lb_ctl::{
-    api::{Alert, Applied, Change, ServiceView, Stats, Status},
+    api::{
+        Accepted, Alert, Applied, Change, ClusterOperation, ServiceView, Stats, Status,
+        Synchronized,
+    },
     balancer::BackendState,
     client::{Client, ClientError},
-    config::{BackendConfig, Config, ServiceConfig},
+    config::{BackendConfig, Config, ConfigFile as _, ServiceConfig},
     human,
 };
 
@@ -62,30 +65,20 @@ pub async fn status(client: &Client, json: bool) -> Result<(), ClientError> {
 /// A cluster operation: what the node did (or why it refused, as an error).
 pub async fn cluster_operation(
     client: &Client,
-    operation: &str,
+    operation: ClusterOperation,
     json: bool,
 ) -> Result<(), ClientError> {
-    let answer: serde_json::Value = client
-        .send(Method::POST, &format!("/v1/cluster/{operation}"), &())
-        .await?;
+    let answer: Accepted = client.send(Method::POST, &operation.path(), &()).await?;
     if json {
         return print_json(&answer);
     }
-    println!(
-        "{operation}: {}",
-        answer["message"].as_str().unwrap_or("accepted")
-    );
+    println!("{}: {}", answer.accepted, answer.message);
     Ok(())
 }
 
 pub async fn cluster_sync(client: &Client) -> Result<(), ClientError> {
-    let answer: serde_json::Value = client.send(Method::POST, "/v1/cluster/sync", &()).await?;
-    println!(
-        "synchronized: {}",
-        answer["synchronized"]
-            .as_str()
-            .unwrap_or("the peer took the settings")
-    );
+    let answer: Synchronized = client.send(Method::POST, "/v1/cluster/sync", &()).await?;
+    println!("synchronized: {}", answer.synchronized);
     Ok(())
 }
 

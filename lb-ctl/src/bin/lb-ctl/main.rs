@@ -10,10 +10,10 @@ use std::{
 use anyhow::Result;
 use clap::{CommandFactory as _, Parser, Subcommand};
 use lb_ctl::{
-    api::ServiceRef,
+    api::{ClusterOperation, ServiceRef},
     balancer::Mode,
     client::{Client, ClientError},
-    config::{Config, LogFormat},
+    config::{Config, ConfigFile as _, LogFormat},
     dataplane::{self, AttachMode, Dataplane},
     run::{init_logging, wait_for_stop},
 };
@@ -49,7 +49,7 @@ struct Cli {
         long,
         global = true,
         env = "LB_SOCKET",
-        default_value = "/run/lb/lb.sock"
+        default_value_os_t = lb_ctl::config::default_api_socket()
     )]
     socket: PathBuf,
     /// JSON output (read commands, failover, failback, cluster stop/start).
@@ -309,12 +309,18 @@ async fn dispatch(cli: Cli) -> ExitCode {
             return cluster_init(&plan, &out, force);
         }
         Command::Cluster(ClusterCommand::Stop { force }) => {
-            let operation = if force { "force-stop" } else { "stop" };
+            let operation = if force {
+                ClusterOperation::ForceStop
+            } else {
+                ClusterOperation::Stop
+            };
             cluster_operation(&client, operation, json).await
         }
-        Command::Cluster(ClusterCommand::Start) => cluster_operation(&client, "start", json).await,
-        Command::Failover => cluster_operation(&client, "failover", json).await,
-        Command::Failback => cluster_operation(&client, "failback", json).await,
+        Command::Cluster(ClusterCommand::Start) => {
+            cluster_operation(&client, ClusterOperation::Start, json).await
+        }
+        Command::Failover => cluster_operation(&client, ClusterOperation::Failover, json).await,
+        Command::Failback => cluster_operation(&client, ClusterOperation::Failback, json).await,
         Command::Sync => cluster_sync(&client).await,
         Command::Status => status(&client, json).await,
         Command::Service(cmd) => service(&client, cmd, json).await,

@@ -10,234 +10,18 @@
 //! interconnects each losing 10 % of heartbeats, 0.1^10 per 40 ms, about
 //! once in 10^7 hours. 25 datagrams of 108 bytes a second per interconnect
 //! cost nothing.
-use std::{collections::BTreeSet, net::IpAddr, path::PathBuf, time::Duration};
-
-use serde::{Deserialize, Serialize};
+use std::{collections::BTreeSet, time::Duration};
 
 use super::membership::Params;
 
-pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 40;
-pub const DEFAULT_HEARTBEAT_LOST_AFTER: u32 = 5;
-/// UDP port of the heartbeats, on every interconnect address.
-pub const DEFAULT_HEARTBEAT_PORT: u16 = 29101;
-/// TCP port of the settings sync (TLS), on every interconnect address.
-pub const DEFAULT_SYNC_PORT: u16 = 29102;
-/// TCP port of the flow replication (TLS), on every interconnect address.
-pub const DEFAULT_REPLICATION_PORT: u16 = 29103;
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterConfig {
-    /// 32 hex digits, made by `lb-ctl cluster init`: heartbeats and
-    /// replication of another cluster are refused.
-    #[serde(default)]
-    pub id: String,
-    /// The heartbeat keys (a file of its own, root only; see
-    /// `lb-ctl cluster init`).
-    #[serde(default = "default_key_file")]
-    pub key_file: PathBuf,
-    /// The cluster's TLS material: `ca.pem`, and `NAME.pem` / `NAME.key`
-    /// for each server (made by `lb-ctl cluster init`).
-    #[serde(default = "default_tls_dir")]
-    pub tls_dir: PathBuf,
-    /// TCP port of the settings sync (mutual TLS) on each server's
-    /// interconnect addresses (pushed over the first that answers).
-    #[serde(default = "default_sync_port")]
-    pub sync_port: u16,
-    /// TCP port of the flow replication (mutual TLS) on each server's
-    /// interconnect addresses: the active connects to the standby's over
-    /// the first interconnect that answers, again after a break.
-    #[serde(default = "default_replication_port")]
-    pub replication_port: u16,
-    #[serde(default = "default_interval")]
-    pub heartbeat_interval_ms: u64,
-    #[serde(default = "default_lost_after")]
-    pub heartbeat_lost_after: u32,
-    /// Give the group back to the first server when it is healthy again.
-    #[serde(default)]
-    pub auto_failback: bool,
-    /// The server that keeps serving when both are found active; the first
-    /// server when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub survivor: Option<String>,
-    /// Failovers a failed monitor of one server may cause within
-    /// `failover_window_s` before the final action applies instead.
-    #[serde(default = "default_max_failovers")]
-    pub max_failovers: u32,
-    #[serde(default = "default_failover_window")]
-    pub failover_window_s: u64,
-    #[serde(default)]
-    pub final_action: FinalAction,
-    /// Addresses a node pings when it hears its peer on no interconnect: one
-    /// that reaches none of them is the isolated one and does not serve.
-    #[serde(default)]
-    pub np_targets: Vec<IpAddr>,
-    /// In priority order: the first is preferred (failback goes to it).
-    pub servers: Vec<Server>,
-    /// In priority order.
-    pub interconnects: Vec<Interconnect>,
-    /// The failover group: moved together to the active node.
-    #[serde(default)]
-    pub floating_ips: Vec<FloatingIp>,
-    #[serde(default)]
-    pub monitors: Vec<Monitor>,
-}
-
-pub fn default_key_file() -> PathBuf {
-    PathBuf::from("/etc/lb/cluster.keys")
-}
-pub fn default_tls_dir() -> PathBuf {
-    PathBuf::from("/etc/lb/tls")
-}
-fn default_sync_port() -> u16 {
-    DEFAULT_SYNC_PORT
-}
-fn default_replication_port() -> u16 {
-    DEFAULT_REPLICATION_PORT
-}
-fn default_interval() -> u64 {
-    DEFAULT_HEARTBEAT_INTERVAL_MS
-}
-fn default_lost_after() -> u32 {
-    DEFAULT_HEARTBEAT_LOST_AFTER
-}
-fn default_max_failovers() -> u32 {
-    3
-}
-fn default_failover_window() -> u64 {
-    3600
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FinalAction {
-    /// Keep serving where the group is; alert.
-    #[default]
-    None,
-    /// Stop the cluster service on the node (it forwards nothing).
-    Stop,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Server {
-    /// Must equal that node's `node.name`.
-    pub name: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Interconnect {
-    pub name: String,
-    /// One address per server, in the order of `servers`.
-    pub addresses: Vec<IpAddr>,
-    #[serde(default = "default_port")]
-    pub port: u16,
-}
-
-fn default_port() -> u16 {
-    DEFAULT_HEARTBEAT_PORT
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FloatingIp {
-    /// Address and prefix length: `198.18.0.100/24`.
-    pub address: String,
-    pub interface: String,
-}
-
-impl FloatingIp {
-    /// The address and prefix length, checked.
-    pub fn parse(&self) -> Result<(IpAddr, u8), String> {
-        let (addr, len) = self
-            .address
-            .split_once('/')
-            .ok_or_else(|| format!("{:?} needs a prefix length (198.18.0.100/24)", self.address))?;
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("{addr:?} is not an IP address"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let len: u8 = len
-            .parse()
-            .ok()
-            .filter(|l| *l <= max)
-            .ok_or_else(|| format!("prefix length {len:?} is not 0..={max}"))?;
-        if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
-            return Err(format!("{addr} cannot be a floating IP"));
-        }
-        Ok((addr, len))
-    }
-}
-
-/// A monitor resource. The fields after `kind` belong to one kind each.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Monitor {
-    pub name: String,
-    pub kind: MonitorKind,
-    #[serde(default = "default_monitor_interval")]
-    pub interval_ms: u64,
-    #[serde(default = "default_monitor_timeout")]
-    pub timeout_ms: u64,
-    /// Consecutive failures before the monitor is in Error.
-    #[serde(default = "default_retries")]
-    pub retries: u32,
-    /// How long after start the monitor waits before its first check.
-    #[serde(default)]
-    pub start_wait_ms: u64,
-    #[serde(default)]
-    pub when: MonitorWhen,
-    /// Servers that run it; all when empty.
-    #[serde(default)]
-    pub servers: Vec<String>,
-    /// `link`: the interface whose carrier is watched.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interface: Option<String>,
-    /// `ip`: addresses pinged; Error when none answers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub targets: Vec<IpAddr>,
-    /// `process`: a process name (as in /proc/PID/comm).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<String>,
-    /// `exec`: the program and its arguments; exit status 0 is Normal.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub command: Vec<String>,
-}
-
-fn default_monitor_interval() -> u64 {
-    1000
-}
-fn default_monitor_timeout() -> u64 {
-    1000
-}
-fn default_retries() -> u32 {
-    1
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MonitorKind {
-    /// Carrier of an interface (rtnetlink link events).
-    Link,
-    /// ICMP to a list of addresses.
-    Ip,
-    /// A named process runs.
-    Process,
-    /// The daemon's own event loop answers (watchdog).
-    Stall,
-    /// A command's exit status.
-    Exec,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MonitorWhen {
-    #[default]
-    Always,
-    /// Only while the node is active.
-    Active,
-}
+// The section's types are the API's (`GET`/`PUT /v1/config` carry them):
+// plain data in `lb_common::api::config`. What checks them is here
+// ([`ClusterRules`]).
+pub use lb_common::api::config::{
+    ClusterConfig, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_HEARTBEAT_LOST_AFTER,
+    DEFAULT_HEARTBEAT_PORT, DEFAULT_REPLICATION_PORT, DEFAULT_SYNC_PORT, FinalAction, FloatingIp,
+    Interconnect, Monitor, MonitorKind, MonitorWhen, Server, default_key_file, default_tls_dir,
+};
 
 /// One step of the path to a key: `cluster.interconnects[1].addresses`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -269,9 +53,17 @@ fn at(path: &[Seg], message: impl Into<String>) -> ClusterError {
 
 use Seg::{Index, Key};
 
-impl ClusterConfig {
+/// What the daemon checks and derives of a `[cluster]` section.
+pub trait ClusterRules {
     /// Checks the section against this node (`node.name`, its interfaces).
-    pub fn validate(&self, node_name: &str, interfaces: &[String]) -> Result<(), ClusterError> {
+    fn validate(&self, node_name: &str, interfaces: &[String]) -> Result<(), ClusterError>;
+    /// The membership parameters for this node (after
+    /// [`validate`](Self::validate)).
+    fn params(&self, node_name: &str) -> Option<Params>;
+}
+
+impl ClusterRules for ClusterConfig {
+    fn validate(&self, node_name: &str, interfaces: &[String]) -> Result<(), ClusterError> {
         self.validate_identity()?;
         self.validate_servers(node_name)?;
         self.validate_interconnects()?;
@@ -280,6 +72,42 @@ impl ClusterConfig {
         self.validate_monitors(interfaces)
     }
 
+    fn params(&self, node_name: &str) -> Option<Params> {
+        let me = self.me(node_name)?;
+        let survivor = match &self.survivor {
+            Some(name) => self.me(name)?,
+            None => 0,
+        };
+        let interval = Duration::from_millis(self.heartbeat_interval_ms);
+        Some(Params {
+            me,
+            peer: 1 - me,
+            links: self.interconnects.len(),
+            interval,
+            lost_after: self.heartbeat_lost_after,
+            np_targets: !self.np_targets.is_empty(),
+            np_recheck: (interval * self.heartbeat_lost_after).max(Duration::from_secs(1)),
+            auto_failback: self.auto_failback,
+            survivor,
+            max_failovers: self.max_failovers,
+            failover_window: Duration::from_secs(self.failover_window_s),
+        })
+    }
+}
+
+/// The checks [`ClusterRules::validate`] is made of, one per part.
+trait Checks {
+    fn validate_identity(&self) -> Result<(), ClusterError>;
+    fn validate_servers(&self, node_name: &str) -> Result<(), ClusterError>;
+    fn validate_interconnects(&self) -> Result<(), ClusterError>;
+    fn validate_timing(&self) -> Result<(), ClusterError>;
+    fn validate_floating_ips(&self, interfaces: &[String]) -> Result<(), ClusterError>;
+    fn validate_monitors(&self, interfaces: &[String]) -> Result<(), ClusterError>;
+    /// The servers' names, for messages: `lb1, lb2`.
+    fn server_names(&self) -> String;
+}
+
+impl Checks for ClusterConfig {
     fn validate_identity(&self) -> Result<(), ClusterError> {
         if self.id.len() != 32 || !self.id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(at(
@@ -579,37 +407,6 @@ impl ClusterConfig {
             }
         }
         Ok(())
-    }
-
-    /// This node's index among the servers.
-    pub fn me(&self, node_name: &str) -> Option<u8> {
-        self.servers
-            .iter()
-            .position(|s| s.name == node_name)
-            .map(|i| i as u8)
-    }
-
-    /// The membership parameters for this node (after [`validate`](Self::validate)).
-    pub fn params(&self, node_name: &str) -> Option<Params> {
-        let me = self.me(node_name)?;
-        let survivor = match &self.survivor {
-            Some(name) => self.me(name)?,
-            None => 0,
-        };
-        let interval = Duration::from_millis(self.heartbeat_interval_ms);
-        Some(Params {
-            me,
-            peer: 1 - me,
-            links: self.interconnects.len(),
-            interval,
-            lost_after: self.heartbeat_lost_after,
-            np_targets: !self.np_targets.is_empty(),
-            np_recheck: (interval * self.heartbeat_lost_after).max(Duration::from_secs(1)),
-            auto_failback: self.auto_failback,
-            survivor,
-            max_failovers: self.max_failovers,
-            failover_window: Duration::from_secs(self.failover_window_s),
-        })
     }
 }
 

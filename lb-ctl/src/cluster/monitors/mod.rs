@@ -10,12 +10,7 @@
 //! one that runs only while active). It goes to Error after `retries` failed
 //! checks in a row and back to Normal after one good check (the health
 //! [`Tracker`] with rise 1, fall `retries`).
-use std::{
-    fmt,
-    time::{Duration, Instant},
-};
-
-use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
 
 use super::{
     Role,
@@ -25,25 +20,7 @@ use crate::health::{Health, Tracker};
 
 pub mod probe;
 
-/// A monitor's state on one server, as the manual shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MonitorState {
-    Normal,
-    Error,
-    /// Not running here now.
-    Offline,
-}
-
-impl fmt::Display for MonitorState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            MonitorState::Normal => "normal",
-            MonitorState::Error => "error",
-            MonitorState::Offline => "offline",
-        })
-    }
-}
+pub use lb_common::api::MonitorState;
 
 /// A change worth an alert.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -29,7 +29,7 @@ use status::publish;
 
 use super::{
     Role,
-    config::{ClusterConfig, FinalAction, MonitorKind},
+    config::{ClusterConfig, ClusterRules as _, FinalAction, MonitorKind},
     floating::{AddrOp, Announcer, netlink::FloatingIps},
     heartbeat::{self, Heartbeat, Keyring, first_seq},
     link::{Links, RefusedCounts},
@@ -287,7 +287,7 @@ pub async fn run(
                         announcer.role_changed(new, now);
                         since = SystemTime::now();
                         last_change = Some(format!("{new} ({reason:?})"));
-                        takeovers.observe(new, reason, since);
+                        status::count_takeover(&mut takeovers, new, reason, since);
                         let _ = events.try_send(ClusterEvent::RoleChanged { role: new, reason });
                         // The peer learns at once.
                         next_beat = now;

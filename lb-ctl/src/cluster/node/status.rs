@@ -3,7 +3,6 @@
 //! settings sync's state.
 use std::time::{Instant, SystemTime};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::super::{
@@ -12,94 +11,24 @@ use super::super::{
     heartbeat,
     link::RefusedCounts,
     membership::{Membership, Reason},
-    monitors::{MonitorState, Monitors},
+    monitors::Monitors,
     sync::hex,
 };
 
-/// The failovers to a node: the group taken from a peer that was lost or
-/// handed it over.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Takeovers {
-    pub count: u64,
-    /// When the last one happened (Unix seconds).
-    pub last_unix: Option<u64>,
-}
+// What it publishes is an API value (in `lb-ctl status`): the types are
+// `lb_common::api`'s.
+pub use lb_common::api::{ClusterStatus, SyncState, Takeovers};
 
-impl Takeovers {
-    /// Counts a role change made `at` when it is a failover to this node.
-    pub fn observe(&mut self, role: Role, reason: Reason, at: SystemTime) {
-        if role == Role::Active && matches!(reason, Reason::PeerLost | Reason::Handover) {
-            self.count += 1;
-            self.last_unix = at
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .ok()
-                .map(|d| d.as_secs());
-        }
+/// Counts a role change made `at` in `takeovers` when it is a failover to
+/// this node: the group taken from a peer that was lost or handed it over.
+pub fn count_takeover(takeovers: &mut Takeovers, role: Role, reason: Reason, at: SystemTime) {
+    if role == Role::Active && matches!(reason, Reason::PeerLost | Reason::Handover) {
+        takeovers.count += 1;
+        takeovers.last_unix = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs());
     }
-}
-
-/// What the loop publishes (status, console, metrics).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ClusterStatus {
-    pub role: Option<Role>,
-    /// Since when (Unix seconds) this node has its role.
-    pub since_unix: u64,
-    pub peer_alive: bool,
-    pub peer_role: Option<Role>,
-    /// The peer's last heartbeat says it may take the group (it holds the
-    /// active's settings and, replicating, has caught up with its flows).
-    #[serde(default)]
-    pub peer_eligible: bool,
-    /// Per interconnect, in configuration order: heard within the dead time.
-    pub links: Vec<(String, bool)>,
-    pub monitors: Vec<(String, MonitorState)>,
-    /// The same monitors on the peer, from its heartbeats (None: unknown:
-    /// the peer is lost, or its version does not send them).
-    #[serde(default)]
-    pub peer_monitors: Vec<(String, Option<MonitorState>)>,
-    /// This server's name and the peer's.
-    #[serde(default)]
-    pub servers: (String, String),
-    pub healthy: bool,
-    /// The last role change and why.
-    pub last_change: Option<String>,
-    /// Monitor-caused failovers still counted.
-    pub failovers: usize,
-    /// The failovers to this node since its daemon started.
-    #[serde(default)]
-    pub takeovers: Takeovers,
-    /// This node's cluster service is stopped (Offline): it serves nothing.
-    #[serde(default)]
-    pub stopped: bool,
-    /// The operator's stop is handing the group to the peer.
-    #[serde(default)]
-    pub stopping: bool,
-    /// The peer's heartbeats say its cluster service is stopped (Offline).
-    #[serde(default)]
-    pub peer_stopped: bool,
-    /// Heartbeats refused, by reason.
-    pub refused: Vec<(String, u64)>,
-    /// The settings this node holds: generation and hash (hex).
-    #[serde(default)]
-    pub settings: (u64, String),
-    /// The settings the peer's last heartbeat reported.
-    #[serde(default)]
-    pub peer_settings: Option<(u64, String)>,
-    /// The last push of the settings to the peer (the active's; filled in
-    /// by the daemon, not by the loop).
-    #[serde(default)]
-    pub sync: Option<SyncState>,
-    /// The flow replication (filled in by the daemon, not by the loop).
-    #[serde(default)]
-    pub replication: Option<crate::replication::status::ReplicationStatus>,
-}
-
-/// Whether the peer took the settings this node last pushed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum SyncState {
-    Synchronized { generation: u64 },
-    NotSynchronized { reason: String },
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -193,12 +122,17 @@ mod tests {
     fn only_the_group_taken_from_a_lost_or_yielding_peer_counts_as_a_failover() {
         let mut t = Takeovers::default();
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_618_445);
-        t.observe(Role::Active, Reason::NobodyActive, at);
-        t.observe(Role::Active, Reason::PeerNeverHeard, at);
-        t.observe(Role::Standby, Reason::Operator, at);
+        count_takeover(&mut t, Role::Active, Reason::NobodyActive, at);
+        count_takeover(&mut t, Role::Active, Reason::PeerNeverHeard, at);
+        count_takeover(&mut t, Role::Standby, Reason::Operator, at);
         assert_eq!(t, Takeovers::default());
-        t.observe(Role::Active, Reason::PeerLost, at);
-        t.observe(Role::Active, Reason::Handover, at + Duration::from_secs(5));
+        count_takeover(&mut t, Role::Active, Reason::PeerLost, at);
+        count_takeover(
+            &mut t,
+            Role::Active,
+            Reason::Handover,
+            at + Duration::from_secs(5),
+        );
         assert_eq!(
             t,
             Takeovers {

@@ -15,8 +15,9 @@ use tokio::{
 
 use super::{ProbeError, Stage, error_chain, https, step, tcp::connect};
 
-/// How much of an HTTP response body is read to look for `body_contains`.
-pub const BODY_LIMIT: usize = 64 * 1024;
+/// How much of an HTTP response body is read to look for `body_contains`
+/// (the health check's setting is checked against it, so it is the API's).
+pub use lb_common::api::health::BODY_LIMIT;
 
 const USER_AGENT: &str = concat!("lb-health/", env!("CARGO_PKG_VERSION"));
 

@@ -1,5 +1,7 @@
+use serde::Deserialize;
+
 use super::*;
-use crate::health::{Health, testing::*};
+use crate::health::{BODY_LIMIT, Health, testing::*};
 
 // ---- validation ----
 
