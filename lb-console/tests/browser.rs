@@ -3,7 +3,8 @@
 //! chromium and chromium-driver (`cargo xtask setup` installs them) and
 //! fail, not skip, without them.
 //!
-//! Every page is also saved as a screenshot at 1280 and 390 px wide under
+//! Every page (login, login with its error, dashboard, not found, a refused
+//! change) is also saved as a screenshot at 1280 and 390 px wide under
 //! `target/screenshots/` (`PAGE-WIDTH.png`), to be looked at.
 
 mod support;
@@ -137,6 +138,18 @@ async fn every_page_fits_a_desktop_and_a_phone_and_is_saved_as_a_screenshot() {
         browser.goto(&console.url("/no/such/page")).await;
         assert!(browser.text("h1").await.contains("Page not found"));
         look_at(&browser, "not-found", width).await;
+
+        // A change whose CSRF token is not the session's: refused, and
+        // nothing happened (still logged in).
+        browser.goto(&console.url("/")).await;
+        browser
+            .script("document.querySelector('input[name=csrf]').value = 'forged'; return null")
+            .await;
+        browser.click_and_wait("header.bar form button").await;
+        assert_eq!(browser.text("h1").await, "Request refused");
+        look_at(&browser, "refused", width).await;
+        browser.goto(&console.url("/")).await;
+        assert_eq!(browser.path().await, "/");
 
         browser.goto(&console.url("/")).await;
         browser.click_and_wait("header.bar form button").await;
