@@ -71,7 +71,6 @@ impl Driver {
             let out = File::create(&log).unwrap();
             let mut child = Command::new(CHROMEDRIVER)
                 .arg(format!("--port={port}"))
-                .arg("--allowed-ips=127.0.0.1")
                 .stdin(Stdio::null())
                 .stdout(out.try_clone().unwrap())
                 .stderr(out)
