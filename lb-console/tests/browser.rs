@@ -5,7 +5,8 @@
 //!
 //! Every page (login, login with its error, dashboard, not found, a refused
 //! change) is also saved as a screenshot at 1280 and 390 px wide under
-//! `target/screenshots/` (`PAGE-WIDTH.png`), to be looked at.
+//! `target/screenshots/` (`PAGE-WIDTH.png`, and `PAGE-dark-WIDTH.png` in the
+//! dark colour scheme), to be looked at.
 
 mod support;
 
@@ -118,26 +119,29 @@ async fn look_at(browser: &Browser, page: &str, width: u32) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_page_fits_a_desktop_and_a_phone_and_is_saved_as_a_screenshot() {
-    let console = Console::start();
-    let browser = Browser::start(console.spki()).await;
+/// Opens every page at both widths, checks that each fits and saves its
+/// screenshot as `PAGE{suffix}-WIDTH.png`.
+async fn tour(browser: &Browser, console: &Console, suffix: &str) {
+    let look = |page: &str, width| {
+        let name = format!("{page}{suffix}");
+        async move { look_at(browser, &name, width).await }
+    };
     for width in [DESKTOP, PHONE] {
         browser.set_width(width).await;
         browser.goto(&console.url("/login")).await;
-        look_at(&browser, "login", width).await;
+        look("login", width).await;
 
-        log_in(&browser, USER, "not the password").await;
+        log_in(browser, USER, "not the password").await;
         assert_eq!(browser.text("[role=alert]").await, WRONG);
-        look_at(&browser, "login-error", width).await;
+        look("login-error", width).await;
 
-        log_in(&browser, USER, PASSWORD).await;
+        log_in(browser, USER, PASSWORD).await;
         assert_eq!(browser.path().await, "/");
-        look_at(&browser, "dashboard", width).await;
+        look("dashboard", width).await;
 
         browser.goto(&console.url("/no/such/page")).await;
         assert!(browser.text("h1").await.contains("Page not found"));
-        look_at(&browser, "not-found", width).await;
+        look("not-found", width).await;
 
         // A change whose CSRF token is not the session's: refused, and
         // nothing happened (still logged in).
@@ -147,13 +151,33 @@ async fn every_page_fits_a_desktop_and_a_phone_and_is_saved_as_a_screenshot() {
             .await;
         browser.click_and_wait("header.bar form button").await;
         assert_eq!(browser.text("h1").await, "Request refused");
-        look_at(&browser, "refused", width).await;
+        look("refused", width).await;
         browser.goto(&console.url("/")).await;
         assert_eq!(browser.path().await, "/");
 
-        browser.goto(&console.url("/")).await;
         browser.click_and_wait("header.bar form button").await;
         assert_eq!(browser.path().await, "/login");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_fits_a_desktop_and_a_phone_and_is_saved_as_a_screenshot() {
+    let console = Console::start();
+    let browser = Browser::start(console.spki()).await;
+    tour(&browser, &console, "").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_in_the_dark_colour_scheme_fits_and_is_saved_as_a_screenshot() {
+    let console = Console::start();
+    let browser = Browser::start_dark(console.spki()).await;
+    assert_eq!(
+        browser
+            .script("return matchMedia('(prefers-color-scheme: dark)').matches")
+            .await,
+        true
+    );
+    tour(&browser, &console, "-dark").await;
     browser.close().await;
 }

@@ -149,6 +149,16 @@ impl Browser {
     /// self-signed certificate the browser accepts (the console's in the
     /// test): chromium still rejects every other certificate error.
     pub async fn start(trusted_spki: &str) -> Browser {
+        Self::start_with(trusted_spki, false).await
+    }
+
+    /// Like [`Browser::start`], with pages asking for a dark colour scheme
+    /// (`prefers-color-scheme: dark`).
+    pub async fn start_dark(trusted_spki: &str) -> Browser {
+        Self::start_with(trusted_spki, true).await
+    }
+
+    async fn start_with(trusted_spki: &str, dark: bool) -> Browser {
         let profile = tempfile::tempdir().unwrap();
         let driver = Driver::start(profile.path());
         let mut args = vec![
@@ -167,6 +177,9 @@ impl Browser {
             "--force-device-scale-factor=1".to_owned(),
             "--lang=en-US".to_owned(),
         ];
+        if dark {
+            args.push("--force-dark-mode".to_owned());
+        }
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
             // Chromium's sandbox refuses to run as root.
@@ -318,36 +331,43 @@ impl Browser {
         self.set_viewport(width, HEIGHT).await;
     }
 
-    /// Sizes the window so that the viewport is `width` x `height` (the
-    /// window's frame, if any, added), and checks that it is.
+    /// Makes the viewport exactly `width` x `height` through the DevTools
+    /// protocol (`Emulation.setDeviceMetricsOverride`: resizing the window
+    /// is asynchronous and was seen not to take under load), as a phone
+    /// below 500 px (the page's `<meta name="viewport">` then decides its
+    /// layout width, as on a phone), and checks what the page sees.
     async fn set_viewport(&self, width: u32, height: u32) {
-        let mut window = (width, height);
-        for _ in 0..3 {
-            bounded(
-                "resizing the window",
-                self.client().set_window_size(window.0, window.1),
-            )
-            .await
-            .unwrap();
-            let inner = self
-                .script("return [window.innerWidth, window.innerHeight]")
-                .await;
-            let inner = (
-                inner[0].as_u64().unwrap() as u32,
-                inner[1].as_u64().unwrap() as u32,
-            );
-            if inner == (width, height) {
-                return;
-            }
-            window = (
-                window.0 + width.saturating_sub(inner.0),
-                window.1 + height.saturating_sub(inner.1),
-            );
-        }
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({
+                "width": width,
+                "height": height,
+                "deviceScaleFactor": 1,
+                "mobile": width < 500,
+            }),
+        )
+        .await;
         let inner = self
             .script("return [window.innerWidth, window.innerHeight]")
             .await;
-        panic!("chromium's viewport stays at {inner} instead of {width} x {height}");
+        assert_eq!(
+            inner,
+            json!([width, height]),
+            "the page's viewport (is <meta name=viewport> there?)"
+        );
+    }
+
+    /// Sends a DevTools protocol command through chromedriver.
+    async fn cdp(&self, cmd: &'static str, params: Value) -> Value {
+        bounded(
+            cmd,
+            self.client().issue_cmd(Cdp {
+                cmd,
+                params: params.clone(),
+            }),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("{cmd} {params}: {err}"))
     }
 
     /// How far the page is wider than the viewport, in px (0: it fits).
@@ -359,7 +379,7 @@ impl Browser {
     }
 
     /// Saves a PNG of the whole page at `width` px to `dir/NAME-WIDTH.png`
-    /// (the window is made as high as the page, then set back).
+    /// (the viewport is made as high as the page, then set back).
     pub async fn screenshot(&self, dir: &Path, name: &str, width: u32) -> PathBuf {
         self.set_width(width).await;
         let height = self
@@ -387,6 +407,30 @@ impl Browser {
         if let Some(mut child) = self.driver.child.take() {
             kill_group(&mut child);
         }
+    }
+}
+
+/// chromedriver's own command for a DevTools protocol call:
+/// `POST /session/ID/goog/cdp/execute {"cmd", "params"}`.
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        let session = session_id.expect("a command inside the session");
+        base_url.join(&format!("session/{session}/goog/cdp/execute"))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        let body = json!({ "cmd": self.cmd, "params": self.params });
+        (axum::http::Method::POST, Some(body.to_string()))
     }
 }
 
