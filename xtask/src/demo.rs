@@ -1,9 +1,12 @@
 //! `cargo xtask demo`: the rig as a pair (client, two LB nodes on shared
 //! segments with two interconnects, nginx backends), configured by `lb-ctl
-//! cluster init` from a plan, both `lb-ctl run` up until Ctrl-C. It prints
-//! how to watch the status and the VIP and how to cause a failover. `cargo
-//! xtask demo --down` removes whatever a demo left behind (for example
-//! after it was killed).
+//! cluster init` from a plan, both `lb-ctl run` up until Ctrl-C, and the
+//! web console on each node ([`console`]). It prints how to watch the status
+//! and the VIP, how to cause a failover, and each console's address and
+//! login. `cargo xtask demo --down` removes whatever a demo left behind (for
+//! example after it was killed).
+mod console;
+
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -19,6 +22,7 @@ use lb_tests::{
     rig::{self, NODES, Rig, RigOptions, VIP_V4, VIP_V6},
 };
 
+use self::console::Console;
 use crate::{cargo, exec, require_root, root, setup};
 
 const PREFIX: &str = "lbdemo";
@@ -43,12 +47,13 @@ pub fn up() -> Result<()> {
             "a demo is already up (or was killed without cleaning up): run `cargo xtask demo --down` first"
         );
     }
-    println!("[demo] building lb-ctl (with the embedded XDP object)");
+    println!("[demo] building lb-ctl (with the embedded XDP object) and lb-console");
     exec(
-        cargo().args(["build", "--package", "lb-ctl"]),
+        cargo().args(["build", "--package", "lb-ctl", "--package", "lb-console"]),
         "cargo build",
     )?;
     let lb_ctl = root().join("target/debug/lb-ctl");
+    let lb_console = root().join("target/debug/lb-console");
 
     println!("[demo] creating namespaces, starting nginx and UDP responders");
     let mut rig = Rig::build(&RigOptions {
@@ -131,7 +136,40 @@ pub fn up() -> Result<()> {
         String::from_utf8_lossy(&udp.stdout).trim()
     );
 
+    // The consoles: one administrator password for both, drawn here.
+    let password = console::draw_password()?;
+    let mut consoles = Vec::with_capacity(2);
+    for (node, name) in [lb1, lb2].into_iter().zip(NODES) {
+        println!(
+            "[demo] starting lb-console in {} on {}:{}",
+            node.ns.name(),
+            node.ext_v4,
+            console::PORT
+        );
+        let console = Console::start(
+            name,
+            &node.ns,
+            &lb_console,
+            &run_dir.join(name),
+            node.ext_v4,
+            &password,
+        )
+        .with_context(|| format!("starting the console of {name}"))?;
+        console::check_from(&rig.client, &console)?;
+        println!(
+            "  curl {}login -> the login page (from {})",
+            console.url(),
+            rig.client.name()
+        );
+        consoles.push(console);
+    }
+
     println!("\n{}", instructions(&rig, &daemons, namespaces));
+    println!("\n{}", console_instructions(&rig, &consoles, &password));
+    println!(
+        "\nPress Ctrl-C to stop (everything is removed).\n\
+         From another shell, `cargo xtask demo --down` removes a demo that was killed."
+    );
 
     let (tx, rx) = mpsc::channel();
     ctrlc::set_handler(move || {
@@ -146,8 +184,17 @@ pub fn up() -> Result<()> {
         if let Err(error) = restart_dead(&mut daemons, namespaces) {
             break Err(error);
         }
+        if let Err(error) = restart_dead_consoles(&mut consoles, namespaces) {
+            break Err(error);
+        }
     };
     println!("\n[demo] stopping");
+    for console in &mut consoles {
+        if let Err(error) = console.terminate() {
+            eprintln!("[demo] stopping lb-console: {error:#}");
+        }
+    }
+    drop(consoles);
     for daemon in &mut daemons {
         if let Err(error) = daemon.terminate() {
             eprintln!("[demo] stopping lb-ctl: {error:#}");
@@ -174,6 +221,54 @@ fn restart_dead(daemons: &mut [DaemonProcess], namespaces: [&Netns; 2]) -> Resul
         }
     }
     Ok(())
+}
+
+/// Starts again each console that has exited, and says so.
+fn restart_dead_consoles(consoles: &mut [Console], namespaces: [&Netns; 2]) -> Result<()> {
+    for (console, ns) in consoles.iter_mut().zip(namespaces) {
+        if let Some(status) = console.try_wait()? {
+            println!(
+                "[demo] lb-console of {} exited ({status}); starting it again",
+                console.node
+            );
+            console
+                .restart(ns)
+                .with_context(|| format!("starting lb-console of {} again", console.node))?;
+        }
+    }
+    Ok(())
+}
+
+/// Where the consoles are, the login, and how to reach them from this host.
+fn console_instructions(rig: &Rig, consoles: &[Console], password: &str) -> String {
+    let client = rig.client.name();
+    let mut text = format!(
+        "The web consoles (HTTPS, each with a self-signed certificate made at start; log: \
+         {RUN_DIR}/NODE/console.log, audit trail: console-audit.jsonl there):\n"
+    );
+    for console in consoles {
+        text.push_str(&format!(
+            "  {}  {:<26} certificate SHA-256 {}\n",
+            console.node,
+            console.url(),
+            console.fingerprint
+        ));
+    }
+    let first = &consoles[0];
+    text.push_str(&format!(
+        "  login: user {user}, password {password}\n\n\
+         They listen on the nodes' client-side addresses, inside the demo's namespaces; from this host:\n\
+         \x20 ip netns exec {client} curl -sk {url}login\n\
+         For a browser on this host, forward a loopback port to {node}'s console (Ctrl-C ends it),\n\
+         then open https://localhost:{port}/ and accept the certificate whose fingerprint is above:\n\
+         \x20 socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork EXEC:'ip netns exec {client} socat STDIO TCP:{addr}:{port}'",
+        user = console::USER,
+        url = first.url(),
+        node = first.node,
+        addr = first.addr,
+        port = console::PORT,
+    ));
+    text
 }
 
 /// What to try, every command as it is typed.
@@ -222,9 +317,7 @@ fn instructions(rig: &Rig, daemons: &[DaemonProcess], namespaces: [&Netns; 2]) -
          \x20 {c2} backend list tcp/{VIP_V4}:80\n\
          \x20 {c1} alerts\n\
          \x20 # on the active node: push the settings to the standby now (after a missed push)\n\
-         \x20 {c1} sync\n\
-         \nPress Ctrl-C to stop (everything is removed).\n\
-         From another shell, `cargo xtask demo --down` removes a demo that was killed.",
+         \x20 {c1} sync",
         describe = rig.describe(),
     )
 }

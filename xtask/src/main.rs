@@ -26,8 +26,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what the project needs (Debian packages, the pinned eBPF
-    /// toolchain, bpf-linker) and check that their LLVM versions agree.
+    /// Install what the project needs (Debian packages, chromium and
+    /// chromium-driver for the console's browser tests, the pinned eBPF
+    /// toolchain, bpf-linker) and check that their versions agree.
     /// Idempotent: a second run installs nothing.
     Setup,
     /// Build the XDP object on its own (target/bpfel-unknown-none/...).
@@ -36,7 +37,7 @@ enum Task {
         release: bool,
     },
     /// The whole suite: setup if needed, fmt, clippy, unit tests, packet
-    /// fixtures, netns rig tests.
+    /// fixtures, netns rig tests, the console's browser tests.
     Test {
         /// Passed to `cargo test` after `--` (e.g. a test name filter).
         #[arg(trailing_var_arg = true)]

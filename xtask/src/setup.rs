@@ -32,6 +32,13 @@ const PACKAGES: &[&str] = &[
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
+/// The browser of the console's browser tests (lb-console/tests/browser.rs):
+/// Debian's chromium, run headless, and its WebDriver server.
+const BROWSER_PACKAGES: &[&str] = &["chromium", "chromium-driver"];
+/// What the browser tests start (lb-console/tests/support/browser.rs).
+const CHROMIUM: &str = "/usr/lib/chromium/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
 fn packages() -> Vec<String> {
     ["llvm-{}-dev", "libpolly-{}-dev", "clang-{}"]
         .iter()
@@ -59,6 +66,12 @@ const STEPS: &[Step] = &[
         missing: missing_packages,
         install: install_packages,
         hint: "check that `apt-get update` works and that the package names exist (`apt-cache policy clang-22`)",
+    },
+    Step {
+        name: "chromium and chromium-driver of one version (the console's browser tests)",
+        missing: missing_browser,
+        install: install_browser,
+        hint: "check that `apt-cache policy chromium chromium-driver` shows one candidate version for both",
     },
     Step {
         name: "eBPF toolchain (lb-ebpf/rust-toolchain.toml) with rust-src and clippy",
@@ -143,7 +156,12 @@ fn missing_package_names() -> Vec<String> {
 }
 
 fn install_packages() -> Result<()> {
-    let missing = missing_package_names();
+    apt_install(&missing_package_names())
+}
+
+/// `apt-get update`, then `apt-get install` of `packages` (installs them,
+/// or upgrades them to the candidate version).
+fn apt_install(packages: &[String]) -> Result<()> {
     exec(
         Command::new("apt-get")
             .args(["-q", "update"])
@@ -153,10 +171,65 @@ fn install_packages() -> Result<()> {
     exec(
         Command::new("apt-get")
             .args(["-q", "install", "-y", "--no-install-recommends"])
-            .args(&missing)
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
         "apt-get install",
     )
+}
+
+/// The browser packages, or chromium and chromedriver of different
+/// versions (chromedriver refuses a browser of another major version).
+fn missing_browser() -> Result<Option<String>> {
+    let missing: Vec<&str> = BROWSER_PACKAGES
+        .iter()
+        .copied()
+        .filter(|pkg| !package_installed(pkg))
+        .collect();
+    if !missing.is_empty() {
+        return Ok(Some(missing.join(" ")));
+    }
+    let version = |program: &str| {
+        Command::new(program)
+            .arg("--version")
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    Ok(browser_mismatch(&version(CHROMIUM), &version(CHROMEDRIVER)))
+}
+
+/// What is wrong with the browser, from `chromium --version` ("Chromium
+/// 156.0.8078.108 ...") and `chromedriver --version` ("ChromeDriver
+/// 156.0.8078.108 (...)"), or `None` when both name the same version.
+fn browser_mismatch(chromium: &str, chromedriver: &str) -> Option<String> {
+    let version = |text: &str, name: &str| {
+        text.strip_prefix(name)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+    };
+    match (
+        version(chromium, "Chromium "),
+        version(chromedriver, "ChromeDriver "),
+    ) {
+        (Some(browser), Some(driver)) if browser == driver => None,
+        (Some(browser), Some(driver)) => Some(format!(
+            "chromium and chromium-driver of one version (chromium {browser}, chromedriver {driver})"
+        )),
+        (None, _) => Some(format!(
+            "a working chromium ({CHROMIUM} --version said {:?})",
+            chromium.trim()
+        )),
+        (_, None) => Some(format!(
+            "a working chromium-driver ({CHROMEDRIVER} --version said {:?})",
+            chromedriver.trim()
+        )),
+    }
+}
+
+fn install_browser() -> Result<()> {
+    let packages: Vec<String> = BROWSER_PACKAGES.iter().map(|p| p.to_string()).collect();
+    apt_install(&packages)
 }
 
 /// The pinned toolchain, or what it lacks. Never touches the user's own
@@ -261,4 +334,32 @@ fn install_bpf_linker() -> Result<()> {
             .env("PATH", path),
         "cargo install bpf-linker",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::browser_mismatch;
+
+    #[test]
+    fn chromium_and_its_driver_must_be_of_one_version() {
+        let chromium = "Chromium 156.0.8078.108 \n";
+        let driver = "ChromeDriver 156.0.8078.108 (730482a940ce25ae7cf051320d8340e793acf8b9-refs/branch-heads/8078@{#2244})\n";
+        assert_eq!(browser_mismatch(chromium, driver), None);
+        assert_eq!(
+            browser_mismatch("Chromium 157.0.1.2 \n", driver).as_deref(),
+            Some(
+                "chromium and chromium-driver of one version (chromium 157.0.1.2, chromedriver 156.0.8078.108)"
+            )
+        );
+        assert!(
+            browser_mismatch("", driver)
+                .unwrap()
+                .starts_with("a working chromium (")
+        );
+        assert!(
+            browser_mismatch(chromium, "bash: chromedriver: not found")
+                .unwrap()
+                .starts_with("a working chromium-driver (")
+        );
+    }
 }

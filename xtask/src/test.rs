@@ -30,7 +30,9 @@ pub fn run_all(args: &[String]) -> Result<()> {
         ebpf_build::cargo(&crate::root(), &channel, "clippy").args(["--", "-D", "warnings"]),
         "cargo clippy on lb-ebpf",
     )?;
-    println!("[test] cargo test (unit tests, packet fixtures, netns rigs)");
+    println!(
+        "[test] cargo test (unit tests, packet fixtures, netns rigs, the console in chromium)"
+    );
     let totals = cargo_test(args)?;
     println!(
         "xtask test: {} passed, {} failed, {} skipped",

@@ -1,0 +1,183 @@
+//! The console in a real browser: Debian's chromium, headless, against the
+//! real `lb-console` binary on 127.0.0.1 (see `support/`). These need
+//! chromium and chromium-driver (`cargo xtask setup` installs them) and
+//! fail, not skip, without them.
+//!
+//! Every page (login, login with its error, dashboard, not found, a refused
+//! change) is also saved as a screenshot at 1280 and 390 px wide under
+//! `target/screenshots/` (`PAGE-WIDTH.png`, and `PAGE-dark-WIDTH.png` in the
+//! dark colour scheme), to be looked at.
+
+mod support;
+
+use support::browser::{Browser, DESKTOP, PHONE, screenshot_dir};
+use support::console::{Console, PASSWORD, USER};
+
+const LOGIN_TITLE: &str = "Log in · lb console";
+const WRONG: &str = "Wrong user name or password.";
+
+/// Fills the login form and submits it.
+async fn log_in(browser: &Browser, user: &str, password: &str) {
+    browser.fill("#user", user).await;
+    browser.fill("#password", password).await;
+    browser
+        .click_and_wait("form.stack button[type=submit]")
+        .await;
+}
+
+async fn field_value(browser: &Browser, css: &str) -> String {
+    browser
+        .find(css)
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_logs_in_sees_the_dashboard_and_logs_out() {
+    let console = Console::start();
+    let browser = Browser::start(console.spki()).await;
+
+    // Without a session the dashboard sends the browser to the login page.
+    browser.goto(&console.url("/")).await;
+    assert_eq!(browser.path().await, "/login");
+    assert_eq!(browser.title().await, LOGIN_TITLE);
+
+    // A wrong password: the error, still the login page, the user name
+    // kept and the password not.
+    log_in(&browser, USER, "not the password").await;
+    assert_eq!(browser.path().await, "/login");
+    assert_eq!(browser.title().await, LOGIN_TITLE);
+    assert_eq!(browser.text("[role=alert]").await, WRONG);
+    assert_eq!(field_value(&browser, "#user").await, USER);
+    assert_eq!(field_value(&browser, "#password").await, "");
+    browser.goto(&console.url("/")).await;
+    assert_eq!(
+        browser.path().await,
+        "/login",
+        "a wrong password opened a session"
+    );
+
+    // The right one: the dashboard of this host.
+    log_in(&browser, USER, PASSWORD).await;
+    assert_eq!(browser.path().await, "/");
+    let title = browser.title().await;
+    assert!(title.starts_with("Dashboard · "), "{title}");
+    let host = lb_console::hostname();
+    assert!(browser.text("#node + dl").await.contains(&host));
+    assert!(browser.text("header.bar").await.contains(USER));
+    assert_eq!(browser.count("[role=alert]").await, 0);
+    // The session cookie is HttpOnly: the page's scripts do not see it.
+    assert_eq!(browser.script("return document.cookie").await, "");
+    // It lasts: the dashboard opens again.
+    browser.goto(&console.url("/")).await;
+    assert_eq!(browser.path().await, "/");
+
+    // Logging out ends the session: the dashboard sends to the login again.
+    browser.click_and_wait("header.bar form button").await;
+    assert_eq!(browser.path().await, "/login");
+    assert_eq!(browser.title().await, LOGIN_TITLE);
+    browser.goto(&console.url("/")).await;
+    assert_eq!(browser.path().await, "/login");
+
+    let trail = console.audit();
+    for (action, outcome) in [
+        ("login", "refused: wrong user name or password"),
+        ("login", "ok"),
+        ("logout", "ok"),
+    ] {
+        assert!(
+            trail.contains(&format!(
+                r#""action":"{action}","detail":"","outcome":"{outcome}""#
+            )),
+            "{action} {outcome} missing from the audit trail:\n{trail}\nlog:\n{}",
+            console.log()
+        );
+    }
+    browser.close().await;
+}
+
+/// Checks that the page fits `width` (nothing wider than the viewport) and
+/// saves its screenshot.
+async fn look_at(browser: &Browser, page: &str, width: u32) {
+    let path = browser.screenshot(&screenshot_dir(), page, width).await;
+    let overflow = browser.overflow_x().await;
+    let wide = browser
+        .script(
+            "return [...document.querySelectorAll('body *')]\
+             .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)\
+             .map(e => e.tagName.toLowerCase() + (e.className ? '.' + e.className : ''))",
+        )
+        .await;
+    assert_eq!(
+        overflow,
+        0,
+        "{page} is {overflow} px wider than {width} px (see {}); too wide: {wide}",
+        path.display()
+    );
+}
+
+/// Opens every page at both widths, checks that each fits and saves its
+/// screenshot as `PAGE{suffix}-WIDTH.png`.
+async fn tour(browser: &Browser, console: &Console, suffix: &str) {
+    let look = |page: &str, width| {
+        let name = format!("{page}{suffix}");
+        async move { look_at(browser, &name, width).await }
+    };
+    for width in [DESKTOP, PHONE] {
+        browser.set_width(width).await;
+        browser.goto(&console.url("/login")).await;
+        look("login", width).await;
+
+        log_in(browser, USER, "not the password").await;
+        assert_eq!(browser.text("[role=alert]").await, WRONG);
+        look("login-error", width).await;
+
+        log_in(browser, USER, PASSWORD).await;
+        assert_eq!(browser.path().await, "/");
+        look("dashboard", width).await;
+
+        browser.goto(&console.url("/no/such/page")).await;
+        assert!(browser.text("h1").await.contains("Page not found"));
+        look("not-found", width).await;
+
+        // A change whose CSRF token is not the session's: refused, and
+        // nothing happened (still logged in).
+        browser.goto(&console.url("/")).await;
+        browser
+            .script("document.querySelector('input[name=csrf]').value = 'forged'; return null")
+            .await;
+        browser.click_and_wait("header.bar form button").await;
+        assert_eq!(browser.text("h1").await, "Request refused");
+        look("refused", width).await;
+        browser.goto(&console.url("/")).await;
+        assert_eq!(browser.path().await, "/");
+
+        browser.click_and_wait("header.bar form button").await;
+        assert_eq!(browser.path().await, "/login");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_fits_a_desktop_and_a_phone_and_is_saved_as_a_screenshot() {
+    let console = Console::start();
+    let browser = Browser::start(console.spki()).await;
+    tour(&browser, &console, "").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_in_the_dark_colour_scheme_fits_and_is_saved_as_a_screenshot() {
+    let console = Console::start();
+    let browser = Browser::start_dark(console.spki()).await;
+    assert_eq!(
+        browser
+            .script("return matchMedia('(prefers-color-scheme: dark)').matches")
+            .await,
+        true
+    );
+    tour(&browser, &console, "-dark").await;
+    browser.close().await;
+}

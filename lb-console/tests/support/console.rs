@@ -1,0 +1,152 @@
+//! The real `lb-console` binary on 127.0.0.1 for a browser: a self-signed
+//! certificate of its own (the browser trusts exactly its key), credentials
+//! written by `lb-console set-password`, an audit trail, all in a temporary
+//! directory. Killed on drop.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+
+/// The administrator in these tests.
+pub const USER: &str = "admin";
+pub const PASSWORD: &str = "a long enough secret";
+
+/// How long the binary gets to write a credentials file or to listen.
+const START: Duration = Duration::from_secs(10);
+
+pub struct Console {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+    spki: String,
+    dir: tempfile::TempDir,
+}
+
+impl Console {
+    pub fn start() -> Console {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "lb console browser test");
+        let cert = params.self_signed(&key).unwrap();
+        let cert_path = dir.path().join("cert.pem");
+        let key_path = dir.path().join("key.pem");
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let spki = spki_sha256_base64(&key.public_key_der());
+
+        let credentials = dir.path().join("console.toml");
+        let mut set = Command::new(env!("CARGO_BIN_EXE_lb-console"))
+            .args(["set-password", "--credentials"])
+            .arg(&credentials)
+            .args(["--user", USER])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(set.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+        let out = set.wait_with_output().unwrap();
+        assert!(out.status.success(), "lb-console set-password: {out:?}");
+
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lb-console"))
+            .args(["--listen", "127.0.0.1:0", "--cert"])
+            .arg(&cert_path)
+            .arg("--key")
+            .arg(&key_path)
+            .arg("--credentials")
+            .arg(&credentials)
+            .arg("--audit")
+            .arg(dir.path().join("audit.jsonl"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, lines) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                {
+                    let mut log = sink.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+                let _ = tx.send(line);
+            }
+        });
+        let addr = loop {
+            match lines.recv_timeout(START) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening on https://").nth(1) {
+                        break rest.split('/').next().unwrap().parse().unwrap();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "lb-console did not listen within {} s:\n{}",
+                        START.as_secs(),
+                        log.lock().unwrap()
+                    );
+                }
+            }
+        };
+        Console {
+            child,
+            addr,
+            log,
+            spki,
+            dir,
+        }
+    }
+
+    /// `https://127.0.0.1:PORT` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.addr)
+    }
+
+    /// The base64 SHA-256 of the certificate's public key (what chromium's
+    /// `--ignore-certificate-errors-spki-list` takes).
+    pub fn spki(&self) -> &str {
+        &self.spki
+    }
+
+    /// The audit trail as written so far.
+    pub fn audit(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("audit.jsonl")).unwrap_or_default()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spki_sha256_base64(spki_der: &[u8]) -> String {
+    let hex = lb_console::sha256_fingerprint(spki_der);
+    let bytes: Vec<u8> = hex
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
