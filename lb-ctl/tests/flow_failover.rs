@@ -33,9 +33,10 @@ fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lb-ctl"))
 }
 
-/// Concurrent downloads and idle keep-alive connections.
-const DOWNLOADS: usize = 16;
-const IDLE: usize = 8;
+/// Concurrent downloads and idle keep-alive connections (the 50
+/// and 50).
+const DOWNLOADS: usize = 50;
+const IDLE: usize = 50;
 /// Each download's size: about 30 s each at the rate the backends send
 /// `/paced/` files (200 kB/s), long enough for both takeovers to happen
 /// in the middle, with packets on the wire all along. (A client-side rate
@@ -180,12 +181,30 @@ impl Pair {
     /// `before` (the connections go on through it), and checks each node's
     /// side of the stream.
     fn traffic_through_lb2(&self, before: u64, enough: u64) -> Result<()> {
+        self.wait_traffic_through_lb2(before, enough)?;
+        ensure!(replication(&self.lb2)["stream"] == "sending");
+        ensure!(replication(&self.lb1)["stream"] == "receiving");
+        Ok(())
+    }
+
+    /// Waits until lb2 forwarded more than `enough` packets since
+    /// `before`.
+    fn wait_traffic_through_lb2(&self, before: u64, enough: u64) -> Result<()> {
         wait_for("traffic through lb2", Duration::from_secs(25), || {
             service_packets(&self.lb2) > before + enough
         })
         .with_context(|| self.describe())?;
-        ensure!(replication(&self.lb2)["stream"] == "sending");
-        ensure!(replication(&self.lb1)["stream"] == "receiving");
+        Ok(())
+    }
+
+    /// Waits until lb2 is active after a fault of lb1 (`what`).
+    fn lb2_took_over(&self, what: &str) -> Result<()> {
+        wait_for(
+            &format!("lb2 active after {what}"),
+            Duration::from_secs(5),
+            || self.lb2.cluster_role().as_deref() == Some("active"),
+        )
+        .with_context(|| self.describe())?;
         Ok(())
     }
 }
@@ -403,10 +422,34 @@ fn fail_if_broken(broken: &[String], total: usize, resets: Option<&Resets>) -> R
     Ok(())
 }
 
+/// What ends lb1's service in a scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// `lb-ctl failover` (traffic through lb2, lb1 caught up with lb2's
+    /// flows), then `kill -9` of lb2: lb1 takes the flows back.
+    FailoverThenKill,
+    /// Every link of lb1 down at once (client, backends, interconnects):
+    /// lb2 finds the peer lost.
+    NodeLoss,
+    /// lb1's client link loses its carrier (the switch's port to it
+    /// down): its link monitor fails and lb2 takes the group.
+    CarrierLoss,
+}
+
 #[test]
 fn nat_downloads_and_idle_connections_survive_failover_and_kill_with_a_backend_added() -> Result<()>
 {
-    downloads_and_idle_connections_survive("nat")
+    downloads_and_idle_connections_survive("nat", Fault::FailoverThenKill)
+}
+
+#[test]
+fn nat_downloads_and_idle_connections_survive_node_loss_with_a_backend_added() -> Result<()> {
+    downloads_and_idle_connections_survive("nat", Fault::NodeLoss)
+}
+
+#[test]
+fn nat_downloads_and_idle_connections_survive_carrier_loss_with_a_backend_added() -> Result<()> {
+    downloads_and_idle_connections_survive("nat", Fault::CarrierLoss)
 }
 
 /// DSR: the backends answer the client themselves (the VIP on their
@@ -415,10 +458,20 @@ fn nat_downloads_and_idle_connections_survive_failover_and_kill_with_a_backend_a
 #[test]
 fn dsr_downloads_and_idle_connections_survive_failover_and_kill_with_a_backend_added() -> Result<()>
 {
-    downloads_and_idle_connections_survive("dsr")
+    downloads_and_idle_connections_survive("dsr", Fault::FailoverThenKill)
 }
 
-fn downloads_and_idle_connections_survive(mode: &str) -> Result<()> {
+#[test]
+fn dsr_downloads_and_idle_connections_survive_node_loss_with_a_backend_added() -> Result<()> {
+    downloads_and_idle_connections_survive("dsr", Fault::NodeLoss)
+}
+
+#[test]
+fn dsr_downloads_and_idle_connections_survive_carrier_loss_with_a_backend_added() -> Result<()> {
+    downloads_and_idle_connections_survive("dsr", Fault::CarrierLoss)
+}
+
+fn downloads_and_idle_connections_survive(mode: &str, fault: Fault) -> Result<()> {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut pair = Pair::start(
         |rig| {
@@ -446,35 +499,52 @@ fn downloads_and_idle_connections_survive(mode: &str) -> Result<()> {
     pair.add_backend(&format!("tcp/{VIP_V4}:80"), 80)?;
     std::thread::sleep(Duration::from_millis(500));
 
-    // Failover on request: lb2 takes the flows over.
-    let started = Instant::now();
-    pair.failover()?;
     // The connections go on through lb2 (with its Maglev table, a third
     // of them would go to the new backend, which resets them). DSR: the
     // client's acknowledgements only (fewer: the data is coalesced).
+    let started = Instant::now();
     let before = service_packets(&pair.lb2);
     let enough = if mode == "dsr" { 200 } else { 1000 };
-    pair.traffic_through_lb2(before, enough)?;
-    // lb1, standby now, gets lb2's flows (a bulk copy), then lb2 dies.
-    wait_for("lb1 caught up with lb2", Duration::from_secs(10), || {
-        pair.lb1.replication_caught_up()
-    })?;
-    std::thread::sleep(Duration::from_millis(500));
-    pair.lb2.kill9();
-    wait_for("lb1 active again", Duration::from_secs(5), || {
-        pair.lb1.cluster_role().as_deref() == Some("active")
-    })?;
-    eprintln!(
-        "failover and kill -9 done {:?} after the failover request",
-        started.elapsed()
-    );
+    let lb1 = &pair.rig.nodes[0];
+    match fault {
+        Fault::FailoverThenKill => {
+            pair.failover()?;
+            pair.traffic_through_lb2(before, enough)?;
+            // lb1, standby now, gets lb2's flows (a bulk copy), then lb2
+            // dies.
+            wait_for("lb1 caught up with lb2", Duration::from_secs(10), || {
+                pair.lb1.replication_caught_up()
+            })?;
+            std::thread::sleep(Duration::from_millis(500));
+            pair.lb2.kill9();
+            wait_for("lb1 active again", Duration::from_secs(5), || {
+                pair.lb1.cluster_role().as_deref() == Some("active")
+            })?;
+        }
+        Fault::NodeLoss => {
+            for iface in lb1.ifaces() {
+                lb1.ns.ip(["link", "set", iface, "down"])?;
+            }
+            pair.lb2_took_over("lb1's node loss")?;
+            pair.wait_traffic_through_lb2(before, enough)?;
+        }
+        Fault::CarrierLoss => {
+            pair.rig
+                .switch
+                .ip(["link", "set", &lb1.ext_port(), "down"])?;
+            pair.lb2_took_over("lb1's carrier loss")?;
+            pair.traffic_through_lb2(before, enough)?;
+        }
+    }
+    eprintln!("{fault:?} done in {:?}", started.elapsed());
 
     // Every download complete, byte for byte; every idle connection alive.
     let mut broken = idle.ask_again()?;
     broken.extend(downloads.broken()?);
     eprintln!(
-        "lb1's replication after the takeover: {}",
-        replication(&pair.lb1)
+        "lb1's replication at the end: {}\nlb2's: {}",
+        replication(&pair.lb1),
+        replication(&pair.lb2)
     );
     fail_if_broken(&broken, DOWNLOADS + IDLE, Some(&resets))
 }

@@ -218,6 +218,10 @@ pub struct Membership {
     peer_seq: u64,
     /// When the peer was heard again after it was lost (or first heard).
     peer_back: Option<Instant>,
+    /// Until when this node's silence from the peer proves nothing: its
+    /// own loop was stalled, and the peer's heartbeats may still wait in
+    /// the sockets ([`Membership::observe_own_stall`]).
+    deaf_until: Option<Instant>,
 }
 
 impl Membership {
@@ -244,6 +248,7 @@ impl Membership {
             rejoined: None,
             peer_seq: 0,
             peer_back: None,
+            deaf_until: None,
         }
     }
 
@@ -253,6 +258,16 @@ impl Membership {
 
     pub fn params(&self) -> &Params {
         &self.p
+    }
+
+    /// This node's own loop was stalled (it did not pass for longer than a
+    /// heartbeat interval): what the peer sent meanwhile may still wait
+    /// unread, so for one interval from now a silent peer is not taken for
+    /// lost. A peer that really died is found lost one interval later; a
+    /// busy node does not take the group from a live peer (seen on a loaded
+    /// 2-core machine: a stall past the dead time, then both active).
+    pub fn observe_own_stall(&mut self, now: Instant) {
+        self.deaf_until = Some(now + self.p.interval);
     }
 
     /// How long ago each interconnect last carried a heartbeat (None:
@@ -500,6 +515,7 @@ impl Membership {
                 }
                 decision => decision,
             },
+            None if self.deaf_until.is_some_and(|until| now < until) => Decision::Stay,
             None => self.decide_alone(now),
         }
     }

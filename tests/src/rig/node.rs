@@ -97,7 +97,7 @@ impl LbNode {
 
     /// The switch's port for the node's client-side link in a pair (on the
     /// clients' bridge) ...
-    pub(super) fn ext_port(&self) -> String {
+    pub fn ext_port(&self) -> String {
         format!("p-{}x", self.name)
     }
 

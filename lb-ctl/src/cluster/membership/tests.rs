@@ -535,3 +535,46 @@ fn heartbeats_held_back_by_a_link_do_not_make_a_standby_take_over() {
     m.observe_heartbeat(fresh, 0, 140, view(Role::Active));
     assert_eq!(m.decide(fresh + INTERVAL), Decision::Stay);
 }
+
+#[test]
+fn a_standby_whose_own_loop_stalled_listens_for_an_interval_before_taking_over() {
+    let t0 = Instant::now();
+    let view = |role| healthy_peer(role, false);
+    let standby = || {
+        let mut m = Membership::new(params(1, false), Role::Standby, t0);
+        m.observe_heartbeat(t0, 0, 1, view(Role::Active));
+        m
+    };
+    // The loop passes again 300 ms later (past the dead time): the peer's
+    // heartbeats of that time may still wait in the sockets.
+    let woke = t0 + Duration::from_millis(300);
+
+    // Without knowing it stalled, the node takes the group at once.
+    let mut unaware = standby();
+    unaware.tick(woke);
+    assert_eq!(
+        unaware.decide(woke),
+        Decision::Become(Role::Active, Reason::PeerLost)
+    );
+
+    // Knowing, it waits an interval; the waiting heartbeats are read
+    // meanwhile: the peer is alive, nothing changes.
+    let mut alive = standby();
+    alive.observe_own_stall(woke);
+    alive.tick(woke);
+    assert_eq!(alive.decide(woke), Decision::Stay);
+    let read = woke + STEP;
+    alive.observe_heartbeat(read, 0, 2, view(Role::Active));
+    alive.tick(woke + INTERVAL);
+    assert_eq!(alive.decide(woke + INTERVAL), Decision::Stay);
+
+    // A peer that really died is found lost one interval later.
+    let mut dead = standby();
+    dead.observe_own_stall(woke);
+    assert_eq!(dead.decide(woke + INTERVAL - STEP), Decision::Stay);
+    dead.tick(woke + INTERVAL);
+    assert_eq!(
+        dead.decide(woke + INTERVAL),
+        Decision::Become(Role::Active, Reason::PeerLost)
+    );
+}

@@ -239,8 +239,10 @@ pub async fn run(
         previous = now;
         if gap >= 2 * interval {
             // The loop wakes every quarter interval: this long a gap is a
-            // stall (the CPU, or an await in the loop), and the peer saw
-            // no heartbeat from here meanwhile.
+            // stall (the CPU, or an await in the loop). The peer saw no
+            // heartbeat from here meanwhile, and what it sent may not have
+            // been read yet.
+            membership.observe_own_stall(now);
             tracing::warn!(
                 gap_ms = gap.as_millis() as u64,
                 interval_ms = interval.as_millis() as u64,
