@@ -546,15 +546,24 @@ fn garbage_replayed_or_unauthenticated_replication_messages_change_nothing() -> 
         })?;
     }
 
-    // 4. The cluster's own certificate, well-formed messages: an applied
-    // sequence number of this epoch replayed, and one ahead of the stream
-    // (which lb2 would hold, then apply in place of the real one), on
-    // another connection than the stream's; the previous epoch, an epoch
-    // never used. The connection stays open (they are not garbage).
+    // 4. The cluster's own certificate, well-formed messages: on another
+    // connection than the stream's, an applied sequence number of this
+    // epoch replayed, the next one (which lb2 would apply at once, and take
+    // the real one for a duplicate) and one ahead of the stream (which it
+    // would hold, then apply in place of the real one); the previous epoch,
+    // an epoch never used. The connection stays open (they are not
+    // garbage). lb2 applied every message of its one epoch: the next is
+    // their count.
+    let next = number(&settled(&pair)?.lb2, "messages")?;
     let replays = [
         (
             "a replayed sequence number",
             records(epoch, 0, bogus),
+            "foreign",
+        ),
+        (
+            "the next sequence number",
+            records(epoch, next, bogus),
             "foreign",
         ),
         (
