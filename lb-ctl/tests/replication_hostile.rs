@@ -181,12 +181,18 @@ struct Seen {
 
 /// Both sides of the stream settled: lb1 sending, connected, caught up,
 /// nothing unacknowledged; lb2 receiving, connected, caught up, in lb1's
-/// epoch. Then lb2's table and both statuses.
+/// epoch. Then lb2's table and both statuses. lb1 is read before and after
+/// lb2, and must have sent nothing in between (its periodic refresh): lb2
+/// has then applied everything lb1 counts as sent, and nothing more.
 fn settled(pair: &FlowPair) -> Result<Seen> {
     let mut last = (serde_json::Value::Null, serde_json::Value::Null);
     wait_for("the stream settled", Duration::from_secs(10), || {
-        let (lb1, lb2) = (replication(&pair.lb1), replication(&pair.lb2));
+        let earlier = replication(&pair.lb1);
+        let lb2 = replication(&pair.lb2);
+        let lb1 = replication(&pair.lb1);
         let ok = lb1["stream"] == "sending"
+            && lb1["messages"] == earlier["messages"]
+            && earlier["lag_messages"] == 0
             && lb1["connected"] == true
             && lb1["caught_up"] == true
             && lb1["lag_messages"] == 0
@@ -622,7 +628,17 @@ fn garbage_replayed_or_unauthenticated_replication_messages_change_nothing() -> 
         })?;
     }
 
-    // 5. The real stream still works: new connections reach lb2's table.
+    // 5. The real stream still works. The connections still answer, from
+    // the same backend (through lb1).
+    for (i, connection) in connections.iter_mut().enumerate() {
+        let again = get(&mut connection.stream).with_context(|| format!("connection {i}"))?;
+        ensure!(
+            again == connection.first,
+            "connection {i}: answered by {}, then by {again}",
+            connection.first
+        );
+    }
+    // New connections reach lb2's table.
     let seen = settled(&pair)?;
     let flows = number(&seen.lb2, "flows")?;
     for _ in 0..AFTER {
