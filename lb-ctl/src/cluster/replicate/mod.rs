@@ -19,6 +19,12 @@
 //!   loop (`Event::ReplicatedFlows`: translated to this node's ids, written
 //!   into its flow and reply tables) before they are acknowledged.
 //!
+//! The stream runs on one connection: the active takes feedback only on
+//! the connection it sends on (`is_stream`), the standby an epoch's data
+//! only on the connection the epoch began on (`takes_data`); what comes
+//! on another (a replay, a message slipped in ahead of the stream) changes
+//! nothing.
+//!
 //! The cluster's role requests pass through this task on their way to the
 //! daemon's loop: a request is taken only once every message read before it
 //! is applied (the select is biased to the peer's messages, and each batch
