@@ -5,7 +5,8 @@
 //! The pair rig with a NAT service; keep-alive connections through the VIP,
 //! whose flows the standby (lb2) holds. Then, from lb1's namespace (the
 //! interconnect), connections to lb2's `replication_port`:
-//! - plain TCP carrying a framed message (no TLS): refused;
+//! - plain TCP carrying a framed message (no TLS), and one that says
+//!   nothing: refused;
 //! - TLS without a client certificate, and with one of another CA:
 //!   refused (each then sends a well-formed message of a newer epoch, which
 //!   would be applied if the connection were taken);
@@ -488,7 +489,8 @@ fn garbage_replayed_or_unauthenticated_replication_messages_change_nothing() -> 
     let stranger = stranger(&pair)?;
     let no_cert = no_client_certificate(&rig.dir().join("lb1/tls/ca.pem"))?;
 
-    // 1. Plain TCP: a framed message without TLS.
+    // 1. Plain TCP: a framed message without TLS; a connection that says
+    // nothing (closed when the handshake's time is up, 5 s).
     attack(
         &pair,
         "plain TCP",
@@ -498,6 +500,18 @@ fn garbage_replayed_or_unauthenticated_replication_messages_change_nothing() -> 
             from_ns(lb1_ns, move || async move {
                 let mut tcp = tokio::net::TcpStream::connect(standby).await?;
                 send_then_closed(&mut tcp, &framed(newer), "plain TCP").await
+            })
+        },
+    )?;
+    attack(
+        &pair,
+        "a silent connection",
+        "lb2",
+        &[("refused_connections", 1)],
+        || {
+            from_ns(lb1_ns, move || async move {
+                let mut tcp = tokio::net::TcpStream::connect(standby).await?;
+                closed(&mut tcp, "a silent connection").await
             })
         },
     )?;
