@@ -15,13 +15,14 @@
 //!   length, an empty frame): counted as garbage, the connection closed;
 //! - the cluster's own certificate, with well-formed messages built with
 //!   the daemon's own encoder, each carrying a flow no client opened: an
-//!   already applied sequence number of the current epoch and one ahead of
-//!   the stream, on another connection than the stream's (ignored, counted
-//!   as `foreign`), the previous epoch and a never used one (`stale`).
+//!   already applied sequence number of the current epoch, the next one
+//!   and one far ahead of the stream, on another connection than the
+//!   stream's (ignored, counted as `foreign`), the previous epoch and a
+//!   never used one (`stale`).
 //!
 //! And from lb2's namespace, the cluster's certificate on lb1's
-//! replication port: a resync request, an acknowledgement and a gap report
-//! of the current epoch that did not come on the stream's connection.
+//! replication port: a resync request and a gap report of the current
+//! epoch that did not come on the stream's connection.
 //!
 //! After each: lb2's flow table exactly as before (read from its pinned
 //! map), the flow that was sent nowhere in it, the same epoch on both
@@ -271,6 +272,12 @@ fn attack(
     })?;
 
     let after = settled(pair).with_context(|| format!("after {what}"))?;
+    let after_node = if on == "lb2" { &after.lb2 } else { &after.lb1 };
+    ensure!(
+        counters_of(after_node)? == want,
+        "{what}: counters {COUNTERS:?} went on to {:?}, wanted {want:?}",
+        counters_of(after_node)?
+    );
     let bogus: Vec<_> = after.table.keys().filter(|k| is_bogus(k)).collect();
     ensure!(
         bogus.is_empty(),
