@@ -247,6 +247,15 @@ pub fn replication_rows(r: &crate::replication::status::ReplicationStatus) -> Ve
             r.records_lost, r.unknown_service, r.unknown_backend, r.garbage, r.refused_connections
         ),
     ]);
+    if r.stream == StreamRole::Receiving {
+        rows.push(vec![
+            "replication ignored".into(),
+            format!(
+                "duplicates {}, stale {}, dropped {}, on another connection {}",
+                r.duplicates, r.stale, r.dropped, r.foreign
+            ),
+        ]);
+    }
     if let Some(error) = &r.last_error {
         rows.push(vec!["replication error".into(), error.clone()]);
     }
@@ -277,9 +286,15 @@ mod tests {
             rows[3][1].starts_with("records lost in the ring 3,"),
             "{rows:?}"
         );
+        assert!(
+            rows.iter().all(|r| r[0] != "replication ignored"),
+            "{rows:?}"
+        );
         let behind = ReplicationStatus {
             stream: StreamRole::Receiving,
             connected: true,
+            duplicates: 2,
+            stale: 1,
             ..Default::default()
         };
         let rows = replication_rows(&behind);
@@ -291,6 +306,14 @@ mod tests {
             ]
         );
         assert!(rows.iter().all(|r| r[0] != "replication lag"), "{rows:?}");
+        assert!(
+            rows.iter().any(|r| r
+                == &[
+                    "replication ignored",
+                    "duplicates 2, stale 1, dropped 0, on another connection 0"
+                ]),
+            "{rows:?}"
+        );
     }
 
     #[test]

@@ -6,11 +6,14 @@
 //!   the daemon tests, the control benchmark and the demo;
 //! - [`capture`]: UDP datagrams captured on the wire (tcpdump) in a namespace;
 //! - [`pair`]: the network of a two-node cluster and its daemons;
+//! - [`flow_pair`]: the pair rig with both daemons and services running, for
+//!   the flow replication's tests;
 //! - [`wait`]: bounded waits (until a condition holds, or while it holds).
 pub mod capture;
 pub mod daemon;
 pub mod fixnet;
 pub mod fixture;
+pub mod flow_pair;
 pub mod netns;
 pub mod packets;
 pub mod pair;

@@ -131,6 +131,8 @@ pub struct ReplicationStatus {
     /// Sending: the standby acknowledged the bulk copy of this epoch.
     /// Receiving: the bulk copy of the active's epoch is applied (eligible).
     pub caught_up: bool,
+    /// The stream's epoch: the one this node sends (sending) or follows
+    /// (receiving); 0 before any.
     pub epoch: u64,
     /// Sending: messages sent and not acknowledged.
     pub lag_messages: u64,
@@ -155,6 +157,11 @@ pub struct ReplicationStatus {
     pub duplicates: u64,
     pub stale: u64,
     pub dropped: u64,
+    /// Receiving: messages of the current epoch on another connection than
+    /// the one it began on (ignored: the active sends an epoch on one
+    /// connection).
+    #[serde(default)]
+    pub foreign: u64,
     /// Receiving: flows not applied, their service or backend unknown here.
     pub unknown_service: u64,
     pub unknown_backend: u64,

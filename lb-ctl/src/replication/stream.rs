@@ -428,6 +428,11 @@ impl<T> Receiver<T> {
         self.stats
     }
 
+    /// The epoch it follows (None before the first data message).
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
     /// The cumulative ack of what is applied (none before any epoch).
     pub fn ack(&self) -> Option<Message<T>> {
         self.epoch.map(|epoch| Message::Ack {

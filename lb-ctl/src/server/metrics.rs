@@ -108,7 +108,7 @@ fn replication_metrics(out: &mut String, r: &crate::replication::status::Replica
     for (name, help, value) in gauges {
         gauge(out, name, help, value);
     }
-    let counters: [(&str, &str, u64); 12] = [
+    let counters: [(&str, &str, u64); 15] = [
         (
             "lb_replication_messages_total",
             "Messages sent (active) or applied (standby).",
@@ -155,9 +155,24 @@ fn replication_metrics(out: &mut String, r: &crate::replication::status::Replica
             r.unknown_backend,
         ),
         (
+            "lb_replication_duplicates_total",
+            "Messages already applied or already held (resent copies, replays) ignored.",
+            r.duplicates,
+        ),
+        (
             "lb_replication_stale_total",
             "Messages of an older epoch (replays, stragglers) ignored.",
             r.stale,
+        ),
+        (
+            "lb_replication_foreign_total",
+            "Messages of the current epoch on another connection than the stream's, ignored.",
+            r.foreign,
+        ),
+        (
+            "lb_replication_dropped_total",
+            "Messages ahead of a gap dropped unacknowledged (no room to hold them).",
+            r.dropped,
         ),
         (
             "lb_replication_garbage_total",
@@ -381,6 +396,10 @@ mod tests {
                 flows: 42,
                 records_lost: 3,
                 garbage: 1,
+                duplicates: 4,
+                stale: 5,
+                dropped: 6,
+                foreign: 7,
                 ..Default::default()
             },
         );
@@ -392,6 +411,10 @@ mod tests {
             "lb_replication_flows_total 42",
             "lb_replication_records_lost_total 3",
             "lb_replication_garbage_total 1",
+            "lb_replication_duplicates_total 4",
+            "lb_replication_stale_total 5",
+            "lb_replication_dropped_total 6",
+            "lb_replication_foreign_total 7",
             "lb_replication_lag_ms 0",
         ] {
             assert!(

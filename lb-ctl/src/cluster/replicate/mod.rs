@@ -19,6 +19,12 @@
 //!   loop (`Event::ReplicatedFlows`: translated to this node's ids, written
 //!   into its flow and reply tables) before they are acknowledged.
 //!
+//! The stream runs on one connection: the active takes feedback only on
+//! the connection it sends on (`is_stream`), the standby an epoch's data
+//! only on the connection the epoch began on (`takes_data`); what comes
+//! on another (a replay, a message slipped in ahead of the stream) changes
+//! nothing.
+//!
 //! The cluster's role requests pass through this task on their way to the
 //! daemon's loop: a request is taken only once every message read before it
 //! is applied (the select is biased to the peer's messages, and each batch
@@ -133,6 +139,7 @@ pub fn start(
         // The node starts standby (`serve::start`): it receives until the
         // cluster makes it active.
         mode: Mode::Receiving(Receiver::new(RECEIVER)),
+        stream_conn: None,
         incoming: HashMap::new(),
         totals: Totals::default(),
         last_error: None,
@@ -176,6 +183,8 @@ struct Totals {
     unknown_service: u64,
     unknown_backend: u64,
     records_bad: u64,
+    /// Receiving: data of the current epoch on another connection.
+    foreign: u64,
 }
 
 struct Core {
@@ -187,6 +196,11 @@ struct Core {
     ids: Arc<AtomicU64>,
     to_core: mpsc::Sender<FromPeer>,
     mode: Mode,
+    /// Receiving: the connection the receiver's epoch began on. The
+    /// active sends an epoch on one connection (every new connection
+    /// begins a new epoch): data of that epoch on another one is no part
+    /// of the stream and is not taken.
+    stream_conn: Option<u64>,
     /// The peer's connections to this node (the standby's side).
     incoming: HashMap<u64, Peer>,
     totals: Totals,
@@ -284,6 +298,7 @@ impl Core {
                 // bulk copy. Dropping the sender lets its connection write
                 // what it queued, then close.
                 self.mode = Mode::Receiving(Receiver::new(RECEIVER));
+                self.stream_conn = None;
                 self.set_caught_up(false);
             }
         }
@@ -340,10 +355,31 @@ impl Core {
     async fn on_message(&mut self, conn: u64, message: FlowMessage) {
         let now = Instant::now();
         match (&mut self.mode, message) {
+            // Feedback is the standby's answer on the connection the
+            // stream runs on: what comes on another one (a connection to
+            // this node's listener) is no answer to what was sent.
+            (Mode::Sending(s), message) if !is_stream(s.out.as_ref().map(|out| out.id), conn) => {
+                tracing::debug!(
+                    conn,
+                    ?message,
+                    "replication: feedback on another connection ignored"
+                );
+            }
             (Mode::Receiving(receiver), Message::Data { epoch, seq, item }) => {
+                if !takes_data(receiver.epoch(), self.stream_conn, epoch, conn) {
+                    self.totals.foreign += 1;
+                    tracing::debug!(
+                        conn,
+                        epoch,
+                        seq,
+                        "replication: data of the current epoch on another connection ignored"
+                    );
+                    return;
+                }
                 let received = receiver.on_data(epoch, seq, item);
                 if received.new_epoch {
                     self.totals.epochs_begun += 1;
+                    self.stream_conn = Some(conn);
                 }
                 for flows in received.apply {
                     if let Err(err) = self.apply(flows).await {
@@ -352,6 +388,7 @@ impl Core {
                         tracing::error!(error = %err, "replication: applying flows");
                         self.last_error = Some(err);
                         self.mode = Mode::Receiving(Receiver::new(RECEIVER));
+                        self.stream_conn = None;
                         self.set_caught_up(false);
                         return;
                     }
@@ -572,6 +609,7 @@ impl Core {
                 status.stream = StreamRole::Receiving;
                 status.connected = !self.incoming.is_empty();
                 status.caught_up = r.caught_up();
+                status.epoch = r.epoch().unwrap_or(0);
                 status.messages = stats.applied;
                 status.flows = t.flows_applied;
                 status.gaps = stats.gaps_reported;
@@ -579,6 +617,7 @@ impl Core {
                 status.duplicates = stats.duplicates;
                 status.stale = stats.stale;
                 status.dropped = stats.dropped;
+                status.foreign = t.foreign;
             }
         }
         self.status.send_if_modified(|held| {
@@ -587,6 +626,23 @@ impl Core {
             changed
         });
     }
+}
+
+/// Whether the standby hands data of `epoch` on connection `conn` to its
+/// receiver, which follows `current` (begun on `stream`): not when it is of
+/// that epoch on another connection (a replay, or a message slipped in
+/// ahead of the stream, which the receiver would hold and apply in place of
+/// the real one). An older epoch is the receiver's to refuse (stale); a
+/// newer one begins on its own connection (the active reconnected).
+fn takes_data(current: Option<u64>, stream: Option<u64>, epoch: u64, conn: u64) -> bool {
+    current != Some(epoch) || stream == Some(conn)
+}
+
+/// Whether a message on connection `conn` comes on the stream's own
+/// connection `stream` (the active's way to the standby): the active takes
+/// feedback only from there.
+fn is_stream(stream: Option<u64>, conn: u64) -> bool {
+    stream == Some(conn)
 }
 
 /// The next piece of the bulk copy under way (pending when there is none).
@@ -638,4 +694,29 @@ fn dump(daemon: &Handle, flows: &Arc<FlowsReader>, refresh: bool) -> mpsc::Recei
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_standby_takes_an_epochs_data_only_on_the_connection_it_began_on() {
+        // Epoch 7 began on connection 2.
+        assert!(takes_data(Some(7), Some(2), 7, 2));
+        assert!(!takes_data(Some(7), Some(2), 7, 3));
+        // A newer epoch on a new connection (the active reconnected), an
+        // older one (refused as stale by the receiver), the first epoch.
+        assert!(takes_data(Some(7), Some(2), 8, 3));
+        assert!(takes_data(Some(7), Some(2), 6, 3));
+        assert!(takes_data(None, None, 7, 3));
+    }
+
+    #[test]
+    fn the_active_takes_feedback_only_on_the_streams_connection() {
+        assert!(is_stream(Some(4), 4));
+        // Another connection to this node's listener, or no stream at all.
+        assert!(!is_stream(Some(4), 5));
+        assert!(!is_stream(None, 4));
+    }
 }

@@ -22,10 +22,12 @@ fn ms(n: u64) -> Duration {
 fn streaming(t0: Instant) -> (Sender<u32>, Receiver<u32>) {
     let mut tx = Sender::new(7, CONFIG);
     let mut rx = Receiver::new(RECEIVER);
+    assert_eq!(rx.epoch(), None);
     assert_eq!(tx.resync(), 7);
     let end = tx.end_bulk(t0).unwrap();
     let got = deliver(&mut rx, end);
     assert!(got.bulk_ended && rx.caught_up());
+    assert_eq!(rx.epoch(), Some(7));
     feed_back(&mut tx, &got.replies, t0);
     assert!(tx.caught_up());
     (tx, rx)
@@ -206,11 +208,14 @@ fn duplicates_and_replays_change_nothing() {
     let got = deliver(&mut rx, bulk);
     assert!(got.new_epoch && !rx.caught_up());
     assert_eq!(got.apply, [100]);
+    assert_eq!(rx.epoch(), Some(8));
     let replay = deliver(&mut rx, one);
     assert_eq!(replay.verdict, Verdict::Stale);
     assert!(replay.apply.is_empty() && replay.replies.is_empty());
     assert_eq!(rx.stats().stale, 1);
     assert_eq!(rx.stats().duplicates, 1);
+    // The receiver still follows the newer epoch.
+    assert_eq!(rx.epoch(), Some(8));
 }
 
 #[test]
