@@ -24,7 +24,8 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use lb_tests::{
     daemon::DaemonProcess,
-    rig::{NODES, Rig, RigOptions, VIP_V4, udp},
+    flow_pair::{FlowPair, replication},
+    rig::{Rig, RigOptions, VIP_V4, udp},
     wait::wait_for,
 };
 use sha2::{Digest as _, Sha256};
@@ -76,13 +77,6 @@ fn service(rig: &Rig, name: &str, protocol: &str, port: u16, mode: &str) -> Stri
     toml
 }
 
-/// The node's flow replication status.
-fn replication(node: &DaemonProcess) -> serde_json::Value {
-    node.status_json()
-        .map(|s| s["cluster"]["replication"].clone())
-        .unwrap_or_default()
-}
-
 /// Packets the node forwarded for its services, both ways.
 fn service_packets(node: &DaemonProcess) -> u64 {
     node.ctl_ok(&["--json", "backend", "list"])
@@ -99,54 +93,37 @@ fn service_packets(node: &DaemonProcess) -> u64 {
         .unwrap_or(0)
 }
 
-fn settings_generation(node: &DaemonProcess) -> Option<u64> {
-    node.status_json()?["generation"].as_u64()
-}
-
 /// One scenario at a time: two at once on a small machine slow the traffic
 /// through the new active past the waits.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The pair rig with both daemons running: lb1 active, lb2 standby and
-/// caught up.
-struct Pair {
-    rig: Rig,
-    lb1: DaemonProcess,
-    lb2: DaemonProcess,
+/// caught up ([`FlowPair`]), and what these scenarios ask of it.
+struct Pair(FlowPair);
+
+impl std::ops::Deref for Pair {
+    type Target = FlowPair;
+
+    fn deref(&self) -> &FlowPair {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Pair {
+    fn deref_mut(&mut self) -> &mut FlowPair {
+        &mut self.0
+    }
 }
 
 impl Pair {
-    /// Builds the pair rig, lets `prepare` start the backends' servers,
-    /// writes the cluster's plan with the services `services` gives, and
-    /// starts both daemons.
+    /// The rig's default backends; `prepare` starts their servers,
+    /// `services` gives the plan's services.
     fn start(
         prepare: impl FnOnce(&mut Rig) -> Result<()>,
         services: impl FnOnce(&Rig) -> String,
     ) -> Result<Self> {
-        let mut rig = Rig::build(&RigOptions {
-            pair: true,
-            ..Default::default()
-        })?;
-        prepare(&mut rig)?;
-        let dir = rig.dir().to_owned();
-        let files = NODES.map(|name| rig.node_files(&dir, name));
-        let plan_file = dir.join("plan.toml");
-        let mut plan = rig.cluster_plan(&dir, &files);
-        plan.push_str(&services(&rig));
-        fs::write(&plan_file, plan)?;
-        lb_tests::daemon::cluster_init(&bin(), &plan_file, &dir)?;
-        let [f1, f2] = files;
-        let lb1 = DaemonProcess::start(&rig.nodes[0].ns, &bin(), f1, &dir.join("lb1/lb.toml"))?;
-        let lb2 = DaemonProcess::start(&rig.nodes[1].ns, &bin(), f2, &dir.join("lb2/lb.toml"))?;
-        wait_for("lb1 active, lb2 standby", Duration::from_secs(5), || {
-            lb1.cluster_role().as_deref() == Some("active")
-                && lb2.cluster_role().as_deref() == Some("standby")
-        })?;
-        wait_for("lb2 caught up", Duration::from_secs(5), || {
-            lb2.replication_caught_up()
-        })
-        .with_context(|| format!("lb1: {}\nlb2: {}", replication(&lb1), replication(&lb2)))?;
-        Ok(Self { rig, lb1, lb2 })
+        let backends = RigOptions::default().backends;
+        FlowPair::start(&bin(), backends, prepare, services).map(Pair)
     }
 
     /// Adds the last backend to `service` (`tcp/VIP:80`) on `port` through
@@ -154,27 +131,7 @@ impl Pair {
     /// until lb2 holds the new settings.
     fn add_backend(&self, service: &str, port: u16) -> Result<()> {
         let added = self.rig.backends.last().context("backends")?;
-        self.lb1
-            .ctl_ok(&["backend", "add", service, &format!("{}:{port}", added.v4)])?;
-        let generation = settings_generation(&self.lb1).context("lb1's generation")?;
-        wait_for("lb2 holds the new settings", Duration::from_secs(5), || {
-            settings_generation(&self.lb2) == Some(generation)
-        })?;
-        Ok(())
-    }
-
-    /// `lb-ctl failover` on lb1 once it hears lb2 eligible; waits until
-    /// lb2 is active and lb1 standby (how long that took after the
-    /// request).
-    fn failover(&self) -> Result<Duration> {
-        wait_for("lb1 hears lb2 eligible", Duration::from_secs(5), || {
-            self.lb1.peer_eligible()
-        })?;
-        self.lb1.ctl_ok(&["failover"])?;
-        wait_for("lb2 active", Duration::from_secs(5), || {
-            self.lb2.cluster_role().as_deref() == Some("active")
-                && self.lb1.cluster_role().as_deref() == Some("standby")
-        })
+        self.0.add_backend(service, &format!("{}:{port}", added.v4))
     }
 
     /// Waits until lb2 forwarded more than `enough` packets since
@@ -720,7 +677,8 @@ fn nat_downloads_survive_failover_to_a_restarted_standby() -> Result<()> {
     downloads.spawn(&pair.rig, "while-away", RESTART_DOWNLOADS)?;
     std::thread::sleep(Duration::from_millis(300));
     let resyncs = replication(&pair.lb1)["resyncs"].as_u64();
-    pair.lb2.restart(&pair.rig.nodes[1].ns)?;
+    let FlowPair { rig, lb2, .. } = &mut pair.0;
+    lb2.restart(&rig.nodes[1].ns)?;
     wait_for("lb2 standby again", Duration::from_secs(5), || {
         pair.lb2.cluster_role().as_deref() == Some("standby")
     })?;

@@ -2,8 +2,9 @@
 //! decide. Heartbeats arrive from the interconnects (`link`), monitor
 //! results and NP answers from checks it starts; after each event it asks
 //! [`Membership::decide`] and, for a role change, applies it in order
-//! (the data plane's role map first, then the floating IPs, then the
-//! announcement burst), and commits it only once applied. It sends its own
+//! (becoming active: the data plane's role map, the floating IPs, the
+//! announcement burst; stepping down: the floating IPs, then the role
+//! map), and commits it only once applied. It sends its own
 //! heartbeats every interval and publishes a [`ClusterStatus`].
 //!
 //! The data plane is reached through `roles`: a request with the wanted
@@ -446,7 +447,7 @@ pub fn holds_active_settings(peer: Option<PeerView>, held: (u64, [u8; 32])) -> b
     }
 }
 
-/// A clean stop: an active node stops forwarding, gives the floating IPs up
+/// A clean stop: an active node gives the floating IPs up, stops forwarding
 /// and tells the peer it yields, so the peer takes over at once instead of
 /// after the dead time.
 async fn step_down(
@@ -483,22 +484,29 @@ async fn step_down(
     links.send(&last, seq).await;
 }
 
-/// The role map first, then the floating IPs (both directions: a standby
-/// stops forwarding before it gives the addresses up; an active forwards
-/// before it takes them).
+/// The data plane forwards whenever the node holds the floating IPs: an
+/// active node sets the role map, then takes the addresses and announces
+/// them; a node stepping down gives the addresses up first, then sets the
+/// role map. (The other way round, a standby program passes the clients'
+/// packets to a kernel that still holds the VIP, and the kernel answers
+/// them with resets: every TCP connection that sent a packet in that
+/// moment would break.)
 async fn change_role(
     roles: &mpsc::Sender<RoleRequest>,
     floating: &FloatingIps,
     role: Role,
 ) -> Result<()> {
+    if role == Role::Standby {
+        floating.converge(role).await?;
+    }
     let (ack, answer) = oneshot::channel();
     roles
         .send((role, ack))
         .await
         .context("the data plane is gone")?;
     answer.await.context("the data plane did not answer")??;
-    floating.converge(role).await?;
     if role == Role::Active {
+        floating.converge(role).await?;
         floating.announce()?;
     }
     Ok(())
