@@ -6,13 +6,19 @@
 //!   the daemon tests, the control benchmark and the demo;
 //! - [`capture`]: UDP datagrams captured on the wire (tcpdump) in a namespace;
 //! - [`pair`]: the network of a two-node cluster and its daemons;
+//! - [`flow_pair`]: the pair rig with both daemons and the connections a
+//!   failover must not break (flow replication's test and benchmark);
+//! - [`testrun`]: timing an XDP program with BPF_PROG_TEST_RUN (the
+//!   benchmarks), and opening the program a daemon attached;
 //! - [`wait`]: bounded waits (until a condition holds, or while it holds).
 pub mod capture;
 pub mod daemon;
 pub mod fixnet;
 pub mod fixture;
+pub mod flow_pair;
 pub mod netns;
 pub mod packets;
 pub mod pair;
 pub mod rig;
+pub mod testrun;
 pub mod wait;
