@@ -278,23 +278,7 @@ impl Report {
             show(self.broken.map(|b| b as f64), 0),
             "connections".into(),
         ]);
-        let width = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
-        let value_width = rows.iter().map(|r| r[1].len()).max().unwrap_or(0);
-        let mut out = String::from("\n");
-        out += &format!("{:<width$}  {:>value_width$}  unit\n", "figure", "value");
-        out += &format!("{}\n", "-".repeat(width + value_width + 10));
-        for [name, value, unit] in &rows {
-            out += &format!("{name:<width$}  {value:>value_width$}  {unit}\n");
-        }
-        out += "\ntargets:\n";
-        for line in self.targets() {
-            out += &format!("  {line}\n");
-        }
-        out += "\ndetails:\n";
-        for line in &self.details {
-            out += &format!("  {line}\n");
-        }
-        out
+        lb_tests::table::figures(&rows, &self.targets(), &self.details)
     }
 
     fn targets(&self) -> Vec<String> {
@@ -610,50 +594,61 @@ fn new_flow_cost(
     let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
     let mut switch: Array<MapData, u32> = Array::try_from(Map::Array(data))?;
     let lost_before = status(lb1)?.records_lost;
-    let mut without = Durations::default();
-    let mut with = Durations::default();
-    let result = (|| {
-        for block in 0..NEW_FLOW_BLOCKS {
-            let order = if block % 2 == 0 {
-                [false, true]
-            } else {
-                [true, false]
-            };
-            for on in order {
-                switch.set(0, if on { REPLICATE_ON } else { 0 }, 0)?;
-                let durations = measure(
-                    &active.program,
-                    active.ingress,
-                    NEW_FLOW_BLOCK_RUNS,
-                    active.action,
-                    Duration::from_secs(60),
-                    |_, buf| *buf = flows.next_frame().build(),
-                )?;
-                if on { &mut with } else { &mut without }.merge(&durations);
-            }
-        }
-        Ok::<_, anyhow::Error>(())
-    })();
+    let result = interleaved(|on| {
+        switch.set(0, if on { REPLICATE_ON } else { 0 }, 0)?;
+        measure(
+            &active.program,
+            active.ingress,
+            NEW_FLOW_BLOCK_RUNS,
+            active.action,
+            Duration::from_secs(60),
+            |_, buf| *buf = flows.next_frame().build(),
+        )
+    });
     // Back as lb1's daemon set it, whatever happened.
     switch.set(0, REPLICATE_ON, 0)?;
-    result?;
+    let (without, with) = result?;
     let lost = status(lb1)?.records_lost - lost_before;
     if lost > 0 {
         bail!(
             "{lost} flow records lost while measuring: the ring was full, the figure is not a new flow's"
         );
     }
-    let line = format!(
-        "new_flow_ns (median of {} runs each, {NEW_FLOW_BLOCKS} interleaved blocks): without {} ns (mean {:.1}), with {} ns (mean {:.1}); ratio of medians {:.3}, of means {:.3}",
-        with.runs(),
-        without.median_ns(),
-        without.mean_ns(),
-        with.median_ns(),
-        with.mean_ns(),
-        with.median_ns() as f64 / without.median_ns() as f64,
-        with.mean_ns() / without.mean_ns()
-    );
+    let line = compare("new_flow_ns, lb1's program", &without, &with);
     Ok((without.median_ns() as f64, with.median_ns() as f64, line))
+}
+
+/// [`NEW_FLOW_BLOCKS`] blocks of `block(false)` (the switch off) and
+/// `block(true)` (on) each, the order alternated block by block, so that
+/// both see the same machine: (off, on).
+fn interleaved(mut block: impl FnMut(bool) -> Result<Durations>) -> Result<(Durations, Durations)> {
+    let (mut off, mut on) = (Durations::default(), Durations::default());
+    for i in 0..NEW_FLOW_BLOCKS {
+        let order = if i % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for switch in order {
+            let durations = block(switch)?;
+            if switch { &mut on } else { &mut off }.merge(&durations);
+        }
+    }
+    Ok((off, on))
+}
+
+/// The new-flow figures with the switch off and on, side by side.
+fn compare(what: &str, off: &Durations, on: &Durations) -> String {
+    format!(
+        "{what}: new flow without {} ns, with {} ns (medians of {} runs each, {NEW_FLOW_BLOCKS} interleaved blocks), ratio {:.3}; means {:.1} / {:.1} ns, ratio {:.3}",
+        off.median_ns(),
+        on.median_ns(),
+        on.runs(),
+        on.median_ns() as f64 / off.median_ns() as f64,
+        off.mean_ns(),
+        on.mean_ns(),
+        on.mean_ns() / off.mean_ns()
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -950,58 +945,32 @@ fn where_the_new_flow_cost_goes(ext: u32, int: u32) -> Result<Vec<String>> {
         &frame(&mut flows),
     )?;
     let mut lines = Vec::new();
-    let blocks = |dp: &mut Dataplane,
-                  flows: &mut FlowSource,
-                  after_on: &mut dyn FnMut()|
-     -> Result<(Durations, Durations)> {
-        let (mut off, mut on) = (Durations::default(), Durations::default());
-        for block in 0..NEW_FLOW_BLOCKS {
-            let order = if block % 2 == 0 {
-                [false, true]
-            } else {
-                [true, false]
-            };
-            for switch in order {
-                dp.set_replicate(switch)?;
-                let program = lb_ctl::dataplane::program(dp.ebpf_mut())?;
-                let durations = measure(
-                    program,
-                    ext,
-                    NEW_FLOW_BLOCK_RUNS,
-                    expect,
-                    Duration::from_secs(60),
-                    |_, buf| *buf = frame(flows),
-                )?;
-                if switch {
-                    on.merge(&durations);
-                    after_on();
-                } else {
-                    off.merge(&durations);
-                }
+    let mut blocks = |dp: &mut Dataplane, after_on: &mut dyn FnMut()| {
+        let result = interleaved(|on| {
+            dp.set_replicate(on)?;
+            let durations = measure(
+                lb_ctl::dataplane::program(dp.ebpf_mut())?,
+                ext,
+                NEW_FLOW_BLOCK_RUNS,
+                expect,
+                Duration::from_secs(60),
+                |_, buf| *buf = frame(&mut flows),
+            )?;
+            if on {
+                after_on();
             }
-        }
+            Ok(durations)
+        });
         dp.set_replicate(false)?;
-        Ok((off, on))
-    };
-    let ratio = |what: &str, off: &Durations, on: &Durations| {
-        format!(
-            "diagnostic, fixture, {what}: new flow without {} ns, with {} ns (medians of {} runs each), ratio {:.3} (means {:.1} / {:.1}, ratio {:.3})",
-            off.median_ns(),
-            on.median_ns(),
-            on.runs(),
-            on.median_ns() as f64 / off.median_ns() as f64,
-            off.mean_ns(),
-            on.mean_ns(),
-            on.mean_ns() / off.mean_ns()
-        )
+        result
     };
     // Nobody waits on the ring: drained between blocks by this thread.
     let mut drained = 0usize;
-    let (off, on) = blocks(&mut dp, &mut flows, &mut || {
+    let (off, on) = blocks(&mut dp, &mut || {
         drained += records.drain(usize::MAX).0.len();
     })?;
-    lines.push(ratio(
-        "no reader waiting (ring drained between blocks)",
+    lines.push(compare(
+        "diagnostic, fixture, no reader waiting (the ring drained between blocks)",
         &off,
         &on,
     ));
@@ -1026,14 +995,14 @@ fn where_the_new_flow_cost_goes(ext: u32, int: u32) -> Result<Vec<String>> {
             }
         })
     });
-    let (off, on) = blocks(&mut dp, &mut flows, &mut || {})?;
+    let (off, on) = blocks(&mut dp, &mut || {})?;
     thread::sleep(Duration::from_millis(100));
     let _ = stop.send(());
     let read = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the ring reader panicked"))??;
-    lines.push(ratio(
-        "a reader awaiting the ring (AsyncFd on another thread, as the daemon's)",
+    lines.push(compare(
+        "diagnostic, fixture, a reader awaiting the ring (AsyncFd on another thread, as the daemon's)",
         &off,
         &on,
     ));

@@ -288,25 +288,7 @@ impl Report {
                 "Gbit/s".into(),
             ]);
         }
-        let width = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
-        let value_width = rows.iter().map(|r| r[1].len()).max().unwrap_or(0);
-        let mut out = String::from("\n");
-        out += &format!("{:<width$}  {:>value_width$}  unit\n", "figure", "value");
-        out += &format!("{}\n", "-".repeat(width + value_width + 10));
-        for [name, value, unit] in &rows {
-            out += &format!("{name:<width$}  {value:>value_width$}  {unit}\n");
-        }
-        out += "\ntargets:\n";
-        for line in self.targets() {
-            out += &format!("  {line}\n");
-        }
-        if !self.details.is_empty() {
-            out += "\ndetails:\n";
-            for line in &self.details {
-                out += &format!("  {line}\n");
-            }
-        }
-        out
+        lb_tests::table::figures(&rows, &self.targets(), &self.details)
     }
 
     fn targets(&self) -> Vec<String> {

@@ -8,6 +8,7 @@
 //! - [`pair`]: the network of a two-node cluster and its daemons;
 //! - [`flow_pair`]: the pair rig with both daemons and the connections a
 //!   failover must not break (flow replication's test and benchmark);
+//! - [`table`]: the table of figures the benchmarks print;
 //! - [`testrun`]: timing an XDP program with BPF_PROG_TEST_RUN (the
 //!   benchmarks), and opening the program a daemon attached;
 //! - [`wait`]: bounded waits (until a condition holds, or while it holds).
@@ -20,5 +21,6 @@ pub mod netns;
 pub mod packets;
 pub mod pair;
 pub mod rig;
+pub mod table;
 pub mod testrun;
 pub mod wait;
