@@ -664,6 +664,9 @@ struct LagRun {
     missing: u64,
     records_lost: u64,
     resyncs: u64,
+    /// Flows the active's periodic refresh sent meanwhile (in the same
+    /// ordered stream as the new flows).
+    refreshed: u64,
     wrong_actions: u64,
 }
 
@@ -680,7 +683,7 @@ impl LagRun {
     fn describe(&self) -> String {
         let quarter = self.lags.len() / 4;
         format!(
-            "{}/s: {} flows in {:.2} s ({:.0}/s), {} sampled: lag p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (first quarter p50 {:.2}, last quarter p50 {:.2}); {} missing, {} records lost, {} resyncs",
+            "{}/s: {} flows in {:.2} s ({:.0}/s), {} sampled: lag p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (first quarter p50 {:.2}, last quarter p50 {:.2}); {} missing, {} records lost, {} resyncs; {} flows refreshed meanwhile",
             self.rate,
             self.flows,
             self.driven_for.as_secs_f64(),
@@ -693,7 +696,8 @@ impl LagRun {
             quantile(&self.lags[self.lags.len() - quarter..], 0.5),
             self.missing,
             self.records_lost,
-            self.resyncs
+            self.resyncs,
+            self.refreshed
         )
     }
 
@@ -836,6 +840,7 @@ fn lag_run(
         missing,
         records_lost: after.records_lost - before.records_lost,
         resyncs: after.resyncs - before.resyncs,
+        refreshed: after.refreshed - before.refreshed,
         wrong_actions,
     })
 }
