@@ -667,6 +667,9 @@ struct LagRun {
     /// Flows the active's periodic refresh sent meanwhile (in the same
     /// ordered stream as the new flows).
     refreshed: u64,
+    /// TCP segments lb1 sent again meanwhile (its namespace's
+    /// `RetransSegs`: the replication connection is its one busy one).
+    retransmits: u64,
     wrong_actions: u64,
 }
 
@@ -683,7 +686,7 @@ impl LagRun {
     fn describe(&self) -> String {
         let quarter = self.lags.len() / 4;
         format!(
-            "{}/s: {} flows in {:.2} s ({:.0}/s), {} sampled: lag p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (first quarter p50 {:.2}, last quarter p50 {:.2}); {} missing, {} records lost, {} resyncs; {} flows refreshed meanwhile",
+            "{}/s: {} flows in {:.2} s ({:.0}/s), {} sampled: lag p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (first quarter p50 {:.2}, last quarter p50 {:.2}); {} missing, {} records lost, {} resyncs; {} flows refreshed and {} TCP segments retransmitted by lb1 meanwhile",
             self.rate,
             self.flows,
             self.driven_for.as_secs_f64(),
@@ -697,7 +700,8 @@ impl LagRun {
             self.missing,
             self.records_lost,
             self.resyncs,
-            self.refreshed
+            self.refreshed,
+            self.retransmits
         )
     }
 
@@ -742,6 +746,24 @@ impl LagRun {
     }
 }
 
+/// TCP segments retransmitted in the calling thread's namespace (lb1's:
+/// `/proc/thread-self`, as `/proc/self` is the main thread's).
+fn tcp_retransmits() -> Result<u64> {
+    let snmp = fs::read_to_string("/proc/thread-self/net/snmp")?;
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp: "));
+    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
+        bail!("no Tcp lines in /proc/thread-self/net/snmp");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "RetransSegs")
+        .context("no RetransSegs in /proc/thread-self/net/snmp")?
+        .1
+        .parse()
+        .context("RetransSegs")
+}
+
 fn quantile(values: &[f64], q: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
@@ -777,6 +799,7 @@ fn lag_run(
         .with_context(|| format!("opening {}", standby_flows.display()))?;
     let table: HashMap<MapData, FlowKey, Flow> = HashMap::try_from(Map::LruHashMap(data))?;
     let before = status(lb1)?;
+    let retransmits = tcp_retransmits()?;
     let (samples, watched) = mpsc::channel::<(FlowKey, Instant)>();
     let (driven_for, wrong_actions, (lags, missing)) = thread::scope(|scope| {
         let watcher = scope.spawn(move || {
@@ -841,6 +864,7 @@ fn lag_run(
         records_lost: after.records_lost - before.records_lost,
         resyncs: after.resyncs - before.resyncs,
         refreshed: after.refreshed - before.refreshed,
+        retransmits: tcp_retransmits()? - retransmits,
         wrong_actions,
     })
 }
