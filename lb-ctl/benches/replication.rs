@@ -36,6 +36,11 @@
 //!   `lb-ctl/tests/flow_failover.rs` (`flow_pair::downloads_and_idle_connections`,
 //!   NAT), in a fresh rig: connections that broke.
 //!
+//! A diagnostic (not in the JSON) measures the new flow's cost again in a
+//! fixture namespace on a program of its own, with nobody waiting on the
+//! ring and with a reader awaiting it, to tell the report's own cost from
+//! the reader's wakeups.
+//!
 //! Targets are reported, never enforced: the run fails only when a figure
 //! could not be measured (it is then `null` in the JSON).
 use std::{
