@@ -248,9 +248,9 @@ impl Downloads {
     }
 }
 
-/// Idle keep-alive HTTP connections through the VIP
-/// (`tests/support/keepalive.py`, in this crate): each asked once when opened, once again
-/// on [`Idle::ask_again`].
+/// Idle keep-alive HTTP connections through the VIP (`support/keepalive.py`
+/// of this crate): each asked once when opened, once again on
+/// [`Idle::ask_again`].
 pub struct Idle {
     count: usize,
     trigger: PathBuf,
