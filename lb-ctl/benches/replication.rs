@@ -367,13 +367,9 @@ fn on_the_active(
     lb2: &mut DaemonProcess,
     report: &mut Report,
 ) -> Result<()> {
-    let scratch = PathBuf::from(format!(
-        "/sys/fs/bpf/{}-bench-program",
-        rig.dir()
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| std::process::id().to_string())
-    ));
+    // In lb1's pin directory, which goes with lb1 (`DaemonProcess`'s drop)
+    // should the bench stop between the pin and its removal.
+    let scratch = lb1.files().pin_dir.join("bench_program");
     let program = lb_tests::testrun::attached_program(&lb1.files().pin_dir, "ext0", &scratch)?;
     let ingress = lb_ctl::dataplane::ifindex("ext0")?;
     let mut flows = FlowSource::default();
