@@ -3,7 +3,7 @@
 //! (rate-limited downloads checked byte for byte, idle keep-alive
 //! connections asked again), and the download scenario across `lb-ctl
 //! failover` and a `kill -9`. Shared by `lb-ctl/tests/flow_failover.rs`
-//! and the replication benchmark (`lb-ctl/benches/replication.rs`); the
+//! and the replication benchmark (`lb-ctl/benches/replication/`); the
 //! caller names the `lb-ctl` binary, so this crate does not depend on it.
 use std::{
     fs,
@@ -325,7 +325,7 @@ pub fn fail_if_broken(broken: &[String], total: usize) -> Result<()> {
 /// another SHA-256, an idle connection reset or answered by another
 /// backend), described; an error when the scenario itself could not run.
 /// `lb-ctl/tests/flow_failover.rs` asserts none broke;
-/// `lb-ctl/benches/replication.rs` counts them.
+/// `lb-ctl/benches/replication/` counts them.
 pub fn downloads_and_idle_connections(bin: &Path, mode: &str) -> Result<Vec<String>> {
     let mut pair = Pair::start(
         bin,
