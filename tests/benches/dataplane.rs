@@ -25,7 +25,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf,
-    programs::{TestRun, TestRunOptions, Xdp, XdpMode},
+    programs::{Xdp, XdpMode},
 };
 use lb_common::{AF_INET, BASELINE_PROGRAM, BaselineConfig, Traffic, XDP_PROGRAM};
 use lb_ctl::{
@@ -40,6 +40,7 @@ use lb_tests::{
     netns::Netns,
     packets::{self, ACK, Frame, SYN},
     rig::{self, Rig, RigOptions, VIP_V4, VIP_V6},
+    testrun::{Durations, measure},
 };
 use serde_json::json;
 
@@ -287,25 +288,7 @@ impl Report {
                 "Gbit/s".into(),
             ]);
         }
-        let width = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
-        let value_width = rows.iter().map(|r| r[1].len()).max().unwrap_or(0);
-        let mut out = String::from("\n");
-        out += &format!("{:<width$}  {:>value_width$}  unit\n", "figure", "value");
-        out += &format!("{}\n", "-".repeat(width + value_width + 10));
-        for [name, value, unit] in &rows {
-            out += &format!("{name:<width$}  {value:>value_width$}  {unit}\n");
-        }
-        out += "\ntargets:\n";
-        for line in self.targets() {
-            out += &format!("  {line}\n");
-        }
-        if !self.details.is_empty() {
-            out += "\ndetails:\n";
-            for line in &self.details {
-                out += &format!("  {line}\n");
-            }
-        }
-        out
+        lb_tests::table::figures(&rows, &self.targets(), &self.details)
     }
 
     fn targets(&self) -> Vec<String> {
@@ -348,73 +331,6 @@ fn met(ok: bool) -> &'static str {
 // ---------------------------------------------------------------------------
 // BPF_PROG_TEST_RUN figures
 
-/// One test-run figure.
-struct Measured {
-    mean_ns: f64,
-    median_ns: u64,
-}
-
-/// Runs `program` `runs` times with repeat = 1, each on the frame `next`
-/// leaves in the buffer (the kernel copies it in afresh for every run, so
-/// every run starts from the original packet), received on `ingress`. Every
-/// run must return `expect`.
-fn measure(
-    program: &Xdp,
-    ingress: u32,
-    runs: u64,
-    expect: u32,
-    mut next: impl FnMut(u64, &mut Vec<u8>),
-) -> Result<Measured> {
-    const BUCKETS: usize = 100_000;
-    let deadline = Instant::now() + FIGURE_TIME_LIMIT;
-    let mut histogram = vec![0u64; BUCKETS + 1];
-    let mut total_ns = 0u64;
-    let mut wrong = 0u64;
-    let mut first_wrong = None;
-    let mut frame = Vec::new();
-    for run in 0..runs {
-        next(run, &mut frame);
-        let ctx = fixture::xdp_md(frame.len(), ingress);
-        let result = program
-            .test_run(TestRunOptions {
-                data_in: Some(&frame),
-                ctx_in: Some(&ctx),
-                repeat: 1,
-                ..Default::default()
-            })
-            .with_context(|| format!("BPF_PROG_TEST_RUN, run {run}"))?;
-        if result.return_value != expect {
-            wrong += 1;
-            first_wrong.get_or_insert((run, result.return_value));
-        }
-        let ns = result.duration.as_nanos() as u64;
-        total_ns += ns;
-        histogram[(ns as usize).min(BUCKETS)] += 1;
-        if run % 4096 == 0 && Instant::now() > deadline {
-            bail!("only {run} of {runs} runs within {FIGURE_TIME_LIMIT:?}");
-        }
-    }
-    if let Some((run, action)) = first_wrong {
-        bail!(
-            "{wrong} of {runs} runs did not return {:?} (first: run {run} returned {:?})",
-            Action::from_raw(expect),
-            Action::from_raw(action)
-        );
-    }
-    let mut seen = 0;
-    let median_ns = histogram
-        .iter()
-        .position(|&n| {
-            seen += n;
-            seen * 2 >= runs
-        })
-        .unwrap_or(BUCKETS) as u64;
-    Ok(Measured {
-        mean_ns: total_ns as f64 / runs as f64,
-        median_ns,
-    })
-}
-
 fn test_run_figures(runs: u64, report: &mut Report) -> Result<()> {
     let net = FixtureNet::build().context("building the fixture namespace")?;
     let (ext, int) = (net.ext, net.int);
@@ -433,9 +349,10 @@ fn test_run_figures(runs: u64, report: &mut Report) -> Result<()> {
                         Ok(m) => {
                             report.detail(format!(
                                 "{key}: mean {:.1} ns, median {} ns over {runs} runs",
-                                m.mean_ns, m.median_ns
+                                m.mean_ns(),
+                                m.median_ns()
                             ));
-                            report.ns_per_packet.push((key, Some(m.mean_ns)));
+                            report.ns_per_packet.push((key, Some(m.mean_ns())));
                         }
                         Err(err) => report.failure(format!("{key}: {err:#}")),
                     }
@@ -452,7 +369,7 @@ fn test_run_figures(runs: u64, report: &mut Report) -> Result<()> {
 
 struct FamilyFigures {
     /// ("baseline" | "established" | "new_flow", figure).
-    figures: Vec<(&'static str, Result<Measured>)>,
+    figures: Vec<(&'static str, Result<Durations>)>,
     details: Vec<String>,
 }
 
@@ -540,25 +457,39 @@ fn family_figures(v6: bool, runs: u64, ext: u32, int: u32) -> Result<FamilyFigur
     // baseline
     out.figures.push((
         "baseline",
-        measure(baseline, ext, runs, XDP_REDIRECT, |_, buf| {
-            if buf.is_empty() {
-                *buf = frame.clone();
-            }
-        }),
+        measure(
+            baseline,
+            ext,
+            runs,
+            XDP_REDIRECT,
+            FIGURE_TIME_LIMIT,
+            |_, buf| {
+                if buf.is_empty() {
+                    *buf = frame.clone();
+                }
+            },
+        ),
     ));
     // The test-run harness's own cost per run (timer, BH disabling), in
     // every figure: the baseline on a frame it passes at once.
     let arp = packets::arp_request(rig::CLIENT_V4, lb_tests::fixnet::LB_EXT_V4);
     if !v6 {
-        let floor = measure(baseline, ext, runs.min(200_000), XDP_PASS, |_, buf| {
-            if buf.is_empty() {
-                *buf = arp.clone();
-            }
-        });
+        let floor = measure(
+            baseline,
+            ext,
+            runs.min(200_000),
+            XDP_PASS,
+            FIGURE_TIME_LIMIT,
+            |_, buf| {
+                if buf.is_empty() {
+                    *buf = arp.clone();
+                }
+            },
+        );
         out.details.push(match floor {
             Ok(floor) => format!(
                 "floor (lb_baseline on an ARP frame, XDP_PASS at once; harness cost included in every figure): mean {:.1} ns, median {} ns",
-                floor.mean_ns, floor.median_ns
+                floor.mean_ns(), floor.median_ns()
             ),
             Err(err) => format!("floor not measured: {err:#}"),
         });
@@ -567,11 +498,18 @@ fn family_figures(v6: bool, runs: u64, ext: u32, int: u32) -> Result<FamilyFigur
     // established: every run must find the flow (no new flow counted).
     let program = xdp(dp.ebpf(), XDP_PROGRAM)?;
     let before = dp.service_traffic(service)?;
-    let established_figure = measure(program, ext, runs, XDP_REDIRECT, |_, buf| {
-        if buf.is_empty() {
-            *buf = frame.clone();
-        }
-    });
+    let established_figure = measure(
+        program,
+        ext,
+        runs,
+        XDP_REDIRECT,
+        FIGURE_TIME_LIMIT,
+        |_, buf| {
+            if buf.is_empty() {
+                *buf = frame.clone();
+            }
+        },
+    );
     let after = dp.service_traffic(service)?;
     let established_figure = established_figure.and_then(|m| {
         check_counts(&before, &after, runs, 0).context("established runs")?;
@@ -592,9 +530,16 @@ fn family_figures(v6: bool, runs: u64, ext: u32, int: u32) -> Result<FamilyFigur
         }
     }
     let before = dp.service_traffic(service)?;
-    let new_flow_figure = measure(program, ext, runs, XDP_REDIRECT, |run, buf| {
-        *buf = new_flow(run).build();
-    });
+    let new_flow_figure = measure(
+        program,
+        ext,
+        runs,
+        XDP_REDIRECT,
+        FIGURE_TIME_LIMIT,
+        |run, buf| {
+            *buf = new_flow(run).build();
+        },
+    );
     let after = dp.service_traffic(service)?;
     let new_flow_figure = new_flow_figure.and_then(|m| {
         check_counts(&before, &after, runs, runs).context("new-flow runs")?;

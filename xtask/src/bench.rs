@@ -8,12 +8,13 @@ use anyhow::{Result, bail};
 use crate::{cargo, exec, require_root, root, setup};
 
 /// The benchmarks `cargo xtask bench` knows, with the package holding each
-/// (`control` and `failover` run the real lb-ctl binary, so they live in
-/// lb-ctl).
+/// (`control`, `failover` and `replication` run the real lb-ctl binary, so
+/// they live in lb-ctl).
 const BENCHES: &[(&str, &str)] = &[
     ("dataplane", "lb-tests"),
     ("control", "lb-ctl"),
     ("failover", "lb-ctl"),
+    ("replication", "lb-ctl"),
 ];
 
 pub fn run(which: &str, args: &[String]) -> Result<()> {

@@ -1,5 +1,5 @@
 # Idle keep-alive HTTP/1.1 connections through the VIP (run in the client
-# namespace by flow_failover.rs): opens N connections, asks GET / on each,
+# namespace by lb_tests::flow_pair::Idle): opens N connections, asks GET / on each,
 # prints "ready", waits until the trigger file exists (bounded), asks again
 # on the same connections and prints one JSON line: per connection the two
 # answers, or the error (a reset, a closed connection).
