@@ -127,6 +127,14 @@ pub const BASELINE_GLOBAL: &str = "LB_BASELINE";
 /// Bytes of the flow record ring ([`maps::FLOW_RECORDS`]): a power of two
 /// multiple of the page size, as the kernel requires.
 pub const FLOW_RECORDS_BYTES: u32 = 4 << 20;
+/// The program submits flow records without waking the daemon's reader
+/// until this many bytes wait in the ring (64 records of 88 bytes): a
+/// wakeup per record cost the new flow's packet more than the record
+/// itself. The reader also looks every [`FLOW_RECORDS_POLL_MS`].
+pub const FLOW_RECORDS_WAKEUP_BYTES: u64 = 64 * 88;
+/// How often the daemon reads the flow record ring without being woken
+/// (the lag a record can wait below [`FLOW_RECORDS_WAKEUP_BYTES`]).
+pub const FLOW_RECORDS_POLL_MS: u64 = 1;
 /// In [`maps::REPLICATE`]: report new flows.
 pub const REPLICATE_ON: u32 = 1;
 /// Services (VIP, port, protocol).

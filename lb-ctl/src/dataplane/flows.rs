@@ -5,11 +5,13 @@
 //!
 //! aya 0.14 has no batch map calls: a dump walks the table key by key and a
 //! write updates one entry per syscall.
-use std::mem::size_of;
+use std::{mem::size_of, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{Array, HashMap, MapData, RingBuf};
-use lb_common::{FLOW_RECORDS_BYTES, Flow, FlowKey, FlowRecord, REPLICATE_ON, Reply, maps};
+use lb_common::{
+    FLOW_RECORDS_BYTES, FLOW_RECORDS_POLL_MS, Flow, FlowKey, FlowRecord, REPLICATE_ON, Reply, maps,
+};
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::{Dataplane, map_mut, map_ref};
@@ -180,21 +182,29 @@ pub struct AsyncFlowRecords {
 
 impl AsyncFlowRecords {
     /// Waits until the ring holds records, then takes up to `max` of them
-    /// (at least one record or bad item).
+    /// (at least one record or bad item). The program wakes the reader
+    /// only once a batch's worth waits
+    /// ([`lb_common::FLOW_RECORDS_WAKEUP_BYTES`]), so the ring is also read
+    /// every [`FLOW_RECORDS_POLL_MS`] without a wakeup.
     pub async fn next_batch(&mut self, max: usize) -> Result<(Vec<FlowRecord>, Vec<BadItem>)> {
+        let poll = Duration::from_millis(FLOW_RECORDS_POLL_MS);
         loop {
-            let mut guard = self
-                .fd
-                .readable_mut()
-                .await
-                .context("waiting on the flow record ring")?;
-            let batch = drain(guard.get_inner_mut(), max);
-            if batch.0.is_empty() && batch.1.is_empty() {
-                // Woken with nothing to read: wait for the next wakeup.
-                guard.clear_ready();
-                continue;
+            let batch = match tokio::time::timeout(poll, self.fd.readable_mut()).await {
+                Ok(guard) => {
+                    let mut guard = guard.context("waiting on the flow record ring")?;
+                    let batch = drain(guard.get_inner_mut(), max);
+                    if batch.0.is_empty() && batch.1.is_empty() {
+                        // Woken with nothing to read: wait for the next
+                        // wakeup.
+                        guard.clear_ready();
+                    }
+                    batch
+                }
+                Err(_) => drain(self.fd.get_mut(), max),
+            };
+            if !(batch.0.is_empty() && batch.1.is_empty()) {
+                return Ok(batch);
             }
-            return Ok(batch);
         }
     }
 }
