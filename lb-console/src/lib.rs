@@ -8,7 +8,10 @@
 
 pub mod auth;
 pub mod daemon;
+pub mod forms;
+mod handlers;
 pub mod login;
+mod multipart;
 mod pages;
 pub mod system;
 mod tls;
@@ -60,31 +63,41 @@ pub fn hostname() -> String {
 }
 
 /// The console's routes, showing `host` as the host name and asking the
-/// node's daemon through `daemon`; every route but `/login` and `/healthz`
-/// needs a session ([`login::guard`]).
-pub fn router(host: &str, access: Arc<login::Access>, daemon: Client) -> Router {
-    let host = host.to_owned();
+/// node's daemon through `daemon`; `peer_console` is the other node's
+/// console (linked from a standby's read-only pages). Every route but
+/// `/login` and `/healthz` needs a session ([`login::guard`]).
+pub fn router(
+    host: &str,
+    access: Arc<login::Access>,
+    daemon: Client,
+    peer_console: Option<String>,
+) -> Router {
+    let app = Arc::new(handlers::App {
+        host: host.to_owned(),
+        daemon,
+        peer_console,
+        access: access.clone(),
+    });
     Router::new()
+        .route("/", get(handlers::dashboard))
+        .route("/lb", get(handlers::lb::show))
+        .route("/lb/backend/{what}", post(handlers::lb::change))
+        .route("/lb/service/{what}", post(handlers::lb::change))
+        .route("/cluster", get(handlers::cluster::show))
         .route(
-            "/",
-            get(
-                move |Extension(session): Extension<auth::sessions::Session>| async move {
-                    let state = daemon::status(&daemon).await;
-                    let nav = pages::Nav {
-                        host: &host,
-                        version: VERSION,
-                        user: &session.user,
-                        csrf: &session.csrf,
-                        section: pages::Section::Dashboard,
-                    };
-                    Html(pages::dashboard::page(&nav, &system::Facts::read(), &state))
-                },
-            ),
+            "/cluster/confirm/{operation}",
+            get(handlers::cluster::confirm),
         )
+        .route("/cluster/{operation}", post(handlers::cluster::operate))
+        .route("/alerts", get(handlers::alerts))
+        .route("/config", get(handlers::config::show))
+        .route("/config/download", get(handlers::config::download))
+        .route("/config/restore", post(handlers::config::restore))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/healthz", get(healthz))
         .fallback(not_found)
+        .layer(Extension(app))
         .layer(axum::middleware::from_fn_with_state(
             access.clone(),
             login::guard,
@@ -97,7 +110,7 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn not_found(uri: Uri) -> (StatusCode, Html<String>) {
+pub(crate) async fn not_found(uri: Uri) -> (StatusCode, Html<String>) {
     (StatusCode::NOT_FOUND, Html(pages::not_found(uri.path())))
 }
 
@@ -129,13 +142,14 @@ pub fn bind(listen: SocketAddr) -> Result<TcpListener> {
 
 /// Serves the console over HTTPS on `listener` until `handle` shuts it down
 /// (see [`Handle::graceful_shutdown`]), asking the node's daemon through
-/// `daemon`.
+/// `daemon` (`peer_console`: see [`router`]).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     handle: Handle,
     access: Arc<login::Access>,
     daemon: Client,
+    peer_console: Option<String>,
 ) -> Result<()> {
     listener
         .set_nonblocking(true)
@@ -147,7 +161,8 @@ pub async fn serve(
     axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))
         .handle(handle)
         .serve(
-            router(&hostname(), access, daemon).into_make_service_with_connect_info::<SocketAddr>(),
+            router(&hostname(), access, daemon, peer_console)
+                .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .await
         .with_context(|| format!("serving the console on {addr}"))?;
@@ -184,7 +199,7 @@ mod tests {
             auth::audit::AuditLog::new(&audit),
             auth::sessions::Sessions::new(idle, Duration::from_secs(3600), 8),
         ));
-        let router = router("node-1.example", access, Client::new(&socket))
+        let router = router("node-1.example", access, Client::new(&socket), None)
             .layer(MockConnectInfo(SocketAddr::from(([198, 18, 0, 10], 40000))));
         Console {
             router,
