@@ -179,18 +179,23 @@ mod tests {
     use std::time::Duration;
     use tower::ServiceExt;
 
-    const PASSWORD: &str = "a long enough secret";
+    pub(crate) const PASSWORD: &str = "a long enough secret";
 
-    struct Console {
-        router: Router,
+    pub(crate) struct Console {
+        pub(crate) router: Router,
         _dir: tempfile::TempDir,
-        audit: std::path::PathBuf,
+        pub(crate) audit: std::path::PathBuf,
         /// The daemon's socket the console asks (nothing listens on it
         /// unless a test starts a [`fake_daemon`]).
-        socket: std::path::PathBuf,
+        pub(crate) socket: std::path::PathBuf,
     }
 
-    fn console_with(idle: Duration) -> Console {
+    pub(crate) fn console_with(idle: Duration) -> Console {
+        console_of(idle, None)
+    }
+
+    /// A console whose standby pages link to `peer_console`.
+    pub(crate) fn console_of(idle: Duration, peer_console: Option<String>) -> Console {
         let dir = tempfile::tempdir().unwrap();
         let audit = dir.path().join("audit.jsonl");
         let socket = dir.path().join("lb.sock");
@@ -199,7 +204,7 @@ mod tests {
             auth::audit::AuditLog::new(&audit),
             auth::sessions::Sessions::new(idle, Duration::from_secs(3600), 8),
         ));
-        let router = router("node-1.example", access, Client::new(&socket), None)
+        let router = router("node-1.example", access, Client::new(&socket), peer_console)
             .layer(MockConnectInfo(SocketAddr::from(([198, 18, 0, 10], 40000))));
         Console {
             router,
@@ -227,18 +232,18 @@ mod tests {
         tokio::spawn(async move { axum::serve(listener, api).await.unwrap() })
     }
 
-    fn console() -> Console {
+    pub(crate) fn console() -> Console {
         console_with(Duration::from_secs(600))
     }
 
-    struct Reply {
-        status: StatusCode,
-        headers: HeaderMap,
-        body: String,
+    pub(crate) struct Reply {
+        pub(crate) status: StatusCode,
+        pub(crate) headers: HeaderMap,
+        pub(crate) body: String,
     }
 
     impl Console {
-        async fn send(
+        pub(crate) async fn send(
             &self,
             method: Method,
             path: &str,
@@ -270,12 +275,12 @@ mod tests {
             }
         }
 
-        async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
+        pub(crate) async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
             self.send(Method::GET, path, cookie, "").await
         }
 
         /// Logs in; the session cookie's value.
-        async fn login(&self) -> String {
+        pub(crate) async fn login(&self) -> String {
             let reply = self
                 .send(
                     Method::POST,
@@ -308,12 +313,12 @@ mod tests {
                 .to_owned()
         }
 
-        fn audit(&self) -> Vec<auth::audit::AuditEntry> {
+        pub(crate) fn audit(&self) -> Vec<auth::audit::AuditEntry> {
             auth::audit::AuditLog::new(&self.audit).recent(100).unwrap()
         }
     }
 
-    fn csrf_of(page: &str) -> String {
+    pub(crate) fn csrf_of(page: &str) -> String {
         page.split(r#"name="csrf" value=""#)
             .nth(1)
             .unwrap()

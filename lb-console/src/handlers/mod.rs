@@ -140,3 +140,6 @@ pub async fn dashboard(
         &state,
     ))
 }
+
+#[cfg(test)]
+mod tests;
