@@ -78,6 +78,17 @@ fn title(op: ClusterOperation) -> &'static str {
     }
 }
 
+/// The operation's button.
+fn button(op: ClusterOperation) -> &'static str {
+    match op {
+        ClusterOperation::Failover => "Fail over",
+        ClusterOperation::Failback => "Fail back",
+        ClusterOperation::Stop => "Stop",
+        ClusterOperation::ForceStop => "Force stop",
+        ClusterOperation::Start => "Start",
+    }
+}
+
 fn servers(c: &ClusterStatus) -> Markup {
     let (me, peer) = &c.servers;
     html! {
@@ -224,7 +235,7 @@ fn operations() -> Markup {
             ul.operations {
                 @for (op, what) in OPERATIONS {
                     li {
-                        a.button href=(format!("/cluster/confirm/{}", op.name())) { (title(op)) }
+                        a.button href=(format!("/cluster/confirm/{}", op.name())) { (button(op)) }
                         span.sub { (what) }
                     }
                 }
