@@ -1,10 +1,12 @@
 //! lb-console: the HTTPS web console of lb.
 //!
 //! Over TLS (rustls with the ring provider, TLS 1.3 and 1.2): a login
-//! page, a landing page for the logged-in administrator, and a health
-//! endpoint at `/healthz`. What it shows of the load balancer comes from
-//! the node's daemon, through its API only (`lb_common::api`'s client and
-//! types, the CLI's).
+//! page; for the logged-in administrator the dashboard, the LB settings,
+//! the cluster, the alerts and the configuration's backup and restore
+//! (`handlers`, `pages`); and a health endpoint at `/healthz`. What it
+//! shows of the load balancer, and every change it makes, goes through the
+//! node's daemon's API only (`lb_common::api`'s client and types, the
+//! CLI's).
 
 pub mod auth;
 pub mod daemon;

@@ -89,6 +89,6 @@ mod tests {
         assert_eq!(parts[1].content, b"[node]\r\nname = \"lb1\"\n");
         assert!(boundary("application/x-www-form-urlencoded").is_none());
         assert!(super::parts(b"garbage", &b).is_none());
-        assert!(super::parts(body[..60].as_bytes(), &b).is_none());
+        assert!(super::parts(&body.as_bytes()[..60], &b).is_none());
     }
 }

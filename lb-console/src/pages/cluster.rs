@@ -101,7 +101,7 @@ fn servers(c: &ClusterStatus) -> Markup {
                     @if c.stopped { " " span.badge { "Offline" } }
                     @if c.stopping { " " span.badge.warn { "stopping" } }
                     @if !c.healthy { " " span.badge.bad { "unhealthy" } }
-                    " since " (when(c.since_unix))
+                    @if c.since_unix > 0 { " since " (when(c.since_unix)) }
                 }
                 dt { (peer) }
                 dd {
