@@ -331,7 +331,7 @@ async fn bad_input_is_refused_by_its_field_with_what_was_typed() {
     assert_has(
         &reply,
         &[
-            r#"name="weight" inputmode="numeric" value="ten">"#,
+            r#"name="weight" inputmode="numeric" aria-invalid="true" value="ten">"#,
             r#"<p class="error field-error" role="alert" id="weight-error">&quot;ten&quot; is not a weight: a whole number, 0 or more.</p>"#,
         ],
     );
@@ -358,7 +358,7 @@ async fn bad_input_is_refused_by_its_field_with_what_was_typed() {
     assert_has(
         &reply,
         &[
-            r#"id="svc-vip" name="vip" placeholder="198.18.0.100" value="198.18.0">"#,
+            r#"id="svc-vip" name="vip" placeholder="198.18.0.100" aria-invalid="true" value="198.18.0">"#,
             r#"value="443">"#,
             r#"id="vip-error">&quot;198.18.0&quot; is not an IP address"#,
         ],
@@ -612,6 +612,12 @@ async fn the_alerts_page_lists_the_newest_first() {
         &reply,
         &[r#"<span class="badge warn">warning</span><code>backend_down</code>"#],
     );
+}
+
+/// The fixture configuration as a backup file.
+fn backup_text() -> String {
+    let config: lb_common::api::Config = serde_json::from_str(CONFIG).unwrap();
+    crate::handlers::config::to_toml(&config).unwrap()
 }
 
 /// A browser's upload of `file` named `name`.

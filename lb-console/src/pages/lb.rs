@@ -90,6 +90,13 @@ fn typed(failed: Option<&Failed>, key: &str, field: &str, default: &str) -> Stri
         .unwrap_or_else(|| default.to_owned())
 }
 
+/// `aria-invalid` of `field` in form `key`: set when the reason is its.
+fn invalid(failed: Option<&Failed>, key: &str, field: &str) -> Option<&'static str> {
+    failed
+        .filter(|f| f.about(key) && f.field == field)
+        .map(|_| "true")
+}
+
 /// The reason next to `field` of form `key`, if it failed there.
 fn reason(failed: Option<&Failed>, key: &str, field: &str) -> Markup {
     html! {
@@ -165,6 +172,7 @@ fn backend(nav: &Nav, page: &LbPage, service: &str, b: &BackendView, write: bool
                         (hidden(nav, service, Some(&address)))
                         label.sr for=(format!("weight-{service}-{address}")) { "Weight of " (address) }
                         input.narrow id=(format!("weight-{service}-{address}")) name="weight" inputmode="numeric"
+                            aria-invalid=[invalid(failed, &weight_key, "weight")]
                             value=(typed(failed, &weight_key, "weight", &b.weight.to_string()));
                         button.quiet type="submit" { "Set weight" }
                     }
@@ -200,11 +208,13 @@ fn add_backend(nav: &Nav, page: &LbPage, service: &str) -> Markup {
             div.field.grow {
                 label for=(id("address")) { "New backend (address:port)" }
                 input id=(id("address")) name="address" placeholder="198.18.1.11:80"
+                    aria-invalid=[invalid(failed, &key, "address")]
                     value=(typed(failed, &key, "address", ""));
             }
             div.field {
                 label for=(id("weight")) { "Weight" }
                 input.narrow id=(id("weight")) name="weight" inputmode="numeric"
+                    aria-invalid=[invalid(failed, &key, "weight")]
                     value=(typed(failed, &key, "weight", "1"));
             }
             div.field {
@@ -279,10 +289,10 @@ fn add_service(nav: &Nav, page: &LbPage) -> Markup {
             form.stack method="post" action="/lb/service/add" {
                 input type="hidden" name="csrf" value=(nav.csrf);
                 label for="svc-vip" { "Virtual IP" }
-                input #svc-vip name="vip" placeholder="198.18.0.100" value=(t("vip", ""));
+                input #svc-vip name="vip" placeholder="198.18.0.100" aria-invalid=[invalid(failed, key, "vip")] value=(t("vip", ""));
                 (reason(failed, key, "vip"))
                 label for="svc-port" { "Port" }
-                input #svc-port name="port" inputmode="numeric" placeholder="80" value=(t("port", ""));
+                input #svc-port name="port" inputmode="numeric" placeholder="80" aria-invalid=[invalid(failed, key, "port")] value=(t("port", ""));
                 (reason(failed, key, "port"))
                 label for="svc-protocol" { "Protocol" }
                 select #svc-protocol name="protocol" {
@@ -296,7 +306,7 @@ fn add_service(nav: &Nav, page: &LbPage) -> Markup {
                 }
                 (reason(failed, key, "mode"))
                 label for="svc-sorry" { "Sorry server (optional)" }
-                input #svc-sorry name="sorry" placeholder="198.18.1.99:80" value=(t("sorry", ""));
+                input #svc-sorry name="sorry" placeholder="198.18.1.99:80" aria-invalid=[invalid(failed, key, "sorry")] value=(t("sorry", ""));
                 (reason(failed, key, "sorry"))
                 label for="svc-name" { "Label (optional)" }
                 input #svc-name name="name" value=(t("name", ""));
