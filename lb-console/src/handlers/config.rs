@@ -130,7 +130,15 @@ pub async fn restore(
             .and_then(|text| parse(&text)),
     };
     let checked = checked.and_then(|config| match writable(&status) {
-        Writable::Yes => Ok(config),
+        Writable::Yes => match &status {
+            // A node's file holds its own [node] table: another node's
+            // would rename this one and move its interfaces and files.
+            Ok(s) if s.node != config.node.name => Err(format!(
+                "This file is the configuration of node {:?}; this node is {:?}. Restore a backup of this node.",
+                config.node.name, s.node
+            )),
+            _ => Ok(config),
+        },
         Writable::Standby { .. } => Err(
             "This node is the standby: restore the configuration on the active node, which pushes it here."
                 .to_owned(),

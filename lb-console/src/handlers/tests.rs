@@ -683,6 +683,13 @@ async fn the_configuration_downloads_as_toml_and_a_restore_is_checked_first() {
             "line 3, column 1: unknown field `nope`",
         ],
     );
+    let other = backup.replace("name = \"lb1\"", "name = \"lb2\"");
+    let reply = upload(&c, &cookie, &csrf, "lb2.toml", &other).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_has(
+        &reply,
+        &["This file is the configuration of node &quot;lb2&quot;; this node is &quot;lb1&quot;."],
+    );
     let reply = upload(&c, &cookie, &csrf, "empty.toml", "").await;
     assert_has(&reply, &["The file is empty"]);
     // Without the token (a forged one): refused before anything.
