@@ -425,6 +425,13 @@ async fn a_standby_is_read_only_and_links_to_the_active() {
             .await;
         assert_eq!(reply.status, StatusCode::CONFLICT, "{path}");
     }
+    // Nor a restored configuration.
+    let reply = upload(&c, &cookie, &csrf, "lb.toml", &backup_text()).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_has(
+        &reply,
+        &["This node is the standby: restore the configuration on the active node"],
+    );
     assert_eq!(fake.asked(), []);
     assert!(c.audit().iter().any(|e| e.outcome
         == "refused: this node is the standby: change the settings on the active node"));
