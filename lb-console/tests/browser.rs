@@ -173,6 +173,12 @@ async fn tour(browser: &Browser, console: &Console, suffix: &str) {
         );
         look("lb-error", width).await;
 
+        browser
+            .click_and_wait("form[action='/lb/service/delete'] button")
+            .await;
+        assert!(browser.text("h2").await.starts_with("Delete service"));
+        look("lb-confirm-delete", width).await;
+
         browser.goto(&console.url("/cluster")).await;
         assert!(browser.text("#group + dl").await.contains("lb1"));
         look("cluster", width).await;

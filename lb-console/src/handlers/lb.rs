@@ -26,6 +26,8 @@ struct Kind {
     read: fn(&Form) -> Result<Change, FieldError>,
     key: fn(&Form) -> String,
     field: &'static str,
+    /// It asks for a confirmation first (`confirm=yes`).
+    confirm: bool,
 }
 
 fn key_weight(f: &Form) -> String {
@@ -45,36 +47,42 @@ fn kind(path: &str) -> Option<Kind> {
             read: forms::add_backend,
             key: |f| view::key_add_backend(f.get("service")),
             field: "address",
+            confirm: false,
         },
         "/lb/backend/weight" => Kind {
             action: "backend weight",
             read: forms::set_weight,
             key: key_weight,
             field: "weight",
+            confirm: false,
         },
         "/lb/backend/state" => Kind {
             action: "backend state",
             read: forms::set_state,
             key: key_state,
             field: "state",
+            confirm: false,
         },
         "/lb/backend/delete" => Kind {
             action: "backend delete",
             read: forms::delete_backend,
             key: key_delete_backend,
             field: "address",
+            confirm: false,
         },
         "/lb/service/add" => Kind {
             action: "service add",
             read: forms::add_service,
             key: |_| view::KEY_ADD_SERVICE.to_owned(),
             field: "service",
+            confirm: false,
         },
         "/lb/service/delete" => Kind {
             action: "service delete",
             read: forms::delete_service,
             key: |f| view::key_delete_service(f.get("service")),
             field: "service",
+            confirm: true,
         },
         _ => return None,
     })
@@ -158,6 +166,13 @@ pub async fn change(
         return page(
             StatusCode::CONFLICT,
             render(&app, &session, &status, None, None).await,
+        );
+    }
+    if kind.confirm && form.get("confirm") != "yes" {
+        // Nothing is changed yet: the confirmation page.
+        return page(
+            StatusCode::OK,
+            view::confirm_delete(&app.nav(&session, Section::Lb), form.get("service")),
         );
     }
     let change = match (kind.read)(&form) {

@@ -158,7 +158,7 @@ fn lb_forms() -> Vec<(&'static str, String, &'static str)> {
         ),
         (
             "/lb/service/delete",
-            "service=udp%2F%5B2001%3Adb8%3A%3A100%5D%3A53".to_owned(),
+            "service=udp%2F%5B2001%3Adb8%3A%3A100%5D%3A53&confirm=yes".to_owned(),
             r#"{"op":"del_service","service":{"protocol":"udp","vip":"[2001:db8::100]:53"}}"#,
         ),
     ]
@@ -283,6 +283,30 @@ async fn every_lb_form_sends_its_change_and_writes_the_audit_trail() {
         ]
     );
     assert_eq!(trail.len(), 12);
+}
+
+#[tokio::test]
+async fn deleting_a_service_asks_first() {
+    let c = console();
+    let fake = Fake::start(&c, ACTIVE);
+    let (cookie, csrf) = session(&c).await;
+    let reply = c
+        .send(
+            Method::POST,
+            "/lb/service/delete",
+            Some(&cookie),
+            &format!("csrf={csrf}&{SVC}"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_has(
+        &reply,
+        &[
+            "Delete service <code>tcp/198.18.0.100:80</code>?",
+            r#"<input type="hidden" name="service" value="tcp/198.18.0.100:80"><input type="hidden" name="confirm" value="yes">"#,
+        ],
+    );
+    assert_eq!(fake.asked(), []);
 }
 
 #[tokio::test]

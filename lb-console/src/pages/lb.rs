@@ -330,6 +330,25 @@ fn counters(stats: &Stats) -> Markup {
     }
 }
 
+/// The confirmation of a service's deletion (its backends go with it).
+pub fn confirm_delete(nav: &Nav, service: &str) -> String {
+    app(
+        nav,
+        html! {
+            section.card aria-labelledby="confirm" {
+                h2 #confirm { "Delete service " code { (service) } "?" }
+                p { "The service and all its backends are removed: new and existing connections to it are no longer forwarded." }
+                form.inline method="post" action="/lb/service/delete" {
+                    (hidden(nav, service, None))
+                    input type="hidden" name="confirm" value="yes";
+                    button.danger-fill type="submit" { "Delete service" }
+                    " " a href="/lb" { "Cancel" }
+                }
+            }
+        },
+    )
+}
+
 pub fn page(nav: &Nav, page: &LbPage) -> String {
     let writable = writable(page.status);
     let write = matches!(writable, Writable::Yes);
