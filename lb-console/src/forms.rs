@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use lb_common::api::{
-    BackendConfig, BackendState, Change, Mode, Protocol, ServiceConfig, ServiceRef,
+    BackendConfig, BackendState, Change, Config, Mode, Protocol, ServiceConfig, ServiceRef,
 };
 
 /// A form as the browser sent it (URL-encoded), fields in order.
@@ -216,6 +216,28 @@ pub fn add_service(form: &Form) -> Result<Change, FieldError> {
     })
 }
 
+/// `service`, `sorry` (empty: none): a service's sorry server, its other
+/// settings as `config` (the daemon's) holds them, its backends kept.
+pub fn set_sorry(form: &Form, config: &Config) -> Result<Change, FieldError> {
+    let name = service(form)?;
+    let current = config
+        .services
+        .iter()
+        .find(|s| s.name() == name)
+        .ok_or_else(|| bad("service", format!("There is no service {name} (any more).")))?;
+    let sorry = match form.get("sorry") {
+        "" => None,
+        _ => Some(address(form, "sorry")?),
+    };
+    Ok(Change::SetService {
+        service: ServiceConfig {
+            sorry,
+            backends: Vec::new(),
+            ..current.clone()
+        },
+    })
+}
+
 /// `service`: removes a service with its backends.
 pub fn delete_service(form: &Form) -> Result<Change, FieldError> {
     Ok(Change::DelService {
@@ -244,7 +266,13 @@ pub fn describe(change: &Change) -> (&'static str, String) {
             }
             ("service add", detail)
         }
-        Change::SetService { service } => ("service set", service.name().to_string()),
+        Change::SetService { service } => (
+            "service set",
+            match service.sorry {
+                Some(sorry) => format!("{} sorry {sorry}", service.name()),
+                None => format!("{} sorry none", service.name()),
+            },
+        ),
         Change::DelService { service } => ("service delete", service.to_string()),
         Change::AddBackend { service, backend } => (
             "backend add",
@@ -367,6 +395,39 @@ mod tests {
         assert_eq!(
             describe(&change).1,
             "tcp/198.18.0.100:80 mode dsr sorry 198.18.1.99:80 name \"web\""
+        );
+    }
+
+    #[test]
+    fn a_sorry_server_change_keeps_the_rest_of_the_service() {
+        let config: Config = toml::from_str(
+            "[node]\nname = \"lb1\"\ninterfaces = [\"ext0\"]\n[[services]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\n\
+             protocol = \"tcp\"\nmode = \"dsr\"\nsorry = \"198.18.1.99:80\"\n\
+             health = { kind = \"tcp\", interval_ms = 300, timeout_ms = 300, rise = 2, fall = 2 }\n\
+             [[services.backends]]\naddress = \"198.18.1.11:80\"\n",
+        )
+        .unwrap();
+        let Change::SetService { service } =
+            set_sorry(&form("service=tcp%2F198.18.0.100%3A80&sorry="), &config).unwrap()
+        else {
+            panic!("not a SetService");
+        };
+        let current = &config.services[0];
+        assert_eq!(service.sorry, None);
+        assert_eq!(
+            (&service.name, service.mode, &service.health),
+            (&current.name, current.mode, &current.health)
+        );
+        assert!(service.backends.is_empty(), "the daemon keeps them");
+        let err = set_sorry(&form("service=tcp%2F198.18.0.100%3A80&sorry=x"), &config).unwrap_err();
+        assert_eq!(err.field, "sorry");
+        let err = set_sorry(&form("service=tcp%2F198.18.0.101%3A80&sorry="), &config).unwrap_err();
+        assert_eq!(
+            (err.field, err.message.as_str()),
+            (
+                "service",
+                "There is no service tcp/198.18.0.101:80 (any more)."
+            )
         );
     }
 

@@ -7,7 +7,7 @@ use axum::{
     http::{StatusCode, Uri},
     response::{IntoResponse, Redirect, Response},
 };
-use lb_common::api::{Applied, Change, Stats, Status, client::Method};
+use lb_common::api::{Applied, Change, Config, Stats, Status, client::Method};
 
 use super::{App, Posted, Shared, no_audit, page};
 use crate::{
@@ -23,11 +23,18 @@ use crate::{
 /// is on the page, and the field a refusal of the daemon is shown by.
 struct Kind {
     action: &'static str,
-    read: fn(&Form) -> Result<Change, FieldError>,
+    read: Read,
     key: fn(&Form) -> String,
     field: &'static str,
     /// It asks for a confirmation first (`confirm=yes`).
     confirm: bool,
+}
+
+/// How a form becomes a change: from its fields alone, or with the
+/// daemon's configuration (what the form does not change is kept).
+enum Read {
+    Form(fn(&Form) -> Result<Change, FieldError>),
+    WithConfig(fn(&Form, &Config) -> Result<Change, FieldError>),
 }
 
 fn key_weight(f: &Form) -> String {
@@ -44,45 +51,52 @@ fn kind(path: &str) -> Option<Kind> {
     Some(match path {
         "/lb/backend/add" => Kind {
             action: "backend add",
-            read: forms::add_backend,
+            read: Read::Form(forms::add_backend),
             key: |f| view::key_add_backend(f.get("service")),
             field: "address",
             confirm: false,
         },
         "/lb/backend/weight" => Kind {
             action: "backend weight",
-            read: forms::set_weight,
+            read: Read::Form(forms::set_weight),
             key: key_weight,
             field: "weight",
             confirm: false,
         },
         "/lb/backend/state" => Kind {
             action: "backend state",
-            read: forms::set_state,
+            read: Read::Form(forms::set_state),
             key: key_state,
             field: "state",
             confirm: false,
         },
         "/lb/backend/delete" => Kind {
             action: "backend delete",
-            read: forms::delete_backend,
+            read: Read::Form(forms::delete_backend),
             key: key_delete_backend,
             field: "address",
             confirm: false,
         },
         "/lb/service/add" => Kind {
             action: "service add",
-            read: forms::add_service,
+            read: Read::Form(forms::add_service),
             key: |_| view::KEY_ADD_SERVICE.to_owned(),
             field: "service",
             confirm: false,
         },
         "/lb/service/delete" => Kind {
             action: "service delete",
-            read: forms::delete_service,
+            read: Read::Form(forms::delete_service),
             key: |f| view::key_delete_service(f.get("service")),
             field: "service",
             confirm: true,
+        },
+        "/lb/service/sorry" => Kind {
+            action: "service set",
+            read: Read::WithConfig(forms::set_sorry),
+            key: |f| view::key_sorry(f.get("service")),
+            field: "sorry",
+            confirm: false,
         },
         _ => return None,
     })
@@ -175,7 +189,19 @@ pub async fn change(
             view::confirm_delete(&app.nav(&session, Section::Lb), form.get("service")),
         );
     }
-    let change = match (kind.read)(&form) {
+    let change = match kind.read {
+        Read::Form(read) => read(&form),
+        Read::WithConfig(read) => {
+            match crate::daemon::get::<Config>(&app.daemon, "/v1/config").await {
+                Ok(config) => read(&form, &config),
+                Err(why) => Err(FieldError {
+                    field: kind.field,
+                    message: format!("The configuration could not be read: {why}"),
+                }),
+            }
+        }
+    };
+    let change = match change {
         Ok(change) => change,
         Err(err) => {
             app.audit(

@@ -157,6 +157,11 @@ fn lb_forms() -> Vec<(&'static str, String, &'static str)> {
             r#"{"op":"add_service","service":{"name":"tls","vip":"198.18.0.101","port":443,"protocol":"tcp","mode":"dsr","backends":[]}}"#,
         ),
         (
+            "/lb/service/sorry",
+            format!("{SVC}&sorry=198.18.1.98%3A80"),
+            r#"{"op":"set_service","service":{"name":"web","vip":"198.18.0.100","port":80,"protocol":"tcp","mode":"nat","sorry":"198.18.1.98:80","backends":[]}}"#,
+        ),
+        (
             "/lb/service/delete",
             "service=udp%2F%5B2001%3Adb8%3A%3A100%5D%3A53&confirm=yes".to_owned(),
             r#"{"op":"del_service","service":{"protocol":"udp","vip":"[2001:db8::100]:53"}}"#,
@@ -208,7 +213,7 @@ async fn the_lb_page_shows_services_backends_and_their_counters() {
             r#"<a href="/lb" aria-current="page">LB settings</a>"#,
             "<code>tcp/198.18.0.100:80</code>",
             r#"<span class="sub">web</span>"#,
-            "<code>198.18.1.99:80</code>",
+            r#"name="sorry" placeholder="none" value="198.18.1.99:80">"#,
             r#"<code class="address">198.18.1.12:80</code><span class="badge bad">down</span><span class="badge warn">drained</span><span class="badge warn" title="the next hop's link-layer address">neighbour unresolved</span>"#,
             "30000 packets · 30.0 MiB · 800 new flows",
             "<code>udp/[2001:db8::100]:53</code>",
@@ -282,7 +287,7 @@ async fn every_lb_form_sends_its_change_and_writes_the_audit_trail() {
             "backend set | tcp/198.18.0.100:80 198.18.1.11:80 weight 5 | ok (generation 8)",
         ]
     );
-    assert_eq!(trail.len(), 12);
+    assert_eq!(trail.len(), 14);
 }
 
 #[tokio::test]

@@ -76,6 +76,9 @@ pub fn key_backend(what: &str, service: &str, address: &str) -> String {
     format!("{what} {service} {address}")
 }
 pub const KEY_ADD_SERVICE: &str = "add-service";
+pub fn key_sorry(service: &str) -> String {
+    format!("sorry {service}")
+}
 pub fn key_delete_service(service: &str) -> String {
     format!("delete-service {service}")
 }
@@ -233,6 +236,24 @@ fn add_backend(nav: &Nav, page: &LbPage, service: &str) -> Markup {
     }
 }
 
+/// The sorry server, editable (empty: none).
+fn sorry_form(nav: &Nav, page: &LbPage, service: &str, s: &ServiceView) -> Markup {
+    let key = key_sorry(service);
+    let current = s.sorry.map(|a| a.to_string()).unwrap_or_default();
+    html! {
+        form.inline method="post" action="/lb/service/sorry" {
+            (hidden(nav, service, None))
+            label.sr for=(format!("sorry-{service}")) { "Sorry server of " (service) }
+            input.medium id=(format!("sorry-{service}")) name="sorry" placeholder="none"
+                aria-invalid=[invalid(page.failed, &key, "sorry")]
+                value=(typed(page.failed, &key, "sorry", &current));
+            button.quiet type="submit" { "Set" }
+        }
+        (reason(page.failed, &key, "sorry"))
+        (reason(page.failed, &key, "service"))
+    }
+}
+
 fn service(nav: &Nav, page: &LbPage, s: &ServiceView, write: bool) -> Markup {
     let name = s.service.to_string();
     let mode = match s.mode {
@@ -254,7 +275,11 @@ fn service(nav: &Nav, page: &LbPage, s: &ServiceView, write: bool) -> Markup {
             }
             dl.facts {
                 dt { "Sorry server" }
-                dd { @if let Some(sorry) = s.sorry { code { (sorry) } } @else { "none" } }
+                dd {
+                    @if write {
+                        (sorry_form(nav, page, &name, s))
+                    } @else if let Some(sorry) = s.sorry { code { (sorry) } } @else { "none" }
+                }
                 dt { "Traffic" }
                 dd { (s.traffic.packets) " packets · " (human_bytes(s.traffic.bytes)) " · " (s.traffic.new_flows) " new flows" }
             }
