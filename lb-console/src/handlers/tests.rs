@@ -315,18 +315,31 @@ async fn deleting_a_service_asks_first() {
 }
 
 #[tokio::test]
-async fn every_lb_form_refuses_a_missing_or_wrong_csrf_token() {
+async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
     let c = console();
     let fake = Fake::start(&c, ACTIVE);
     let (cookie, csrf) = session(&c).await;
-    for (path, form, _) in lb_forms() {
+    let mut forms: Vec<(String, String)> = lb_forms()
+        .into_iter()
+        .map(|(path, form, _)| (path.to_owned(), form))
+        .collect();
+    for op in ["failover", "failback", "stop", "start"] {
+        forms.push((format!("/cluster/{op}"), "confirm=yes".to_owned()));
+    }
+    forms.push(("/cluster/sync".to_owned(), "x=1".to_owned()));
+    for (path, form) in forms {
         for token in [
             String::new(),
             "csrf=forged&".to_owned(),
             format!("csrf={}&", &csrf[1..]),
         ] {
             let reply = c
-                .send(Method::POST, path, Some(&cookie), &format!("{token}{form}"))
+                .send(
+                    Method::POST,
+                    &path,
+                    Some(&cookie),
+                    &format!("{token}{form}"),
+                )
                 .await;
             assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path} {token}");
         }
