@@ -134,10 +134,12 @@ pub async fn dashboard(
     Extension(session): Extension<Session>,
 ) -> Html<String> {
     let state = crate::daemon::status(&app.daemon).await;
+    let alerts = crate::daemon::get(&app.daemon, "/v1/alerts?limit=5").await;
     Html(pages::dashboard::page(
         &app.nav(&session, Section::Dashboard),
         &crate::system::Facts::read(),
         &state,
+        &alerts,
     ))
 }
 

@@ -483,7 +483,7 @@ async fn a_standby_is_read_only_and_links_to_the_active() {
 async fn without_the_daemon_the_pages_say_unknown_and_offer_no_change() {
     let c = console();
     let (cookie, csrf) = session(&c).await;
-    for path in ["/lb", "/cluster", "/alerts"] {
+    for path in ["/", "/lb", "/cluster", "/alerts"] {
         let reply = c.get(path, Some(&cookie)).await;
         assert_eq!(reply.status, StatusCode::OK, "{path}");
         assert!(
@@ -644,6 +644,27 @@ async fn the_cluster_page_shows_the_pair_and_operations_need_a_confirmation() {
             "cluster sync | sent to the daemon",
             "cluster sync | ok",
         ]
+    );
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_the_pair_and_the_recent_alerts() {
+    let c = console();
+    let _fake = Fake::start(&c, ACTIVE);
+    let (cookie, _) = session(&c).await;
+    let reply = c.get("/", Some(&cookie)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_has(
+        &reply,
+        &[
+            "<dt>Group runs on</dt><dd><strong>lb1</strong></dd>",
+            "<dt>lb2</dt><dd>standby</dd>",
+            "<dd>1 of 2 hear the peer</dd>",
+            "<dd>generation 7 here, generation 6 on lb2</dd>",
+            "<dd>sending, caught up, lag 17 flows</dd>",
+            r#"<span class="badge bad">error</span><code>no_usable_backend</code>"#,
+            r#"<a href="/alerts">All alerts</a>"#,
+        ],
     );
 }
 
