@@ -57,14 +57,14 @@ fn kind(path: &str) -> Option<Kind> {
             confirm: false,
         },
         "/lb/backend/weight" => Kind {
-            action: "backend weight",
+            action: "backend set",
             read: Read::Form(forms::set_weight),
             key: key_weight,
             field: "weight",
             confirm: false,
         },
         "/lb/backend/state" => Kind {
-            action: "backend state",
+            action: "backend set",
             read: Read::Form(forms::set_state),
             key: key_state,
             field: "state",
