@@ -32,3 +32,46 @@ pub async fn status(client: &Client) -> DaemonState {
         )),
     }
 }
+
+/// The longest the console waits for the daemon to carry out a change or a
+/// cluster operation (a failover waits for the pair's handover).
+pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Asks the daemon `GET path`; the reason as a sentence when it does not
+/// answer (or refuses).
+pub async fn get<T: serde::de::DeserializeOwned>(client: &Client, path: &str) -> Result<T, String> {
+    bounded(client, ANSWER_TIMEOUT, client.get::<T>(path)).await
+}
+
+/// Sends `body` to the daemon (`POST /v1/changes`, `PUT /v1/config`, a
+/// cluster operation); its refusal, as it words it, or why it did not
+/// answer.
+pub async fn send<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+    client: &Client,
+    method: lb_common::api::client::Method,
+    path: &str,
+    body: &B,
+) -> Result<T, String> {
+    bounded(
+        client,
+        CHANGE_TIMEOUT,
+        client.send::<B, T>(method, path, body),
+    )
+    .await
+}
+
+async fn bounded<T>(
+    client: &Client,
+    limit: Duration,
+    answer: impl std::future::Future<Output = Result<T, lb_common::api::ClientError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, answer).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!(
+            "the lb-ctl daemon at {} did not answer within {} s",
+            client.socket().display(),
+            limit.as_secs()
+        )),
+    }
+}

@@ -1,14 +1,19 @@
 //! lb-console: the HTTPS web console of lb.
 //!
 //! Over TLS (rustls with the ring provider, TLS 1.3 and 1.2): a login
-//! page, a landing page for the logged-in administrator, and a health
-//! endpoint at `/healthz`. What it shows of the load balancer comes from
-//! the node's daemon, through its API only (`lb_common::api`'s client and
-//! types, the CLI's).
+//! page; for the logged-in administrator the dashboard, the LB settings,
+//! the cluster, the alerts and the configuration's backup and restore
+//! (`handlers`, `pages`); and a health endpoint at `/healthz`. What it
+//! shows of the load balancer, and every change it makes, goes through the
+//! node's daemon's API only (`lb_common::api`'s client and types, the
+//! CLI's).
 
 pub mod auth;
 pub mod daemon;
+pub mod forms;
+mod handlers;
 pub mod login;
+mod multipart;
 mod pages;
 pub mod system;
 mod tls;
@@ -60,31 +65,41 @@ pub fn hostname() -> String {
 }
 
 /// The console's routes, showing `host` as the host name and asking the
-/// node's daemon through `daemon`; every route but `/login` and `/healthz`
-/// needs a session ([`login::guard`]).
-pub fn router(host: &str, access: Arc<login::Access>, daemon: Client) -> Router {
-    let host = host.to_owned();
+/// node's daemon through `daemon`; `peer_console` is the other node's
+/// console (linked from a standby's read-only pages). Every route but
+/// `/login` and `/healthz` needs a session ([`login::guard`]).
+pub fn router(
+    host: &str,
+    access: Arc<login::Access>,
+    daemon: Client,
+    peer_console: Option<String>,
+) -> Router {
+    let app = Arc::new(handlers::App {
+        host: host.to_owned(),
+        daemon,
+        peer_console,
+        access: access.clone(),
+    });
     Router::new()
+        .route("/", get(handlers::dashboard))
+        .route("/lb", get(handlers::lb::show))
+        .route("/lb/backend/{what}", post(handlers::lb::change))
+        .route("/lb/service/{what}", post(handlers::lb::change))
+        .route("/cluster", get(handlers::cluster::show))
         .route(
-            "/",
-            get(
-                move |Extension(session): Extension<auth::sessions::Session>| async move {
-                    let state = daemon::status(&daemon).await;
-                    let nav = pages::Nav {
-                        host: &host,
-                        version: VERSION,
-                        user: &session.user,
-                        csrf: &session.csrf,
-                        section: pages::Section::Dashboard,
-                    };
-                    Html(pages::dashboard::page(&nav, &system::Facts::read(), &state))
-                },
-            ),
+            "/cluster/confirm/{operation}",
+            get(handlers::cluster::confirm),
         )
+        .route("/cluster/{operation}", post(handlers::cluster::operate))
+        .route("/alerts", get(handlers::alerts))
+        .route("/config", get(handlers::config::show))
+        .route("/config/download", get(handlers::config::download))
+        .route("/config/restore", post(handlers::config::restore))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/healthz", get(healthz))
         .fallback(not_found)
+        .layer(Extension(app))
         .layer(axum::middleware::from_fn_with_state(
             access.clone(),
             login::guard,
@@ -97,7 +112,7 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn not_found(uri: Uri) -> (StatusCode, Html<String>) {
+pub(crate) async fn not_found(uri: Uri) -> (StatusCode, Html<String>) {
     (StatusCode::NOT_FOUND, Html(pages::not_found(uri.path())))
 }
 
@@ -129,13 +144,14 @@ pub fn bind(listen: SocketAddr) -> Result<TcpListener> {
 
 /// Serves the console over HTTPS on `listener` until `handle` shuts it down
 /// (see [`Handle::graceful_shutdown`]), asking the node's daemon through
-/// `daemon`.
+/// `daemon` (`peer_console`: see [`router`]).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     handle: Handle,
     access: Arc<login::Access>,
     daemon: Client,
+    peer_console: Option<String>,
 ) -> Result<()> {
     listener
         .set_nonblocking(true)
@@ -147,7 +163,8 @@ pub async fn serve(
     axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))
         .handle(handle)
         .serve(
-            router(&hostname(), access, daemon).into_make_service_with_connect_info::<SocketAddr>(),
+            router(&hostname(), access, daemon, peer_console)
+                .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .await
         .with_context(|| format!("serving the console on {addr}"))?;
@@ -164,18 +181,23 @@ mod tests {
     use std::time::Duration;
     use tower::ServiceExt;
 
-    const PASSWORD: &str = "a long enough secret";
+    pub(crate) const PASSWORD: &str = "a long enough secret";
 
-    struct Console {
-        router: Router,
+    pub(crate) struct Console {
+        pub(crate) router: Router,
         _dir: tempfile::TempDir,
-        audit: std::path::PathBuf,
+        pub(crate) audit: std::path::PathBuf,
         /// The daemon's socket the console asks (nothing listens on it
         /// unless a test starts a [`fake_daemon`]).
-        socket: std::path::PathBuf,
+        pub(crate) socket: std::path::PathBuf,
     }
 
-    fn console_with(idle: Duration) -> Console {
+    pub(crate) fn console_with(idle: Duration) -> Console {
+        console_of(idle, None)
+    }
+
+    /// A console whose standby pages link to `peer_console`.
+    pub(crate) fn console_of(idle: Duration, peer_console: Option<String>) -> Console {
         let dir = tempfile::tempdir().unwrap();
         let audit = dir.path().join("audit.jsonl");
         let socket = dir.path().join("lb.sock");
@@ -184,7 +206,7 @@ mod tests {
             auth::audit::AuditLog::new(&audit),
             auth::sessions::Sessions::new(idle, Duration::from_secs(3600), 8),
         ));
-        let router = router("node-1.example", access, Client::new(&socket))
+        let router = router("node-1.example", access, Client::new(&socket), peer_console)
             .layer(MockConnectInfo(SocketAddr::from(([198, 18, 0, 10], 40000))));
         Console {
             router,
@@ -212,18 +234,18 @@ mod tests {
         tokio::spawn(async move { axum::serve(listener, api).await.unwrap() })
     }
 
-    fn console() -> Console {
+    pub(crate) fn console() -> Console {
         console_with(Duration::from_secs(600))
     }
 
-    struct Reply {
-        status: StatusCode,
-        headers: HeaderMap,
-        body: String,
+    pub(crate) struct Reply {
+        pub(crate) status: StatusCode,
+        pub(crate) headers: HeaderMap,
+        pub(crate) body: String,
     }
 
     impl Console {
-        async fn send(
+        pub(crate) async fn send(
             &self,
             method: Method,
             path: &str,
@@ -255,12 +277,12 @@ mod tests {
             }
         }
 
-        async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
+        pub(crate) async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
             self.send(Method::GET, path, cookie, "").await
         }
 
         /// Logs in; the session cookie's value.
-        async fn login(&self) -> String {
+        pub(crate) async fn login(&self) -> String {
             let reply = self
                 .send(
                     Method::POST,
@@ -293,12 +315,12 @@ mod tests {
                 .to_owned()
         }
 
-        fn audit(&self) -> Vec<auth::audit::AuditEntry> {
+        pub(crate) fn audit(&self) -> Vec<auth::audit::AuditEntry> {
             auth::audit::AuditLog::new(&self.audit).recent(100).unwrap()
         }
     }
 
-    fn csrf_of(page: &str) -> String {
+    pub(crate) fn csrf_of(page: &str) -> String {
         page.split(r#"name="csrf" value=""#)
             .nth(1)
             .unwrap()

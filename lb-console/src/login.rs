@@ -34,8 +34,9 @@ pub const COOKIE: &str = "__Host-lb-session";
 /// The header a script sends the CSRF token in (a form sends the field
 /// `csrf`).
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// The largest form body read (a change is a few fields).
-const MAX_FORM: usize = 64 * 1024;
+/// The largest form body read (a change is a few fields; a restored
+/// configuration file is larger).
+const MAX_FORM: usize = 1024 * 1024;
 
 /// What the console knows of who may use it.
 pub struct Access {
@@ -156,7 +157,8 @@ pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Ne
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
-            .or_else(|| form_field(&bytes, "csrf"));
+            .or_else(|| form_field(&bytes, "csrf"))
+            .or_else(|| multipart_field(&parts.headers, &bytes, "csrf"));
         if !sent.is_some_and(|sent| crate::auth::same_secret(&sent, &session.csrf)) {
             access.audit(&AuditEntry::now(
                 &session.user,
@@ -186,7 +188,17 @@ fn form_field(body: &Bytes, name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-fn refusal(status: StatusCode, title: &str, message: &str) -> Response {
+/// The value of `name` in a `multipart/form-data` body (a form with a
+/// file).
+fn multipart_field(headers: &HeaderMap, body: &Bytes, name: &str) -> Option<String> {
+    let boundary = crate::multipart::boundary(headers.get(header::CONTENT_TYPE)?.to_str().ok()?)?;
+    crate::multipart::parts(body, &boundary)?
+        .into_iter()
+        .find(|p| p.name == name && p.filename.is_none())
+        .and_then(|p| String::from_utf8(p.content).ok())
+}
+
+pub(crate) fn refusal(status: StatusCode, title: &str, message: &str) -> Response {
     (status, Html(pages::message(title, message))).into_response()
 }
 

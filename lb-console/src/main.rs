@@ -48,6 +48,10 @@ struct Args {
         default_value_os_t = lb_common::api::default_api_socket()
     )]
     socket: PathBuf,
+    /// The other node's console (e.g. https://198.18.0.2:50453/), linked
+    /// from this node's read-only pages when it is the standby.
+    #[arg(long, value_name = "URL")]
+    peer_console: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -153,7 +157,15 @@ async fn run() -> Result<()> {
     });
 
     let daemon = lb_common::api::Client::new(&args.socket);
-    lb_console::serve(listener, tls, handle, access, daemon).await
+    lb_console::serve(
+        listener,
+        tls,
+        handle,
+        access,
+        daemon,
+        args.peer_console.clone(),
+    )
+    .await
 }
 
 /// `lb-console set-password`: nothing is written unless the password is

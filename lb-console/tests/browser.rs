@@ -10,8 +10,21 @@
 
 mod support;
 
+use std::ffi::OsStr;
+
 use support::browser::{Browser, DESKTOP, PHONE, screenshot_dir};
 use support::console::{Console, PASSWORD, USER};
+use support::daemon::{self, FakeDaemon};
+
+/// The console asking `daemon`, linking to a peer console.
+fn console_for(daemon: &FakeDaemon) -> Console {
+    Console::start_with(&[
+        OsStr::new("--socket"),
+        daemon.socket().as_os_str(),
+        OsStr::new("--peer-console"),
+        OsStr::new("https://198.18.0.1:50453/"),
+    ])
+}
 
 const LOGIN_TITLE: &str = "Log in · lb console";
 const WRONG: &str = "Wrong user name or password.";
@@ -139,6 +152,56 @@ async fn tour(browser: &Browser, console: &Console, suffix: &str) {
         assert_eq!(browser.path().await, "/");
         look("dashboard", width).await;
 
+        browser.goto(&console.url("/lb")).await;
+        assert!(browser.text("main").await.contains("tcp/198.18.0.100:80"));
+        look("lb", width).await;
+        // A refused form: the reason by its field, what was typed kept.
+        browser
+            .fill(
+                "form[action='/lb/backend/weight'] input[name=weight]",
+                "ten",
+            )
+            .await;
+        browser
+            .click_and_wait("form[action='/lb/backend/weight'] button")
+            .await;
+        assert!(
+            browser
+                .text("#weight-error")
+                .await
+                .contains("is not a weight")
+        );
+        look("lb-error", width).await;
+
+        browser
+            .click_and_wait("form[action='/lb/service/delete'] button")
+            .await;
+        assert!(browser.text("h2").await.starts_with("Delete service"));
+        look("lb-confirm-delete", width).await;
+
+        browser.goto(&console.url("/cluster")).await;
+        assert!(browser.text("#group + dl").await.contains("lb1"));
+        look("cluster", width).await;
+        browser
+            .goto(&console.url("/cluster/confirm/failover"))
+            .await;
+        look("cluster-confirm", width).await;
+
+        browser.goto(&console.url("/alerts")).await;
+        assert!(browser.text("main").await.contains("backend_down"));
+        look("alerts", width).await;
+
+        browser.goto(&console.url("/config")).await;
+        look("config", width).await;
+        upload(browser, "[node]\nname = \"lb1\"\nnope = 3\n").await;
+        assert!(
+            browser
+                .text("[role=alert]")
+                .await
+                .contains("nothing was changed")
+        );
+        look("config-refused", width).await;
+
         browser.goto(&console.url("/no/such/page")).await;
         assert!(browser.text("h1").await.contains("Page not found"));
         look("not-found", width).await;
@@ -162,7 +225,8 @@ async fn tour(browser: &Browser, console: &Console, suffix: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_fits_a_desktop_and_a_phone_and_is_saved_as_a_screenshot() {
-    let console = Console::start();
+    let daemon = FakeDaemon::start(daemon::ACTIVE);
+    let console = console_for(&daemon);
     let browser = Browser::start(console.spki()).await;
     tour(&browser, &console, "").await;
     browser.close().await;
@@ -170,7 +234,8 @@ async fn every_page_fits_a_desktop_and_a_phone_and_is_saved_as_a_screenshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_in_the_dark_colour_scheme_fits_and_is_saved_as_a_screenshot() {
-    let console = Console::start();
+    let daemon = FakeDaemon::start(daemon::ACTIVE);
+    let console = console_for(&daemon);
     let browser = Browser::start_dark(console.spki()).await;
     assert_eq!(
         browser
@@ -180,4 +245,153 @@ async fn every_page_in_the_dark_colour_scheme_fits_and_is_saved_as_a_screenshot(
     );
     tour(&browser, &console, "-dark").await;
     browser.close().await;
+}
+
+/// Chooses a file holding `text` in the restore form and submits it.
+async fn upload(browser: &Browser, text: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lb-backup.toml");
+    std::fs::write(&path, text).unwrap();
+    support::browser::bounded(
+        "choosing the file",
+        browser
+            .find("#file")
+            .await
+            .send_keys(path.to_str().unwrap()),
+    )
+    .await
+    .unwrap();
+    browser
+        .click_and_wait("form[action='/config/restore'] button")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_standby_the_lb_settings_are_read_only_with_a_link_to_the_active() {
+    let daemon = FakeDaemon::start(daemon::STANDBY);
+    let console = console_for(&daemon);
+    let browser = Browser::start(console.spki()).await;
+    browser.goto(&console.url("/login")).await;
+    log_in(&browser, USER, PASSWORD).await;
+    for width in [DESKTOP, PHONE] {
+        browser.set_width(width).await;
+        browser.goto(&console.url("/lb")).await;
+        assert!(
+            browser
+                .text("main")
+                .await
+                .contains("Read-only: this node is the standby")
+        );
+        assert_eq!(browser.count("main form").await, 0);
+        assert_eq!(
+            browser
+                .find("main .readonly a")
+                .await
+                .attr("href")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("https://198.18.0.1:50453/")
+        );
+        look_at(&browser, "lb-standby", width).await;
+        browser.goto(&console.url("/cluster")).await;
+        look_at(&browser, "cluster-standby", width).await;
+    }
+    assert_eq!(daemon.asked(), []);
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_changes_backends_fails_over_and_restores_through_the_forms() {
+    let daemon = FakeDaemon::start(daemon::ACTIVE);
+    let console = console_for(&daemon);
+    let browser = Browser::start(console.spki()).await;
+    browser.goto(&console.url("/login")).await;
+    log_in(&browser, USER, PASSWORD).await;
+
+    // Add a backend to the first service.
+    browser.goto(&console.url("/lb")).await;
+    let add = "form[action='/lb/backend/add']";
+    browser
+        .fill(&format!("{add} input[name=address]"), "198.18.1.13:80")
+        .await;
+    browser
+        .fill(&format!("{add} input[name=weight]"), "2")
+        .await;
+    browser.click_and_wait(&format!("{add} button")).await;
+    assert_eq!(browser.path().await, "/lb");
+    assert!(browser.text("[role=status]").await.contains("generation 8"));
+    // Drain the first backend.
+    browser
+        .click_and_wait("form[action='/lb/backend/state'] button[value=drained]")
+        .await;
+    // Fail over, through the confirmation.
+    browser.goto(&console.url("/cluster")).await;
+    browser
+        .click_and_wait("a[href='/cluster/confirm/failover']")
+        .await;
+    assert_eq!(browser.path().await, "/cluster/confirm/failover");
+    browser
+        .click_and_wait("form[action='/cluster/failover'] button")
+        .await;
+    assert_eq!(
+        browser.text("[role=status]").await,
+        "the group moves to lb2"
+    );
+    // A backup restored as it was downloaded.
+    browser.goto(&console.url("/config")).await;
+    let toml = lb_console_toml();
+    upload(&browser, &toml).await;
+    assert!(
+        browser
+            .text("[role=status]")
+            .await
+            .contains("the configuration is now generation 8"),
+        "{}",
+        browser.text("main").await
+    );
+
+    let asked = daemon.asked();
+    let bodies: Vec<(&str, &str, &str)> = asked
+        .iter()
+        .map(|(m, p, b)| (m.as_str(), p.as_str(), b.as_str()))
+        .collect();
+    assert_eq!(bodies.len(), 4, "{bodies:?}");
+    assert_eq!(
+        bodies[..3],
+        [
+            (
+                "POST",
+                "/v1/changes",
+                r#"{"op":"add_backend","service":{"protocol":"tcp","vip":"198.18.0.100:80"},"backend":{"address":"198.18.1.13:80","weight":2,"state":"enabled"}}"#
+            ),
+            (
+                "POST",
+                "/v1/changes",
+                r#"{"op":"set_backend","service":{"protocol":"tcp","vip":"198.18.0.100:80"},"address":"198.18.1.11:80","state":"drained"}"#
+            ),
+            ("POST", "/v1/cluster/failover", "null"),
+        ]
+    );
+    assert_eq!((bodies[3].0, bodies[3].1), ("PUT", "/v1/config"));
+    let trail = console.audit();
+    for (action, outcome) in [
+        ("backend add", "ok (generation 8)"),
+        ("backend set", "ok (generation 8)"),
+        ("cluster failover", "ok"),
+        ("config restore", "ok (generation 8)"),
+    ] {
+        assert!(
+            trail.contains(&format!(r#""action":"{action}""#))
+                && trail.contains(&format!(r#""outcome":"{outcome}""#)),
+            "{action} {outcome} missing from the audit trail:\n{trail}"
+        );
+    }
+    browser.close().await;
+}
+
+/// The fixture configuration as a backup file.
+fn lb_console_toml() -> String {
+    let config: toml::Value = serde_json::from_str(daemon::CONFIG).unwrap();
+    toml::to_string(&config).unwrap()
 }

@@ -134,6 +134,7 @@ async fn start_server(identity: &Identity) -> Server {
         handle.clone(),
         access,
         daemon,
+        None,
     ));
     let listening = tokio::time::timeout(IO_TIMEOUT, handle.listening())
         .await

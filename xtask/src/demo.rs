@@ -139,7 +139,7 @@ pub fn up() -> Result<()> {
     // The consoles: one administrator password for both, drawn here.
     let password = console::draw_password()?;
     let mut consoles = Vec::with_capacity(2);
-    for (node, name) in [lb1, lb2].into_iter().zip(NODES) {
+    for ((node, peer), name) in [(lb1, lb2), (lb2, lb1)].into_iter().zip(NODES) {
         println!(
             "[demo] starting lb-console in {} on {}:{}",
             node.ns.name(),
@@ -152,6 +152,7 @@ pub fn up() -> Result<()> {
             &lb_console,
             &run_dir.join(name),
             node.ext_v4,
+            peer.ext_v4,
             &password,
         )
         .with_context(|| format!("starting the console of {name}"))?;

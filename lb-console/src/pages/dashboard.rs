@@ -3,9 +3,10 @@
 //! the alerts will come the same way).
 use std::time::Duration;
 
+use lb_common::api::{Alert, Role};
 use maud::{Markup, html};
 
-use super::{Nav, app};
+use super::{Nav, app, unknown};
 use crate::{
     daemon::DaemonState,
     system::{self, Facts},
@@ -53,7 +54,76 @@ fn daemon(state: &DaemonState) -> Markup {
     }
 }
 
-pub fn page(nav: &Nav, facts: &Facts, state: &DaemonState) -> String {
+/// The pair at a glance (the cluster page has the rest).
+fn pair(state: &DaemonState) -> Markup {
+    let DaemonState::Answered(status) = state else {
+        return html! {};
+    };
+    let Some(c) = &status.cluster else {
+        return html! {};
+    };
+    let runs = if c.role == Some(Role::Active) {
+        Some(c.servers.0.as_str())
+    } else if c.peer_alive && c.peer_role == Some(Role::Active) {
+        Some(c.servers.1.as_str())
+    } else {
+        None
+    };
+    let peer = c.peer_settings.as_ref().filter(|_| c.peer_alive);
+    html! {
+        section.card aria-labelledby="pair" {
+            h2 #pair { "Pair" }
+            dl.facts {
+                dt { "Group runs on" }
+                dd { @if let Some(server) = runs { strong { (server) } } @else { (unknown()) } }
+                dt { (c.servers.1) }
+                dd {
+                    @if c.peer_alive {
+                        @match c.peer_role { Some(role) => (role), None => "no role" }
+                    } @else { "not heard, role " (unknown()) }
+                }
+                dt { "Interconnects" }
+                dd { (c.links.iter().filter(|(_, up)| *up).count()) " of " (c.links.len()) " hear the peer" }
+                dt { "Settings" }
+                dd {
+                    "generation " (c.settings.0) " here, "
+                    @if let Some((g, _)) = peer { "generation " (g) } @else { (unknown()) }
+                    " on " (c.servers.1)
+                    @if peer.is_some_and(|p| *p == c.settings) { " (same)" }
+                }
+                dt { "Takeovers" }
+                dd { (c.takeovers.count) }
+                @if let Some(r) = &c.replication {
+                    dt { "Replication" }
+                    dd { (r.stream) ", " @if r.caught_up { "caught up" } @else { "catching up" } ", lag " (r.lag_flows) " flows" }
+                }
+            }
+            p { a href="/cluster" { "Cluster details and operations" } }
+        }
+    }
+}
+
+/// The last alerts, or why they are unknown.
+fn recent(alerts: &Result<Vec<Alert>, String>) -> Markup {
+    html! {
+        section.card aria-labelledby="recent" {
+            h2 #recent { "Recent alerts" }
+            @match alerts {
+                Ok(alerts) if alerts.is_empty() => { p.sub { "No alerts." } }
+                Ok(alerts) => { (super::alerts::list(alerts)) }
+                Err(why) => { p { (unknown()) } p.error role="status" { (why) } }
+            }
+            p { a href="/alerts" { "All alerts" } }
+        }
+    }
+}
+
+pub fn page(
+    nav: &Nav,
+    facts: &Facts,
+    state: &DaemonState,
+    alerts: &Result<Vec<Alert>, String>,
+) -> String {
     let memory = facts.memory.map(|(total, available)| {
         format!(
             "{} of {} available",
@@ -80,6 +150,8 @@ pub fn page(nav: &Nav, facts: &Facts, state: &DaemonState) -> String {
                 }
             }
             (daemon(state))
+            (pair(state))
+            (recent(alerts))
         },
     )
 }
@@ -110,6 +182,7 @@ mod tests {
             &nav,
             &facts,
             &DaemonState::Unknown("cannot reach the lb-ctl daemon".into()),
+            &Err("cannot reach the lb-ctl daemon".into()),
         );
         for want in [
             "<dd>2</dd>",

@@ -6,7 +6,11 @@
 //! sections, the content) for logged-in pages.
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
+pub mod alerts;
+pub mod cluster;
+pub mod config;
 pub mod dashboard;
+pub mod lb;
 
 const STYLE: &str = include_str!("style.css");
 
@@ -15,22 +19,46 @@ const STYLE: &str = include_str!("style.css");
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Section {
     Dashboard,
+    Lb,
+    Cluster,
+    Alerts,
+    Config,
 }
 
 impl Section {
-    const ALL: [Section; 1] = [Section::Dashboard];
+    const ALL: [Section; 5] = [
+        Section::Dashboard,
+        Section::Lb,
+        Section::Cluster,
+        Section::Alerts,
+        Section::Config,
+    ];
 
     fn title(self) -> &'static str {
         match self {
             Section::Dashboard => "Dashboard",
+            Section::Lb => "LB settings",
+            Section::Cluster => "Cluster",
+            Section::Alerts => "Alerts",
+            Section::Config => "Backup",
         }
     }
 
     fn path(self) -> &'static str {
         match self {
             Section::Dashboard => "/",
+            Section::Lb => "/lb",
+            Section::Cluster => "/cluster",
+            Section::Alerts => "/alerts",
+            Section::Config => "/config",
         }
     }
+}
+
+/// A value the console does not know (the daemon or the peer did not
+/// say): never shown as a confident state.
+pub fn unknown() -> Markup {
+    html! { span.unknown { "unknown" } }
 }
 
 /// What the shell of a logged-in page shows: where, who, and the session's

@@ -27,7 +27,13 @@ pub struct Console {
 }
 
 impl Console {
+    /// With no daemon (the console shows it as unknown).
     pub fn start() -> Console {
+        Console::start_with(&[])
+    }
+
+    /// With more arguments (`--socket PATH`, `--peer-console URL`).
+    pub fn start_with(args: &[&std::ffi::OsStr]) -> Console {
         let dir = tempfile::tempdir().unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params =
@@ -66,6 +72,7 @@ impl Console {
             .arg(&credentials)
             .arg("--audit")
             .arg(dir.path().join("audit.jsonl"))
+            .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,4 +1,6 @@
-//! What the browser tests share: a headless chromium ([`browser`]) and the
-//! real console binary ([`console`]).
+//! What the browser tests share: a headless chromium ([`browser`]), the
+//! real console binary ([`console`]) and a fake daemon for it to ask
+//! ([`daemon`]).
 pub mod browser;
 pub mod console;
+pub mod daemon;

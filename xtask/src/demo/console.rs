@@ -50,6 +50,8 @@ fn password_of(bytes: &[u8; 16]) -> String {
 pub struct Console {
     pub node: &'static str,
     pub addr: Ipv4Addr,
+    /// The other node's console address (`--peer-console`).
+    peer: Ipv4Addr,
     bin: PathBuf,
     dir: PathBuf,
     child: Option<Child>,
@@ -66,6 +68,7 @@ impl Console {
         bin: &Path,
         dir: &Path,
         addr: Ipv4Addr,
+        peer: Ipv4Addr,
         password: &str,
     ) -> Result<Console> {
         let credentials = dir.join("console.toml");
@@ -92,6 +95,7 @@ impl Console {
         let mut console = Console {
             node,
             addr,
+            peer,
             bin: bin.to_owned(),
             dir: dir.to_owned(),
             child: None,
@@ -125,6 +129,9 @@ impl Console {
             // The node's daemon (its `api_socket`, in the node's directory).
             .arg("--socket")
             .arg(self.dir.join("lb.sock"))
+            // The other node's console, linked from a standby's pages.
+            .arg("--peer-console")
+            .arg(format!("https://{}:{PORT}/", self.peer))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -1,0 +1,101 @@
+//! A fake daemon's API on a Unix socket for the browser tests: it answers
+//! the pages' questions with the fixtures (`tests/fixtures/`, written as
+//! `lb-ctl run` answers) and records every change it is sent, answering
+//! that it was applied (generation 8).
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+pub const STATS: &str = include_str!("../fixtures/stats.json");
+pub const ACTIVE: &str = include_str!("../fixtures/status-active.json");
+pub const STANDBY: &str = include_str!("../fixtures/status-standby.json");
+pub const ALERTS: &str = include_str!("../fixtures/alerts.json");
+pub const CONFIG: &str = include_str!("../fixtures/config.json");
+
+type Asked = Arc<Mutex<Vec<(String, String, String)>>>;
+
+pub struct FakeDaemon {
+    socket: PathBuf,
+    asked: Asked,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeDaemon {
+    /// Answers `GET /v1/status` with `status` (a fixture).
+    pub fn start(status: &'static str) -> FakeDaemon {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("lb.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let asked: Asked = Default::default();
+        let json = |body: &'static str| {
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], body) })
+        };
+        let record = {
+            let asked = asked.clone();
+            move |request: Request<Body>| {
+                let asked = asked.clone();
+                async move {
+                    let method = request.method().to_string();
+                    let path = request.uri().path().to_owned();
+                    let body = axum::body::to_bytes(request.into_body(), 1 << 20)
+                        .await
+                        .unwrap();
+                    asked.lock().unwrap().push((
+                        method,
+                        path,
+                        String::from_utf8_lossy(&body).into_owned(),
+                    ));
+                    let answer = if request_is_cluster(&asked) {
+                        r#"{"accepted":"failover","message":"the group moves to lb2"}"#
+                    } else {
+                        r#"{"generation":8}"#
+                    };
+                    ([(header::CONTENT_TYPE, "application/json")], answer).into_response()
+                }
+            }
+        };
+        let api = Router::new()
+            .route("/v1/status", json(status))
+            .route("/v1/stats", json(STATS))
+            .route("/v1/alerts", json(ALERTS))
+            .route("/v1/config", json(CONFIG).put(record.clone()))
+            .route("/v1/changes", post(record.clone()))
+            .route("/v1/cluster/{op}", post(record));
+        let task = tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
+        FakeDaemon {
+            socket,
+            asked,
+            task,
+            _dir: dir,
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The changes sent so far: method, path, body.
+    pub fn asked(&self) -> Vec<(String, String, String)> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+fn request_is_cluster(asked: &Asked) -> bool {
+    asked
+        .lock()
+        .unwrap()
+        .last()
+        .is_some_and(|(_, path, _)| path.starts_with("/v1/cluster/"))
+}
+
+impl Drop for FakeDaemon {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
