@@ -127,13 +127,14 @@ pub const BASELINE_GLOBAL: &str = "LB_BASELINE";
 /// Bytes of the flow record ring ([`maps::FLOW_RECORDS`]): a power of two
 /// multiple of the page size, as the kernel requires.
 pub const FLOW_RECORDS_BYTES: u32 = 4 << 20;
-/// The program submits flow records without waking the daemon's reader
-/// until this many bytes wait in the ring (64 records of 88 bytes): a
-/// wakeup per record cost the new flow's packet more than the record
-/// itself. The reader also looks every [`FLOW_RECORDS_POLL_MS`].
-pub const FLOW_RECORDS_WAKEUP_BYTES: u64 = 64 * 88;
-/// How often the daemon reads the flow record ring without being woken
-/// (the lag a record can wait below [`FLOW_RECORDS_WAKEUP_BYTES`]).
+/// A flow record's room in the ring: an 8-byte header and the record
+/// rounded up to 8 bytes.
+pub const FLOW_RECORD_ROOM: u64 =
+    8 + (core::mem::size_of::<FlowRecord>() as u64).next_multiple_of(8);
+/// How often the daemon reads the flow record ring: the program submits
+/// its records without waking the reader (a wakeup per record cost the
+/// new flow's packet more than the record itself), so a record waits up
+/// to this long before it is sent.
 pub const FLOW_RECORDS_POLL_MS: u64 = 1;
 /// In [`maps::REPLICATE`]: report new flows.
 pub const REPLICATE_ON: u32 = 1;

@@ -3,16 +3,13 @@
 //! reported to the daemon through a ring buffer (`LB_FLOW_RECORDS`), which
 //! sends it on to the standby. Only the new-flow path pays for it: one array
 //! read when off; when on, a ring reservation, the record's stores and a
-//! submit, which wakes the daemon only once a batch's worth waits (it also
-//! reads the ring on a timer). A full ring is never waited on: the caller
+//! submit without a wakeup (the daemon reads the ring on a timer). A full ring is never waited on: the caller
 //! counts the loss and the packet goes on.
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::BPF_RB_NO_WAKEUP,
     maps::{Array, RingBuf},
 };
-use lb_common::{
-    Backend, FLOW_RECORDS_WAKEUP_BYTES, Flow, FlowKey, FlowRecord, REPLICATE_ON, record_flags,
-};
+use lb_common::{Backend, Flow, FlowKey, FlowRecord, REPLICATE_ON, record_flags};
 
 /// What became of a flow's report.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -55,20 +52,10 @@ pub fn new_flow(
         (*record).pad = 0;
         (*record).flow = *flow;
     }
-    entry.submit(wakeup(ring));
+    // No wakeup: the daemon reads the ring on a timer. The kernel's
+    // default wakes the reader whenever it has caught up, nearly every
+    // record at a moderate rate, and a wakeup cost the new flow's packet
+    // more than the record itself.
+    entry.submit(BPF_RB_NO_WAKEUP as u64);
     Report::Sent
-}
-
-/// The submit's wakeup: none until a batch's worth waits in the ring (the
-/// daemon also reads it on a timer), then a forced one. The kernel's
-/// default wakes the reader whenever it has caught up, which is nearly
-/// every record at a moderate rate, and a wakeup costs more than the
-/// record.
-#[inline(always)]
-fn wakeup(ring: &RingBuf) -> u64 {
-    if ring.query(BPF_RB_AVAIL_DATA as u64) >= FLOW_RECORDS_WAKEUP_BYTES {
-        BPF_RB_FORCE_WAKEUP as u64
-    } else {
-        BPF_RB_NO_WAKEUP as u64
-    }
 }

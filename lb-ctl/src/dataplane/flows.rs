@@ -10,7 +10,8 @@ use std::{mem::size_of, time::Duration};
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{Array, HashMap, MapData, RingBuf};
 use lb_common::{
-    FLOW_RECORDS_BYTES, FLOW_RECORDS_POLL_MS, Flow, FlowKey, FlowRecord, REPLICATE_ON, Reply, maps,
+    FLOW_RECORD_ROOM, FLOW_RECORDS_BYTES, FLOW_RECORDS_POLL_MS, Flow, FlowKey, FlowRecord,
+    REPLICATE_ON, Reply, maps,
 };
 use tokio::io::{Interest, unix::AsyncFd};
 
@@ -139,8 +140,7 @@ impl FlowsReader {
 
 /// Records in a full ring: its size over a record's room in it (an 8-byte
 /// header, the record rounded up to 8 bytes).
-pub const RING_CAPACITY: usize =
-    FLOW_RECORDS_BYTES as usize / (8 + size_of::<FlowRecord>().next_multiple_of(8));
+pub const RING_CAPACITY: usize = (FLOW_RECORDS_BYTES as u64 / FLOW_RECORD_ROOM) as usize;
 
 /// Something in the ring that is not a [`FlowRecord`]: the program and this
 /// build disagree (never expected; counted by the caller, skipped).
@@ -182,28 +182,23 @@ pub struct AsyncFlowRecords {
 
 impl AsyncFlowRecords {
     /// Waits until the ring holds records, then takes up to `max` of them
-    /// (at least one record or bad item). The program wakes the reader
-    /// only once a batch's worth waits
-    /// ([`lb_common::FLOW_RECORDS_WAKEUP_BYTES`]), so the ring is also read
-    /// every [`FLOW_RECORDS_POLL_MS`] without a wakeup.
+    /// (at least one record or bad item). The program submits without
+    /// waking the reader, so the ring is read every
+    /// [`FLOW_RECORDS_POLL_MS`]; a wakeup (an older program's) is taken
+    /// too.
     pub async fn next_batch(&mut self, max: usize) -> Result<(Vec<FlowRecord>, Vec<BadItem>)> {
         let poll = Duration::from_millis(FLOW_RECORDS_POLL_MS);
         loop {
-            let batch = match tokio::time::timeout(poll, self.fd.readable_mut()).await {
-                Ok(guard) => {
-                    let mut guard = guard.context("waiting on the flow record ring")?;
-                    let batch = drain(guard.get_inner_mut(), max);
-                    if batch.0.is_empty() && batch.1.is_empty() {
-                        // Woken with nothing to read: wait for the next
-                        // wakeup.
-                        guard.clear_ready();
-                    }
-                    batch
-                }
-                Err(_) => drain(self.fd.get_mut(), max),
-            };
+            // What is there first: a full batch leaves more behind.
+            let batch = drain(self.fd.get_mut(), max);
             if !(batch.0.is_empty() && batch.1.is_empty()) {
                 return Ok(batch);
+            }
+            if let Ok(guard) = tokio::time::timeout(poll, self.fd.readable_mut()).await {
+                let mut guard = guard.context("waiting on the flow record ring")?;
+                // Read at the top of the loop; a wakeup is not waited for
+                // again until the next one.
+                guard.clear_ready();
             }
         }
     }
