@@ -8,9 +8,9 @@
 use std::{mem::size_of, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
-use aya::maps::{Array, HashMap, MapData, RingBuf};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use lb_common::{
-    FLOW_RECORD_ROOM, FLOW_RECORDS_BYTES, FLOW_RECORDS_POLL_MS, Flow, FlowKey, FlowRecord,
+    Counter, FLOW_RECORD_ROOM, FLOW_RECORDS_BYTES, FLOW_RECORDS_POLL_MS, Flow, FlowKey, FlowRecord,
     REPLICATE_ON, Reply, maps,
 };
 use tokio::io::{Interest, unix::AsyncFd};
@@ -66,7 +66,17 @@ impl Dataplane {
         let data = MapData::from_id(id).context("opening the flow table by id")?;
         let flows = HashMap::try_from(aya::maps::Map::LruHashMap(data))
             .context("the flow table has an unexpected type")?;
-        Ok(FlowsReader { flows })
+        let Some(aya::maps::Map::PerCpuArray(ours)) = self.ebpf().map(maps::STATS) else {
+            bail!(
+                "map {} missing from the object (or not a per-CPU array)",
+                maps::STATS
+            );
+        };
+        let id = ours.info().context("reading the counters' map id")?.id();
+        let data = MapData::from_id(id).context("opening the counters' map by id")?;
+        let stats = PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data))
+            .context("the counters' map has an unexpected type")?;
+        Ok(FlowsReader { flows, stats })
     }
 
     /// Every entry of the flow table (client side 5-tuple, pinned backend).
@@ -126,6 +136,7 @@ impl Dataplane {
 /// The flow table read outside the daemon ([`Dataplane::flows_reader`]).
 pub struct FlowsReader {
     flows: HashMap<MapData, FlowKey, Flow>,
+    stats: PerCpuArray<MapData, u64>,
 }
 
 impl FlowsReader {
@@ -135,6 +146,16 @@ impl FlowsReader {
             .iter()
             .map(|entry| entry.with_context(|| format!("reading {}", maps::FLOWS)))
             .collect()
+    }
+
+    /// Flow records the program could not put in the ring (it was full),
+    /// since the program was loaded: `flow_records_lost`.
+    pub fn records_lost(&self) -> Result<u64> {
+        let per_cpu = self
+            .stats
+            .get(&(Counter::FlowRecordsLost as u32), 0)
+            .with_context(|| format!("reading {}", maps::STATS))?;
+        Ok(per_cpu.iter().sum())
     }
 }
 

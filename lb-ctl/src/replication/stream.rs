@@ -251,6 +251,16 @@ impl<T: Clone + Entries> Sender<T> {
         })
     }
 
+    /// Records of new flows were lost before they reached the stream (the
+    /// program's ring was full while the window was): only a bulk copy
+    /// brings the standby those flows. Drops what is held, waits for a
+    /// resync.
+    pub fn on_records_lost(&mut self) {
+        if !self.needs_resync {
+            self.give_up();
+        }
+    }
+
     /// The standby is too far behind: drop what is held, wait for a resync.
     fn give_up(&mut self) {
         self.unacked.clear();

@@ -169,6 +169,15 @@ struct Sending {
     /// The bulk copy (ends with its bulk end) or refresh under way.
     bulk: Option<(mpsc::Receiver<Chunk>, bool)>,
     next_refresh: Instant,
+    /// The program's `flow_records_lost` when last read (None: not yet).
+    lost_seen: Option<u64>,
+}
+
+/// Records lost in the ring since `seen` (the counter read `now`): a
+/// first reading is the baseline, not a loss (the counter counts since
+/// the program was loaded, across roles).
+fn records_lost_since(seen: Option<u64>, now: u64) -> bool {
+    seen.is_some_and(|seen| now > seen)
 }
 
 /// Counts kept across roles (the state machines keep their own).
@@ -285,6 +294,7 @@ impl Core {
                     next_connect: Instant::now(),
                     bulk: None,
                     next_refresh: Instant::now() + REFRESH_EVERY,
+                    lost_seen: None,
                 }));
                 self.set_caught_up(false);
             }
@@ -514,6 +524,23 @@ impl Core {
         if s.out.as_ref().is_some_and(Peer::is_closed) {
             s.out = None;
         }
+        // Records the ring lost (it filled while the window was full and
+        // the ring was not read): their flows come with a bulk copy, not
+        // only with the next refresh. Without a connection the next one
+        // starts with a bulk copy anyway.
+        match self.flows.records_lost() {
+            Ok(lost) => {
+                if s.out.is_some() && records_lost_since(s.lost_seen, lost) {
+                    tracing::warn!(
+                        lost = lost - s.lost_seen.unwrap_or(0),
+                        "replication: the flow record ring lost records; a resync sends every flow again"
+                    );
+                    s.sender.on_records_lost();
+                }
+                s.lost_seen = Some(lost);
+            }
+            Err(err) => tracing::debug!(error = %format!("{err:#}"), "reading flow_records_lost"),
+        }
         if s.out.is_none() {
             if now >= s.next_connect {
                 self.connect();
@@ -710,6 +737,15 @@ mod tests {
         assert!(takes_data(Some(7), Some(2), 8, 3));
         assert!(takes_data(Some(7), Some(2), 6, 3));
         assert!(takes_data(None, None, 7, 3));
+    }
+
+    #[test]
+    fn records_lost_in_the_ring_count_from_the_first_reading() {
+        // The first reading is the baseline: losses of an earlier time as
+        // active are no reason for a resync now.
+        assert!(!records_lost_since(None, 5));
+        assert!(!records_lost_since(Some(5), 5));
+        assert!(records_lost_since(Some(5), 6));
     }
 
     #[test]

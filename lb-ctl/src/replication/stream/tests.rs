@@ -453,3 +453,28 @@ fn a_new_connection_starts_over_with_a_bulk_copy() {
     feed_back(&mut tx, &got.replies, t0);
     assert!(tx.caught_up() && tx.epoch() == epoch);
 }
+
+#[test]
+fn records_lost_in_the_ring_make_the_sender_start_over_with_a_bulk_copy() {
+    let t0 = Instant::now();
+    let (mut tx, mut rx) = streaming(t0);
+    let sent = tx.send(1, t0).unwrap();
+    deliver(&mut rx, sent);
+    assert!(!tx.needs_resync());
+    // The program's ring was full: flows the standby will never get from
+    // the stream.
+    tx.on_records_lost();
+    assert!(tx.needs_resync() && !tx.caught_up());
+    assert!(tx.send(2, t0).is_err(), "nothing is sent before the resync");
+    assert_eq!(tx.stats().resyncs_needed, 1);
+    // Counted once while it waits for the resync.
+    tx.on_records_lost();
+    assert_eq!(tx.stats().resyncs_needed, 1);
+    // The resync begins a new epoch: the receiver takes the bulk copy.
+    let epoch = tx.resync();
+    assert_ne!(epoch, 7);
+    let end = tx.end_bulk(t0).unwrap();
+    let got = deliver(&mut rx, end);
+    assert!(got.bulk_ended && rx.caught_up());
+    assert_eq!(rx.epoch(), Some(epoch));
+}
