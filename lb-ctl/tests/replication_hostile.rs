@@ -60,6 +60,7 @@ use lb_ctl::{
 use lb_tests::{
     daemon::{DaemonProcess, cluster_init},
     flow_pair::{FlowPair, replication},
+    flow_scenario,
     netns::Netns,
     rig::{Rig, VIP_V4},
     wait::wait_for,
@@ -89,21 +90,6 @@ const COUNTERS: [&str; 10] = [
     "unknown_service",
     "unknown_backend",
 ];
-
-/// The NAT service on the VIP's port 80 with every backend but the last
-/// (added before the failover).
-fn service(rig: &Rig) -> String {
-    let mut toml = format!(
-        "\n[[services]]\nname = \"web\"\nvip = \"{VIP_V4}\"\nport = 80\nprotocol = \"tcp\"\nmode = \"nat\"\n"
-    );
-    for backend in &rig.backends[..rig.backends.len() - 1] {
-        toml.push_str(&format!(
-            "\n[[services.backends]]\naddress = \"{}:80\"\n",
-            backend.v4
-        ));
-    }
-    toml
-}
 
 /// A flow no client opened, to a backend of the service (the standby would
 /// write it if it took the message).
@@ -456,7 +442,14 @@ fn garbage_replayed_or_unauthenticated_replication_messages_change_nothing() -> 
         &bin(),
         4,
         |rig| rig.start_nginx(),
-        |rig| format!("metrics = \"{METRICS}\"\n{}", service(rig)),
+        // The NAT service on the VIP's port 80 with every backend but the
+        // last (added before the failover).
+        |rig| {
+            format!(
+                "metrics = \"{METRICS}\"\n{}",
+                flow_scenario::service(rig, "web", "tcp", 80, "nat")
+            )
+        },
     )?;
     let rig = &pair.rig;
     wait_for("the VIP answers", Duration::from_secs(5), || {

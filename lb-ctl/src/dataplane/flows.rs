@@ -56,27 +56,28 @@ impl Dataplane {
     /// same map), for the replication's bulk copies and refreshes: they
     /// dump the table outside the daemon's loop.
     pub fn flows_reader(&self) -> Result<FlowsReader> {
-        let Some(aya::maps::Map::LruHashMap(ours)) = self.ebpf().map(maps::FLOWS) else {
-            bail!(
-                "map {} missing from the object (or not an LRU hash)",
-                maps::FLOWS
-            );
-        };
-        let id = ours.info().context("reading the flow table's id")?.id();
-        let data = MapData::from_id(id).context("opening the flow table by id")?;
-        let flows = HashMap::try_from(aya::maps::Map::LruHashMap(data))
+        let flows = HashMap::try_from(aya::maps::Map::LruHashMap(self.second_fd(maps::FLOWS)?))
             .context("the flow table has an unexpected type")?;
-        let Some(aya::maps::Map::PerCpuArray(ours)) = self.ebpf().map(maps::STATS) else {
-            bail!(
-                "map {} missing from the object (or not a per-CPU array)",
-                maps::STATS
-            );
-        };
-        let id = ours.info().context("reading the counters' map id")?.id();
-        let data = MapData::from_id(id).context("opening the counters' map by id")?;
-        let stats = PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data))
-            .context("the counters' map has an unexpected type")?;
+        let stats =
+            PerCpuArray::try_from(aya::maps::Map::PerCpuArray(self.second_fd(maps::STATS)?))
+                .context("the counters' map has an unexpected type")?;
         Ok(FlowsReader { flows, stats })
+    }
+
+    /// A descriptor of its own of the object's map `name` (opened by id).
+    fn second_fd(&self, name: &str) -> Result<MapData> {
+        let map = self
+            .ebpf()
+            .map(name)
+            .with_context(|| format!("map {name} missing from the object"))?;
+        let info = match map {
+            aya::maps::Map::LruHashMap(data) | aya::maps::Map::PerCpuArray(data) => data.info(),
+            _ => bail!("map {name} is not an LRU hash or a per-CPU array"),
+        };
+        let id = info
+            .with_context(|| format!("reading map {name}'s id"))?
+            .id();
+        MapData::from_id(id).with_context(|| format!("opening map {name} by id"))
     }
 
     /// Every entry of the flow table (client side 5-tuple, pinned backend).
