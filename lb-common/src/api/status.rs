@@ -83,7 +83,7 @@ mod tests {
         r#""peer_settings":[3,"ab12"],"sync":{"state":"synchronized","generation":3},"#,
         r#""replication":{"stream":"receiving","connected":true,"caught_up":true,"epoch":2,"#,
         r#""lag_messages":0,"lag_flows":0,"lag_ms":0,"messages":10,"flows":40,"resends":0,"#,
-        r#""gaps":0,"resyncs":1,"refreshed":0,"duplicates":0,"stale":0,"dropped":0,"#,
+        r#""gaps":0,"resyncs":1,"refreshed":0,"duplicates":0,"stale":0,"dropped":0,"foreign":0,"#,
         r#""unknown_service":0,"unknown_backend":0,"records_lost":0,"garbage":0,"#,
         r#""refused_connections":0}}}"#
     );
