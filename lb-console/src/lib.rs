@@ -2,7 +2,7 @@
 //!
 //! Over TLS (rustls with the ring provider, TLS 1.3 and 1.2): a login
 //! page; for the logged-in administrator the dashboard, the LB settings,
-//! the cluster, the alerts and the configuration's backup and restore
+//! the cluster, the network interfaces (read through rtnetlink), the alerts and the configuration's backup and restore
 //! (`handlers`, `pages`); and a health endpoint at `/healthz`. What it
 //! shows of the load balancer, and every change it makes, goes through the
 //! node's daemon's API only (`lb_common::api`'s client and types, the
@@ -14,6 +14,7 @@ pub mod forms;
 mod handlers;
 pub mod login;
 mod multipart;
+pub mod network;
 mod pages;
 pub mod system;
 mod tls;
@@ -91,6 +92,7 @@ pub fn router(
             get(handlers::cluster::confirm),
         )
         .route("/cluster/{operation}", post(handlers::cluster::operate))
+        .route("/network", get(handlers::network))
         .route("/alerts", get(handlers::alerts))
         .route("/config", get(handlers::config::show))
         .route("/config/download", get(handlers::config::download))

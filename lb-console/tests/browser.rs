@@ -187,6 +187,12 @@ async fn tour(browser: &Browser, console: &Console, suffix: &str) {
             .await;
         look("cluster-confirm", width).await;
 
+        // The test's own namespace, read through rtnetlink: loopback at
+        // least.
+        browser.goto(&console.url("/network")).await;
+        assert!(browser.text("main").await.contains("127.0.0.1/8"));
+        look("network", width).await;
+
         browser.goto(&console.url("/alerts")).await;
         assert!(browser.text("main").await.contains("backend_down"));
         look("alerts", width).await;

@@ -128,6 +128,18 @@ pub async fn alerts(
     ))
 }
 
+/// Network > Interfaces: this namespace's interfaces over rtnetlink.
+pub async fn network(
+    Extension(app): Shared,
+    Extension(session): Extension<Session>,
+) -> Html<String> {
+    let interfaces = crate::network::read().await;
+    Html(pages::network::page(
+        &app.nav(&session, Section::Network),
+        &interfaces,
+    ))
+}
+
 /// The dashboard.
 pub async fn dashboard(
     Extension(app): Shared,

@@ -177,6 +177,7 @@ async fn every_page_and_form_refuses_an_anonymous_request() {
         "/lb",
         "/cluster",
         "/cluster/confirm/failover",
+        "/network",
         "/alerts",
         "/config",
         "/config/download",
@@ -796,4 +797,32 @@ async fn the_configuration_downloads_as_toml_and_a_restore_is_checked_first() {
     assert!(c.audit().iter().any(|e| e.action == "config restore"
         && e.detail == "lb.toml (node lb1, generation 7)"
         && e.outcome == "ok (generation 8)"));
+}
+
+#[tokio::test]
+async fn the_network_page_needs_a_session_and_shows_this_namespaces_interfaces() {
+    let c = console();
+    let reply = c.get("/network", None).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(reply.headers[header::LOCATION], "/login");
+    assert!(!reply.body.contains("<code>lo</code>"));
+    let cookie = c.login().await;
+    let reply = c.get("/network", Some(&cookie)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body.contains("<title>Network · "), "{}", reply.body);
+    // The test process's own namespace: its loopback, read for real.
+    for want in [
+        "<code>lo</code>",
+        "<dt>MTU</dt><dd>65536</dd>",
+        r#"<div class="mono">127.0.0.1/8</div><div class="sub">mask <span class="mono">255.0.0.0</span></div>"#,
+    ] {
+        assert!(
+            reply.body.contains(want),
+            "{want} missing from {}",
+            reply.body
+        );
+    }
+    // Reading the interfaces asks the kernel, not the daemon: nothing
+    // listens on the daemon's socket here.
+    assert!(!reply.body.contains(r#"class="unknown""#), "{}", reply.body);
 }

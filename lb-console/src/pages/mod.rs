@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod lb;
+pub mod network;
 
 const STYLE: &str = include_str!("style.css");
 
@@ -21,15 +22,17 @@ pub enum Section {
     Dashboard,
     Lb,
     Cluster,
+    Network,
     Alerts,
     Config,
 }
 
 impl Section {
-    const ALL: [Section; 5] = [
+    const ALL: [Section; 6] = [
         Section::Dashboard,
         Section::Lb,
         Section::Cluster,
+        Section::Network,
         Section::Alerts,
         Section::Config,
     ];
@@ -39,6 +42,7 @@ impl Section {
             Section::Dashboard => "Dashboard",
             Section::Lb => "LB settings",
             Section::Cluster => "Cluster",
+            Section::Network => "Network",
             Section::Alerts => "Alerts",
             Section::Config => "Backup",
         }
@@ -49,6 +53,7 @@ impl Section {
             Section::Dashboard => "/",
             Section::Lb => "/lb",
             Section::Cluster => "/cluster",
+            Section::Network => "/network",
             Section::Alerts => "/alerts",
             Section::Config => "/config",
         }
