@@ -658,14 +658,40 @@ async fn the_dashboard_shows_the_pair_and_the_recent_alerts() {
     assert_has(
         &reply,
         &[
-            "<dt>Group runs on</dt><dd><strong>lb1</strong></dd>",
-            "<dt>lb2</dt><dd>standby</dd>",
-            "<dd>1 of 2 hear the peer</dd>",
-            "<dd>generation 7 here, generation 6 on lb2</dd>",
-            "<dd>sending, caught up, lag 17 flows</dd>",
+            r#"<dt>Group runs on</dt><dd data-live="group_runs_on">lb1</dd>"#,
+            r#"<dt>lb2</dt><dd data-live="peer">standby</dd>"#,
+            r#"<dd data-live="interconnects">1 of 2 hear the peer</dd>"#,
+            r#"<dd data-live="settings">generation 7 here, generation 6 on lb2</dd>"#,
+            r#"<dd data-live="replication">sending, caught up, lag 17 flows</dd>"#,
             r#"<span class="badge bad">error</span><code>no_usable_backend</code>"#,
             r#"<a href="/alerts">All alerts</a>"#,
         ],
+    );
+    // The same values, live.
+    let reply = c.get("/live/status", Some(&cookie)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let live: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(
+        live,
+        serde_json::json!({
+            "values": {
+                "daemon": "running, lb 0.1.0",
+                "node": "lb1",
+                "role": "active",
+                "uptime": "1 h 2 min",
+                "configuration": "generation 7",
+                "services": "2 (2 backends, 1 down)",
+                "group_runs_on": "lb1",
+                "peer": "standby",
+                "interconnects": "1 of 2 hear the peer",
+                "settings": "generation 7 here, generation 6 on lb2",
+                "takeovers": "2",
+                "replication": "sending, caught up, lag 17 flows",
+            },
+            "error": null,
+        }),
+        "{}",
+        reply.body
     );
 }
 

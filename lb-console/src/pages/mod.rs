@@ -1,7 +1,8 @@
 //! The console's HTML pages, rendered on the server with maud (which
 //! escapes every value it is given). Inline CSS (`style.css`, compiled in),
-//! no scripts and no external assets, so the content security policy stays
-//! at `default-src 'none'`. Two shells: `bare` (one card in the middle: the
+//! no external assets and one script, the dashboard's `/live.js` (see
+//! `crate::live`), from the console itself: the content security policy is
+//! `default-src 'none'` with `script-src 'self'; connect-src 'self'`. Two shells: `bare` (one card in the middle: the
 //! login page, refusals) and `app` (the bar with the host and the user, the
 //! sections, the content) for logged-in pages.
 use maud::{DOCTYPE, Markup, PreEscaped, html};
