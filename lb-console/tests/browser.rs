@@ -448,3 +448,28 @@ async fn the_dashboards_values_follow_the_daemon_and_turn_unknown_when_it_stops(
     look_at(&browser, "dashboard-daemon-stopped", DESKTOP).await;
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboards_values_turn_unknown_when_the_console_stops_answering() {
+    let daemon = FakeDaemon::start(daemon::ACTIVE);
+    let console = console_for(&daemon);
+    let browser = Browser::start(console.spki()).await;
+    browser.goto(&console.url("/login")).await;
+    log_in(&browser, USER, PASSWORD).await;
+    assert_eq!(browser.path().await, "/");
+    assert_eq!(browser.text("[data-live=role]").await, "active");
+    // The console goes (the daemon still answers): the page's fetch fails.
+    drop(console);
+    assert_eq!(
+        wait_for_text(&browser, "[data-live=role]", "unknown").await,
+        "unknown"
+    );
+    assert_eq!(browser.text("[data-live=group_runs_on]").await, "unknown");
+    assert!(
+        browser
+            .text("[data-live=error]")
+            .await
+            .starts_with("The console did not answer"),
+    );
+    browser.close().await;
+}
