@@ -1,19 +1,22 @@
 //! lb-console: the HTTPS web console of lb.
 //!
 //! Over TLS (rustls with the ring provider, TLS 1.3 and 1.2): a login
-//! page; for the logged-in administrator the dashboard, the LB settings,
-//! the cluster, the alerts and the configuration's backup and restore
-//! (`handlers`, `pages`); and a health endpoint at `/healthz`. What it
-//! shows of the load balancer, and every change it makes, goes through the
-//! node's daemon's API only (`lb_common::api`'s client and types, the
-//! CLI's).
+//! page; for the logged-in administrator the dashboard (with live values),
+//! the LB settings, the cluster, the network interfaces (read through
+//! rtnetlink, the node's kernel), the alerts and the configuration's backup
+//! and restore (`handlers`, `pages`); and a health endpoint at `/healthz`.
+//! What it shows of the load balancer, and every change it makes, goes
+//! through the node's daemon's API only (`lb_common::api`'s client and
+//! types, the CLI's).
 
 pub mod auth;
 pub mod daemon;
 pub mod forms;
 mod handlers;
+pub mod live;
 pub mod login;
 mod multipart;
+pub mod network;
 mod pages;
 pub mod system;
 mod tls;
@@ -42,9 +45,12 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// addresses.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:50453";
 
-/// Content security policy of every response: no scripts, no external
-/// resources, only the pages' inline styles, forms only to the console.
+/// Content security policy of every response: no external resources, only
+/// the pages' inline styles, the console's own script (`/live.js`, no
+/// inline script) fetching only from the console, forms only to the
+/// console.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
+     script-src 'self'; connect-src 'self'; \
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// The host name of this machine, or "localhost" if it cannot be read.
@@ -91,6 +97,9 @@ pub fn router(
             get(handlers::cluster::confirm),
         )
         .route("/cluster/{operation}", post(handlers::cluster::operate))
+        .route("/live/status", get(handlers::live_status))
+        .route("/live.js", get(handlers::live_script))
+        .route("/network", get(handlers::network))
         .route("/alerts", get(handlers::alerts))
         .route("/config", get(handlers::config::show))
         .route("/config/download", get(handlers::config::download))
@@ -529,12 +538,12 @@ mod tests {
         let reply = c.get("/", Some(&cookie)).await;
         assert_eq!(reply.status, StatusCode::OK);
         for want in [
-            "<dt>Daemon</dt><dd>running, lb 0.1.0</dd>",
-            "<dt>Node</dt><dd>lb1</dd>",
-            "<dt>Role</dt><dd>standby</dd>",
-            "<dt>Uptime</dt><dd>1 h 2 min</dd>",
-            "<dt>Configuration</dt><dd>generation 7</dd>",
-            "<dt>Services</dt><dd>2 (5 backends, 1 down)</dd>",
+            r#"<dt>Daemon</dt><dd data-live="daemon">running, lb 0.1.0</dd>"#,
+            r#"<dt>Node</dt><dd data-live="node">lb1</dd>"#,
+            r#"<dt>Role</dt><dd data-live="role">standby</dd>"#,
+            r#"<dt>Uptime</dt><dd data-live="uptime">1 h 2 min</dd>"#,
+            r#"<dt>Configuration</dt><dd data-live="configuration">generation 7</dd>"#,
+            r#"<dt>Services</dt><dd data-live="services">2 (5 backends, 1 down)</dd>"#,
         ] {
             assert!(
                 reply.body.contains(want),
@@ -552,10 +561,10 @@ mod tests {
         // Nothing listens on the socket.
         let reply = c.get("/", Some(&cookie)).await;
         assert_eq!(reply.status, StatusCode::OK);
-        let unknown = r#"<dd><span class="unknown">unknown</span></dd>"#;
+        let unknown = r#"><span class="unknown">unknown</span></dd>"#;
         for want in [
-            format!("<dt>Daemon</dt>{unknown}"),
-            format!("<dt>Role</dt>{unknown}"),
+            format!(r#"<dt>Daemon</dt><dd data-live="daemon"{unknown}"#),
+            format!(r#"<dt>Role</dt><dd data-live="role"{unknown}"#),
             format!("cannot reach the lb-ctl daemon at {}", c.socket.display()),
         ] {
             assert!(
@@ -564,7 +573,7 @@ mod tests {
                 reply.body
             );
         }
-        for never in ["<dd>active", "<dd>standby", "<dd>running"] {
+        for never in [">active</dd>", ">standby</dd>", ">running"] {
             assert!(!reply.body.contains(never), "{never} in {}", reply.body);
         }
         // A daemon whose loop does not answer: its API says so (503).
@@ -574,7 +583,11 @@ mod tests {
             r#"{"error":"the daemon's event loop did not answer within 5 s"}"#,
         );
         let reply = c.get("/", Some(&cookie)).await;
-        assert!(reply.body.contains(&format!("<dt>Role</dt>{unknown}")));
+        assert!(
+            reply
+                .body
+                .contains(&format!(r#"<dt>Role</dt><dd data-live="role"{unknown}"#))
+        );
         assert!(
             reply
                 .body
@@ -583,6 +596,65 @@ mod tests {
             reply.body
         );
         daemon.abort();
+    }
+
+    #[tokio::test]
+    async fn the_live_values_need_a_session_and_say_what_the_daemon_answers() {
+        let c = console();
+        for path in ["/live/status", "/live.js"] {
+            let reply = c.get(path, None).await;
+            assert_eq!(reply.status, StatusCode::SEE_OTHER, "{path}");
+            assert_eq!(reply.headers[header::LOCATION], "/login", "{path}");
+            assert!(!reply.body.contains("generation"), "{path}");
+        }
+        let cookie = c.login().await;
+        // The dashboard loads the script, which the policy allows.
+        let page = c.get("/", Some(&cookie)).await;
+        assert!(
+            page.body
+                .contains(r#"<script src="/live.js" defer></script>"#)
+        );
+        assert!(
+            page.headers[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("script-src 'self'; connect-src 'self'")
+        );
+        let script = c.get("/live.js", Some(&cookie)).await;
+        assert_eq!(script.status, StatusCode::OK);
+        assert_eq!(
+            script.headers[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
+        assert!(script.body.contains(r#"fetch("/live/status""#));
+
+        let daemon = fake_daemon(&c.socket, StatusCode::OK, STATUS);
+        let reply = c.get("/live/status", Some(&cookie)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.headers[header::CONTENT_TYPE], "application/json");
+        assert_eq!(
+            reply.body,
+            r#"{"values":{"configuration":"generation 7","daemon":"running, lb 0.1.0","group_runs_on":null,"interconnects":null,"node":"lb1","peer":null,"replication":null,"role":"standby","services":"2 (5 backends, 1 down)","settings":null,"takeovers":null,"uptime":"1 h 2 min"},"error":null}"#
+        );
+        daemon.abort();
+        // The daemon down: every value unknown (null), with why.
+        std::fs::remove_file(&c.socket).unwrap();
+        let reply = c.get("/live/status", Some(&cookie)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let live: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(
+            live["values"],
+            serde_json::json!({"configuration":null,"daemon":null,"node":null,"role":null,"services":null,"uptime":null,
+                "group_runs_on":null,"peer":null,"interconnects":null,"settings":null,"takeovers":null,"replication":null})
+        );
+        assert!(
+            live["error"]
+                .as_str()
+                .unwrap()
+                .contains("cannot reach the lb-ctl daemon"),
+            "{}",
+            reply.body
+        );
     }
 
     #[tokio::test]

@@ -187,6 +187,12 @@ async fn tour(browser: &Browser, console: &Console, suffix: &str) {
             .await;
         look("cluster-confirm", width).await;
 
+        // The test's own namespace, read through rtnetlink: loopback at
+        // least.
+        browser.goto(&console.url("/network")).await;
+        assert!(browser.text("main").await.contains("127.0.0.1/8"));
+        look("network", width).await;
+
         browser.goto(&console.url("/alerts")).await;
         assert!(browser.text("main").await.contains("backend_down"));
         look("alerts", width).await;
@@ -394,4 +400,76 @@ async fn an_administrator_changes_backends_fails_over_and_restores_through_the_f
 fn lb_console_toml() -> String {
     let config: toml::Value = serde_json::from_str(daemon::CONFIG).unwrap();
     toml::to_string(&config).unwrap()
+}
+
+/// Waits (bounded: 20 s) until `css`'s text is `want`; its last text.
+async fn wait_for_text(browser: &Browser, css: &str, want: &str) -> String {
+    let mut text = String::new();
+    for _ in 0..80 {
+        text = browser.text(css).await;
+        if text == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboards_values_follow_the_daemon_and_turn_unknown_when_it_stops() {
+    let daemon = FakeDaemon::start(daemon::ACTIVE);
+    let console = console_for(&daemon);
+    let browser = Browser::start(console.spki()).await;
+    browser.goto(&console.url("/login")).await;
+    log_in(&browser, USER, PASSWORD).await;
+    assert_eq!(browser.path().await, "/");
+    let role = "[data-live=role]";
+    assert_eq!(browser.text(role).await, "active");
+    // The daemon's answer changes: the page follows without a reload.
+    daemon.set_status(daemon::STANDBY);
+    assert_eq!(wait_for_text(&browser, role, "standby").await, "standby");
+    assert_eq!(browser.path().await, "/");
+    // The daemon stops answering: unknown, with why; never the last value.
+    daemon.stop();
+    assert_eq!(wait_for_text(&browser, role, "unknown").await, "unknown");
+    for value in ["node", "group_runs_on", "peer", "settings"] {
+        assert_eq!(
+            browser.text(&format!("[data-live={value}]")).await,
+            "unknown",
+            "{value}"
+        );
+    }
+    assert!(
+        browser
+            .text("[data-live=error]")
+            .await
+            .contains("cannot reach the lb-ctl daemon"),
+    );
+    look_at(&browser, "dashboard-daemon-stopped", DESKTOP).await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboards_values_turn_unknown_when_the_console_stops_answering() {
+    let daemon = FakeDaemon::start(daemon::ACTIVE);
+    let console = console_for(&daemon);
+    let browser = Browser::start(console.spki()).await;
+    browser.goto(&console.url("/login")).await;
+    log_in(&browser, USER, PASSWORD).await;
+    assert_eq!(browser.path().await, "/");
+    assert_eq!(browser.text("[data-live=role]").await, "active");
+    // The console goes (the daemon still answers): the page's fetch fails.
+    drop(console);
+    assert_eq!(
+        wait_for_text(&browser, "[data-live=role]", "unknown").await,
+        "unknown"
+    );
+    assert_eq!(browser.text("[data-live=group_runs_on]").await, "unknown");
+    assert!(
+        browser
+            .text("[data-live=error]")
+            .await
+            .starts_with("The console did not answer"),
+    );
+    browser.close().await;
 }

@@ -128,6 +128,43 @@ pub async fn alerts(
     ))
 }
 
+/// The dashboard's live values (`crate::live`), as JSON: the daemon asked
+/// now; when it does not answer, every value is `null` with the reason.
+pub async fn live_status(Extension(app): Shared) -> Response {
+    let live = crate::live::values(&crate::daemon::status(&app.daemon).await);
+    match serde_json::to_string(&live) {
+        Ok(json) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            json,
+        )
+            .into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
+}
+
+/// The dashboard's script.
+pub async fn live_script() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/javascript; charset=utf-8",
+        )],
+        crate::live::SCRIPT,
+    )
+}
+
+/// Network > Interfaces: this namespace's interfaces over rtnetlink.
+pub async fn network(
+    Extension(app): Shared,
+    Extension(session): Extension<Session>,
+) -> Html<String> {
+    let interfaces = crate::network::read().await;
+    Html(pages::network::page(
+        &app.nav(&session, Section::Network),
+        &interfaces,
+    ))
+}
+
 /// The dashboard.
 pub async fn dashboard(
     Extension(app): Shared,

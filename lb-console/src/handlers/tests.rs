@@ -177,6 +177,7 @@ async fn every_page_and_form_refuses_an_anonymous_request() {
         "/lb",
         "/cluster",
         "/cluster/confirm/failover",
+        "/network",
         "/alerts",
         "/config",
         "/config/download",
@@ -657,14 +658,40 @@ async fn the_dashboard_shows_the_pair_and_the_recent_alerts() {
     assert_has(
         &reply,
         &[
-            "<dt>Group runs on</dt><dd><strong>lb1</strong></dd>",
-            "<dt>lb2</dt><dd>standby</dd>",
-            "<dd>1 of 2 hear the peer</dd>",
-            "<dd>generation 7 here, generation 6 on lb2</dd>",
-            "<dd>sending, caught up, lag 17 flows</dd>",
+            r#"<dt>Group runs on</dt><dd data-live="group_runs_on">lb1</dd>"#,
+            r#"<dt>lb2</dt><dd data-live="peer">standby</dd>"#,
+            r#"<dd data-live="interconnects">1 of 2 hear the peer</dd>"#,
+            r#"<dd data-live="settings">generation 7 here, generation 6 on lb2</dd>"#,
+            r#"<dd data-live="replication">sending, caught up, lag 17 flows</dd>"#,
             r#"<span class="badge bad">error</span><code>no_usable_backend</code>"#,
             r#"<a href="/alerts">All alerts</a>"#,
         ],
+    );
+    // The same values, live.
+    let reply = c.get("/live/status", Some(&cookie)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let live: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(
+        live,
+        serde_json::json!({
+            "values": {
+                "daemon": "running, lb 0.1.0",
+                "node": "lb1",
+                "role": "active",
+                "uptime": "1 h 2 min",
+                "configuration": "generation 7",
+                "services": "2 (2 backends, 1 down)",
+                "group_runs_on": "lb1",
+                "peer": "standby",
+                "interconnects": "1 of 2 hear the peer",
+                "settings": "generation 7 here, generation 6 on lb2",
+                "takeovers": "2",
+                "replication": "sending, caught up, lag 17 flows",
+            },
+            "error": null,
+        }),
+        "{}",
+        reply.body
     );
 }
 
@@ -796,4 +823,32 @@ async fn the_configuration_downloads_as_toml_and_a_restore_is_checked_first() {
     assert!(c.audit().iter().any(|e| e.action == "config restore"
         && e.detail == "lb.toml (node lb1, generation 7)"
         && e.outcome == "ok (generation 8)"));
+}
+
+#[tokio::test]
+async fn the_network_page_needs_a_session_and_shows_this_namespaces_interfaces() {
+    let c = console();
+    let reply = c.get("/network", None).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(reply.headers[header::LOCATION], "/login");
+    assert!(!reply.body.contains("<code>lo</code>"));
+    let cookie = c.login().await;
+    let reply = c.get("/network", Some(&cookie)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body.contains("<title>Network · "), "{}", reply.body);
+    // The test process's own namespace: its loopback, read for real.
+    for want in [
+        "<code>lo</code>",
+        "<dt>MTU</dt><dd>65536</dd>",
+        r#"<div class="mono">127.0.0.1/8</div><div class="sub">mask <span class="mono">255.0.0.0</span></div>"#,
+    ] {
+        assert!(
+            reply.body.contains(want),
+            "{want} missing from {}",
+            reply.body
+        );
+    }
+    // Reading the interfaces asks the kernel, not the daemon: nothing
+    // listens on the daemon's socket here.
+    assert!(!reply.body.contains(r#"class="unknown""#), "{}", reply.body);
 }

@@ -1,14 +1,14 @@
 //! The dashboard: what the console knows of this node: the machine's own
-//! facts, and the daemon's status as its API answers it (the services and
-//! the alerts will come the same way).
-use std::time::Duration;
-
-use lb_common::api::{Alert, Role};
+//! facts, the daemon's status as its API answers it, the pair and the
+//! recent alerts; the daemon's and the pair's values are live
+//! (`crate::live`).
+use lb_common::api::Alert;
 use maud::{Markup, html};
 
 use super::{Nav, app, unknown};
 use crate::{
     daemon::DaemonState,
+    live,
     system::{self, Facts},
 };
 
@@ -20,41 +20,35 @@ fn fact(value: Option<String>) -> Markup {
     }
 }
 
-/// The daemon's card: its status, or unknown with why.
+/// The daemon's card: its status, or unknown with why. Each value carries
+/// `data-live` (its key in [`live::ROWS`]): the page's script (`/live.js`)
+/// keeps it current.
 fn daemon(state: &DaemonState) -> Markup {
-    let unknown = html! { span.unknown { "unknown" } };
+    let live = live::values(state);
     html! {
         section.card aria-labelledby="daemon" {
             h2 #daemon { "Load balancer" }
-            @match state {
-                DaemonState::Answered(s) => {
-                    dl.facts {
-                        dt { "Daemon" } dd { "running, lb " (s.version) }
-                        dt { "Node" } dd { (s.node) }
-                        dt { "Role" } dd { (s.role) }
-                        dt { "Uptime" } dd {
-                            (system::human_duration(Duration::from_secs(s.uptime_seconds)))
-                        }
-                        dt { "Configuration" } dd { "generation " (s.generation) }
-                        dt { "Services" } dd {
-                            (s.services) " (" (s.backends) " backends, "
-                            (s.backends_down) " down)"
+            dl.facts {
+                @for (key, label) in live::ROWS {
+                    dt { (label) }
+                    dd data-live=(key) {
+                        @match live.values.get(key).cloned().flatten() {
+                            Some(text) => (text),
+                            None => (unknown()),
                         }
                     }
-                }
-                DaemonState::Unknown(why) => {
-                    dl.facts {
-                        dt { "Daemon" } dd { (unknown) }
-                        dt { "Role" } dd { (unknown) }
-                    }
-                    p.error role="status" { (why) }
                 }
             }
+            p.error role="status" data-live="error" hidden[live.error.is_none()] {
+                @if let Some(why) = &live.error { (why) }
+            }
         }
+        script src="/live.js" defer {}
     }
 }
 
-/// The pair at a glance (the cluster page has the rest).
+/// The pair at a glance (the cluster page has the rest), when the node is
+/// clustered; its values are live like the daemon's (`data-live`).
 fn pair(state: &DaemonState) -> Markup {
     let DaemonState::Answered(status) = state else {
         return html! {};
@@ -62,40 +56,20 @@ fn pair(state: &DaemonState) -> Markup {
     let Some(c) = &status.cluster else {
         return html! {};
     };
-    let runs = if c.role == Some(Role::Active) {
-        Some(c.servers.0.as_str())
-    } else if c.peer_alive && c.peer_role == Some(Role::Active) {
-        Some(c.servers.1.as_str())
-    } else {
-        None
-    };
-    let peer = c.peer_settings.as_ref().filter(|_| c.peer_alive);
+    let live = live::values(state);
     html! {
         section.card aria-labelledby="pair" {
             h2 #pair { "Pair" }
             dl.facts {
-                dt { "Group runs on" }
-                dd { @if let Some(server) = runs { strong { (server) } } @else { (unknown()) } }
-                dt { (c.servers.1) }
-                dd {
-                    @if c.peer_alive {
-                        @match c.peer_role { Some(role) => (role), None => "no role" }
-                    } @else { "not heard, role " (unknown()) }
-                }
-                dt { "Interconnects" }
-                dd { (c.links.iter().filter(|(_, up)| *up).count()) " of " (c.links.len()) " hear the peer" }
-                dt { "Settings" }
-                dd {
-                    "generation " (c.settings.0) " here, "
-                    @if let Some((g, _)) = peer { "generation " (g) } @else { (unknown()) }
-                    " on " (c.servers.1)
-                    @if peer.is_some_and(|p| *p == c.settings) { " (same)" }
-                }
-                dt { "Takeovers" }
-                dd { (c.takeovers.count) }
-                @if let Some(r) = &c.replication {
-                    dt { "Replication" }
-                    dd { (r.stream) ", " @if r.caught_up { "caught up" } @else { "catching up" } ", lag " (r.lag_flows) " flows" }
+                @for (key, label) in live::PAIR_ROWS {
+                    @let value = live.values.get(key).cloned().flatten();
+                    // Replication: a row once the pair replicates.
+                    @if key != "replication" || value.is_some() {
+                        dt { (label.unwrap_or(&c.servers.1)) }
+                        dd data-live=(key) {
+                            @match value { Some(text) => (text), None => (unknown()) }
+                        }
+                    }
                 }
             }
             p { a href="/cluster" { "Cluster details and operations" } }

@@ -1,7 +1,8 @@
 //! The console's HTML pages, rendered on the server with maud (which
 //! escapes every value it is given). Inline CSS (`style.css`, compiled in),
-//! no scripts and no external assets, so the content security policy stays
-//! at `default-src 'none'`. Two shells: `bare` (one card in the middle: the
+//! no external assets and one script, the dashboard's `/live.js` (see
+//! `crate::live`), from the console itself: the content security policy is
+//! `default-src 'none'` with `script-src 'self'; connect-src 'self'`. Two shells: `bare` (one card in the middle: the
 //! login page, refusals) and `app` (the bar with the host and the user, the
 //! sections, the content) for logged-in pages.
 use maud::{DOCTYPE, Markup, PreEscaped, html};
@@ -11,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod lb;
+pub mod network;
 
 const STYLE: &str = include_str!("style.css");
 
@@ -21,15 +23,17 @@ pub enum Section {
     Dashboard,
     Lb,
     Cluster,
+    Network,
     Alerts,
     Config,
 }
 
 impl Section {
-    const ALL: [Section; 5] = [
+    const ALL: [Section; 6] = [
         Section::Dashboard,
         Section::Lb,
         Section::Cluster,
+        Section::Network,
         Section::Alerts,
         Section::Config,
     ];
@@ -39,6 +43,7 @@ impl Section {
             Section::Dashboard => "Dashboard",
             Section::Lb => "LB settings",
             Section::Cluster => "Cluster",
+            Section::Network => "Network",
             Section::Alerts => "Alerts",
             Section::Config => "Backup",
         }
@@ -49,6 +54,7 @@ impl Section {
             Section::Dashboard => "/",
             Section::Lb => "/lb",
             Section::Cluster => "/cluster",
+            Section::Network => "/network",
             Section::Alerts => "/alerts",
             Section::Config => "/config",
         }

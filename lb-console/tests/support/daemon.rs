@@ -22,6 +22,8 @@ type Asked = Arc<Mutex<Vec<(String, String, String)>>>;
 pub struct FakeDaemon {
     socket: PathBuf,
     asked: Asked,
+    /// The answer to `GET /v1/status` (see [`FakeDaemon::set_status`]).
+    status: Arc<Mutex<&'static str>>,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
@@ -33,6 +35,12 @@ impl FakeDaemon {
         let socket = dir.path().join("lb.sock");
         let listener = tokio::net::UnixListener::bind(&socket).unwrap();
         let asked: Asked = Default::default();
+        let status = Arc::new(Mutex::new(status));
+        let current = status.clone();
+        let status_route = get(move || {
+            let body = *current.lock().unwrap();
+            async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+        });
         let json = |body: &'static str| {
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], body) })
         };
@@ -61,7 +69,7 @@ impl FakeDaemon {
             }
         };
         let api = Router::new()
-            .route("/v1/status", json(status))
+            .route("/v1/status", status_route)
             .route("/v1/stats", json(STATS))
             .route("/v1/alerts", json(ALERTS))
             .route("/v1/config", json(CONFIG).put(record.clone()))
@@ -71,6 +79,7 @@ impl FakeDaemon {
         FakeDaemon {
             socket,
             asked,
+            status,
             task,
             _dir: dir,
         }
@@ -78,6 +87,17 @@ impl FakeDaemon {
 
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// Answers `GET /v1/status` with `status` from now on.
+    pub fn set_status(&self, status: &'static str) {
+        *self.status.lock().unwrap() = status;
+    }
+
+    /// Stops answering: the API's task ends and its socket goes.
+    pub fn stop(&self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.socket);
     }
 
     /// The changes sent so far: method, path, body.
