@@ -1,7 +1,9 @@
 //! The console against a REAL daemon: the rig (client, LB node, backends
 //! with nginx) and `lb-ctl run` in the LB's namespace (the harness of
 //! `lb_tests::daemon`), the real `lb-console` pointed at its socket, driven
-//! in chromium: a backend added through the LB settings form shows in
+//! in chromium: the dashboard shows what `lb-ctl status --json` says (node,
+//! role, generation, services), and follows a change made with the CLI
+//! without a reload; a backend added through the LB settings form shows in
 //! `lb-ctl backend list` and takes new connections through the VIP; drained
 //! through the form, it takes no new ones. Needs root, chromium and
 //! chromium-driver (`cargo xtask setup`) and the `lb-ctl` binary built
@@ -78,6 +80,31 @@ fn answers(rig: &Rig) -> Vec<String> {
         .collect()
 }
 
+/// The dashboard's node, role, configuration and services values.
+async fn dashboard(browser: &Browser) -> [String; 4] {
+    let mut shown = [const { String::new() }; 4];
+    for (value, key) in shown
+        .iter_mut()
+        .zip(["node", "role", "configuration", "services"])
+    {
+        *value = browser.text(&format!("[data-live={key}]")).await;
+    }
+    shown
+}
+
+/// What the dashboard should show for `lb-ctl --json status`.
+fn expected(status: &Value) -> [String; 4] {
+    [
+        status["node"].as_str().unwrap().to_owned(),
+        status["role"].as_str().unwrap().to_owned(),
+        format!("generation {}", status["generation"]),
+        format!(
+            "{} ({} backends, {} down)",
+            status["services"], status["backends"], status["backends_down"]
+        ),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_added_and_drained_through_the_console_reaches_the_real_daemon() {
     let bin = lb_ctl();
@@ -99,6 +126,10 @@ async fn a_backend_added_and_drained_through_the_console_reaches_the_real_daemon
     browser
         .click_and_wait("form.stack button[type=submit]")
         .await;
+
+    // The dashboard says what `lb-ctl status --json` says.
+    let status = daemon.status_json().expect("lb-ctl --json status");
+    assert_eq!(dashboard(&browser).await, expected(&status));
 
     let (first, second) = (&rig.backends[0], &rig.backends[1]);
     let added = format!("{}:80", second.v4);
@@ -163,6 +194,32 @@ async fn a_backend_added_and_drained_through_the_console_reaches_the_real_daemon
         seen.iter().all(|name| *name == first.name),
         "new connections still reach the drained {added}: {seen:?}"
     );
+
+    // The dashboard follows the daemon live (a new generation, one more
+    // backend), without a reload.
+    let status = daemon.status_json().expect("lb-ctl --json status");
+    assert_eq!(status["backends"], 2, "{status}");
+    browser.goto(&console.url("/")).await;
+    let before = dashboard(&browser).await;
+    assert_eq!(before, expected(&status));
+    daemon
+        .ctl_ok(&["backend", "weight", SERVICE, &added, "3"])
+        .unwrap();
+    let status = daemon.status_json().expect("lb-ctl --json status");
+    let want = expected(&status);
+    assert_ne!(want, before, "the change made a new generation");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let shown = dashboard(&browser).await;
+        if shown == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard shows {shown:?}, lb-ctl status {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let trail = console.audit();
     assert!(
