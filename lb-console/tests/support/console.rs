@@ -3,13 +3,15 @@
 //! written by `lb-console set-password`, an audit trail, all in a temporary
 //! directory. Killed on drop.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
+
+use super::stderr::{self, Stderr};
 
 /// The administrator in these tests.
 pub const USER: &str = "admin";
@@ -79,21 +81,7 @@ impl Console {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, lines) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                {
-                    let mut log = sink.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-                let _ = tx.send(line);
-            }
-        });
+        let Stderr { log, lines } = stderr::capture(&mut child);
         let addr = loop {
             match lines.recv_timeout(START) {
                 Ok(line) => {
