@@ -99,7 +99,9 @@ pub fn router(
         .route("/cluster/{operation}", post(handlers::cluster::operate))
         .route("/live/status", get(handlers::live_status))
         .route("/live.js", get(handlers::live_script))
-        .route("/network", get(handlers::network))
+        .route("/network", get(handlers::network::show))
+        .route("/network/mtu", post(handlers::network::change))
+        .route("/network/address/{what}", post(handlers::network::change))
         .route("/alerts", get(handlers::alerts))
         .route("/config", get(handlers::config::show))
         .route("/config/download", get(handlers::config::download))
@@ -151,6 +153,63 @@ pub fn bind(listen: SocketAddr) -> Result<TcpListener> {
     Ok(listener)
 }
 
+/// The console's own address of a request's connection (the local end of
+/// its TCP connection: where the browser reached the console), in every
+/// request's extensions; the Network page asks before a change that may
+/// take it away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalAddr(pub SocketAddr);
+
+/// Reads each accepted connection's local address into [`LocalAddr`].
+#[derive(Clone, Copy, Debug, Default)]
+struct LocalAddrAcceptor;
+
+impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for LocalAddrAcceptor {
+    type Stream = tokio::net::TcpStream;
+    type Service = WithLocalAddr<S>;
+    type Future = std::future::Ready<std::io::Result<(Self::Stream, Self::Service)>>;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        std::future::ready(stream.local_addr().map(|local| {
+            (
+                stream,
+                WithLocalAddr {
+                    inner: service,
+                    local: LocalAddr(local),
+                },
+            )
+        }))
+    }
+}
+
+/// A connection's service that adds its [`LocalAddr`] to each request.
+#[derive(Clone, Debug)]
+struct WithLocalAddr<S> {
+    inner: S,
+    local: LocalAddr,
+}
+
+impl<S, B> tower::Service<axum::http::Request<B>> for WithLocalAddr<S>
+where
+    S: tower::Service<axum::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: axum::http::Request<B>) -> Self::Future {
+        request.extensions_mut().insert(self.local);
+        self.inner.call(request)
+    }
+}
+
 /// Serves the console over HTTPS on `listener` until `handle` shuts it down
 /// (see [`Handle::graceful_shutdown`]), asking the node's daemon through
 /// `daemon` (`peer_console`: see [`router`]).
@@ -169,7 +228,10 @@ pub async fn serve(
         .local_addr()
         .context("reading the listener's address")?;
     tracing::info!(%addr, "lb console {VERSION} listening on https://{addr}/");
-    axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(RustlsConfig::from_config(tls))
+        .acceptor(LocalAddrAcceptor);
+    axum_server::from_tcp(listener)
+        .acceptor(acceptor)
         .handle(handle)
         .serve(
             router(&hostname(), access, daemon, peer_console)
