@@ -32,6 +32,8 @@ pub struct App {
     /// standby's read-only pages.
     pub peer_console: Option<String>,
     pub access: Arc<Access>,
+    /// The traffic history the sampler fills (`crate::traffic`).
+    pub traffic: crate::traffic::Shared,
 }
 
 pub type Shared = Extension<Arc<App>>;
@@ -159,6 +161,19 @@ pub async fn live_script() -> impl IntoResponse {
         )],
         crate::live::SCRIPT,
     )
+}
+
+/// Statistics: the traffic over the last minutes, as sampled.
+pub async fn stats(Extension(app): Shared, Extension(session): Extension<Session>) -> Html<String> {
+    let history = app
+        .traffic
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    Html(pages::stats::page(
+        &app.nav(&session, Section::Stats),
+        &history,
+    ))
 }
 
 /// The dashboard.
