@@ -3,12 +3,13 @@
 //! Over TLS (rustls with the ring provider, TLS 1.3 and 1.2): a login
 //! page; for the logged-in administrator the dashboard (with live values),
 //! the LB settings, the traffic statistics (the daemon's counters sampled
-//! in the background, `traffic`), the cluster, the network interfaces
-//! (read and edited through rtnetlink, the node's kernel), the alerts and the configuration's backup
-//! and restore (`handlers`, `pages`); and a health endpoint at `/healthz`.
-//! What it shows of the load balancer, and every change it makes, goes
-//! through the node's daemon's API only (`lb_common::api`'s client and
-//! types, the CLI's).
+//! in the background, `traffic`), the cluster, the network interfaces,
+//! the alerts and the configuration's backup and restore (`handlers`,
+//! `pages`); and a health endpoint at `/healthz`. What it shows of the
+//! load balancer, and every change to it, goes through the node's daemon's
+//! API only (`lb_common::api`'s client and types, the CLI's); the node's
+//! own interfaces are read and changed through rtnetlink in its namespace
+//! (`network`).
 
 pub mod auth;
 pub mod daemon;
