@@ -2,12 +2,14 @@
 //!
 //! Over TLS (rustls with the ring provider, TLS 1.3 and 1.2): a login
 //! page; for the logged-in administrator the dashboard (with live values),
-//! the LB settings, the cluster, the network interfaces (read through
-//! rtnetlink, the node's kernel), the alerts and the configuration's backup
-//! and restore (`handlers`, `pages`); and a health endpoint at `/healthz`.
-//! What it shows of the load balancer, and every change it makes, goes
-//! through the node's daemon's API only (`lb_common::api`'s client and
-//! types, the CLI's).
+//! the LB settings, the traffic statistics (the daemon's counters sampled
+//! in the background, `traffic`), the cluster, the network interfaces,
+//! the alerts and the configuration's backup and restore (`handlers`,
+//! `pages`); and a health endpoint at `/healthz`. What it shows of the
+//! load balancer, and every change to it, goes through the node's daemon's
+//! API only (`lb_common::api`'s client and types, the CLI's); the node's
+//! own interfaces are read and changed through rtnetlink in its namespace
+//! (`network`).
 
 pub mod auth;
 pub mod daemon;
@@ -20,6 +22,7 @@ pub mod network;
 mod pages;
 pub mod system;
 mod tls;
+pub mod traffic;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -80,15 +83,29 @@ pub fn router(
     daemon: Client,
     peer_console: Option<String>,
 ) -> Router {
+    router_with(host, access, daemon, peer_console, Default::default())
+}
+
+/// [`router`] showing the traffic of `traffic` (which a
+/// [`traffic::sampler`] fills).
+pub fn router_with(
+    host: &str,
+    access: Arc<login::Access>,
+    daemon: Client,
+    peer_console: Option<String>,
+    traffic: traffic::Shared,
+) -> Router {
     let app = Arc::new(handlers::App {
         host: host.to_owned(),
         daemon,
         peer_console,
         access: access.clone(),
+        traffic,
     });
     Router::new()
         .route("/", get(handlers::dashboard))
         .route("/lb", get(handlers::lb::show))
+        .route("/stats", get(handlers::stats))
         .route("/lb/backend/{what}", post(handlers::lb::change))
         .route("/lb/service/{what}", post(handlers::lb::change))
         .route("/cluster", get(handlers::cluster::show))
@@ -99,7 +116,9 @@ pub fn router(
         .route("/cluster/{operation}", post(handlers::cluster::operate))
         .route("/live/status", get(handlers::live_status))
         .route("/live.js", get(handlers::live_script))
-        .route("/network", get(handlers::network))
+        .route("/network", get(handlers::network::show))
+        .route("/network/mtu", post(handlers::network::change))
+        .route("/network/address/{what}", post(handlers::network::change))
         .route("/alerts", get(handlers::alerts))
         .route("/config", get(handlers::config::show))
         .route("/config/download", get(handlers::config::download))
@@ -151,9 +170,67 @@ pub fn bind(listen: SocketAddr) -> Result<TcpListener> {
     Ok(listener)
 }
 
+/// The console's own address of a request's connection (the local end of
+/// its TCP connection: where the browser reached the console), in every
+/// request's extensions; the Network page asks before a change that may
+/// take it away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalAddr(pub SocketAddr);
+
+/// Reads each accepted connection's local address into [`LocalAddr`].
+#[derive(Clone, Copy, Debug, Default)]
+struct LocalAddrAcceptor;
+
+impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for LocalAddrAcceptor {
+    type Stream = tokio::net::TcpStream;
+    type Service = WithLocalAddr<S>;
+    type Future = std::future::Ready<std::io::Result<(Self::Stream, Self::Service)>>;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        std::future::ready(stream.local_addr().map(|local| {
+            (
+                stream,
+                WithLocalAddr {
+                    inner: service,
+                    local: LocalAddr(local),
+                },
+            )
+        }))
+    }
+}
+
+/// A connection's service that adds its [`LocalAddr`] to each request.
+#[derive(Clone, Debug)]
+struct WithLocalAddr<S> {
+    inner: S,
+    local: LocalAddr,
+}
+
+impl<S, B> tower::Service<axum::http::Request<B>> for WithLocalAddr<S>
+where
+    S: tower::Service<axum::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: axum::http::Request<B>) -> Self::Future {
+        request.extensions_mut().insert(self.local);
+        self.inner.call(request)
+    }
+}
+
 /// Serves the console over HTTPS on `listener` until `handle` shuts it down
 /// (see [`Handle::graceful_shutdown`]), asking the node's daemon through
-/// `daemon` (`peer_console`: see [`router`]).
+/// `daemon` (`peer_console`: see [`router`]), its traffic sampled every
+/// [`traffic::INTERVAL`].
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -162,6 +239,29 @@ pub async fn serve(
     daemon: Client,
     peer_console: Option<String>,
 ) -> Result<()> {
+    serve_sampling(
+        listener,
+        tls,
+        handle,
+        access,
+        daemon,
+        peer_console,
+        traffic::INTERVAL,
+    )
+    .await
+}
+
+/// [`serve`], sampling the daemon's traffic every `interval` (the charts
+/// keep [`traffic::POINTS`] samples).
+pub async fn serve_sampling(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    handle: Handle,
+    access: Arc<login::Access>,
+    daemon: Client,
+    peer_console: Option<String>,
+    interval: std::time::Duration,
+) -> Result<()> {
     listener
         .set_nonblocking(true)
         .context("setting the listener non-blocking")?;
@@ -169,14 +269,23 @@ pub async fn serve(
         .local_addr()
         .context("reading the listener's address")?;
     tracing::info!(%addr, "lb console {VERSION} listening on https://{addr}/");
-    axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))
+    let history: traffic::Shared = Arc::new(std::sync::Mutex::new(traffic::History::new(
+        interval,
+        traffic::POINTS,
+    )));
+    let sampler = traffic::sampler(daemon.clone(), history.clone());
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(RustlsConfig::from_config(tls))
+        .acceptor(LocalAddrAcceptor);
+    let served = axum_server::from_tcp(listener)
+        .acceptor(acceptor)
         .handle(handle)
         .serve(
-            router(&hostname(), access, daemon, peer_console)
+            router_with(&hostname(), access, daemon, peer_console, history)
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .await
-        .with_context(|| format!("serving the console on {addr}"))?;
+        .await;
+    sampler.abort();
+    served.with_context(|| format!("serving the console on {addr}"))?;
     tracing::info!("lb console stopped");
     Ok(())
 }
@@ -199,6 +308,9 @@ mod tests {
         /// The daemon's socket the console asks (nothing listens on it
         /// unless a test starts a [`fake_daemon`]).
         pub(crate) socket: std::path::PathBuf,
+        /// The traffic history its Statistics page shows (tests sample
+        /// into it with `traffic::sample`).
+        pub(crate) traffic: traffic::Shared,
     }
 
     pub(crate) fn console_with(idle: Duration) -> Console {
@@ -215,13 +327,21 @@ mod tests {
             auth::audit::AuditLog::new(&audit),
             auth::sessions::Sessions::new(idle, Duration::from_secs(3600), 8),
         ));
-        let router = router("node-1.example", access, Client::new(&socket), peer_console)
-            .layer(MockConnectInfo(SocketAddr::from(([198, 18, 0, 10], 40000))));
+        let traffic: traffic::Shared = Default::default();
+        let router = router_with(
+            "node-1.example",
+            access,
+            Client::new(&socket),
+            peer_console,
+            traffic.clone(),
+        )
+        .layer(MockConnectInfo(SocketAddr::from(([198, 18, 0, 10], 40000))));
         Console {
             router,
             _dir: dir,
             audit,
             socket,
+            traffic,
         }
     }
 

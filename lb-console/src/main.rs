@@ -52,6 +52,10 @@ struct Args {
     /// from this node's read-only pages when it is the standby.
     #[arg(long, value_name = "URL")]
     peer_console: Option<String>,
+    /// How often the Statistics page's traffic is sampled from the daemon
+    /// (e.g. 10s, 500ms); its charts keep the last 60 samples.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = interval)]
+    stats_interval: Duration,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -157,15 +161,25 @@ async fn run() -> Result<()> {
     });
 
     let daemon = lb_common::api::Client::new(&args.socket);
-    lb_console::serve(
+    lb_console::serve_sampling(
         listener,
         tls,
         handle,
         access,
         daemon,
         args.peer_console.clone(),
+        args.stats_interval,
     )
     .await
+}
+
+/// A sampling interval: a duration of 100 ms or more.
+fn interval(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))?;
+    if d < Duration::from_millis(100) {
+        return Err(format!("{text:?} is shorter than 100ms"));
+    }
+    Ok(d)
 }
 
 /// `lb-console set-password`: nothing is written unless the password is

@@ -23,7 +23,38 @@ fn console_for(daemon: &FakeDaemon) -> Console {
         daemon.socket().as_os_str(),
         OsStr::new("--peer-console"),
         OsStr::new("https://198.18.0.1:50453/"),
+        // Samples often enough for the Statistics page to have rates (and
+        // the fake daemon's restart) within the test's time.
+        OsStr::new("--stats-interval"),
+        OsStr::new("500ms"),
     ])
+}
+
+/// Opens the Statistics page until its charts have lines and, if `gap`,
+/// a shaded gap (the fake daemon's restart), and the first service's rate
+/// is known (not the sample that started over): at most 30 s.
+async fn stats_with_rates(browser: &Browser, console: &Console, gap: bool) {
+    let mut seen = (0, 0);
+    for _ in 0..60 {
+        browser.goto(&console.url("/stats")).await;
+        let lines = browser.count("svg.chart polyline.line").await;
+        let gaps = browser.count("svg.chart rect.gap").await;
+        seen = (lines, gaps);
+        let known = browser
+            .text("strong[data-rate='packets/s']")
+            .await
+            .ends_with(" packets/s");
+        if lines > 0 && (!gap || gaps > 0) && known {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    panic!(
+        "the Statistics page has {} lines and {} gaps after 30 s:\n{}",
+        seen.0,
+        seen.1,
+        browser.text("main").await
+    );
 }
 
 const LOGIN_TITLE: &str = "Log in · lb console";
@@ -179,6 +210,12 @@ async fn tour(browser: &Browser, console: &Console, suffix: &str) {
         assert!(browser.text("h2").await.starts_with("Delete service"));
         look("lb-confirm-delete", width).await;
 
+        // The fake daemon's counters grow: rates, and a restart's gap.
+        stats_with_rates(browser, console, width == DESKTOP).await;
+        let packets = browser.text("strong[data-rate='packets/s']").await;
+        assert!(packets.ends_with(" packets/s"), "{packets}");
+        look("stats", width).await;
+
         browser.goto(&console.url("/cluster")).await;
         assert!(browser.text("#group + dl").await.contains("lb1"));
         look("cluster", width).await;
@@ -192,6 +229,19 @@ async fn tour(browser: &Browser, console: &Console, suffix: &str) {
         browser.goto(&console.url("/network")).await;
         assert!(browser.text("main").await.contains("127.0.0.1/8"));
         look("network", width).await;
+        // A refused MTU (the test's own namespace: only a refusal here,
+        // nothing is changed): the reason by the field, the input kept.
+        let mtu = "form[action='/network/mtu']";
+        browser.fill(&format!("{mtu} input[name=mtu]"), "big").await;
+        browser.click_and_wait(&format!("{mtu} button")).await;
+        assert!(
+            browser
+                .text("#mtu-error")
+                .await
+                .contains("\"big\" is not an MTU")
+        );
+        assert_eq!(field_value(browser, "[aria-invalid=true]").await, "big");
+        look("network-error", width).await;
 
         browser.goto(&console.url("/alerts")).await;
         assert!(browser.text("main").await.contains("backend_down"));

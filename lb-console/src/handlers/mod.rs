@@ -22,6 +22,7 @@ use crate::{
 pub mod cluster;
 pub mod config;
 pub mod lb;
+pub mod network;
 
 /// What every page handler needs.
 pub struct App {
@@ -31,6 +32,8 @@ pub struct App {
     /// standby's read-only pages.
     pub peer_console: Option<String>,
     pub access: Arc<Access>,
+    /// The traffic history the sampler fills (`crate::traffic`).
+    pub traffic: crate::traffic::Shared,
 }
 
 pub type Shared = Extension<Arc<App>>;
@@ -65,9 +68,11 @@ pub struct Who {
     pub from: IpAddr,
 }
 
-/// A change request as the guard let it through: who, the path, the body.
+/// A change request as the guard let it through: who, the path, the body,
+/// and the console's own address of its connection (when served over TCP).
 pub struct Posted {
     pub who: Who,
+    pub local: Option<IpAddr>,
     pub uri: Uri,
     pub headers: axum::http::HeaderMap,
     pub body: Bytes,
@@ -81,6 +86,10 @@ impl Posted {
             .get::<Session>()
             .map(|s| s.user.clone())
             .unwrap_or_default();
+        let local = request
+            .extensions()
+            .get::<crate::LocalAddr>()
+            .map(|l| l.0.ip());
         let (parts, body) = request.into_parts();
         let body = axum::body::to_bytes(body, 1024 * 1024).await.map_err(|_| {
             login::refusal(
@@ -91,6 +100,7 @@ impl Posted {
         })?;
         Ok(Posted {
             who: Who { user, from },
+            local,
             uri: parts.uri,
             headers: parts.headers,
             body,
@@ -153,15 +163,16 @@ pub async fn live_script() -> impl IntoResponse {
     )
 }
 
-/// Network > Interfaces: this namespace's interfaces over rtnetlink.
-pub async fn network(
-    Extension(app): Shared,
-    Extension(session): Extension<Session>,
-) -> Html<String> {
-    let interfaces = crate::network::read().await;
-    Html(pages::network::page(
-        &app.nav(&session, Section::Network),
-        &interfaces,
+/// Statistics: the traffic over the last minutes, as sampled.
+pub async fn stats(Extension(app): Shared, Extension(session): Extension<Session>) -> Html<String> {
+    let history = app
+        .traffic
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    Html(pages::stats::page(
+        &app.nav(&session, Section::Stats),
+        &history,
     ))
 }
 

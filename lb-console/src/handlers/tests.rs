@@ -25,6 +25,8 @@ type Asked = Arc<Mutex<Vec<(String, String, String)>>>;
 
 struct Fake {
     asked: Asked,
+    /// The answer to `GET /v1/stats` (see [`Fake::set_stats`]).
+    stats: Arc<Mutex<String>>,
     /// The answer to the next changes.
     answer: Arc<Mutex<(StatusCode, String)>>,
     task: tokio::task::JoinHandle<()>,
@@ -42,9 +44,15 @@ impl Fake {
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], body) })
         };
         let (a, b) = (asked.clone(), answer.clone());
+        let stats = Arc::new(Mutex::new(STATS.to_owned()));
+        let current = stats.clone();
+        let stats_route = get(move || {
+            let body = current.lock().unwrap().clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+        });
         let api = Router::new()
             .route("/v1/status", json(status))
-            .route("/v1/stats", json(STATS))
+            .route("/v1/stats", stats_route)
             .route("/v1/alerts", json(ALERTS))
             .route(
                 "/v1/config",
@@ -61,9 +69,15 @@ impl Fake {
         let task = tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
         Fake {
             asked,
+            stats,
             answer,
             task,
         }
+    }
+
+    /// Answers `GET /v1/stats` with `body` from now on.
+    fn set_stats(&self, body: String) {
+        *self.stats.lock().unwrap() = body;
     }
 
     fn answer(&self, status: StatusCode, body: &str) {
@@ -839,8 +853,9 @@ async fn the_network_page_needs_a_session_and_shows_this_namespaces_interfaces()
     // The test process's own namespace: its loopback, read for real.
     for want in [
         "<code>lo</code>",
-        "<dt>MTU</dt><dd>65536</dd>",
-        r#"<div class="mono">127.0.0.1/8</div><div class="sub">mask <span class="mono">255.0.0.0</span></div>"#,
+        "<dt>MTU</dt><dd><div>65536</div>",
+        r#"<span class="mono">127.0.0.1/8</span>"#,
+        r#"<div class="sub">mask <span class="mono">255.0.0.0</span></div>"#,
     ] {
         assert!(
             reply.body.contains(want),
@@ -851,4 +866,286 @@ async fn the_network_page_needs_a_session_and_shows_this_namespaces_interfaces()
     // Reading the interfaces asks the kernel, not the daemon: nothing
     // listens on the daemon's socket here.
     assert!(!reply.body.contains(r#"class="unknown""#), "{}", reply.body);
+}
+
+/// The network forms, each with a body the console refuses before it asks
+/// the kernel, and the field and reason. They run in the test process's
+/// own namespace: only refusals here (the changes that go through are
+/// made in `tests/network.rs`, in a namespace of its own).
+fn refused_network_forms() -> Vec<(&'static str, &'static str, &'static str, &'static str)> {
+    vec![
+        (
+            "/network/mtu",
+            "interface=lo&mtu=big",
+            "mtu",
+            "&quot;big&quot; is not an MTU: a whole number of bytes, from 1280 to 65535.",
+        ),
+        (
+            "/network/mtu",
+            "interface=lo&mtu=67",
+            "mtu",
+            "67 is below 1280, the smallest for IPv6, and the interface has IPv6 addresses: enter 1280 to 65535.",
+        ),
+        (
+            "/network/address/add",
+            "interface=lo&address=198.18.300.1%2F24",
+            "address",
+            "&quot;198.18.300.1&quot; is not an IPv4 or IPv6 address",
+        ),
+        (
+            "/network/address/add",
+            "interface=lo&address=127.0.0.1%2F8",
+            "address",
+            "127.0.0.1 is already an address of lo.",
+        ),
+        (
+            "/network/address/delete",
+            "interface=lo&address=198.18.9.9%2F24",
+            "address",
+            "lo has no address 198.18.9.9.",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn network_forms_refuse_bad_input_by_its_field_and_change_nothing() {
+    let c = console();
+    // A standby: the network forms are still offered (per-node settings).
+    let fake = Fake::start(&c, STANDBY);
+    let (cookie, csrf) = session(&c).await;
+    let page = c.get("/network", Some(&cookie)).await;
+    assert_has(
+        &page,
+        &[
+            r#"<form class="inline" method="post" action="/network/mtu">"#,
+            r#"<form class="add" method="post" action="/network/address/add">"#,
+            r#"<form class="inline" method="post" action="/network/address/delete">"#,
+        ],
+    );
+    let before = crate::network::read().await.unwrap();
+    // The loopback here has ::1 unless IPv6 is off: the messages name it.
+    let lo = before.iter().find(|i| i.name == "lo").unwrap();
+    assert!(!lo.ipv6.is_empty(), "this test expects ::1 on the loopback");
+    for (path, form, field, message) in refused_network_forms() {
+        let reply = c
+            .send(
+                Method::POST,
+                path,
+                Some(&cookie),
+                &format!("csrf={csrf}&{form}"),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path} {form}");
+        if path == "/network/address/delete" {
+            // No such address: no delete button to show it by.
+            assert_has(&reply, &[&format!("Nothing was changed: {message}")]);
+            continue;
+        }
+        assert_has(
+            &reply,
+            &[
+                &format!(r#"id="{field}-error">{message}"#),
+                r#"aria-invalid="true""#,
+            ],
+        );
+        // What was typed is kept in the field.
+        let typed = form.split('&').nth(1).unwrap().split('=').nth(1).unwrap();
+        let typed = typed.replace("%2F", "/");
+        assert!(
+            reply
+                .body
+                .contains(&format!(r#"aria-invalid="true" value="{typed}">"#)),
+            "{typed} not kept: {}",
+            reply.body
+        );
+    }
+    // Without the token, and without a session: refused before anything.
+    for (path, form, _, _) in refused_network_forms() {
+        let reply = c.send(Method::POST, path, Some(&cookie), form).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}");
+        let reply = c
+            .send(Method::POST, path, None, &format!("csrf={csrf}&{form}"))
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // An interface that is not there, a form that is not one.
+    let reply = c
+        .send(
+            Method::POST,
+            "/network/mtu",
+            Some(&cookie),
+            &format!("csrf={csrf}&interface=nosuch9&mtu=1400"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_has(
+        &reply,
+        &["Nothing was changed: There is no interface &quot;nosuch9&quot; (any more)."],
+    );
+    let reply = c
+        .send(
+            Method::POST,
+            "/network/address/replace",
+            Some(&cookie),
+            &format!("csrf={csrf}&interface=lo"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(crate::network::read().await.unwrap(), before);
+    // Never the daemon.
+    assert_eq!(fake.asked(), []);
+    let audit: Vec<(String, String, String)> = c
+        .audit()
+        .into_iter()
+        .filter(|e| e.action != "login")
+        .map(|e| (e.action, e.detail, e.outcome))
+        .collect();
+    assert_eq!(audit.len(), 6 + 5, "{audit:#?}");
+    assert_eq!(
+        audit[0],
+        (
+            "interface mtu".to_owned(),
+            r#"interface="lo" mtu="big""#.to_owned(),
+            "refused: mtu: \"big\" is not an MTU: a whole number of bytes, from 1280 to 65535."
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        audit[4],
+        (
+            "address delete".to_owned(),
+            r#"interface="lo" address="198.18.9.9/24""#.to_owned(),
+            "refused: address: lo has no address 198.18.9.9.".to_owned()
+        )
+    );
+    assert_eq!(
+        audit[5].2, "refused: missing or wrong CSRF token",
+        "{audit:#?}"
+    );
+}
+
+/// The fixture's stats with the first service's and its backends'
+/// counters as given (the JSON of `tests/fixtures/stats.json`, edited).
+fn stats_with(service: [u64; 3], b11: [u64; 3], b12: [u64; 3]) -> String {
+    let fixture = [
+        ([48210, 52428800, 1200], service),
+        ([30000, 31457280, 800], b11),
+        ([18210, 20971520, 400], b12),
+    ];
+    let mut out = STATS.to_owned();
+    for (from, to) in fixture {
+        let text = |[p, b, f]: [u64; 3]| {
+            format!(r#""traffic":{{"packets":{p},"bytes":{b},"new_flows":{f}}}"#)
+        };
+        assert!(out.contains(&text(from)), "{}", text(from));
+        out = out.replacen(&text(from), &text(to), 1);
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_statistics_page_shows_the_rates_from_the_daemons_counters() {
+    let c = console();
+    let reply = c.get("/stats", None).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let fake = Fake::start(&c, ACTIVE);
+    let (cookie, _) = session(&c).await;
+    let reply = c.get("/stats", Some(&cookie)).await;
+    assert_has(
+        &reply,
+        &[
+            "No sample yet",
+            r#"<meta http-equiv="refresh" content="10">"#,
+        ],
+    );
+
+    let client = lb_common::api::Client::new(&c.socket);
+    let t0 = std::time::Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    let limit = Duration::from_secs(5);
+    crate::traffic::sample(&client, &c.traffic, at(0), limit).await;
+    // 10 s later: +500 packets, +1 MB, +30 flows on the service.
+    fake.set_stats(stats_with(
+        [48710, 53428800, 1230],
+        [30300, 31757280, 820],
+        [18410, 21671520, 410],
+    ));
+    crate::traffic::sample(&client, &c.traffic, at(10), limit).await;
+    let reply = c.get("/stats", Some(&cookie)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    // The service's tiles, then each backend's (exact rates: deltas / 10 s).
+    let rates: Vec<&str> = reply
+        .body
+        .split(r#"<strong data-rate=""#)
+        .skip(1)
+        .map(|s| s.split("</strong>").next().unwrap())
+        .collect();
+    assert_eq!(
+        rates,
+        [
+            r#"packets/s">50.0 packets/s"#,
+            r#"B/s">100.0 k B/s"#,
+            r#"flows/s">3.0 flows/s"#,
+            r#"packets/s">30.0 packets/s"#,
+            r#"B/s">30.0 k B/s"#,
+            r#"flows/s">2.0 flows/s"#,
+            r#"packets/s">20.0 packets/s"#,
+            r#"B/s">70.0 k B/s"#,
+            r#"flows/s">1.0 flows/s"#,
+            // The UDP service, all zero, without backends.
+            r#"packets/s">0.0 packets/s"#,
+            r#"B/s">0.0 B/s"#,
+            r#"flows/s">0.0 flows/s"#,
+        ]
+    );
+    assert_has(
+        &reply,
+        &[
+            r#"<section class="card wide traffic" aria-label="tcp/198.18.0.100:80"><h2><code>tcp/198.18.0.100:80</code></h2>"#,
+            "<h3>Backend 198.18.1.11:80</h3>",
+            r#"<section class="card wide traffic" aria-label="udp/[2001:db8::100]:53">"#,
+            r#"<a href="/stats" aria-current="page">Statistics</a>"#,
+        ],
+    );
+    // The daemon stops answering: unknown and why, never zero.
+    drop(fake);
+    std::fs::remove_file(&c.socket).unwrap();
+    crate::traffic::sample(&client, &c.traffic, at(20), limit).await;
+    let reply = c.get("/stats", Some(&cookie)).await;
+    assert_has(
+        &reply,
+        &[
+            "The daemon did not answer the last sample: cannot reach the lb-ctl daemon",
+            r#"<strong data-rate="packets/s"><span class="unknown">unknown</span></strong>"#,
+            r#"<rect class="gap""#,
+        ],
+    );
+    assert!(!reply.body.contains("0.0 packets/s"), "{}", reply.body);
+    // It is back, restarted: its counters are lower. That interval starts
+    // over (no negative rate); the next one has rates again.
+    let fake = Fake::start(&c, ACTIVE);
+    fake.set_stats(stats_with([100, 10_000, 2], [60, 6_000, 1], [40, 4_000, 1]));
+    crate::traffic::sample(&client, &c.traffic, at(30), limit).await;
+    let reply = c.get("/stats", Some(&cookie)).await;
+    assert!(
+        !reply.body.contains("\">-"),
+        "a negative rate: {}",
+        reply.body.split("<main").nth(1).unwrap()
+    );
+    assert!(!reply.body.contains("did not answer the last sample"));
+    fake.set_stats(stats_with(
+        [300, 30_000, 4],
+        [160, 16_000, 2],
+        [140, 14_000, 2],
+    ));
+    crate::traffic::sample(&client, &c.traffic, at(40), limit).await;
+    let reply = c.get("/stats", Some(&cookie)).await;
+    assert_has(
+        &reply,
+        &[
+            r#"<strong data-rate="packets/s">20.0 packets/s</strong>"#,
+            r#"<strong data-rate="B/s">2.0 k B/s</strong>"#,
+        ],
+    );
+    assert_eq!(fake.asked(), []);
 }

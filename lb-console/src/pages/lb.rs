@@ -85,7 +85,7 @@ pub fn key_delete_service(service: &str) -> String {
 
 /// What the operator typed in `field` of the failed form `key`, else
 /// `default`.
-fn typed(failed: Option<&Failed>, key: &str, field: &str, default: &str) -> String {
+pub(crate) fn typed(failed: Option<&Failed>, key: &str, field: &str, default: &str) -> String {
     failed
         .filter(|f| f.about(key))
         .and_then(|f| f.typed.iter().find(|(k, _)| k == field))
@@ -94,14 +94,14 @@ fn typed(failed: Option<&Failed>, key: &str, field: &str, default: &str) -> Stri
 }
 
 /// `aria-invalid` of `field` in form `key`: set when the reason is its.
-fn invalid(failed: Option<&Failed>, key: &str, field: &str) -> Option<&'static str> {
+pub(crate) fn invalid(failed: Option<&Failed>, key: &str, field: &str) -> Option<&'static str> {
     failed
         .filter(|f| f.about(key) && f.field == field)
         .map(|_| "true")
 }
 
 /// The reason next to `field` of form `key`, if it failed there.
-fn reason(failed: Option<&Failed>, key: &str, field: &str) -> Markup {
+pub(crate) fn reason(failed: Option<&Failed>, key: &str, field: &str) -> Markup {
     html! {
         @if let Some(f) = failed.filter(|f| f.about(key) && f.field == field) {
             p.error.field-error role="alert" id=(format!("{}-error", field)) { (f.message) }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod dashboard;
 pub mod lb;
 pub mod network;
+pub mod stats;
 
 const STYLE: &str = include_str!("style.css");
 
@@ -22,6 +23,7 @@ const STYLE: &str = include_str!("style.css");
 pub enum Section {
     Dashboard,
     Lb,
+    Stats,
     Cluster,
     Network,
     Alerts,
@@ -29,9 +31,10 @@ pub enum Section {
 }
 
 impl Section {
-    const ALL: [Section; 6] = [
+    const ALL: [Section; 7] = [
         Section::Dashboard,
         Section::Lb,
+        Section::Stats,
         Section::Cluster,
         Section::Network,
         Section::Alerts,
@@ -42,6 +45,7 @@ impl Section {
         match self {
             Section::Dashboard => "Dashboard",
             Section::Lb => "LB settings",
+            Section::Stats => "Statistics",
             Section::Cluster => "Cluster",
             Section::Network => "Network",
             Section::Alerts => "Alerts",
@@ -53,6 +57,7 @@ impl Section {
         match self {
             Section::Dashboard => "/",
             Section::Lb => "/lb",
+            Section::Stats => "/stats",
             Section::Cluster => "/cluster",
             Section::Network => "/network",
             Section::Alerts => "/alerts",
@@ -77,11 +82,14 @@ pub struct Nav<'a> {
     pub section: Section,
 }
 
-fn head(title: &str) -> Markup {
+fn head(title: &str, refresh: Option<u64>) -> Markup {
     html! {
         head {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
+            @if let Some(seconds) = refresh {
+                meta http-equiv="refresh" content=(seconds);
+            }
             meta name="robots" content="noindex, nofollow";
             title { (title) }
             style { (PreEscaped(STYLE)) }
@@ -103,7 +111,7 @@ fn bare(title: &str, card: Markup) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head(title))
+            (head(title, None))
             body.bare { div.card { (card) } }
         }
     }
@@ -112,11 +120,21 @@ fn bare(title: &str, card: Markup) -> String {
 
 /// A logged-in page: the bar, the sections and `content` (cards).
 pub fn app(nav: &Nav, content: Markup) -> String {
+    shell(nav, None, content)
+}
+
+/// A logged-in page that reloads itself every `seconds` (a plain
+/// `<meta http-equiv="refresh">`: no script).
+pub fn app_refreshing(nav: &Nav, seconds: u64, content: Markup) -> String {
+    shell(nav, Some(seconds), content)
+}
+
+fn shell(nav: &Nav, refresh: Option<u64>, content: Markup) -> String {
     let title = format!("{} · {} · lb console", nav.section.title(), nav.host);
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head(&title))
+            (head(&title, refresh))
             body {
                 header.bar {
                     div.mark aria-hidden="true" { "lb" }

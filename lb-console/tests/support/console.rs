@@ -25,6 +25,8 @@ pub struct Console {
     addr: SocketAddr,
     log: Arc<Mutex<String>>,
     spki: String,
+    #[allow(dead_code)] // tests/network.rs's client trusts it.
+    cert: Vec<u8>,
     dir: tempfile::TempDir,
 }
 
@@ -36,6 +38,13 @@ impl Console {
 
     /// With more arguments (`--socket PATH`, `--peer-console URL`).
     pub fn start_with(args: &[&std::ffi::OsStr]) -> Console {
+        Console::start_in(None, "127.0.0.1:0", args)
+    }
+
+    /// Inside the network namespace `netns` (`ip netns exec`) when given,
+    /// listening on `listen` (its certificate names `localhost` and
+    /// 127.0.0.1 whatever the address).
+    pub fn start_in(netns: Option<&str>, listen: &str, args: &[&std::ffi::OsStr]) -> Console {
         let dir = tempfile::tempdir().unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params =
@@ -65,8 +74,16 @@ impl Console {
         let out = set.wait_with_output().unwrap();
         assert!(out.status.success(), "lb-console set-password: {out:?}");
 
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lb-console"))
-            .args(["--listen", "127.0.0.1:0", "--cert"])
+        let mut command = match netns {
+            Some(netns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns, env!("CARGO_BIN_EXE_lb-console")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_lb-console")),
+        };
+        let mut child = command
+            .args(["--listen", listen, "--cert"])
             .arg(&cert_path)
             .arg("--key")
             .arg(&key_path)
@@ -105,6 +122,7 @@ impl Console {
             addr,
             log,
             spki,
+            cert: cert.der().to_vec(),
             dir,
         }
     }
@@ -118,6 +136,17 @@ impl Console {
     /// `--ignore-certificate-errors-spki-list` takes).
     pub fn spki(&self) -> &str {
         &self.spki
+    }
+
+    /// The console's certificate (DER).
+    #[allow(dead_code)] // tests/network.rs only.
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert
+    }
+
+    #[allow(dead_code)] // tests/network.rs only.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// The audit trail as written so far.

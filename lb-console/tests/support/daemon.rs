@@ -1,7 +1,9 @@
 //! A fake daemon's API on a Unix socket for the browser tests: it answers
 //! the pages' questions with the fixtures (`tests/fixtures/`, written as
 //! `lb-ctl run` answers) and records every change it is sent, answering
-//! that it was applied (generation 8).
+//! that it was applied (generation 8). Its traffic counters grow with each
+//! `GET /v1/stats` ([`growing_stats`]) so that the Statistics page has
+//! rates to draw, and start over once as a restarted daemon's would.
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -68,9 +70,18 @@ impl FakeDaemon {
                 }
             }
         };
+        let asked_stats = Arc::new(Mutex::new(0u64));
+        let stats_route = get(move || {
+            let body = {
+                let mut n = asked_stats.lock().unwrap();
+                *n += 1;
+                growing_stats(*n)
+            };
+            async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+        });
         let api = Router::new()
             .route("/v1/status", status_route)
-            .route("/v1/stats", json(STATS))
+            .route("/v1/stats", stats_route)
             .route("/v1/alerts", json(ALERTS))
             .route("/v1/config", json(CONFIG).put(record.clone()))
             .route("/v1/changes", post(record.clone()))
@@ -104,6 +115,33 @@ impl FakeDaemon {
     pub fn asked(&self) -> Vec<(String, String, String)> {
         self.asked.lock().unwrap().clone()
     }
+}
+
+/// The answer to the `n`th `GET /v1/stats` (from 1): the fixture, with
+/// the first service's and its backends' counters grown by an uneven
+/// amount each time (60 % to the first backend), and from the 20th on
+/// counted from 0 again (a restarted daemon).
+pub fn growing_stats(n: u64) -> String {
+    const STEPS: [u64; 8] = [300, 520, 410, 680, 350, 900, 760, 430];
+    const RESTART: u64 = 20;
+    let sum = |n: u64| (0..n).map(|i| STEPS[(i % 8) as usize]).sum::<u64>();
+    let packets = if n >= RESTART {
+        sum(n) - sum(RESTART)
+    } else {
+        48210 + sum(n)
+    };
+    let text =
+        |[p, b, f]: [u64; 3]| format!(r#""traffic":{{"packets":{p},"bytes":{b},"new_flows":{f}}}"#);
+    let counters = |p: u64| [p, p * 1100, p / 40];
+    let mut out = STATS.to_owned();
+    for (from, to) in [
+        ([48210, 52428800, 1200], counters(packets)),
+        ([30000, 31457280, 800], counters(packets * 6 / 10)),
+        ([18210, 20971520, 400], counters(packets - packets * 6 / 10)),
+    ] {
+        out = out.replacen(&text(from), &text(to), 1);
+    }
+    out
 }
 
 fn request_is_cluster(asked: &Asked) -> bool {

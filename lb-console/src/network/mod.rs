@@ -1,9 +1,11 @@
 //! The node's network interfaces for the Network > Interfaces page, read
-//! through rtnetlink in the console's network namespace (the node's).
-//! [`interfaces`] is pure: it turns the kernel's link and address messages
-//! into what the page shows (tested with messages built here); [`read`] is
-//! the thin edge that asks the kernel, bounded in time. An answer that
-//! cannot be read is an error shown as unknown, never a guessed value.
+//! and edited through rtnetlink in the console's network namespace (the
+//! node's). [`interfaces`] is pure: it turns the kernel's link and address
+//! messages into what the page shows (tested with messages built here);
+//! [`edit`] is pure too: a form into the one change to make; [`read`] and
+//! [`apply`] are the thin edges that ask the kernel, bounded in time. An
+//! answer that cannot be read is an error shown as unknown, never a guessed
+//! value.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
@@ -13,7 +15,9 @@ use rtnetlink::packet_route::{
     link::{LinkAttribute, LinkFlags, LinkMessage, State},
 };
 
-/// How long reading the interfaces may take.
+pub mod edit;
+
+/// How long reading the interfaces (or making one change) may take.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One interface as the page shows it.
@@ -32,6 +36,11 @@ pub struct Interface {
     /// `lowerlayerdown`...); `None` when the kernel did not say.
     pub oper: Option<String>,
     pub mtu: Option<u32>,
+    /// The smallest and largest MTU the driver takes (`IFLA_MIN_MTU`,
+    /// `IFLA_MAX_MTU`); `None` when the kernel did not say or said 0 (no
+    /// limit of its own).
+    pub min_mtu: Option<u32>,
+    pub max_mtu: Option<u32>,
     pub ipv4: Vec<Ipv4>,
     /// IPv6 addresses with their prefix lengths.
     pub ipv6: Vec<(Ipv6Addr, u8)>,
@@ -97,6 +106,8 @@ pub fn interfaces(links: &[LinkMessage], addresses: &[AddressMessage]) -> Vec<In
                 carrier: link.header.flags.contains(LinkFlags::LowerUp),
                 oper: None,
                 mtu: None,
+                min_mtu: None,
+                max_mtu: None,
                 ipv4: Vec::new(),
                 ipv6: Vec::new(),
             };
@@ -105,6 +116,8 @@ pub fn interfaces(links: &[LinkMessage], addresses: &[AddressMessage]) -> Vec<In
                     LinkAttribute::IfName(n) => name = Some(n.clone()),
                     LinkAttribute::Address(bytes) => iface.mac = mac(bytes),
                     LinkAttribute::Mtu(mtu) => iface.mtu = Some(*mtu),
+                    LinkAttribute::MinMtu(m) => iface.min_mtu = Some(*m).filter(|m| *m > 0),
+                    LinkAttribute::MaxMtu(m) => iface.max_mtu = Some(*m).filter(|m| *m > 0),
                     LinkAttribute::OperState(state) => iface.oper = Some(oper(state)),
                     _ => {}
                 }
@@ -181,6 +194,97 @@ pub async fn read() -> Result<Vec<Interface>, String> {
     result
 }
 
+/// The kernel's refusal, as a sentence (`Invalid argument (os error 22)`).
+fn kernel_error(e: rtnetlink::Error) -> String {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => format!("the kernel refused it: {}", m.to_io()),
+        other => format!("rtnetlink: {other}"),
+    }
+}
+
+/// Makes the change of `plan` in this namespace (at most [`TIMEOUT`]): one
+/// rtnetlink request, so the kernel takes it whole or not at all; the
+/// error says why not. Needs a tokio runtime.
+pub async fn apply(plan: &edit::Plan) -> Result<(), String> {
+    let (connection, handle, _) =
+        rtnetlink::new_connection().map_err(|e| format!("cannot open an rtnetlink socket: {e}"))?;
+    let task = tokio::spawn(connection);
+    let index = plan.index;
+    let change = async {
+        match plan.edit {
+            edit::Edit::Mtu { mtu } => handle
+                .link()
+                .set(
+                    rtnetlink::LinkUnspec::new_with_index(index)
+                        .mtu(mtu)
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(kernel_error),
+            edit::Edit::AddAddress { address, prefix } => handle
+                .address()
+                .add(index, address, prefix)
+                .execute()
+                .await
+                .map_err(kernel_error),
+            edit::Edit::DeleteAddress { address, prefix } => {
+                // The kernel's own message for it, as the dump gives it.
+                let all: Vec<AddressMessage> = handle
+                    .address()
+                    .get()
+                    .set_link_index_filter(index)
+                    .execute()
+                    .try_collect()
+                    .await
+                    .map_err(|e| format!("reading the addresses over rtnetlink: {e}"))?;
+                let message = all
+                    .into_iter()
+                    .find(|m| {
+                        m.header.index == index
+                            && m.header.prefix_len == prefix
+                            && local_of(m) == Some(address)
+                    })
+                    .ok_or_else(|| {
+                        format!(
+                            "{} has no address {address}/{prefix} (any more)",
+                            plan.interface
+                        )
+                    })?;
+                handle
+                    .address()
+                    .del(message)
+                    .execute()
+                    .await
+                    .map_err(kernel_error)
+            }
+        }
+    };
+    let result = tokio::time::timeout(TIMEOUT, change)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "rtnetlink did not answer within {} s",
+                TIMEOUT.as_secs()
+            ))
+        });
+    task.abort();
+    result
+}
+
+/// An address message's own address (IFA_LOCAL, else IFA_ADDRESS).
+fn local_of(message: &AddressMessage) -> Option<IpAddr> {
+    let mut address = None;
+    for attribute in &message.attributes {
+        match attribute {
+            AddressAttribute::Local(a) => return Some(*a),
+            AddressAttribute::Address(a) => address = Some(*a),
+            _ => {}
+        }
+    }
+    address
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +320,8 @@ mod tests {
                     LinkAttribute::IfName("int0".into()),
                     LinkAttribute::Address(vec![0x02, 0, 0, 0, 0, 0xab]),
                     LinkAttribute::Mtu(9000),
+                    LinkAttribute::MinMtu(68),
+                    LinkAttribute::MaxMtu(65535),
                     LinkAttribute::OperState(State::LowerLayerDown),
                 ],
             ),
@@ -226,6 +332,8 @@ mod tests {
                     LinkAttribute::IfName("lo".into()),
                     LinkAttribute::Address(vec![0; 6]),
                     LinkAttribute::Mtu(65536),
+                    LinkAttribute::MinMtu(0),
+                    LinkAttribute::MaxMtu(0),
                     LinkAttribute::OperState(State::Unknown),
                 ],
             ),
@@ -285,6 +393,8 @@ mod tests {
                     carrier: true,
                     oper: Some("not reported by the driver".into()),
                     mtu: Some(65536),
+                    min_mtu: None,
+                    max_mtu: None,
                     ipv4: vec![Ipv4 {
                         address: Ipv4Addr::new(127, 0, 0, 1),
                         prefix: 8,
@@ -300,6 +410,8 @@ mod tests {
                     carrier: false,
                     oper: None,
                     mtu: None,
+                    min_mtu: None,
+                    max_mtu: None,
                     ipv4: vec![],
                     ipv6: vec![],
                 },
@@ -311,6 +423,8 @@ mod tests {
                     carrier: false,
                     oper: Some("lower layer down".into()),
                     mtu: Some(9000),
+                    min_mtu: Some(68),
+                    max_mtu: Some(65535),
                     ipv4: vec![Ipv4 {
                         address: Ipv4Addr::new(198, 18, 1, 1),
                         prefix: 24,
