@@ -34,6 +34,15 @@ pub mod maps {
     pub const FLOWS: &str = "LB_FLOWS";
     /// `LruHashMap<FlowKey (backend side, as the reply arrives), Reply>`.
     pub const REPLIES: &str = "LB_REPLIES";
+    /// `LruHashMap<FlowKey (client side), Flow>`: flows of which one packet
+    /// only was seen (a SYN, a first datagram), kept apart from
+    /// [`FLOWS`] so that a flood of new flows churns only this table; the
+    /// client's next packet (not a SYN) confirms the flow into [`FLOWS`].
+    pub const NEW_FLOWS: &str = "LB_NEW_FLOWS";
+    /// `LruHashMap<FlowKey (backend side), Reply>`: the NAT replies of
+    /// [`NEW_FLOWS`] (a SYN-ACK, a first answer), confirmed with them into
+    /// [`REPLIES`].
+    pub const NEW_REPLIES: &str = "LB_NEW_REPLIES";
     /// `Array<Settings>`, one entry.
     pub const SETTINGS: &str = "LB_SETTINGS";
     /// `DevMapHash` keyed by ifindex: the interfaces the program may
@@ -114,6 +123,8 @@ pub const BASELINE_GLOBAL: &str = "LB_BASELINE";
 //   4 B) per configured service: 256 KiB each, 256 MiB at the 1,024 limit
 // - flows and replies: LRU hash, 1,000,000 x (40 B key + 16 or 28 B value +
 //   ~48 B element) ~ 105 MiB each, preallocated
+// - unconfirmed flows and replies: LRU hash, 262,144 x (40 B key + 16 or
+//   28 B value + ~48 B element) ~ 28 MiB each, preallocated
 // - statistics: per-CPU arrays, (1,024 + 16,384) x 24 B per CPU ~ 408 KiB/CPU
 // - next hops: per-CPU array, 16,384 x 32 B per CPU = 512 KiB/CPU; client
 //   next hops: per-CPU LRU hash, 16,384 x (16 B key + ~48 B element +
@@ -144,6 +155,11 @@ pub const MAX_SERVICES: u32 = 1024;
 pub const MAX_BACKENDS: u32 = 16384;
 /// Flows in the connection table (and NAT replies in the reply table).
 pub const MAX_FLOWS: u32 = 1_000_000;
+/// Unconfirmed flows (one packet seen) and their NAT replies: a flow must
+/// be confirmed before this many newer ones push it out, 0.26 s at a
+/// flood of 1,000,000 new flows a second (a handshake on a LAN takes well
+/// under a millisecond; one that loses the race is picked again by Maglev).
+pub const MAX_NEW_FLOWS: u32 = 262_144;
 /// Client addresses whose next hop each CPU caches for NAT replies.
 pub const MAX_CLIENT_HOPS: u32 = 16384;
 /// IP datagrams in fragments whose first fragment's destination is kept for
@@ -552,11 +568,21 @@ pub enum Counter {
     /// the packet is forwarded all the same, but the standby does not
     /// learn the flow from the stream.
     FlowRecordsLost = 22,
+    /// New flows: a first packet to a service, pinned as unconfirmed
+    /// ([`maps::NEW_FLOWS`]). A flood of spoofed sources shows here.
+    FlowsUnconfirmed = 23,
+    /// Flows confirmed by the client's second packet into the connection
+    /// table ([`maps::FLOWS`]), and reported for replication.
+    FlowsConfirmed = 24,
+    /// TCP packets without SYN to a service whose flow is in neither
+    /// table: a connection this node held no entry for (pushed out of the
+    /// tables, or begun before the node served it), picked again.
+    FlowsMidstream = 25,
 }
 
 impl Counter {
     /// Number of slots in [`maps::STATS`].
-    pub const COUNT: u32 = 23;
+    pub const COUNT: u32 = 26;
     /// Every counter, in slot order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::PassNotIp,
@@ -582,6 +608,9 @@ impl Counter {
         Counter::SentTimeExceeded,
         Counter::DropFenced,
         Counter::FlowRecordsLost,
+        Counter::FlowsUnconfirmed,
+        Counter::FlowsConfirmed,
+        Counter::FlowsMidstream,
     ];
 
     /// A stable name for logs, metrics and the CLI.
@@ -610,6 +639,9 @@ impl Counter {
             Counter::SentTimeExceeded => "sent_time_exceeded",
             Counter::DropFenced => "drop_fenced",
             Counter::FlowRecordsLost => "flow_records_lost",
+            Counter::FlowsUnconfirmed => "flows_unconfirmed",
+            Counter::FlowsConfirmed => "flows_confirmed",
+            Counter::FlowsMidstream => "flows_midstream",
         }
     }
 }

@@ -34,7 +34,7 @@ pub use flows::{AsyncFlowRecords, BadItem, FlowRecords, FlowsReader, RING_CAPACI
 /// Every map of the object with the (key size, value size, max entries) this
 /// build expects: pinned maps that differ were made by an incompatible
 /// version.
-fn expected_maps() -> [(&'static str, usize, usize, u32); 19] {
+fn expected_maps() -> [(&'static str, usize, usize, u32); 21] {
     use core::mem::size_of;
     use lb_common::*;
     [
@@ -57,6 +57,18 @@ fn expected_maps() -> [(&'static str, usize, usize, u32); 19] {
             size_of::<FlowKey>(),
             size_of::<Reply>(),
             MAX_FLOWS,
+        ),
+        (
+            maps::NEW_FLOWS,
+            size_of::<FlowKey>(),
+            size_of::<Flow>(),
+            MAX_NEW_FLOWS,
+        ),
+        (
+            maps::NEW_REPLIES,
+            size_of::<FlowKey>(),
+            size_of::<Reply>(),
+            MAX_NEW_FLOWS,
         ),
         (maps::SETTINGS, 4, size_of::<Settings>(), 1),
         (maps::TX_PORTS, 4, 8, MAX_TX_PORTS),
@@ -468,6 +480,19 @@ impl Dataplane {
         optional(flows.get(key, 0))
     }
 
+    /// The unconfirmed flow table's entry for a client-side 5-tuple (a flow
+    /// of which one packet was seen).
+    pub fn new_flow(&self, key: &FlowKey) -> Result<Option<Flow>> {
+        let flows: HashMap<_, FlowKey, Flow> = map_ref(&self.ebpf, maps::NEW_FLOWS)?;
+        optional(flows.get(key, 0))
+    }
+
+    /// The unconfirmed reply table's entry for a backend-side 5-tuple.
+    pub fn new_reply(&self, key: &FlowKey) -> Result<Option<Reply>> {
+        let replies: HashMap<_, FlowKey, Reply> = map_ref(&self.ebpf, maps::NEW_REPLIES)?;
+        optional(replies.get(key, 0))
+    }
+
     /// The reply table's entry for a backend-side 5-tuple.
     pub fn reply(&self, key: &FlowKey) -> Result<Option<Reply>> {
         let replies: HashMap<_, FlowKey, Reply> = map_ref(&self.ebpf, maps::REPLIES)?;
@@ -557,6 +582,8 @@ pub fn load_baseline(config: &lb_common::BaselineConfig) -> Result<Ebpf> {
         .override_global(lb_common::BASELINE_GLOBAL, config, true)
         .map_max_entries(maps::FLOWS, 1)
         .map_max_entries(maps::REPLIES, 1)
+        .map_max_entries(maps::NEW_FLOWS, 1)
+        .map_max_entries(maps::NEW_REPLIES, 1)
         .load(object())
         .context("loading the XDP object (baseline) into the kernel")?;
     load_program(baseline_program(&mut ebpf)?, lb_common::BASELINE_PROGRAM)?;

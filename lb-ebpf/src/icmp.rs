@@ -81,6 +81,7 @@ impl IcmpError {
                 ttl: 0,
                 fragment: Fragmentation::None,
                 frag_id: [0; 4],
+                syn: false,
             },
             flow: NO_FLOW,
             inner: 0,

@@ -42,10 +42,10 @@ use aya_ebpf::{
 };
 use lb_common::{
     Backend, Counter, FLOW_RECORDS_BYTES, FloatingKey, Flow, FlowKey, Fragment, FragmentKey,
-    IcmpBudget, JUMP_ICMP, JUMP_SLOTS, JUMP_TTL, MAX_BACKENDS, MAX_CLIENT_HOPS, MAX_FLOATING,
-    MAX_FLOWS, MAX_FRAGMENTS, MAX_SERVICES, MAX_TX_PORTS, MaglevTable, NEXTHOP_TTL_JIFFIES,
-    NO_BACKEND, NextHop, Reply, Service, ServiceKey, Settings, Traffic, backend_flags,
-    fragment_kind, hash, mode, role,
+    IPPROTO_TCP, IcmpBudget, JUMP_ICMP, JUMP_SLOTS, JUMP_TTL, MAX_BACKENDS, MAX_CLIENT_HOPS,
+    MAX_FLOATING, MAX_FLOWS, MAX_FRAGMENTS, MAX_NEW_FLOWS, MAX_SERVICES, MAX_TX_PORTS, MaglevTable,
+    NEXTHOP_TTL_JIFFIES, NO_BACKEND, NextHop, Reply, Service, ServiceKey, Settings, Traffic,
+    backend_flags, fragment_kind, hash, mode, role,
 };
 
 use crate::{
@@ -65,6 +65,10 @@ static LB_MAGLEV: HashMap<u32, MaglevTable> =
 static LB_FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
 #[map(name = "LB_REPLIES")]
 static LB_REPLIES: LruHashMap<FlowKey, Reply> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
+#[map(name = "LB_NEW_FLOWS")]
+static LB_NEW_FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(MAX_NEW_FLOWS, 0);
+#[map(name = "LB_NEW_REPLIES")]
+static LB_NEW_REPLIES: LruHashMap<FlowKey, Reply> = LruHashMap::with_max_entries(MAX_NEW_FLOWS, 0);
 #[map(name = "LB_SETTINGS")]
 static LB_SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[map(name = "LB_TX_PORTS")]
@@ -153,7 +157,7 @@ fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
     if pkt.fragment == Fragmentation::Later {
         return later_fragment(ctx, pkt);
     }
-    if let Some(pinned) = pinned_flow(&pkt.key) {
+    if let Some(pinned) = pinned_flow(&LB_FLOWS, &pkt.key) {
         return to_pinned_backend(ctx, pkt, pinned);
     }
     let service_key = ServiceKey {
@@ -167,6 +171,10 @@ fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
         return to_service(ctx, pkt, unsafe { *service });
     }
     if let Some(reply) = LB_REPLIES.get_ptr(&pkt.key) {
+        // SAFETY: a map value pointer from a successful lookup.
+        return nat_reply(ctx, pkt, unsafe { *reply });
+    }
+    if let Some(reply) = LB_NEW_REPLIES.get_ptr(&pkt.key) {
         // SAFETY: a map value pointer from a successful lookup.
         return nat_reply(ctx, pkt, unsafe { *reply });
     }
@@ -265,13 +273,17 @@ fn icmp_error(ctx: &XdpContext) -> (Counter, u32) {
     }
     // From the client's side the quoted packet reversed is the flow's key,
     // from the backend's side its NAT reply key.
-    let towards = if let Some((flow, backend)) = pinned_flow(&err.flow) {
+    let flow = pinned_flow(&LB_FLOWS, &err.flow).or_else(|| pinned_flow(&LB_NEW_FLOWS, &err.flow));
+    let reply = LB_REPLIES
+        .get_ptr(&err.flow)
+        .or_else(|| LB_NEW_REPLIES.get_ptr(&err.flow));
+    let towards = if let Some((flow, backend)) = flow {
         if flow.mode == mode::DSR {
             icmp::Towards::DsrBackend(backend)
         } else {
             icmp::Towards::NatBackend(backend)
         }
-    } else if let Some(reply) = LB_REPLIES.get_ptr(&err.flow) {
+    } else if let Some(reply) = reply {
         // SAFETY: a map value pointer from a successful lookup (read in
         // place: the stack has no room for a copy).
         icmp::Towards::Client(unsafe { &*reply })
@@ -348,17 +360,41 @@ fn to_pinned_backend(
     )
 }
 
-/// The first packet of a flow to a service (or one whose backend is gone):
-/// a new pick, pinned (and for NAT its reply translation recorded).
+/// A packet to a service whose flow is not in the connection table: the
+/// second packet of an unconfirmed flow (which it confirms, unless it is a
+/// SYN again), or the first packet of a flow (or one whose backend is gone):
+/// a new pick, pinned as unconfirmed.
 #[inline(always)]
 fn to_service(ctx: &XdpContext, pkt: &Packet, service: Service) -> (Counter, u32) {
     if is_standby() {
         return (Counter::PassStandby, XDP_PASS);
     }
-    let Some((id, backend)) = new_pick(pkt, &service) else {
-        return (Counter::DropNoBackend, XDP_DROP);
+    let (flow, backend, new_flow) = match pinned_flow(&LB_NEW_FLOWS, &pkt.key) {
+        Some((flow, backend)) => {
+            if !pkt.syn {
+                confirm(pkt, &flow, &backend, &service);
+            }
+            (flow, backend, false)
+        }
+        None => {
+            if pkt.key.proto == IPPROTO_TCP && !pkt.syn {
+                count(Counter::FlowsMidstream);
+            }
+            let Some((flow, backend)) = new_pick(pkt, &service) else {
+                return (Counter::DropNoBackend, XDP_DROP);
+            };
+            (flow, backend, true)
+        }
     };
-    forward(ctx, pkt, service.id, service.mode, id, &backend, true)
+    forward(
+        ctx,
+        pkt,
+        flow.service,
+        flow.mode,
+        flow.backend,
+        &backend,
+        new_flow,
+    )
 }
 
 /// Counts the packet for its service and backend and sends it on.
@@ -392,20 +428,26 @@ fn forward(
 
 /// The service's Maglev pick for this flow (or its sorry server), pinned.
 #[inline(always)]
-fn new_pick(pkt: &Packet, service: &Service) -> Option<(u32, Backend)> {
+fn new_pick(pkt: &Packet, service: &Service) -> Option<(Flow, Backend)> {
     let id = maglev_pick(service.id, &pkt.key)
         .filter(|&id| live_backend(id).is_some())
         .or_else(|| (service.sorry != NO_BACKEND).then_some(service.sorry))?;
     let backend = live_backend(id)?;
-    pin(pkt, service, id, &backend);
-    Some((id, backend))
+    let flow = Flow {
+        backend: id,
+        generation: backend.generation,
+        service: service.id,
+        mode: service.mode,
+    };
+    pin(pkt, &flow, &backend);
+    Some((flow, backend))
 }
 
-/// The flow's entry and backend, if the flow is pinned and its backend is
-/// still the same one and live.
+/// The flow's entry in `table` and its backend, if the flow is pinned there
+/// and its backend is still the same one and live.
 #[inline(always)]
-fn pinned_flow(key: &FlowKey) -> Option<(Flow, Backend)> {
-    let flow = LB_FLOWS.get_ptr(key)?;
+fn pinned_flow(table: &LruHashMap<FlowKey, Flow>, key: &FlowKey) -> Option<(Flow, Backend)> {
+    let flow = table.get_ptr(key)?;
     // SAFETY: a map value pointer from a successful lookup.
     let flow = unsafe { *flow };
     let backend = live_backend(flow.backend)?;
@@ -432,26 +474,39 @@ fn maglev_pick(service: u32, key: &FlowKey) -> Option<u32> {
     (id != NO_BACKEND).then_some(id)
 }
 
-/// Records the flow's backend, and for NAT how to translate its replies;
-/// reports the flow for replication (see report.rs).
+/// Records the new flow's backend as unconfirmed, and for NAT how to
+/// translate its replies: a flood of new flows churns only these tables,
+/// never the confirmed flows of [`confirm`].
 #[inline(always)]
-fn pin(pkt: &Packet, service: &Service, id: u32, backend: &Backend) {
-    let flow = Flow {
-        backend: id,
-        generation: backend.generation,
-        service: service.id,
-        mode: service.mode,
-    };
+fn pin(pkt: &Packet, flow: &Flow, backend: &Backend) {
+    count(Counter::FlowsUnconfirmed);
     // A full table evicts its least recently used flow; an error here only
-    // means the next packet picks again (Maglev gives it the same backend),
-    // and that there is no flow to report.
-    if LB_FLOWS.insert(&pkt.key, &flow, 0).is_ok() {
-        let sorry = id == service.sorry;
+    // means the next packet picks again (Maglev gives it the same backend).
+    let _ = LB_NEW_FLOWS.insert(&pkt.key, flow, 0);
+    if flow.mode == mode::NAT {
+        let (key, reply) = reply_entry(pkt, flow, backend);
+        let _ = LB_NEW_REPLIES.insert(&key, &reply, 0);
+    }
+}
+
+/// The client's second packet confirms the flow: it moves into the
+/// connection table (and for NAT its reply translation into the reply
+/// table), and is reported for replication (see report.rs).
+#[inline(always)]
+fn confirm(pkt: &Packet, flow: &Flow, backend: &Backend, service: &Service) {
+    count(Counter::FlowsConfirmed);
+    if flow.mode == mode::NAT {
+        let (key, reply) = reply_entry(pkt, flow, backend);
+        let _ = LB_REPLIES.insert(&key, &reply, 0);
+    }
+    // An error here means the next packet confirms again.
+    if LB_FLOWS.insert(&pkt.key, flow, 0).is_ok() {
+        let sorry = flow.backend == service.sorry;
         let report = report::new_flow(
             &LB_REPLICATE,
             &LB_FLOW_RECORDS,
             &pkt.key,
-            &flow,
+            flow,
             backend,
             sorry,
         );
@@ -459,25 +514,29 @@ fn pin(pkt: &Packet, service: &Service, id: u32, backend: &Backend) {
             count(Counter::FlowRecordsLost);
         }
     }
-    if service.mode == mode::NAT {
-        let reply_key = FlowKey {
-            src: backend.addr,
-            dst: pkt.key.src,
-            sport: backend.port,
-            dport: pkt.key.sport,
-            proto: pkt.key.proto,
-            family: pkt.key.family,
-            pad: [0; 2],
-        };
-        let reply = Reply {
-            vip: pkt.key.dst,
-            vport: pkt.key.dport,
-            pad: [0; 2],
-            service: service.id,
-            backend: id,
-        };
-        let _ = LB_REPLIES.insert(&reply_key, &reply, 0);
-    }
+}
+
+/// A NAT flow's reply key (the backend's packets as they arrive) and how
+/// to translate them back.
+#[inline(always)]
+fn reply_entry(pkt: &Packet, flow: &Flow, backend: &Backend) -> (FlowKey, Reply) {
+    let key = FlowKey {
+        src: backend.addr,
+        dst: pkt.key.src,
+        sport: backend.port,
+        dport: pkt.key.sport,
+        proto: pkt.key.proto,
+        family: pkt.key.family,
+        pad: [0; 2],
+    };
+    let reply = Reply {
+        vip: pkt.key.dst,
+        vport: pkt.key.dport,
+        pad: [0; 2],
+        service: flow.service,
+        backend: flow.backend,
+    };
+    (key, reply)
 }
 
 /// NAT, client to backend: the destination becomes the backend.

@@ -40,6 +40,8 @@ pub enum Fragmentation {
 }
 /// Offset of the checksum in the TCP and UDP headers.
 pub const TCP_CSUM_OFF: usize = 16;
+/// The SYN bit of the TCP header's flags byte (offset 13).
+const TCP_SYN: u8 = 0x02;
 pub const UDP_CSUM_OFF: usize = 6;
 
 /// A parsed TCP or UDP packet: its 5-tuple and where the fields a rewrite
@@ -59,6 +61,9 @@ pub struct Packet {
     /// The datagram's identification, when a fragment (IPv4: 16 bits then
     /// zeros; IPv6: 32 bits), as `lb_common::FragmentKey::id`.
     pub frag_id: [u8; 4],
+    /// TCP with SYN set: a connection's first packet (or its retransmission),
+    /// which never confirms a flow (see `lb_common::maps::NEW_FLOWS`).
+    pub syn: bool,
 }
 
 impl Packet {
@@ -310,12 +315,15 @@ fn transport(ctx: &XdpContext, ip: &Ip) -> Result<Packet, Counter> {
         ttl: ip.ttl,
         fragment: ip.fragment,
         frag_id: ip.frag_id,
+        syn: false,
     };
     if ip.fragment == Fragmentation::Later {
         return Ok(pkt);
     }
     let ports = if ip.proto == IPPROTO_TCP {
-        tcp_header(ctx, ip)?
+        let (ports, flags) = tcp_header(ctx, ip)?;
+        pkt.syn = flags & TCP_SYN != 0;
+        ports
     } else {
         udp_header(ctx, ip)?
     };
@@ -324,10 +332,10 @@ fn transport(ctx: &XdpContext, ip: &Ip) -> Result<Packet, Counter> {
     Ok(pkt)
 }
 
-/// The TCP ports; the header (data offset, options included) must lie
-/// inside the IP packet: in a first fragment too (RFC 1858).
+/// The TCP ports and flags; the header (data offset, options included)
+/// must lie inside the IP packet: in a first fragment too (RFC 1858).
 #[inline(always)]
-fn tcp_header(ctx: &XdpContext, ip: &Ip) -> Result<[u8; 4], Counter> {
+fn tcp_header(ctx: &XdpContext, ip: &Ip) -> Result<([u8; 4], u8), Counter> {
     if ip.l4 + TCP_MIN_HDR_LEN > ip.end {
         return Err(Counter::PassBadTcpHeader);
     }
@@ -336,7 +344,7 @@ fn tcp_header(ctx: &XdpContext, ip: &Ip) -> Result<[u8; 4], Counter> {
     if data_offset < TCP_MIN_HDR_LEN || ip.l4 + data_offset > ip.end {
         return Err(Counter::PassBadTcpHeader);
     }
-    Ok([hdr[0], hdr[1], hdr[2], hdr[3]])
+    Ok(([hdr[0], hdr[1], hdr[2], hdr[3]], hdr[13]))
 }
 
 /// The UDP ports; the UDP length must cover the header and, unless the

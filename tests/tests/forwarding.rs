@@ -7,7 +7,7 @@ mod support;
 
 use std::net::{IpAddr, SocketAddr};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, bail, ensure};
 use lb_common::Counter;
 use lb_ctl::{
     balancer::{BackendState, Mode, Protocol, ServiceSpec},
@@ -132,7 +132,18 @@ fn open_flows(
         let frame = first(spec, sport, SYN);
         let outcome = lb.send(&frame.build(), lb.ext)?;
         assert_eq!(outcome.action, Action::Redirect, "{frame:?}");
+        ensure!(lb.confirmed(&frame)?.is_none(), "a SYN alone confirmed {frame:?}");
         let target = lb.pinned(&frame)?.context("flow not pinned")?;
+        // The handshake's ACK confirms the flow.
+        let ack = Frame {
+            l4: ACK,
+            ..frame.clone()
+        };
+        assert_eq!(lb.send(&ack.build(), lb.ext)?.action, Action::Redirect);
+        ensure!(
+            lb.confirmed(&frame)? == Some(target),
+            "{frame:?} not confirmed to {target}"
+        );
         pinned.push((frame, target));
     }
     Ok(pinned)
@@ -398,14 +409,18 @@ fn service_and_backend_counters_count_packets_bytes_and_new_flows() {
     with_lb(|lb| {
         let spec = service(false, Protocol::Tcp, Mode::Nat, 80, 8080, 3);
         lb.configure(std::slice::from_ref(&spec))?;
+        // Each flow: its SYN, the ACK that confirms it, one more ACK.
         let flows = open_flows(lb, &spec, 41000..41010)?;
         follow(lb, &flows)?;
         let id = lb.balancer.service_id(&spec.key()).unwrap();
         let traffic = lb.dp.service_traffic(id)?;
         let frame_len = first(&spec, 1, SYN).build().len() as u64;
-        assert_eq!(traffic.packets, 20);
+        assert_eq!(traffic.packets, 30);
         assert_eq!(traffic.new_flows, 10);
-        assert_eq!(traffic.bytes, 20 * frame_len);
+        assert_eq!(traffic.bytes, 30 * frame_len);
+        assert_eq!(lb.dp.counter(Counter::FlowsUnconfirmed)?, 10);
+        assert_eq!(lb.dp.counter(Counter::FlowsConfirmed)?, 10);
+        assert_eq!(lb.dp.counter(Counter::FlowsMidstream)?, 0);
         let per_backend: u64 = spec
             .backends
             .iter()
@@ -416,8 +431,8 @@ fn service_and_backend_counters_count_packets_bytes_and_new_flows() {
                     .packets
             })
             .sum();
-        assert_eq!(per_backend, 20);
-        assert_eq!(lb.dp.counter(Counter::Forwarded)?, 20);
+        assert_eq!(per_backend, 30);
+        assert_eq!(lb.dp.counter(Counter::Forwarded)?, 30);
         Ok(())
     });
 }

@@ -40,30 +40,56 @@ fn drain_all(records: &mut FlowRecords) -> Result<Vec<FlowRecord>> {
     Ok(records)
 }
 
+/// Sends a flow's first packet and the client's next one, which confirms
+/// the flow (an ACK after a SYN, a second datagram).
+fn open(lb: &mut Lb, frame: &Frame) -> Result<()> {
+    let next = Frame {
+        l4: match frame.l4 {
+            L4::Tcp { .. } => ACK,
+            other => other,
+        },
+        ..frame.clone()
+    };
+    for packet in [frame, &next] {
+        let out = lb.send(&packet.build(), lb.ext)?;
+        ensure!(out.action == Action::Redirect, "{packet:?}: {:?}", out.action);
+    }
+    Ok(())
+}
+
 #[test]
 fn a_new_flow_is_reported_once_with_its_entry_and_backend() {
     with_lb(|lb| {
         let mut records = lb.dp.flow_records()?;
         lb.dp.set_replicate(true)?;
+        let mut sport = 41000;
         for (v6, protocol) in COMBOS {
             for service_mode in [Mode::Nat, Mode::Dsr] {
+                // A flow of its own each time: an entry left by another
+                // service's flow stays in the connection table (stale).
+                sport += 1;
                 let backend_port = if service_mode == Mode::Nat { 8080 } else { 80 };
                 let spec = service(v6, protocol, service_mode, 80, backend_port, 3);
                 lb.configure(std::slice::from_ref(&spec))?;
                 let service_id = lb.balancer.service_id(&spec.key()).context("service id")?;
-                let frame = first(&spec, 41000, l4_of(protocol));
+                let frame = first(&spec, sport, l4_of(protocol));
                 let target = lb.predicted(&spec, &frame)?;
                 let id = lb
                     .balancer
                     .backend_id(&spec.key(), target)
                     .context("backend id")?;
                 let generation = lb.balancer.tables().backends[&id].generation;
-                let out = lb.send(&frame.build(), lb.ext)?;
-                ensure!(
-                    out.action == Action::Redirect,
-                    "{frame:?}: {:?}",
-                    out.action
-                );
+                // The first packet (a SYN twice: a retransmission) pins the
+                // flow unconfirmed, and nothing is reported.
+                let sends = if protocol == Protocol::Tcp { 2 } else { 1 };
+                for _ in 0..sends {
+                    let out = lb.send(&frame.build(), lb.ext)?;
+                    ensure!(
+                        out.action == Action::Redirect,
+                        "{frame:?}: {:?}",
+                        out.action
+                    );
+                }
                 let flow = Flow {
                     backend: id,
                     generation,
@@ -75,8 +101,28 @@ fn a_new_flow_is_reported_once_with_its_entry_and_backend() {
                     },
                 };
                 ensure!(
+                    lb.dp.new_flow(&frame.flow_key())? == Some(flow),
+                    "{frame:?} pinned unconfirmed"
+                );
+                ensure!(
+                    lb.dp.flow(&frame.flow_key())?.is_none(),
+                    "{frame:?} confirmed by its first packet"
+                );
+                let got = drain_all(&mut records)?;
+                ensure!(got.is_empty(), "{frame:?}: unconfirmed flow reported {got:#?}");
+
+                // The client's next packet confirms it: reported once.
+                let mut next = frame.clone();
+                next.l4 = if protocol == Protocol::Tcp {
+                    ACK
+                } else {
+                    L4::Udp
+                };
+                let out = lb.send(&next.build(), lb.ext)?;
+                ensure!(out.action == Action::Redirect, "{next:?}: {:?}", out.action);
+                ensure!(
                     lb.dp.flow(&frame.flow_key())? == Some(flow),
-                    "{frame:?} pinned"
+                    "{frame:?} confirmed"
                 );
                 let got = drain_all(&mut records)?;
                 let want = expected_record(&frame, target, flow, false);
@@ -86,12 +132,6 @@ fn a_new_flow_is_reported_once_with_its_entry_and_backend() {
                 );
 
                 // Later packets of the flow, both ways: nothing reported.
-                let mut next = frame.clone();
-                next.l4 = if protocol == Protocol::Tcp {
-                    ACK
-                } else {
-                    L4::Udp
-                };
                 let out = lb.send(&next.build(), lb.ext)?;
                 ensure!(out.action == Action::Redirect, "{next:?}: {:?}", out.action);
                 if service_mode == Mode::Nat {
@@ -127,9 +167,15 @@ fn a_flow_to_the_sorry_server_is_reported_as_such() {
         spec.sorry = Some(sorry);
         lb.configure(std::slice::from_ref(&spec))?;
         let frame = first(&spec, 41001, l4_of(Protocol::Tcp));
-        let out = lb.send(&frame.build(), lb.ext)?;
-        ensure!(out.action == Action::Redirect, "{:?}", out.action);
-        let flow = lb.dp.flow(&frame.flow_key())?.context("pinned")?;
+        let ack = Frame {
+            l4: ACK,
+            ..frame.clone()
+        };
+        for packet in [&frame, &ack] {
+            let out = lb.send(&packet.build(), lb.ext)?;
+            ensure!(out.action == Action::Redirect, "{:?}", out.action);
+        }
+        let flow = lb.dp.flow(&frame.flow_key())?.context("confirmed")?;
         let got = drain_all(&mut records)?;
         let want = expected_record(&frame, sorry, flow, true);
         ensure!(got == [want], "reported {got:#?}, expected {want:#?}");
@@ -175,9 +221,7 @@ fn a_full_ring_is_counted_and_the_packet_still_forwarded() {
         // Distinct flows (client ports) until the ring is full: it holds
         // RING_CAPACITY records, and nobody reads it meanwhile.
         for i in 0..RING_CAPACITY {
-            let frame = first(&spec, 1024 + i as u16, L4::Udp);
-            let out = lb.send(&frame.build(), lb.ext)?;
-            ensure!(out.action == Action::Redirect, "flow {i}: {:?}", out.action);
+            open(lb, &first(&spec, 1024 + i as u16, L4::Udp)).with_context(|| format!("flow {i}"))?;
         }
         ensure!(
             lb.dp.counter(Counter::FlowRecordsLost)? == 0,
@@ -186,6 +230,9 @@ fn a_full_ring_is_counted_and_the_packet_still_forwarded() {
 
         let frame = first(&spec, 1024 + RING_CAPACITY as u16, L4::Udp);
         let target = lb.predicted(&spec, &frame)?;
+        // Its first datagram; the second confirms the flow, whose record
+        // finds the ring full.
+        lb.send(&frame.build(), lb.ext)?;
         let expected = frame
             .clone()
             .dst(target)
@@ -202,7 +249,7 @@ fn a_full_ring_is_counted_and_the_packet_still_forwarded() {
             lb.dp.flow(&frame.flow_key())?.is_some(),
             "its flow is pinned all the same"
         );
-        ensure!(lb.dp.counter(Counter::Forwarded)? == RING_CAPACITY as u64 + 1);
+        ensure!(lb.dp.counter(Counter::Forwarded)? == 2 * (RING_CAPACITY as u64 + 1));
 
         let got = drain_all(&mut records)?;
         ensure!(
@@ -216,7 +263,7 @@ fn a_full_ring_is_counted_and_the_packet_still_forwarded() {
         );
         // Read, the ring takes records again.
         let frame = first(&spec, 1024 + RING_CAPACITY as u16 + 1, L4::Udp);
-        lb.send(&frame.build(), lb.ext)?;
+        open(lb, &frame)?;
         let got = drain_all(&mut records)?;
         ensure!(got.len() == 1 && got[0].key == frame.flow_key(), "{got:#?}");
         ensure!(lb.dp.counter(Counter::FlowRecordsLost)? == 1);
@@ -236,7 +283,7 @@ fn the_daemon_side_awaits_records_through_async_fd() {
             .build()?;
         let mut records = runtime.block_on(async { records.into_async() })?;
         for sport in [43000, 43001, 43002] {
-            lb.send(&first(&spec, sport, l4_of(Protocol::Tcp)).build(), lb.ext)?;
+            open(lb, &first(&spec, sport, l4_of(Protocol::Tcp)))?;
         }
         let (got, bad) = runtime.block_on(async {
             tokio::time::timeout(std::time::Duration::from_secs(10), records.next_batch(2)).await
@@ -279,12 +326,7 @@ fn replicated_flows_keep_their_backend_on_a_standby_with_other_ids_and_table() {
             .map(|sport| first(&spec, sport, SYN))
             .collect();
         for frame in &flows {
-            let out = lb.send(&frame.build(), lb.ext)?;
-            ensure!(
-                out.action == Action::Redirect,
-                "{frame:?}: {:?}",
-                out.action
-            );
+            open(lb, frame)?;
         }
         let (got, bad) = records.drain(usize::MAX);
         ensure!(got.len() == flows.len() && bad.is_empty());

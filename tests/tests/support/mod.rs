@@ -98,7 +98,20 @@ impl Lb {
 
     /// Where the program sent a forwarded frame: its destination address
     /// (NAT) or, for DSR, the backend whose MAC it now carries.
+    /// The backend the program pinned the flow of `frame` to, confirmed
+    /// or not (one packet seen).
     pub fn pinned(&self, frame: &Frame) -> Result<Option<SocketAddr>> {
+        let key = frame.flow_key();
+        let flow = match self.dp.flow(&key)? {
+            Some(flow) => Some(flow),
+            None => self.dp.new_flow(&key)?,
+        };
+        Ok(flow.map(|flow| self.backend_addr(flow.backend)))
+    }
+
+    /// The backend of the flow of `frame` in the connection table (a
+    /// confirmed flow: the client's second packet was seen).
+    pub fn confirmed(&self, frame: &Frame) -> Result<Option<SocketAddr>> {
         let Some(flow) = self.dp.flow(&frame.flow_key())? else {
             return Ok(None);
         };
