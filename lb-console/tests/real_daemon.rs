@@ -14,29 +14,19 @@
 mod support;
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use lb_tests::daemon::{DaemonProcess, NodeFiles};
 use lb_tests::rig::{Rig, RigOptions, VIP_V4};
 use serde_json::Value;
 use support::browser::Browser;
-use support::console::{Console, PASSWORD, USER};
+use support::console::Console;
+use support::lb_ctl;
 
 const SERVICE: &str = "tcp/198.18.0.100:80";
 /// New connections through the VIP per look at where they went (bounded).
 const TRIES: usize = 30;
-
-/// `lb-ctl`, built into the same directory as this crate's binary.
-fn lb_ctl() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_lb-console")).with_file_name("lb-ctl");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build -p lb-ctl` (cargo xtask test does)",
-        path.display()
-    );
-    path
-}
 
 /// One service on the VIP over the first backend, TCP health checks.
 fn write_config(rig: &Rig, files: &NodeFiles) -> PathBuf {
@@ -120,12 +110,7 @@ async fn a_backend_added_and_drained_through_the_console_reaches_the_real_daemon
     let daemon = DaemonProcess::start(&rig.lb().ns, &bin, files.clone(), &config).unwrap();
     let console = Console::start_with(&[OsStr::new("--socket"), files.socket().as_os_str()]);
     let browser = Browser::start(console.spki()).await;
-    browser.goto(&console.url("/login")).await;
-    browser.fill("#user", USER).await;
-    browser.fill("#password", PASSWORD).await;
-    browser
-        .click_and_wait("form.stack button[type=submit]")
-        .await;
+    console.log_in(&browser).await;
 
     // The dashboard says what `lb-ctl status --json` says.
     let status = daemon.status_json().expect("lb-ctl --json status");

@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator, elements::Element};
+use fantoccini::{Client, ClientBuilder, Locator, elements::Element, wd::WindowHandle};
 use serde_json::{Value, json};
+
+use super::proxy::Proxy;
 
 /// Debian's chromium-driver.
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -149,16 +151,24 @@ impl Browser {
     /// self-signed certificate the browser accepts (the console's in the
     /// test): chromium still rejects every other certificate error.
     pub async fn start(trusted_spki: &str) -> Browser {
-        Self::start_with(trusted_spki, false).await
+        Self::start_with(trusted_spki, false, None).await
     }
 
     /// Like [`Browser::start`], with pages asking for a dark colour scheme
     /// (`prefers-color-scheme: dark`).
     pub async fn start_dark(trusted_spki: &str) -> Browser {
-        Self::start_with(trusted_spki, true).await
+        Self::start_with(trusted_spki, true, None).await
     }
 
-    async fn start_with(trusted_spki: &str, dark: bool) -> Browser {
+    /// Like [`Browser::start`], trusting each of `trusted_spkis` (several
+    /// consoles), with every connection through `proxy` (the browser as a
+    /// host of a rig: the pages at the rig's addresses).
+    #[allow(dead_code)] // tests/pair.rs only.
+    pub async fn start_via(trusted_spkis: &[&str], proxy: &Proxy) -> Browser {
+        Self::start_with(&trusted_spkis.join(","), false, Some(proxy.url())).await
+    }
+
+    async fn start_with(trusted_spki: &str, dark: bool, proxy: Option<String>) -> Browser {
         let profile = tempfile::tempdir().unwrap();
         let driver = Driver::start(profile.path());
         let mut args = vec![
@@ -179,6 +189,9 @@ impl Browser {
         ];
         if dark {
             args.push("--force-dark-mode".to_owned());
+        }
+        if let Some(proxy) = proxy {
+            args.push(format!("--proxy-server={proxy}"));
         }
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
@@ -223,6 +236,39 @@ impl Browser {
 
     pub fn client(&self) -> &Client {
         self.client.as_ref().expect("the session is open")
+    }
+
+    /// The window the commands go to.
+    #[allow(dead_code)] // tests/pair.rs only.
+    pub async fn window(&self) -> WindowHandle {
+        bounded("reading the window", self.client().window())
+            .await
+            .unwrap()
+    }
+
+    /// Opens a new window ([`DESKTOP`] px wide, blank) and makes it the
+    /// one the commands go to; its handle. The windows stay open, and
+    /// their pages running, side by side.
+    #[allow(dead_code)] // tests/pair.rs only.
+    pub async fn new_window(&self) -> WindowHandle {
+        let opened = bounded("opening a window", self.client().new_window(false))
+            .await
+            .unwrap();
+        self.switch_to(&opened.handle).await;
+        self.set_width(DESKTOP).await;
+        opened.handle
+    }
+
+    /// Makes `window` the one the commands go to (its page as it is: not
+    /// reloaded).
+    #[allow(dead_code)] // tests/pair.rs only.
+    pub async fn switch_to(&self, window: &WindowHandle) {
+        bounded(
+            "switching windows",
+            self.client().switch_to_window(window.clone()),
+        )
+        .await
+        .unwrap();
     }
 
     /// Opens `url` and waits until it has loaded.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
+use super::browser::Browser;
 use super::stderr::{self, Stderr};
 
 /// The administrator in these tests.
@@ -147,6 +148,25 @@ impl Console {
     #[allow(dead_code)] // tests/network.rs only.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Logs in as [`USER`] in `browser` (its current window), and checks
+    /// that the dashboard followed.
+    #[allow(dead_code)] // tests/real_daemon.rs and tests/pair.rs only.
+    pub async fn log_in(&self, browser: &Browser) {
+        browser.goto(&self.url("/login")).await;
+        browser.fill("#user", USER).await;
+        browser.fill("#password", PASSWORD).await;
+        browser
+            .click_and_wait("form.stack button[type=submit]")
+            .await;
+        assert_eq!(
+            browser.path().await,
+            "/",
+            "logging into {}: {}",
+            self.url("/"),
+            browser.text("main").await
+        );
     }
 
     /// The audit trail as written so far.
