@@ -32,9 +32,10 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 const DOWNLOADS: usize = 40;
 const IDLE: usize = 30;
 const SPEAKS_FIRST: usize = 30;
-/// Each download: about 20 s at the backends' 200 kB/s, so packets flow
-/// before, during and after the flood.
-const SIZE: usize = 4 << 20;
+/// Each download: about 42 s at the backends' 200 kB/s (curl's limit is
+/// 60 s), so packets flow before and all through the flood's first part,
+/// when the backend is added.
+const SIZE: usize = 8 << 20;
 /// What each server that speaks first sends.
 const SPOKEN: usize = 256 << 10;
 /// The port of the servers that speak first (and of their service).
