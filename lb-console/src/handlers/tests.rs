@@ -159,7 +159,15 @@ fn lb_forms() -> Vec<(&'static str, String, &'static str)> {
         (
             "/lb/service/sorry",
             format!("{SVC}&sorry=198.18.1.98%3A80"),
-            r#"{"op":"set_service","service":{"name":"web","vip":"198.18.0.100","port":80,"protocol":"tcp","mode":"nat","sorry":"198.18.1.98:80","backends":[]}}"#,
+            r#"{"op":"set_service","service":{"name":"web","vip":"198.18.0.100","port":80,"protocol":"tcp","mode":"nat","sorry":"198.18.1.98:80","health":{"kind":"http","path":"/healthz","expect_status":200,"interval_ms":1000,"timeout_ms":500,"rise":2,"fall":3},"backends":[]}}"#,
+        ),
+        (
+            "/lb/service/health",
+            format!(
+                "{SVC}&kind=https&path=%2Fready&expect_status=204&body_contains=&host=www.example.com\
+                 &verify_certificate=yes&interval_ms=3000&timeout_ms=2500&rise=1&fall=5"
+            ),
+            r#"{"op":"set_service","service":{"name":"web","vip":"198.18.0.100","port":80,"protocol":"tcp","mode":"nat","sorry":"198.18.1.99:80","health":{"kind":"https","path":"/ready","expect_status":204,"host":"www.example.com","verify_certificate":true,"interval_ms":3000,"timeout_ms":2500,"rise":1,"fall":5},"backends":[]}}"#,
         ),
         (
             "/lb/service/delete",
@@ -223,8 +231,18 @@ async fn the_lb_page_shows_services_backends_and_their_counters() {
             r#"action="/lb/service/add""#,
             r#"<dt>forwarded</dt><dd>48210</dd>"#,
             &format!(r#"name="csrf" value="{csrf}""#),
+            // The health check as the daemon's configuration holds it, and
+            // its form filled with it.
+            "<dt>Health check</dt><dd><strong>http</strong> GET <code>/healthz</code> → 200 · every 1000 ms, timeout 500 ms · up after 2, down after 3",
+            "<dd>none (backends are always up)",
+            r#"action="/lb/service/health""#,
+            r#"<option value="http" selected>HTTP GET</option>"#,
+            r#"id="health-path-tcp/198.18.0.100:80" name="path" placeholder="/" value="/healthz">"#,
+            r#"id="health-interval_ms-tcp/198.18.0.100:80" name="interval_ms" placeholder="2000" inputmode="numeric" value="1000">"#,
         ],
     );
+    // The form is closed until it is refused.
+    assert!(!reply.body.contains("<details class=\"edit\" open"));
     // A drained backend is offered Enable and Disable, not Drain.
     let drained = reply.body.split("198.18.1.12:80</code>").nth(1).unwrap();
     let drained = drained.split("</li>").next().unwrap();
@@ -288,7 +306,7 @@ async fn every_lb_form_sends_its_change_and_writes_the_audit_trail() {
             "backend set | tcp/198.18.0.100:80 198.18.1.11:80 weight 5 | ok (generation 8)",
         ]
     );
-    assert_eq!(trail.len(), 14);
+    assert_eq!(trail.len(), 16);
 }
 
 #[tokio::test]
@@ -406,7 +424,47 @@ async fn bad_input_is_refused_by_its_field_with_what_was_typed() {
             r#"id="vip-error">&quot;198.18.0&quot; is not an IP address"#,
         ],
     );
+    // A health check: the field named, everything typed kept (the
+    // kind, the checkbox), the form open.
+    let reply = send(
+        "/lb/service/health",
+        format!(
+            "{SVC}&kind=https&path=%2Fready&expect_status=204&verify_certificate=yes\
+             &interval_ms=1000&timeout_ms=5000&rise=1&fall=2"
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_has(
+        &reply,
+        &[
+            r#"<details class="edit" open>"#,
+            r#"<option value="https" selected>HTTPS GET</option>"#,
+            r#"name="path" placeholder="/" value="/ready">"#,
+            r#"name="expect_status" placeholder="200" inputmode="numeric" value="204">"#,
+            r#"name="verify_certificate" value="yes" checked>"#,
+            r#"name="timeout_ms" placeholder="1000" inputmode="numeric" aria-invalid="true" value="5000">"#,
+            r#"id="timeout_ms-error">timeout_ms is 5000; it must not be more than interval_ms (1000).</p>"#,
+        ],
+    );
+    let reply = send(
+        "/lb/service/health",
+        format!("{SVC}&kind=gopher&interval_ms=1000&timeout_ms=500&rise=1&fall=2"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_has(
+        &reply,
+        &[
+            r#"id="kind-error">&quot;gopher&quot; is not a kind of check (none, tcp, http, https or icmp).</p>"#,
+        ],
+    );
     assert_eq!(fake.asked(), [], "nothing reached the daemon");
+    assert!(c.audit().iter().any(|e| {
+        e.action == "service set"
+            && e.outcome
+                == "refused: timeout_ms: timeout_ms is 5000; it must not be more than interval_ms (1000)."
+    }));
     assert!(c.audit().iter().any(|e| {
         e.outcome
             .starts_with("refused: weight: \"ten\" is not a weight")
