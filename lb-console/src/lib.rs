@@ -93,6 +93,10 @@ pub fn router(
         .route("/lb/service/{what}", post(handlers::lb::change))
         .route("/cluster", get(handlers::cluster::show))
         .route(
+            "/cluster/settings",
+            get(handlers::cluster_settings::edit).post(handlers::cluster_settings::submit),
+        )
+        .route(
             "/cluster/confirm/{operation}",
             get(handlers::cluster::confirm),
         )

@@ -155,6 +155,12 @@ async fn tour(browser: &Browser, console: &Console, suffix: &str) {
         browser.goto(&console.url("/lb")).await;
         assert!(browser.text("main").await.contains("tcp/198.18.0.100:80"));
         look("lb", width).await;
+        // A service's health check, its form opened.
+        let summary = browser.find("details.edit summary").await;
+        support::browser::bounded("opening the health check's form", summary.click())
+            .await
+            .unwrap();
+        look("lb-health", width).await;
         // A refused form: the reason by its field, what was typed kept.
         browser
             .fill(
@@ -186,6 +192,15 @@ async fn tour(browser: &Browser, console: &Console, suffix: &str) {
             .goto(&console.url("/cluster/confirm/failover"))
             .await;
         look("cluster-confirm", width).await;
+        // The cluster's settings as a draft (nothing sent by showing it).
+        browser.goto(&console.url("/cluster/settings")).await;
+        assert!(
+            browser
+                .text("h2")
+                .await
+                .starts_with("Cluster settings (draft)")
+        );
+        look("cluster-settings", width).await;
 
         // The test's own namespace, read through rtnetlink: loopback at
         // least.

@@ -14,11 +14,11 @@ use tower::ServiceExt;
 
 use crate::tests::{Console, Reply, console, console_of, csrf_of};
 
-const STATS: &str = include_str!("../../tests/fixtures/stats.json");
-const ACTIVE: &str = include_str!("../../tests/fixtures/status-active.json");
-const STANDBY: &str = include_str!("../../tests/fixtures/status-standby.json");
-const ALERTS: &str = include_str!("../../tests/fixtures/alerts.json");
-const CONFIG: &str = include_str!("../../tests/fixtures/config.json");
+const STATS: &str = include_str!("../../../tests/fixtures/stats.json");
+const ACTIVE: &str = include_str!("../../../tests/fixtures/status-active.json");
+const STANDBY: &str = include_str!("../../../tests/fixtures/status-standby.json");
+const ALERTS: &str = include_str!("../../../tests/fixtures/alerts.json");
+const CONFIG: &str = include_str!("../../../tests/fixtures/config.json");
 
 /// What the fake daemon was asked to change: method, path, body.
 type Asked = Arc<Mutex<Vec<(String, String, String)>>>;
@@ -27,6 +27,8 @@ struct Fake {
     asked: Asked,
     /// The answer to the next changes.
     answer: Arc<Mutex<(StatusCode, String)>>,
+    /// The answer to the next `POST /v1/config/check`.
+    check: Arc<Mutex<(StatusCode, String)>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -41,6 +43,11 @@ impl Fake {
         let json = |body: &'static str| {
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], body) })
         };
+        let check = Arc::new(Mutex::new((
+            StatusCode::OK,
+            r#"{"valid":true,"cluster_changes":["cluster.auto_failback","cluster.max_failovers"]}"#
+                .to_owned(),
+        )));
         let (a, b) = (asked.clone(), answer.clone());
         let api = Router::new()
             .route("/v1/status", json(status))
@@ -49,6 +56,10 @@ impl Fake {
             .route(
                 "/v1/config",
                 json(CONFIG).put(changed(a.clone(), b.clone())),
+            )
+            .route(
+                "/v1/config/check",
+                axum::routing::post(changed(a.clone(), check.clone())),
             )
             .route(
                 "/v1/changes",
@@ -62,12 +73,17 @@ impl Fake {
         Fake {
             asked,
             answer,
+            check,
             task,
         }
     }
 
     fn answer(&self, status: StatusCode, body: &str) {
         *self.answer.lock().unwrap() = (status, body.to_owned());
+    }
+
+    fn answer_check(&self, status: StatusCode, body: &str) {
+        *self.check.lock().unwrap() = (status, body.to_owned());
     }
 
     fn asked(&self) -> Vec<(String, String, String)> {
@@ -185,6 +201,7 @@ async fn every_page_and_form_refuses_an_anonymous_request() {
         "/lb",
         "/cluster",
         "/cluster/confirm/failover",
+        "/cluster/settings",
         "/network",
         "/alerts",
         "/config",
@@ -198,7 +215,12 @@ async fn every_page_and_form_refuses_an_anonymous_request() {
         .into_iter()
         .map(|(path, form, _)| (path.to_owned(), form))
         .collect();
-    for path in ["/cluster/failover", "/cluster/sync", "/config/restore"] {
+    for path in [
+        "/cluster/failover",
+        "/cluster/sync",
+        "/cluster/settings",
+        "/config/restore",
+    ] {
         posts.push((path.to_owned(), "confirm=yes&csrf=x".to_owned()));
     }
     for (path, form) in posts {
@@ -346,6 +368,13 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
         forms.push((format!("/cluster/{op}"), "confirm=yes".to_owned()));
     }
     forms.push(("/cluster/sync".to_owned(), "x=1".to_owned()));
+    forms.push((
+        "/cluster/settings".to_owned(),
+        format!(
+            "{}&action=apply&confirm=yes",
+            cluster_settings::settings_form(&[])
+        ),
+    ));
     for (path, form) in forms {
         for token in [
             String::new(),
@@ -910,3 +939,5 @@ async fn the_network_page_needs_a_session_and_shows_this_namespaces_interfaces()
     // listens on the daemon's socket here.
     assert!(!reply.body.contains(r#"class="unknown""#), "{}", reply.body);
 }
+
+mod cluster_settings;
