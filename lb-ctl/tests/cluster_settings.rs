@@ -2,9 +2,10 @@
 //! key that cannot change live (the heartbeat interval) is refused by
 //! `lb-ctl config check --daemon` and by an import, the file and the
 //! running cluster untouched; a monitor added through an import runs at
-//! once (shown in `lb-ctl status`, the group where it was), and changed to
-//! one that fails, it moves the group to the peer: the loop runs what the
-//! file says.
+//! once (shown in `lb-ctl status`, the group where it was) and reaches the
+//! standby with the settings push (its loop and its file); changed to one
+//! that fails, it moves the group to the peer: the loop runs what the file
+//! says.
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -143,6 +144,18 @@ fn cluster_settings_change_live_or_are_refused_with_nothing_changed() -> Result<
         "{}",
         lb1.alerts()
     );
+    // The push carried it to the standby, whose loop runs it too (Offline
+    // there: it is lb1's), and whose file holds it.
+    wait_for("the new monitor on lb2", Duration::from_secs(3), || {
+        monitors(&lb2) == serde_json::json!([["probe", "offline"]])
+    })?;
+    let standby: toml::Table =
+        toml::from_str(&fs::read_to_string(dir.join("lb2").join("lb.toml"))?)?;
+    assert_eq!(
+        standby["cluster"]["monitors"],
+        watched["cluster"]["monitors"]
+    );
+    assert_eq!(lb2.cluster_role().as_deref(), Some("standby"));
 
     // The monitor changed to one that fails: lb1 is unhealthy and hands
     // the group to lb2, as a monitor in the file at start would.

@@ -283,7 +283,7 @@ pub fn confirm(nav: &Nav, typed: &[(String, String)], changes: &str, live: &[Str
                 p.sub {
                     "The daemon validated the draft. "
                     @if live.is_empty() { "The cluster's running settings stay as they are." }
-                    @else { "The cluster takes " (live.join(", ")) " live, on this node, without moving the group; what they decide applies at once (a failing monitor hands the group over). The other node keeps its own settings (see the documentation)." }
+                    @else { "The cluster takes " (live.join(", ")) " live, without moving the group, and the settings push takes them to the other node; what they decide applies at once (a failing monitor hands the group over)." }
                 }
                 form.inline method="post" action="/cluster/settings" {
                     input type="hidden" name="csrf" value=(nav.csrf);

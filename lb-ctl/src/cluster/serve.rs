@@ -93,6 +93,7 @@ impl Pusher {
             generation: config.generation,
             hash: hex(&settings_hash(config)),
             services: config.services.clone(),
+            cluster: config.cluster.clone(),
         };
         push_settings(self.tls.clone(), self.peers.clone(), message)
     }

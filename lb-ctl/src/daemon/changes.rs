@@ -90,6 +90,11 @@ impl Daemon {
         let mut new = self.config.clone();
         new.services = message.services.clone();
         let computed = settings_hash(&new);
+        // The active's `[cluster]`: its live keys are taken (the loop gets
+        // them with the commit), else this node's section stays.
+        if let Some(active) = &message.cluster {
+            new.cluster = self.cluster_from_active(&new, active);
+        }
         match sync::judge(held, &message, &computed) {
             Verdict::Apply => {}
             Verdict::AlreadyHeld => return reply(200, "already held".into(), held.0),
@@ -172,6 +177,35 @@ impl Daemon {
             ops,
             cluster_changes,
         })
+    }
+
+    /// The `[cluster]` section a standby runs with after a push that
+    /// carries the active's: the active's when only live keys differ and
+    /// it is valid here, else this node's own (with an alert naming why).
+    fn cluster_from_active(&self, new: &Config, active: &ClusterConfig) -> Option<ClusterConfig> {
+        let own = self.config.cluster.clone();
+        let why = match live::judge(own.as_ref(), Some(active)) {
+            live::Verdict::Unchanged => return own,
+            live::Verdict::Live(_) => {
+                let candidate = Config {
+                    cluster: Some(active.clone()),
+                    ..new.clone()
+                };
+                match candidate.validate() {
+                    Ok(()) => return Some(active.clone()),
+                    Err((_, why)) => why,
+                }
+            }
+            live::Verdict::Refused(why) => why,
+        };
+        self.alerts.record(
+            AlertLevel::Warning,
+            AlertEvent::SyncRefused,
+            format!(
+                "the active's [cluster] settings are not taken here, this node keeps its own: {why}"
+            ),
+        );
+        own
     }
 
     /// Validates, applies and persists `new` (its generation already set):

@@ -161,7 +161,7 @@ async fn the_cluster_settings_are_shown_and_edited_as_a_validated_draft() {
         &[
             "Apply these cluster settings?",
             "Changes: <code>auto_failback true max_failovers 5</code>",
-            "The cluster takes cluster.auto_failback, cluster.max_failovers live, on this node",
+            "The cluster takes cluster.auto_failback, cluster.max_failovers live, without moving the group, and the settings push takes them to the other node",
             r#"<input type="hidden" name="auto_failback" value="yes">"#,
             r#"<input type="hidden" name="monitors[1].when" value="active">"#,
             r#"<input type="hidden" name="confirm" value="yes">"#,
