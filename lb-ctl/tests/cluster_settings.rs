@@ -86,7 +86,7 @@ fn cluster_settings_change_live_or_are_refused_with_nothing_changed() -> Result<
     assert!(!checked.status.success(), "{}", text(&checked));
     assert!(
         text(&checked).contains(&format!(
-            "the running daemon would refuse it: cluster: {why}"
+            "the running daemon would refuse it: cluster.heartbeat_interval_ms: {why}"
         )),
         "{}",
         text(&checked)

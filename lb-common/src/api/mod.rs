@@ -105,9 +105,11 @@ pub struct ConfigCheck {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigProblem {
     /// The key it is about, from the document's root
-    /// (`cluster.monitors[1].interval_ms`, `services[0].backends[2]`,
-    /// `cluster` for a key that cannot change while running); None when it
-    /// is about the whole (a standby's refusal, the `[node]` section).
+    /// (`cluster.monitors[1].interval_ms`, `services[0].backends[2]`; for
+    /// keys that cannot change while running the first of them,
+    /// `cluster.heartbeat_interval_ms`, or `cluster` when the section is
+    /// added or removed); None when it is about the whole (a standby's
+    /// refusal, the `[node]` section).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     pub message: String,

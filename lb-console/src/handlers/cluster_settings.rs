@@ -288,14 +288,24 @@ mod tests {
     #[test]
     fn a_key_of_the_daemon_is_shown_at_the_field_that_holds_it() {
         let form = Form(
-            ["np_targets", "monitors[1].retries", "max_failovers"]
-                .map(|k| (k.to_owned(), String::new()))
-                .to_vec(),
+            [
+                "np_targets",
+                "monitors[1].retries",
+                "max_failovers",
+                "heartbeat_interval_ms",
+            ]
+            .map(|k| (k.to_owned(), String::new()))
+            .to_vec(),
         );
         for (key, field) in [
             (Some("cluster.monitors[1].retries"), "monitors[1].retries"),
             (Some("cluster.np_targets[2]"), "np_targets"),
             (Some("cluster.max_failovers"), "max_failovers"),
+            // A key that cannot change live: at its field too.
+            (
+                Some("cluster.heartbeat_interval_ms"),
+                "heartbeat_interval_ms",
+            ),
             // Not in the form: shown for the whole.
             (Some("cluster.interconnects[0].addresses"), ""),
             (Some("cluster"), ""),

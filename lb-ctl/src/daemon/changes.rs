@@ -161,10 +161,10 @@ impl Daemon {
         {
             live::Verdict::Unchanged => Vec::new(),
             live::Verdict::Live(keys) => keys,
-            live::Verdict::Refused(why) => {
+            live::Verdict::Refused { key, message } => {
                 return Err(Refused {
-                    key: Some("cluster".into()),
-                    error: ChangeError::Invalid(why),
+                    key: Some(key),
+                    error: ChangeError::Invalid(message),
                 });
             }
         };
@@ -196,7 +196,7 @@ impl Daemon {
                     Err((_, why)) => why,
                 }
             }
-            live::Verdict::Refused(why) => why,
+            live::Verdict::Refused { message, .. } => message,
         };
         self.alerts.record(
             AlertLevel::Warning,

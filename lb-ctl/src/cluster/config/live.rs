@@ -116,8 +116,10 @@ pub enum Verdict {
     /// first): hand the new section to the loop.
     Live(Vec<String>),
     /// A key that cannot change while running changed: refuse the whole
-    /// configuration, with this message.
-    Refused(String),
+    /// configuration, with this message; `key` is the first such key
+    /// (`cluster.heartbeat_interval_ms`), or `cluster` when the section
+    /// is added or removed.
+    Refused { key: String, message: String },
 }
 
 /// The decision for a running node whose configuration holds `old` and
@@ -126,23 +128,32 @@ pub fn judge(old: Option<&ClusterConfig>, new: Option<&ClusterConfig>) -> Verdic
     let restart_advice = "edit it in both nodes' files and restart `lb-ctl run` on each, the standby first (a restarted node starts standby)";
     match (old, new) {
         (None, None) => Verdict::Unchanged,
-        (None, Some(_)) => Verdict::Refused(format!(
-            "cluster: the [cluster] section cannot be added while the daemon runs (it starts the cluster's loop): {restart_advice}; nothing was changed"
-        )),
-        (Some(_), None) => Verdict::Refused(format!(
-            "cluster: the [cluster] section cannot be removed while the daemon runs (the cluster's loop holds the group): {restart_advice}; nothing was changed"
-        )),
+        (None, Some(_)) => Verdict::Refused {
+            key: "cluster".into(),
+            message: format!(
+                "cluster: the [cluster] section cannot be added while the daemon runs (it starts the cluster's loop): {restart_advice}; nothing was changed"
+            ),
+        },
+        (Some(_), None) => Verdict::Refused {
+            key: "cluster".into(),
+            message: format!(
+                "cluster: the [cluster] section cannot be removed while the daemon runs (the cluster's loop holds the group): {restart_advice}; nothing was changed"
+            ),
+        },
         (Some(old), Some(new)) => {
             let changed = changed(old, new);
             let restart: Vec<String> = changed
                 .iter()
                 .filter_map(|k| k.restart.map(|why| format!("cluster.{} ({why})", k.name)))
                 .collect();
-            if !restart.is_empty() {
-                return Verdict::Refused(format!(
-                    "cannot change while the daemon runs: {}; {restart_advice}; nothing was changed",
-                    restart.join("; ")
-                ));
+            if let Some(first) = changed.iter().find(|k| k.restart.is_some()) {
+                return Verdict::Refused {
+                    key: format!("cluster.{}", first.name),
+                    message: format!(
+                        "cannot change while the daemon runs: {}; {restart_advice}; nothing was changed",
+                        restart.join("; ")
+                    ),
+                };
             }
             if changed.is_empty() {
                 Verdict::Unchanged
@@ -230,12 +241,13 @@ interface = "ext0"
         new.floating_ips[0].address = "198.18.0.101/24".into();
         assert_eq!(
             judge(Some(&old), Some(&new)),
-            Verdict::Refused(
-                "cannot change while the daemon runs: cluster.heartbeat_interval_ms (the peer counts its dead time in this node's heartbeats, and the data plane's lease is derived from it: both nodes must change it together); \
+            Verdict::Refused {
+                key: "cluster.heartbeat_interval_ms".into(),
+                message: "cannot change while the daemon runs: cluster.heartbeat_interval_ms (the peer counts its dead time in this node's heartbeats, and the data plane's lease is derived from it: both nodes must change it together); \
                  cluster.floating_ips (the group's addresses are handed to the data plane's fence at start); \
                  edit it in both nodes' files and restart `lb-ctl run` on each, the standby first (a restarted node starts standby); nothing was changed"
                     .into()
-            )
+            }
         );
         for (edit, key) in [
             (
@@ -258,21 +270,36 @@ interface = "ext0"
         ] {
             let mut new = old.clone();
             edit(&mut new);
-            let Verdict::Refused(message) = judge(Some(&old), Some(&new)) else {
+            let Verdict::Refused {
+                key: first,
+                message,
+            } = judge(Some(&old), Some(&new))
+            else {
                 panic!("{key} taken live");
             };
+            assert_eq!(first, key);
             assert!(
                 message.starts_with(&format!("cannot change while the daemon runs: {key} (")),
                 "{message}"
             );
         }
-        let Verdict::Refused(added) = judge(None, Some(&old)) else {
+        let Verdict::Refused {
+            message: added,
+            key,
+        } = judge(None, Some(&old))
+        else {
             panic!("a [cluster] added live");
         };
         assert!(added.contains("cannot be added"), "{added}");
-        let Verdict::Refused(removed) = judge(Some(&old), None) else {
+        assert_eq!(key, "cluster");
+        let Verdict::Refused {
+            message: removed,
+            key,
+        } = judge(Some(&old), None)
+        else {
             panic!("a [cluster] removed live");
         };
         assert!(removed.contains("cannot be removed"), "{removed}");
+        assert_eq!(key, "cluster");
     }
 }
