@@ -132,7 +132,10 @@ fn open_flows(
         let frame = first(spec, sport, SYN);
         let outcome = lb.send(&frame.build(), lb.ext)?;
         assert_eq!(outcome.action, Action::Redirect, "{frame:?}");
-        ensure!(lb.confirmed(&frame)?.is_none(), "a SYN alone confirmed {frame:?}");
+        ensure!(
+            lb.confirmed(&frame)?.is_none(),
+            "a SYN alone confirmed {frame:?}"
+        );
         let target = lb.pinned(&frame)?.context("flow not pinned")?;
         // The handshake's ACK confirms the flow.
         let ack = Frame {

@@ -52,7 +52,11 @@ fn open(lb: &mut Lb, frame: &Frame) -> Result<()> {
     };
     for packet in [frame, &next] {
         let out = lb.send(&packet.build(), lb.ext)?;
-        ensure!(out.action == Action::Redirect, "{packet:?}: {:?}", out.action);
+        ensure!(
+            out.action == Action::Redirect,
+            "{packet:?}: {:?}",
+            out.action
+        );
     }
     Ok(())
 }
@@ -109,7 +113,10 @@ fn a_new_flow_is_reported_once_with_its_entry_and_backend() {
                     "{frame:?} confirmed by its first packet"
                 );
                 let got = drain_all(&mut records)?;
-                ensure!(got.is_empty(), "{frame:?}: unconfirmed flow reported {got:#?}");
+                ensure!(
+                    got.is_empty(),
+                    "{frame:?}: unconfirmed flow reported {got:#?}"
+                );
 
                 // The client's next packet confirms it: reported once.
                 let mut next = frame.clone();
@@ -221,7 +228,8 @@ fn a_full_ring_is_counted_and_the_packet_still_forwarded() {
         // Distinct flows (client ports) until the ring is full: it holds
         // RING_CAPACITY records, and nobody reads it meanwhile.
         for i in 0..RING_CAPACITY {
-            open(lb, &first(&spec, 1024 + i as u16, L4::Udp)).with_context(|| format!("flow {i}"))?;
+            open(lb, &first(&spec, 1024 + i as u16, L4::Udp))
+                .with_context(|| format!("flow {i}"))?;
         }
         ensure!(
             lb.dp.counter(Counter::FlowRecordsLost)? == 0,
