@@ -110,6 +110,10 @@ pub fn router_with(
         .route("/lb/service/{what}", post(handlers::lb::change))
         .route("/cluster", get(handlers::cluster::show))
         .route(
+            "/cluster/settings",
+            get(handlers::cluster_settings::edit).post(handlers::cluster_settings::submit),
+        )
+        .route(
             "/cluster/confirm/{operation}",
             get(handlers::cluster::confirm),
         )

@@ -186,6 +186,12 @@ async fn tour(browser: &Browser, console: &Console, suffix: &str) {
         browser.goto(&console.url("/lb")).await;
         assert!(browser.text("main").await.contains("tcp/198.18.0.100:80"));
         look("lb", width).await;
+        // A service's health check, its form opened.
+        let summary = browser.find("details.edit summary").await;
+        support::browser::bounded("opening the health check's form", summary.click())
+            .await
+            .unwrap();
+        look("lb-health", width).await;
         // A refused form: the reason by its field, what was typed kept.
         browser
             .fill(
@@ -223,6 +229,15 @@ async fn tour(browser: &Browser, console: &Console, suffix: &str) {
             .goto(&console.url("/cluster/confirm/failover"))
             .await;
         look("cluster-confirm", width).await;
+        // The cluster's settings as a draft (nothing sent by showing it).
+        browser.goto(&console.url("/cluster/settings")).await;
+        assert!(
+            browser
+                .text("h2")
+                .await
+                .starts_with("Cluster settings (draft)")
+        );
+        look("cluster-settings", width).await;
 
         // The test's own namespace, read through rtnetlink: loopback at
         // least.
@@ -443,6 +458,88 @@ async fn an_administrator_changes_backends_fails_over_and_restores_through_the_f
             "{action} {outcome} missing from the audit trail:\n{trail}"
         );
     }
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_settings_are_validated_then_applied_through_a_confirmation() {
+    let daemon = FakeDaemon::start(daemon::ACTIVE);
+    let console = console_for(&daemon);
+    let browser = Browser::start(console.spki()).await;
+    browser.goto(&console.url("/login")).await;
+    log_in(&browser, USER, PASSWORD).await;
+    browser.goto(&console.url("/cluster")).await;
+    browser.click_and_wait("a[href='/cluster/settings']").await;
+    assert_eq!(browser.path().await, "/cluster/settings");
+    // The draft: automatic failback on, one monitor's retries; validated.
+    let tick = browser.find("#auto_failback").await;
+    support::browser::bounded("ticking auto_failback", tick.click())
+        .await
+        .unwrap();
+    browser.fill("input[name='monitors[0].retries']", "2").await;
+    browser
+        .click_and_wait("button[name=action][value=validate]")
+        .await;
+    assert_eq!(
+        browser.text("[role=status]").await,
+        "The draft is valid: auto_failback true monitors[0].retries 2. Applying it, the cluster takes cluster.auto_failback live."
+    );
+    assert_eq!(
+        browser
+            .find("input[name='monitors[0].retries']")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("2"),
+        "the draft is kept"
+    );
+    // Apply: a confirmation first, then the configuration.
+    browser
+        .click_and_wait("button[name=action][value=apply]")
+        .await;
+    assert!(
+        browser
+            .text("h2")
+            .await
+            .starts_with("Apply these cluster settings?")
+    );
+    assert_eq!(
+        daemon.asked().len(),
+        2,
+        "nothing applied before the confirmation"
+    );
+    browser
+        .click_and_wait("form[action='/cluster/settings'] button[value=apply]")
+        .await;
+    assert_eq!(
+        browser.text("[role=status]").await,
+        "The cluster settings are applied: the configuration is now generation 8."
+    );
+    let asked: Vec<(String, String)> = daemon.asked().into_iter().map(|(m, p, _)| (m, p)).collect();
+    assert_eq!(
+        asked,
+        [
+            ("POST", "/v1/config/check"),
+            ("POST", "/v1/config/check"),
+            ("PUT", "/v1/config"),
+        ]
+        .map(|(m, p)| (m.to_owned(), p.to_owned()))
+    );
+    let sent: lb_common::api::Config = serde_json::from_str(&daemon.asked()[2].2).unwrap();
+    let cluster = sent.cluster.unwrap();
+    assert_eq!(
+        (cluster.auto_failback, cluster.monitors[0].retries),
+        (true, 2)
+    );
+    assert!(
+        console.audit().contains(
+            r#""action":"cluster settings","detail":"auto_failback true monitors[0].retries 2","outcome":"ok (generation 8)""#
+        ),
+        "{}",
+        console.audit()
+    );
     browser.close().await;
 }
 

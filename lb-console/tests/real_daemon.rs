@@ -5,7 +5,9 @@
 //! role, generation, services), and follows a change made with the CLI
 //! without a reload; a backend added through the LB settings form shows in
 //! `lb-ctl backend list` and takes new connections through the VIP; drained
-//! through the form, it takes no new ones. Needs root, chromium and
+//! through the form, it takes no new ones; the service's health check
+//! changed through its form shows in `lb-ctl config export` and runs (an
+//! HTTP check of a missing page takes every backend down). Needs root, chromium and
 //! chromium-driver (`cargo xtask setup`) and the `lb-ctl` binary built
 //! beside `lb-console` (`cargo build -p lb-ctl`; `cargo xtask test` builds
 //! it): it fails, never skips, without them.
@@ -206,7 +208,89 @@ async fn a_backend_added_and_drained_through_the_console_reaches_the_real_daemon
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // Change the service's health check through its form: an HTTP check
+    // of a page the backends do not have. `lb-ctl config export` holds
+    // it, and the daemon runs it: every backend goes down.
+    browser.goto(&console.url("/lb")).await;
+    let summary = browser.find("details.edit summary").await;
+    support::browser::bounded("opening the health check's form", summary.click())
+        .await
+        .unwrap();
+    let health = "form[action='/lb/service/health']";
+    browser
+        .script(&format!(
+            "document.querySelector(\"{health} select[name=kind]\").value = 'http'; return null"
+        ))
+        .await;
+    for (field, value) in [
+        ("path", "/no-such-page"),
+        ("expect_status", "200"),
+        ("interval_ms", "200"),
+        ("timeout_ms", "200"),
+        ("rise", "1"),
+        ("fall", "1"),
+    ] {
+        browser
+            .fill(&format!("{health} input[name={field}]"), value)
+            .await;
+    }
+    browser
+        .click_and_wait(&format!("{health} button[type=submit]"))
+        .await;
+    assert!(
+        browser
+            .text("[role=status]")
+            .await
+            .contains("The change is applied"),
+        "{}",
+        browser.text("main").await
+    );
+    let exported: lb_common::api::Config =
+        toml::from_str(&daemon.ctl_ok(&["config", "export"]).unwrap()).unwrap();
+    let service = &exported.services[0];
+    assert_eq!(
+        service.health,
+        Some(lb_common::api::HealthSpec {
+            check: lb_common::api::Check::Http {
+                path: "/no-such-page".into(),
+                expect_status: 200,
+                body_contains: None,
+                host: None,
+            },
+            timing: lb_common::api::Timing {
+                interval_ms: 200,
+                timeout_ms: 200,
+                rise: 1,
+                fall: 1,
+            },
+        })
+    );
+    assert_eq!(service.backends.len(), 2, "the backends are kept");
+    let shown = browser.text("main").await;
+    assert!(
+        shown.contains(
+            "http GET /no-such-page → 200 · every 200 ms, timeout 200 ms · up after 1, down after 1"
+        ),
+        "{shown}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for address in [format!("{}:80", first.v4), added.clone()] {
+        while listed(&daemon, &address).unwrap()["health"] != "down" {
+            assert!(
+                Instant::now() < deadline,
+                "{address} still up under a check of a missing page"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     let trail = console.audit();
+    assert!(
+        trail.contains(&format!(
+            r#""action":"service set","detail":"{SERVICE} sorry none health http path \"/no-such-page\" expect_status 200 interval_ms 200 timeout_ms 200 rise 1 fall 1","outcome":"ok"#
+        )),
+        "{trail}"
+    );
     assert!(
         trail.contains(&format!(
             r#""action":"backend add","detail":"{SERVICE} {added} weight 1 enabled","outcome":"ok"#

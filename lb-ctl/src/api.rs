@@ -3,5 +3,6 @@
 //! re-exported here for the daemon's and the CLI's code.
 pub use lb_common::api::{
     Accepted, Alert, AlertEvent, AlertLevel, ApiError, Applied, BackendView, Change,
-    ClusterOperation, NextHop, ServiceRef, ServiceView, Stats, Status, Synchronized, Traffic,
+    ClusterOperation, ConfigCheck, ConfigProblem, NextHop, ServiceRef, ServiceView, Stats, Status,
+    Synchronized, Traffic,
 };

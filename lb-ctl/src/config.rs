@@ -38,6 +38,37 @@ pub struct Location {
     pub path: Vec<Seg>,
 }
 
+impl Location {
+    /// The key as written from the document's root, for an API answer:
+    /// `cluster.monitors[1].interval_ms`, `services[2].backends[0]`,
+    /// `node.interfaces`; None when the problem is about the whole.
+    pub fn key(&self) -> Option<String> {
+        if !self.path.is_empty() {
+            let mut key = String::new();
+            for seg in &self.path {
+                match seg {
+                    Seg::Key(name) => push_key(&mut key, name),
+                    Seg::Name(name) => push_key(&mut key, name),
+                    Seg::Index(i) => key.push_str(&format!("[{i}]")),
+                }
+            }
+            return Some(key);
+        }
+        match (self.service, self.backend) {
+            (Some(i), Some(j)) => Some(format!("services[{i}].backends[{j}]")),
+            (Some(i), None) => Some(format!("services[{i}]")),
+            (None, _) => self.field.map(|field| format!("node.{field}")),
+        }
+    }
+}
+
+fn push_key(key: &mut String, name: &str) {
+    if !key.is_empty() {
+        key.push('.');
+    }
+    key.push_str(name);
+}
+
 /// A configuration that cannot be used. `line` and `column` are 1-based;
 /// both 0 when the problem has no place in a file (an API request).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -531,6 +562,45 @@ address = "[2001:db8:1::11]:80"
             Config::parse(&stranger).unwrap_err().to_string(),
             "line 10, column 11: cluster: this node (\"lb1\", node.name) is not among the servers (lb4, lb3)"
         );
+    }
+
+    #[test]
+    fn locations_are_named_as_keys_from_the_root() {
+        let at = |service, backend, field, path| Location {
+            service,
+            backend,
+            field,
+            path,
+        };
+        assert_eq!(
+            at(
+                None,
+                None,
+                None,
+                vec![
+                    Seg::Key("cluster"),
+                    Seg::Key("monitors"),
+                    Seg::Index(1),
+                    Seg::Key("interval_ms")
+                ]
+            )
+            .key()
+            .as_deref(),
+            Some("cluster.monitors[1].interval_ms")
+        );
+        assert_eq!(
+            at(Some(2), Some(0), None, vec![]).key().as_deref(),
+            Some("services[2].backends[0]")
+        );
+        assert_eq!(
+            at(Some(2), None, None, vec![]).key().as_deref(),
+            Some("services[2]")
+        );
+        assert_eq!(
+            at(None, None, Some("interfaces"), vec![]).key().as_deref(),
+            Some("node.interfaces")
+        );
+        assert_eq!(Location::default().key(), None);
     }
 
     #[test]

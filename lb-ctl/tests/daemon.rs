@@ -399,6 +399,50 @@ fn the_cli_drives_a_real_daemon() {
     // And of a good one (the backup): restores it.
     let good = rig.dir().join("good.toml");
     fs::write(&good, &before).unwrap();
+    // Asked first what the running daemon would do (nothing changes).
+    let generation = d.json(&["status"])["generation"].clone();
+    let said = d.ok(&["config", "check", "--daemon", good.to_str().unwrap()]);
+    assert_eq!(
+        said,
+        format!("{}: the running daemon would apply it\n", good.display())
+    );
+    // A [cluster] section cannot be added to a running standalone node:
+    // the check and the import say so, and which key.
+    let mut clustered: toml::Table = toml::from_str(&before).unwrap();
+    let name = clustered["node"]["name"].as_str().unwrap().to_owned();
+    clustered.insert(
+        "cluster".into(),
+        toml::from_str::<toml::Table>(&format!(
+            "id = \"00112233445566778899aabbccddeeff\"\n[[servers]]\nname = \"{name}\"\n\
+             [[servers]]\nname = \"peer\"\n[[interconnects]]\nname = \"hb0\"\n\
+             addresses = [\"198.18.8.1\", \"198.18.8.2\"]\n"
+        ))
+        .unwrap()
+        .into(),
+    );
+    let cluster_file = rig.dir().join("clustered.toml");
+    fs::write(&cluster_file, toml::to_string(&clustered).unwrap()).unwrap();
+    let out = d.ctl(&[
+        "config",
+        "check",
+        "--daemon",
+        cluster_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.starts_with("error: the running daemon would refuse it: cluster: cluster: the [cluster] section cannot be added while the daemon runs"),
+        "{said}"
+    );
+    let out = d.ctl(&["config", "import", cluster_file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot be added while the daemon runs"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(d.json(&["status"])["generation"], generation);
+    assert_eq!(fs::read_to_string(&config).unwrap(), before);
     d.ok(&["config", "import", good.to_str().unwrap()]);
 }
 

@@ -111,6 +111,7 @@ fn pair() -> Result<Pair> {
                         settings,
                         daemon: None,
                         caught_up: None,
+                        reconfigure: None,
                     },
                     role_tx,
                     event_tx,

@@ -17,6 +17,7 @@
 //! | GET | `/v1/alerts?limit=N` | | `[Alert]` (oldest first) |
 //! | GET | `/v1/config` | | the configuration (export) |
 //! | PUT | `/v1/config` | a configuration (import) | [`Applied`] |
+//! | POST | `/v1/config/check` | a configuration | [`ConfigCheck`]: what `PUT` would do; nothing changed |
 //! | POST | `/v1/changes` | [`Change`] | [`Applied`] |
 //! | POST | `/v1/cluster/{failover,failback,stop,force-stop,start}` | | `{"accepted": ..., "message": ...}` (409: refused, with the reason) |
 //! | POST | `/v1/cluster/sync` | | `{"synchronized": ...}` (409: the peer did not take them) |
@@ -80,6 +81,38 @@ pub enum Change {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         state: Option<BackendState>,
     },
+}
+
+/// What `PUT /v1/config` would do with a configuration (`POST
+/// /v1/config/check`): the same checks, nothing changed. Answered with 200
+/// whatever the verdict (a request that is no configuration at all gets
+/// 400).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigCheck {
+    /// `PUT /v1/config` would apply it.
+    pub valid: bool,
+    /// Why not (None when valid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ConfigProblem>,
+    /// The `[cluster]` keys it changes, all of which the running cluster
+    /// takes live (`cluster.monitors`, `cluster.auto_failback`...); empty
+    /// when the section is the same.
+    #[serde(default)]
+    pub cluster_changes: Vec<String>,
+}
+
+/// A configuration's problem: where and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigProblem {
+    /// The key it is about, from the document's root
+    /// (`cluster.monitors[1].interval_ms`, `services[0].backends[2]`; for
+    /// keys that cannot change while running the first of them,
+    /// `cluster.heartbeat_interval_ms`, or `cluster` when the section is
+    /// added or removed); None when it is about the whole (a standby's
+    /// refusal, the `[node]` section).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub message: String,
 }
 
 /// A change was applied and persisted.
@@ -201,6 +234,32 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<Change>(&json).unwrap(), change);
         assert!(serde_json::from_str::<Change>(r#"{"op":"explode"}"#).is_err());
+    }
+
+    #[test]
+    fn a_config_check_has_a_stable_json_form() {
+        let check = ConfigCheck {
+            valid: false,
+            error: Some(ConfigProblem {
+                key: Some("cluster.monitors[0].retries".into()),
+                message: "cluster: monitor \"uplink\": retries must be at least 1".into(),
+            }),
+            cluster_changes: Vec::new(),
+        };
+        let json = serde_json::to_string(&check).unwrap();
+        assert_eq!(
+            json,
+            r#"{"valid":false,"error":{"key":"cluster.monitors[0].retries","message":"cluster: monitor \"uplink\": retries must be at least 1"},"cluster_changes":[]}"#
+        );
+        assert_eq!(serde_json::from_str::<ConfigCheck>(&json).unwrap(), check);
+        assert_eq!(
+            serde_json::from_str::<ConfigCheck>(r#"{"valid":true}"#).unwrap(),
+            ConfigCheck {
+                valid: true,
+                error: None,
+                cluster_changes: Vec::new()
+            }
+        );
     }
 
     #[test]

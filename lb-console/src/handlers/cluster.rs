@@ -28,9 +28,10 @@ fn offered(name: &str) -> Option<ClusterOperation> {
 /// `GET /cluster`.
 pub async fn show(Extension(app): Shared, Extension(session): Extension<Session>) -> Response {
     let status = app.status().await;
+    let config = crate::daemon::get(&app.daemon, "/v1/config").await;
     page(
         StatusCode::OK,
-        view::page(&app.nav(&session, Section::Cluster), &status, None),
+        view::page(&app.nav(&session, Section::Cluster), &status, &config, None),
     )
 }
 
@@ -104,5 +105,6 @@ pub async fn operate(
         }
     };
     let status = app.status().await;
-    page(code, view::page(&nav, &status, Some(&outcome)))
+    let config = crate::daemon::get(&app.daemon, "/v1/config").await;
+    page(code, view::page(&nav, &status, &config, Some(&outcome)))
 }

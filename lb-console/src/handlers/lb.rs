@@ -1,6 +1,6 @@
 //! LB settings: `GET /lb`, and the forms (`POST /lb/backend/{add,weight,
-//! state,delete}`, `POST /lb/service/{add,delete}`), each turned into one
-//! `api::Change` for `POST /v1/changes`.
+//! state,delete}`, `POST /lb/service/{add,delete,sorry,health}`), each
+//! turned into one `api::Change` for `POST /v1/changes`.
 use axum::{
     Extension,
     extract::Request,
@@ -91,6 +91,13 @@ fn kind(path: &str) -> Option<Kind> {
             field: "service",
             confirm: true,
         },
+        "/lb/service/health" => Kind {
+            action: "service set",
+            read: Read::WithConfig(forms::set_health),
+            key: |f| view::key_health(f.get("service")),
+            field: "kind",
+            confirm: false,
+        },
         "/lb/service/sorry" => Kind {
             action: "service set",
             read: Read::WithConfig(forms::set_sorry),
@@ -110,11 +117,13 @@ async fn render(
     applied: Option<&str>,
 ) -> String {
     let stats: Result<Stats, String> = crate::daemon::get(&app.daemon, "/v1/stats").await;
+    let config: Result<Config, String> = crate::daemon::get(&app.daemon, "/v1/config").await;
     view::page(
         &app.nav(session, Section::Lb),
         &LbPage {
             status,
             stats: &stats,
+            config: &config,
             peer_console: app.peer_console.as_deref(),
             failed,
             applied,

@@ -20,6 +20,7 @@ use crate::{
 };
 
 pub mod cluster;
+pub mod cluster_settings;
 pub mod config;
 pub mod lb;
 pub mod network;

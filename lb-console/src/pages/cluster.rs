@@ -244,7 +244,15 @@ fn operations() -> Markup {
     }
 }
 
-pub fn page(nav: &Nav, status: &Result<Status, String>, outcome: Option<&Outcome>) -> String {
+/// The page: the pair from `status`, and the cluster's settings from
+/// `config` (editable on a node that says it is active).
+pub fn page(
+    nav: &Nav,
+    status: &Result<Status, String>,
+    config: &Result<lb_common::api::Config, String>,
+    outcome: Option<&Outcome>,
+) -> String {
+    let writable = matches!(super::lb::writable(status), super::lb::Writable::Yes);
     app(
         nav,
         html! {
@@ -256,6 +264,7 @@ pub fn page(nav: &Nav, status: &Result<Status, String>, outcome: Option<&Outcome
             @match status {
                 Ok(Status { cluster: Some(c), .. }) => {
                     (servers(c)) (group(c)) (links_and_monitors(c)) (settings(nav, c)) (replication(c)) (operations())
+                    (super::cluster_settings::section(config, writable))
                 }
                 Ok(_) => {
                     section.card.wide { h2 { "Cluster" } p { "This node is not part of a cluster (standalone)." } }

@@ -4,7 +4,8 @@
 //! reason next to its field and what the operator typed. On a standby (or
 //! when the role is unknown) the page is read-only.
 use lb_common::api::{
-    BackendState, BackendView, Health, Mode, Resolution, ServiceView, Stats, Status,
+    BackendState, BackendView, Check, Config, Health, HealthSpec, Mode, Resolution, ServiceView,
+    Stats, Status, Timing,
 };
 use maud::{Markup, html};
 
@@ -42,6 +43,9 @@ pub enum Writable {
 pub struct LbPage<'a> {
     pub status: &'a Result<Status, String>,
     pub stats: &'a Result<Stats, String>,
+    /// The daemon's configuration (`GET /v1/config`): the services' health
+    /// checks.
+    pub config: &'a Result<Config, String>,
     /// The console of the other node (`--peer-console`).
     pub peer_console: Option<&'a str>,
     pub failed: Option<&'a Failed>,
@@ -78,6 +82,9 @@ pub fn key_backend(what: &str, service: &str, address: &str) -> String {
 pub const KEY_ADD_SERVICE: &str = "add-service";
 pub fn key_sorry(service: &str) -> String {
     format!("sorry {service}")
+}
+pub fn key_health(service: &str) -> String {
+    format!("health {service}")
 }
 pub fn key_delete_service(service: &str) -> String {
     format!("delete-service {service}")
@@ -254,6 +261,145 @@ fn sorry_form(nav: &Nav, page: &LbPage, service: &str, s: &ServiceView) -> Marku
     }
 }
 
+/// A health check in words: `http GET /healthz → 200 · every 2000 ms,
+/// timeout 1000 ms · up after 2, down after 3`.
+fn health_summary(spec: Option<&HealthSpec>) -> Markup {
+    let Some(spec) = spec else {
+        return html! { "none (backends are always up)" };
+    };
+    let Timing {
+        interval_ms,
+        timeout_ms,
+        rise,
+        fall,
+    } = spec.timing;
+    html! {
+        strong { (spec.check.kind()) }
+        @match &spec.check {
+            Check::Http { path, expect_status, body_contains, host }
+            | Check::Https { path, expect_status, body_contains, host, .. } => {
+                " GET " code { (path) } " → " (expect_status)
+                @if let Some(body) = body_contains { ", body contains " code { (body) } }
+                @if let Some(host) = host { ", host " code { (host) } }
+            }
+            _ => {}
+        }
+        @if let Check::Https { verify_certificate, .. } = &spec.check {
+            @if *verify_certificate { ", certificate verified" } @else { ", certificate not verified" }
+        }
+        @if spec.check != Check::None {
+            " · every " (interval_ms) " ms, timeout " (timeout_ms) " ms · up after "
+            (rise) ", down after " (fall)
+        }
+    }
+}
+
+/// The service's health check and, on a writable node, its form (in a
+/// `details`, open when it was refused).
+fn health(nav: &Nav, page: &LbPage, service: &str, write: bool) -> Markup {
+    let config = match page.config {
+        Ok(config) => config,
+        Err(why) => return html! { (unknown()) " " span.sub { "(" (why) ")" } },
+    };
+    let Some(current) = config
+        .services
+        .iter()
+        .find(|c| c.name().to_string() == service)
+    else {
+        return html! { (unknown()) " " span.sub { "(not in the daemon's configuration)" } };
+    };
+    let spec = current.health.as_ref();
+    let key = key_health(service);
+    let failed = page.failed.filter(|f| f.about(&key));
+    let t = |field: &str, default: &str| typed(failed, &key, field, default);
+    // The current values, as the form writes them.
+    let (kind, path, status, body, host, verify) = match spec.map(|s| &s.check) {
+        None => ("none", "", String::new(), "", "", false),
+        Some(check) => match check {
+            Check::Http {
+                path,
+                expect_status,
+                body_contains,
+                host,
+            }
+            | Check::Https {
+                path,
+                expect_status,
+                body_contains,
+                host,
+                ..
+            } => (
+                check.kind(),
+                path.as_str(),
+                expect_status.to_string(),
+                body_contains.as_deref().unwrap_or(""),
+                host.as_deref().unwrap_or(""),
+                matches!(
+                    check,
+                    Check::Https {
+                        verify_certificate: true,
+                        ..
+                    }
+                ),
+            ),
+            _ => (check.kind(), "", String::new(), "", "", false),
+        },
+    };
+    let timing = spec.map(|s| s.timing).unwrap_or_default();
+    let kind = t("kind", kind);
+    let verify = match failed {
+        Some(_) => t("verify_certificate", "") == "yes",
+        None => verify,
+    };
+    let id = |field: &str| format!("health-{field}-{service}");
+    let input =
+        |field: &'static str, label: &str, value: String, placeholder: &str, numeric: bool| {
+            html! {
+                div.field {
+                    label for=(id(field)) { (label) }
+                    input.narrow[numeric] id=(id(field)) name=(field) placeholder=(placeholder)
+                        inputmode=[numeric.then_some("numeric")]
+                        aria-invalid=[invalid(failed, &key, field)] value=(t(field, &value));
+                }
+            }
+        };
+    html! {
+        (health_summary(spec))
+        @if write {
+            details.edit open[failed.is_some()] {
+                summary { "Edit the health check" }
+                form.add method="post" action="/lb/service/health" {
+                    (hidden(nav, service, None))
+                    div.field {
+                        label for=(id("kind")) { "Check" }
+                        select id=(id("kind")) name="kind" aria-invalid=[invalid(failed, &key, "kind")] {
+                            @for (k, label) in [("none", "none"), ("tcp", "TCP connect"), ("http", "HTTP GET"), ("https", "HTTPS GET"), ("icmp", "ICMP echo")] {
+                                option value=(k) selected[k == kind] { (label) }
+                            }
+                        }
+                    }
+                    (input("path", "Path (HTTP/S)", path.to_owned(), "/", false))
+                    (input("expect_status", "Status (HTTP/S)", status, "200", true))
+                    (input("body_contains", "Body contains (HTTP/S)", body.to_owned(), "any body", false))
+                    (input("host", "Host (HTTP/S)", host.to_owned(), "the backend", false))
+                    div.field {
+                        label for=(id("verify_certificate")) { "Verify certificate (HTTPS)" }
+                        input id=(id("verify_certificate")) type="checkbox" name="verify_certificate" value="yes" checked[verify];
+                    }
+                    (input("interval_ms", "Interval (ms)", timing.interval_ms.to_string(), "2000", true))
+                    (input("timeout_ms", "Timeout (ms)", timing.timeout_ms.to_string(), "1000", true))
+                    (input("rise", "Up after", timing.rise.to_string(), "2", true))
+                    (input("fall", "Down after", timing.fall.to_string(), "3", true))
+                    button type="submit" { "Set health check" }
+                }
+                p.sub { "Every backend of the service is checked this way (unless it has its own check). An empty field takes the default shown. Check none: backends are always up." }
+                @for field in crate::forms::HEALTH_FIELDS { (reason(failed, &key, field)) }
+                (reason(failed, &key, "service"))
+            }
+        }
+    }
+}
+
 fn service(nav: &Nav, page: &LbPage, s: &ServiceView, write: bool) -> Markup {
     let name = s.service.to_string();
     let mode = match s.mode {
@@ -280,6 +426,8 @@ fn service(nav: &Nav, page: &LbPage, s: &ServiceView, write: bool) -> Markup {
                         (sorry_form(nav, page, &name, s))
                     } @else if let Some(sorry) = s.sorry { code { (sorry) } } @else { "none" }
                 }
+                dt { "Health check" }
+                dd { (health(nav, page, &name, write)) }
                 dt { "Traffic" }
                 dd { (s.traffic.packets) " packets · " (human_bytes(s.traffic.bytes)) " · " (s.traffic.new_flows) " new flows" }
             }

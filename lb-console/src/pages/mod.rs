@@ -9,6 +9,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 pub mod alerts;
 pub mod cluster;
+pub mod cluster_settings;
 pub mod config;
 pub mod dashboard;
 pub mod lb;

@@ -1,8 +1,9 @@
 //! A fake daemon's API on a Unix socket for the browser tests: it answers
 //! the pages' questions with the fixtures (`tests/fixtures/`, written as
 //! `lb-ctl run` answers) and records every change it is sent, answering
-//! that it was applied (generation 8). Its traffic counters grow with each
-//! `GET /v1/stats` ([`growing_stats`]) so that the Statistics page has
+//! that it was applied (generation 8), and every configuration it is asked
+//! to check, answering that it is valid. Its traffic counters grow with
+//! each `GET /v1/stats` ([`growing_stats`]) so that the Statistics page has
 //! rates to draw, and start over once as a restarted daemon's would.
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -63,6 +64,8 @@ impl FakeDaemon {
                     ));
                     let answer = if request_is_cluster(&asked) {
                         r#"{"accepted":"failover","message":"the group moves to lb2"}"#
+                    } else if request_is_check(&asked) {
+                        r#"{"valid":true,"cluster_changes":["cluster.auto_failback"]}"#
                     } else {
                         r#"{"generation":8}"#
                     };
@@ -84,6 +87,7 @@ impl FakeDaemon {
             .route("/v1/stats", stats_route)
             .route("/v1/alerts", json(ALERTS))
             .route("/v1/config", json(CONFIG).put(record.clone()))
+            .route("/v1/config/check", post(record.clone()))
             .route("/v1/changes", post(record.clone()))
             .route("/v1/cluster/{op}", post(record));
         let task = tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
@@ -150,6 +154,14 @@ fn request_is_cluster(asked: &Asked) -> bool {
         .unwrap()
         .last()
         .is_some_and(|(_, path, _)| path.starts_with("/v1/cluster/"))
+}
+
+fn request_is_check(asked: &Asked) -> bool {
+    asked
+        .lock()
+        .unwrap()
+        .last()
+        .is_some_and(|(_, path, _)| path == "/v1/config/check")
 }
 
 impl Drop for FakeDaemon {

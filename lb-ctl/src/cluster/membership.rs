@@ -274,6 +274,26 @@ impl Membership {
         self.role
     }
 
+    /// New parameters from the operator's live change of `[cluster]`
+    /// (`config::live`): failback, survivor, the failover limits, NP. Who
+    /// this node is, its links and its timing stay (a change of those is
+    /// refused before it gets here); the state (role, peer, counted
+    /// failovers) is kept.
+    pub fn reconfigure(&mut self, p: Params) {
+        debug_assert_eq!(
+            (p.me, p.peer, p.links, p.interval, p.lost_after),
+            (
+                self.p.me,
+                self.p.peer,
+                self.p.links,
+                self.p.interval,
+                self.p.lost_after
+            ),
+            "only the live parameters change"
+        );
+        self.p = p;
+    }
+
     pub fn params(&self) -> &Params {
         &self.p
     }

@@ -40,6 +40,9 @@ pub struct ClusterLink {
     pub sync: Option<SyncState>,
     /// The flow replication's status.
     pub replication: watch::Receiver<ReplicationStatus>,
+    /// The `[cluster]` section the loop runs with: the daemon sends a
+    /// change of the keys `config::live` allows, the loop takes it live.
+    pub settings: watch::Sender<ClusterConfig>,
 }
 
 /// A request to push the settings now, and where to answer.
@@ -90,6 +93,7 @@ impl Pusher {
             generation: config.generation,
             hash: hex(&settings_hash(config)),
             services: config.services.clone(),
+            cluster: config.cluster.clone(),
         };
         push_settings(self.tls.clone(), self.peers.clone(), message)
     }
@@ -211,11 +215,13 @@ pub fn start(
     ));
     // ...the active's side is the daemon's loop's: it publishes the
     // settings after every change and pushes them (see `Pusher`).
+    let (reconfigure_tx, reconfigure) = watch::channel(cluster.clone());
     daemon.attach_cluster(ClusterLink {
         status,
         operations,
         sync: None,
         replication: replication.status,
+        settings: reconfigure_tx,
     });
     let pusher = Pusher {
         tls,
@@ -232,6 +238,7 @@ pub fn start(
         settings,
         daemon: Some(ping_tx),
         caught_up: Some(replication.caught_up),
+        reconfigure: Some(reconfigure),
     };
     // The event loop runs on a thread and runtime of its own: nothing the
     // daemon does (a long configuration change in the daemon's loop) can

@@ -1,7 +1,9 @@
 //! Settings sync: the active pushes the LB settings (services, backends,
 //! sorry servers) to the standby with their generation and hash; the
 //! standby applies them or refuses a stale generation (like HAProxy's Data
-//! Plane API's 409). `[node]` is never sent.
+//! Plane API's 409). `[node]` is never sent; `[cluster]` is, and the
+//! standby takes what `config::live` allows of it (see
+//! `Daemon::apply_replicated`).
 //!
 //! The pure part: the message, its check ([`judge`]), the texts, and the
 //! active's side: its pushes one at a time ([`PushQueue`]) and what a
@@ -25,7 +27,7 @@ use tokio::{
 };
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use super::node::SyncState;
+use super::{config::ClusterConfig, node::SyncState};
 use crate::{
     api::{AlertEvent, AlertLevel},
     config::ServiceConfig,
@@ -42,6 +44,11 @@ pub struct SyncMessage {
     /// Hex SHA-256 of the services' JSON (`serve::settings_hash`).
     pub hash: String,
     pub services: Vec<ServiceConfig>,
+    /// The active's `[cluster]` section (absent from an older active): the
+    /// standby takes its live keys, keeps its own section when another
+    /// key differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// The standby's answer: `status` as in HTTP (200 applied or already held,
@@ -383,6 +390,25 @@ pub async fn push(
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_message_carries_the_cluster_section_and_reads_without_it() {
+        let (mut message, _) = message(3, Vec::new());
+        let old = serde_json::to_string(&message).unwrap();
+        assert!(!old.contains("cluster"), "{old}");
+        // An older active's message: no section, this node keeps its own.
+        assert_eq!(serde_json::from_str::<SyncMessage>(&old).unwrap(), message);
+        message.cluster = Some(
+            toml::from_str(
+                "id = \"00112233445566778899aabbccddeeff\"\nauto_failback = true\n\
+                 [[servers]]\nname = \"lb1\"\n[[servers]]\nname = \"lb2\"\n\
+                 [[interconnects]]\nname = \"hb0\"\naddresses = [\"198.18.8.1\", \"198.18.8.2\"]\n",
+            )
+            .unwrap(),
+        );
+        let json = serde_json::to_string(&message).unwrap();
+        assert_eq!(serde_json::from_str::<SyncMessage>(&json).unwrap(), message);
+    }
+
     fn message(generation: u64, services: Vec<ServiceConfig>) -> (SyncMessage, [u8; 32]) {
         let config = crate::config::Config {
             services,
@@ -394,6 +420,7 @@ mod tests {
                 generation,
                 hash: hex(&hash),
                 services: config.services,
+                cluster: None,
             },
             hash,
         )

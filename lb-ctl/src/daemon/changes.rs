@@ -6,15 +6,38 @@
 use std::net::SocketAddr;
 
 use crate::{
-    api::{AlertEvent, AlertLevel, Applied, Change, ServiceRef},
+    api::{AlertEvent, AlertLevel, Applied, Change, ConfigCheck, ConfigProblem, ServiceRef},
     balancer::{Balancer, Ops},
     cluster::{
+        config::{ClusterConfig, live},
         serve::settings_hash,
         sync::{self, SyncMessage, SyncReply, Verdict},
     },
     config::{Config, ConfigFile as _, ServiceConfig},
     role::Role,
 };
+
+/// A configuration that passed every check: the balancer's next state and
+/// the map operations that get there, and the `[cluster]` keys the
+/// cluster's loop takes live.
+struct Checked {
+    next: Balancer,
+    ops: Ops,
+    cluster_changes: Vec<String>,
+}
+
+/// Why a configuration is refused, and the key it is about (None: the
+/// whole).
+struct Refused {
+    key: Option<String>,
+    error: ChangeError,
+}
+
+impl Refused {
+    fn whole(error: ChangeError) -> Refused {
+        Refused { key: None, error }
+    }
+}
 
 use super::{ChangeError, Daemon, health_targets};
 
@@ -67,6 +90,11 @@ impl Daemon {
         let mut new = self.config.clone();
         new.services = message.services.clone();
         let computed = settings_hash(&new);
+        // The active's `[cluster]`: its live keys are taken (the loop gets
+        // them with the commit), else this node's section stays.
+        if let Some(active) = &message.cluster {
+            new.cluster = self.cluster_from_active(&new, active);
+        }
         match sync::judge(held, &message, &computed) {
             Verdict::Apply => {}
             Verdict::AlreadyHeld => return reply(200, "already held".into(), held.0),
@@ -88,22 +116,109 @@ impl Daemon {
         }
     }
 
-    /// Validates, applies and persists `new` (its generation already set).
-    fn commit_config(&mut self, new: Config, what: &str) -> Result<Applied, ChangeError> {
+    /// What the operator's `new` configuration would do, nothing changed
+    /// (`POST /v1/config/check`): the same checks as
+    /// [`apply_config`](Self::apply_config) (the standby's refusal, the
+    /// `[node]` section, the whole file's rules, the `[cluster]` keys a
+    /// running node can change, the balancer's plan).
+    pub fn check_config(&self, new: &Config) -> ConfigCheck {
+        let outcome = match self.standby_refusal() {
+            Some(refusal) => Err(Refused::whole(ChangeError::Conflict(refusal))),
+            None => self.checked(new),
+        };
+        match outcome {
+            Ok(checked) => ConfigCheck {
+                valid: true,
+                error: None,
+                cluster_changes: checked.cluster_changes,
+            },
+            Err(refused) => ConfigCheck {
+                valid: false,
+                error: Some(ConfigProblem {
+                    key: refused.key,
+                    message: refused.error.to_string(),
+                }),
+                cluster_changes: Vec::new(),
+            },
+        }
+    }
+
+    /// The checks of a new configuration, before anything is touched: the
+    /// plan that applies it, or why not (and where).
+    fn checked(&self, new: &Config) -> Result<Checked, Refused> {
         if new.node != self.config.node {
-            return self.reject(
-                what,
-                ChangeError::Invalid(
-                    "the [node] section cannot change while the daemon runs: edit the file and restart lb-ctl run".into(),
-                ),
-            );
+            return Err(Refused::whole(ChangeError::Invalid(
+                "the [node] section cannot change while the daemon runs: edit the file and restart lb-ctl run".into(),
+            )));
         }
-        if let Err((_, message)) = new.validate() {
-            return self.reject(what, ChangeError::Invalid(message));
+        if let Err((location, message)) = new.validate() {
+            return Err(Refused {
+                key: location.key(),
+                error: ChangeError::Invalid(message),
+            });
         }
-        let (next, ops) = match self.balancer.plan(&self.specs(&new)) {
-            Ok(plan) => plan,
-            Err(err) => return self.reject(what, ChangeError::Invalid(err.to_string())),
+        let cluster_changes = match live::judge(self.config.cluster.as_ref(), new.cluster.as_ref())
+        {
+            live::Verdict::Unchanged => Vec::new(),
+            live::Verdict::Live(keys) => keys,
+            live::Verdict::Refused { key, message } => {
+                return Err(Refused {
+                    key: Some(key),
+                    error: ChangeError::Invalid(message),
+                });
+            }
+        };
+        let (next, ops) = self
+            .balancer
+            .plan(&self.specs(new))
+            .map_err(|err| Refused::whole(ChangeError::Invalid(err.to_string())))?;
+        Ok(Checked {
+            next,
+            ops,
+            cluster_changes,
+        })
+    }
+
+    /// The `[cluster]` section a standby runs with after a push that
+    /// carries the active's: the active's when only live keys differ and
+    /// it is valid here, else this node's own (with an alert naming why).
+    fn cluster_from_active(&self, new: &Config, active: &ClusterConfig) -> Option<ClusterConfig> {
+        let own = self.config.cluster.clone();
+        let why = match live::judge(own.as_ref(), Some(active)) {
+            live::Verdict::Unchanged => return own,
+            live::Verdict::Live(_) => {
+                let candidate = Config {
+                    cluster: Some(active.clone()),
+                    ..new.clone()
+                };
+                match candidate.validate() {
+                    Ok(()) => return Some(active.clone()),
+                    Err((_, why)) => why,
+                }
+            }
+            live::Verdict::Refused { message, .. } => message,
+        };
+        self.alerts.record(
+            AlertLevel::Warning,
+            AlertEvent::SyncRefused,
+            format!(
+                "the active's [cluster] settings are not taken here, this node keeps its own: {why}"
+            ),
+        );
+        own
+    }
+
+    /// Validates, applies and persists `new` (its generation already set):
+    /// the maps, then the cluster's live settings, then the file; a step
+    /// that fails undoes the ones before.
+    fn commit_config(&mut self, new: Config, what: &str) -> Result<Applied, ChangeError> {
+        let Checked {
+            next,
+            ops,
+            cluster_changes,
+        } = match self.checked(&new) {
+            Ok(checked) => checked,
+            Err(refused) => return self.reject(what, refused.error),
         };
         if let Err(err) = self.dataplane.apply(&ops) {
             self.roll_back(&next);
@@ -112,8 +227,20 @@ impl Daemon {
                 ChangeError::Failed(format!("writing the maps: {err:#}")),
             );
         }
+        if !cluster_changes.is_empty()
+            && let Err(why) = self.reconfigure_cluster(new.cluster.as_ref())
+        {
+            self.roll_back(&next);
+            return self.reject(what, ChangeError::Failed(why));
+        }
         if let Err(err) = new.save(&self.config_path) {
             self.roll_back(&next);
+            if !cluster_changes.is_empty() {
+                let old = self.config.cluster.clone();
+                if let Err(why) = self.reconfigure_cluster(old.as_ref()) {
+                    tracing::error!(error = %why, "giving the cluster its settings back");
+                }
+            }
             return self.reject(
                 what,
                 ChangeError::Failed(format!(
@@ -130,14 +257,30 @@ impl Daemon {
             .retain(|key, _| targets.iter().any(|(k, _, _)| k == key));
         self.monitor.reconcile(targets);
         self.neighbour_wake.notify_one();
+        let cluster = if cluster_changes.is_empty() {
+            String::new()
+        } else {
+            format!("; the cluster took {} live", cluster_changes.join(", "))
+        };
         self.alerts.record(
             AlertLevel::Info,
             AlertEvent::ConfigApplied,
-            format!("{what} (generation {})", self.config.generation),
+            format!("{what} (generation {}){cluster}", self.config.generation),
         );
         Ok(Applied {
             generation: self.config.generation,
         })
+    }
+
+    /// Hands a `[cluster]` section to the cluster's loop (only keys
+    /// `live` allows differ from what it runs).
+    fn reconfigure_cluster(&self, cluster: Option<&ClusterConfig>) -> Result<(), String> {
+        let (Some(link), Some(cluster)) = (self.cluster.as_ref(), cluster) else {
+            return Err("the cluster's loop is not running: nothing was changed".into());
+        };
+        link.settings
+            .send(cluster.clone())
+            .map_err(|_| "the cluster's loop has stopped: nothing was changed".to_owned())
     }
 
     fn reject(&self, what: &str, err: ChangeError) -> Result<Applied, ChangeError> {

@@ -33,7 +33,7 @@ use tokio::{
 
 use super::{ChangeError, Daemon, HealthKey};
 use crate::{
-    api::{Alert, Applied, Change, ServiceView, Stats, Status},
+    api::{Alert, Applied, Change, ConfigCheck, ServiceView, Stats, Status},
     balancer::Tables,
     cluster::{
         node::{ClusterEvent, OperationRequest},
@@ -72,6 +72,11 @@ pub enum Event {
         /// event.
         config: Box<Config>,
         answer: oneshot::Sender<Result<Applied, ChangeError>>,
+    },
+    /// What an import would do, nothing changed.
+    CheckConfig {
+        config: Box<Config>,
+        answer: oneshot::Sender<ConfigCheck>,
     },
     Change {
         change: Change,
@@ -263,6 +268,9 @@ impl EventLoop {
             }
             Event::ImportConfig { config, answer } => {
                 let _ = answer.send(daemon.apply_config(*config, "configuration imported"));
+            }
+            Event::CheckConfig { config, answer } => {
+                let _ = answer.send(daemon.check_config(&config));
             }
             Event::Change { change, answer } => {
                 let _ = answer.send(daemon.change(change));

@@ -31,6 +31,7 @@ pub fn api_router(daemon: Handle) -> Router {
         .route("/v1/stats", get(stats))
         .route("/v1/alerts", get(alerts))
         .route("/v1/config", get(export).put(import))
+        .route("/v1/config/check", post(check))
         .route("/v1/changes", post(change))
         .route("/v1/cluster/{operation}", post(cluster_operation))
         .fallback(|| async {
@@ -130,6 +131,20 @@ async fn import(State(daemon): State<Handle>, body: axum::body::Bytes) -> Respon
             })
             .await,
     )
+}
+
+/// `POST /v1/config/check`: the verdict on a configuration (200 whether
+/// valid or not; 400 for a body that is no configuration).
+async fn check(State(daemon): State<Handle>, body: axum::body::Bytes) -> Response {
+    let config: Config = match parse(&body) {
+        Ok(c) => c,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    ask(&daemon, |answer| Event::CheckConfig {
+        config: Box::new(config),
+        answer,
+    })
+    .await
 }
 
 async fn change(State(daemon): State<Handle>, body: axum::body::Bytes) -> Response {

@@ -8,8 +8,8 @@ use std::{
 use hyper::Method;
 use lb_ctl::{
     api::{
-        Accepted, Alert, Applied, Change, ClusterOperation, ServiceView, Stats, Status,
-        Synchronized,
+        Accepted, Alert, Applied, Change, ClusterOperation, ConfigCheck, ServiceView, Stats,
+        Status, Synchronized,
     },
     balancer::BackendState,
     client::{Client, ClientError},
@@ -416,6 +416,45 @@ pub async fn export(client: &Client) -> Result<(), ClientError> {
     let config = config(client).await?;
     print!("{}", config.to_toml());
     Ok(())
+}
+
+/// `lb-ctl config check FILE --daemon`: what the running daemon would do
+/// with the file (`POST /v1/config/check`), after the file's own checks.
+pub async fn check_with_daemon(client: &Client, file: &Path) -> Result<(), ClientError> {
+    let config = Config::load(file).map_err(|e| ClientError::Refused {
+        status: 400,
+        message: e.to_string(),
+    })?;
+    let check: ConfigCheck = client
+        .send(Method::POST, "/v1/config/check", &config)
+        .await?;
+    match check.error {
+        None => {
+            let cluster = if check.cluster_changes.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; the cluster would take {} live",
+                    check.cluster_changes.join(", ")
+                )
+            };
+            println!(
+                "{}: the running daemon would apply it{cluster}",
+                file.display()
+            );
+            Ok(())
+        }
+        Some(problem) => Err(ClientError::Refused {
+            status: 400,
+            message: match problem.key {
+                Some(key) => format!(
+                    "the running daemon would refuse it: {key}: {}",
+                    problem.message
+                ),
+                None => format!("the running daemon would refuse it: {}", problem.message),
+            },
+        }),
+    }
 }
 
 pub async fn import(client: &Client, file: &Path) -> Result<(), ClientError> {

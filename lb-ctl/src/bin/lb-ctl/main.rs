@@ -228,8 +228,17 @@ enum BackendCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Validate a file without running anything (same errors as `run`).
-    Check { file: PathBuf },
+    /// Validate a file without running anything (same errors as `run`);
+    /// with --daemon, also ask the running daemon whether an import would
+    /// take it (nothing is changed).
+    Check {
+        file: PathBuf,
+        /// Also ask the running daemon (`POST /v1/config/check`): the
+        /// [node] section, the [cluster] keys that cannot change while it
+        /// runs, a standby's refusal.
+        #[arg(long)]
+        daemon: bool,
+    },
     /// Print the running configuration (a backup).
     Export,
     /// Replace the running configuration with a file (validated first,
@@ -288,7 +297,13 @@ async fn dispatch(cli: Cli) -> ExitCode {
     let json = cli.json;
     let result = match cli.command {
         Command::Run { config } => return lb_ctl::run::run(&config).await,
-        Command::Config(ConfigCommand::Check { file }) => return check(&file),
+        Command::Config(ConfigCommand::Check {
+            file,
+            daemon: false,
+        }) => return check(&file),
+        Command::Config(ConfigCommand::Check { file, daemon: true }) => {
+            commands::check_with_daemon(&client, &file).await
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "lb-ctl", &mut std::io::stdout());
             Ok(())

@@ -14,6 +14,8 @@ use std::{collections::BTreeSet, time::Duration};
 
 use super::membership::Params;
 
+pub mod live;
+
 // The section's types are the API's (`GET`/`PUT /v1/config` carry them):
 // plain data in `lb_common::api::config`. What checks them is here
 // ([`ClusterRules`]).

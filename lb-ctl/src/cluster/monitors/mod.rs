@@ -71,6 +71,34 @@ impl Monitors {
         Monitors { runs }
     }
 
+    /// The operator changed the monitors while the node runs: a monitor
+    /// whose settings are the same keeps its state and schedule; a new or
+    /// changed one starts as at the node's start (its wait from `now`,
+    /// Normal until its checks fail); a removed one is gone.
+    pub fn reconfigure(&mut self, config: &[Monitor], server: &str, now: Instant) {
+        let fresh = Monitors::new(config, server, now);
+        let mut old = std::mem::take(&mut self.runs);
+        self.runs = fresh
+            .runs
+            .into_iter()
+            .map(|run| {
+                match old
+                    .iter()
+                    .position(|o| o.config == run.config && o.here == run.here)
+                {
+                    Some(i) => old.swap_remove(i),
+                    None => run,
+                }
+            })
+            .collect();
+    }
+
+    /// The index of the monitor named `name` (a check's result comes back
+    /// by name: the monitors may have changed meanwhile).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.runs.iter().position(|r| r.config.name == name)
+    }
+
     fn running(run: &Run, role: Role, now: Instant) -> bool {
         run.here
             && now >= run.start_at
@@ -249,6 +277,50 @@ mod tests {
             .map(|(_, m)| m.name)
             .collect();
         assert_eq!(due, ["waits"]);
+    }
+
+    #[test]
+    fn a_live_change_keeps_the_state_of_unchanged_monitors_only() {
+        let t0 = Instant::now();
+        let mut kept = monitor("kept", MonitorKind::Ip);
+        kept.retries = 1;
+        let mut changed = monitor("changed", MonitorKind::Ip);
+        changed.retries = 1;
+        let gone = monitor("gone", MonitorKind::Ip);
+        let mut mons = Monitors::new(&[gone, kept.clone(), changed.clone()], "lb1", t0);
+        assert_eq!(mons.due(Role::Active, t0).len(), 3);
+        for name in ["kept", "changed"] {
+            let i = mons.index_of(name).unwrap();
+            mons.observe(i, Err("down".into())).unwrap();
+        }
+        let states = |mons: &Monitors, t| {
+            mons.states(Role::Active, t)
+                .into_iter()
+                .map(|(name, _, state)| format!("{name} {state}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            states(&mons, t0),
+            ["gone normal", "kept error", "changed error"]
+        );
+        let t1 = t0 + Duration::from_millis(10);
+        changed.start_wait_ms = 1_000;
+        let mut added = monitor("added", MonitorKind::Ip);
+        added.start_wait_ms = 1_000;
+        mons.reconfigure(&[kept, changed, added], "lb1", t1);
+        // Kept: its Error and its schedule; changed and added: from the
+        // start, waiting; gone: gone.
+        assert_eq!(
+            states(&mons, t1),
+            ["kept error", "changed offline", "added offline"]
+        );
+        assert_eq!(mons.index_of("gone"), None);
+        assert_eq!(mons.index_of("added"), Some(2));
+        let t2 = t1 + Duration::from_millis(1_000);
+        assert_eq!(
+            states(&mons, t2),
+            ["kept error", "changed normal", "added normal"]
+        );
     }
 
     #[test]

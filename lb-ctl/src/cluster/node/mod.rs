@@ -105,6 +105,10 @@ pub struct NodeSetup {
     /// (None: it does not replicate): a standby behind an active peer is
     /// not eligible.
     pub caught_up: Option<watch::Receiver<bool>>,
+    /// The `[cluster]` section as the daemon last applied it: a new one
+    /// (only keys `config::live` allows changed) takes effect on the next
+    /// pass (None: it never changes).
+    pub reconfigure: Option<watch::Receiver<ClusterConfig>>,
 }
 
 /// Where a `stall` monitor asks the daemon's event loop to answer.
@@ -121,13 +125,14 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let NodeSetup {
-        cluster,
+        mut cluster,
         node_name,
         keys,
         start_role,
         settings,
         daemon,
         caught_up,
+        mut reconfigure,
     } = setup;
     let params = cluster
         .params(&node_name)
@@ -146,7 +151,8 @@ pub async fn run(
     // The group matches the starting role before anything else.
     floating.converge(start_role).await?;
     announcer.role_changed(start_role, now);
-    let (check_tx, mut checks) = mpsc::channel::<(usize, Result<(), String>)>(16);
+    // Check results by monitor name: the monitors may change meanwhile.
+    let (check_tx, mut checks) = mpsc::channel::<(String, Result<(), String>)>(16);
     let (np_tx, mut np) = mpsc::channel::<bool>(4);
     let unix_micros = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -186,8 +192,11 @@ pub async fn run(
                     settings_hash: hb.settings_hash,
                 });
             }
-            Some((i, result)) = checks.recv() => {
-                if let Some(change) = monitors.observe(i, result) {
+            Some((name, result)) = checks.recv() => {
+                let change = monitors
+                    .index_of(&name)
+                    .and_then(|i| monitors.observe(i, result));
+                if let Some(change) = change {
                     let _ = events.try_send(ClusterEvent::MonitorChanged {
                         monitor: change.monitor,
                         state: change.state,
@@ -218,6 +227,24 @@ pub async fn run(
                             .answers
                             .push(answer);
                     }
+                }
+            }
+            Some(new) = reconfigured(&mut reconfigure) => {
+                // Only what `config::live` allows differs: the same
+                // servers, links and timing, so the sockets, the group and
+                // the role stay as they are.
+                match new.params(&node_name) {
+                    Some(params) => {
+                        membership.reconfigure(params);
+                        monitors.reconfigure(&new.monitors, &node_name, Instant::now());
+                        tracing::info!(
+                            monitors = new.monitors.len(),
+                            auto_failback = new.auto_failback,
+                            "the cluster's settings changed live"
+                        );
+                        cluster = new;
+                    }
+                    None => tracing::error!("new cluster settings without this node: ignored"),
                 }
             }
             _ = tick.tick() => {}
@@ -406,6 +433,19 @@ pub async fn run(
     Ok(())
 }
 
+/// The next `[cluster]` section the daemon applied; never, without one.
+async fn reconfigured(
+    changes: &mut Option<watch::Receiver<ClusterConfig>>,
+) -> Option<ClusterConfig> {
+    if let Some(changes) = changes
+        && changes.changed().await.is_ok()
+    {
+        return Some(changes.borrow_and_update().clone());
+    }
+    // No sender (any more): nothing will change.
+    std::future::pending().await
+}
+
 /// Adds back the group's addresses an active node lost (an interface set
 /// down and up flushes its IPv6 addresses), announces them and says so.
 async fn restore_floating(floating: &FloatingIps, events: &mpsc::Sender<ClusterEvent>) {
@@ -524,9 +564,10 @@ fn start_checks(
     now: Instant,
     gap: Duration,
     daemon: Option<&DaemonPing>,
-    results: &mpsc::Sender<(usize, Result<(), String>)>,
+    results: &mpsc::Sender<(String, Result<(), String>)>,
 ) {
-    for (i, monitor) in monitors.due(role, now) {
+    for (_, monitor) in monitors.due(role, now) {
+        let i = monitor.name.clone();
         if monitor.kind == MonitorKind::Stall {
             let limit = Duration::from_millis(monitor.timeout_ms);
             if gap > limit {

@@ -1,14 +1,22 @@
-//! The LB settings' forms read into the daemon's [`Change`]s: pure, no
-//! I/O. A field that cannot be read is refused here with its name and why
-//! (the page shows the message next to it, with what the operator typed);
-//! what only the daemon can judge (a duplicate, a weight above its limit, a
-//! standby's refusal) is its refusal, shown the same way.
+//! The console's forms read into the daemon's requests: pure, no I/O. A
+//! field that cannot be read is refused here with its name and why (the
+//! page shows the message next to it, with what the operator typed); what
+//! only the daemon can judge (a duplicate, a weight above its limit, a
+//! standby's refusal) is its refusal, shown the same way. This module: the
+//! form itself and the LB settings' forms, each one [`Change`];
+//! [`health`]: a service's health check; [`cluster`]: the cluster's
+//! settings as a draft.
 use std::net::{IpAddr, SocketAddr};
 
 use lb_common::api::{
     BackendConfig, BackendState, Change, Config, Mode, Protocol, ServiceConfig, ServiceRef,
 };
 
+mod cluster;
+mod health;
+
+pub use cluster::{SettingsError, cluster_settings, describe_cluster};
+pub use health::{HEALTH_FIELDS, describe_health, set_health};
 /// A form as the browser sent it (URL-encoded), fields in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Form(pub Vec<(String, String)>);
@@ -219,12 +227,7 @@ pub fn add_service(form: &Form) -> Result<Change, FieldError> {
 /// `service`, `sorry` (empty: none): a service's sorry server, its other
 /// settings as `config` (the daemon's) holds them, its backends kept.
 pub fn set_sorry(form: &Form, config: &Config) -> Result<Change, FieldError> {
-    let name = service(form)?;
-    let current = config
-        .services
-        .iter()
-        .find(|s| s.name() == name)
-        .ok_or_else(|| bad("service", format!("There is no service {name} (any more).")))?;
+    let current = current(form, config)?;
     let sorry = match form.get("sorry") {
         "" => None,
         _ => Some(address(form, "sorry")?),
@@ -238,6 +241,18 @@ pub fn set_sorry(form: &Form, config: &Config) -> Result<Change, FieldError> {
     })
 }
 
+/// The service `form` names, as `config` (the daemon's) holds it.
+pub(crate) fn current<'a>(
+    form: &Form,
+    config: &'a Config,
+) -> Result<&'a ServiceConfig, FieldError> {
+    let name = service(form)?;
+    config
+        .services
+        .iter()
+        .find(|s| s.name() == name)
+        .ok_or_else(|| bad("service", format!("There is no service {name} (any more).")))
+}
 /// `service`: removes a service with its backends.
 pub fn delete_service(form: &Form) -> Result<Change, FieldError> {
     Ok(Change::DelService {
@@ -268,10 +283,14 @@ pub fn describe(change: &Change) -> (&'static str, String) {
         }
         Change::SetService { service } => (
             "service set",
-            match service.sorry {
-                Some(sorry) => format!("{} sorry {sorry}", service.name()),
-                None => format!("{} sorry none", service.name()),
-            },
+            format!(
+                "{} sorry {} health {}",
+                service.name(),
+                service
+                    .sorry
+                    .map_or_else(|| "none".to_owned(), |sorry| sorry.to_string()),
+                describe_health(service.health.as_ref())
+            ),
         ),
         Change::DelService { service } => ("service delete", service.to_string()),
         Change::AddBackend { service, backend } => (
@@ -305,10 +324,10 @@ pub fn describe(change: &Change) -> (&'static str, String) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn form(body: &str) -> Form {
+    pub(crate) fn form(body: &str) -> Form {
         Form::parse(body.as_bytes()).unwrap()
     }
 
