@@ -211,9 +211,19 @@ fn the_cli_drives_a_real_daemon() {
     }
     // Every counter of the data plane, by its name.
     for counter in lb_common::Counter::ALL {
-        let want = format!("lb_packets_total{{outcome=\"{}\"}}", counter.name());
+        let want = match counter.name().strip_prefix("flows_") {
+            Some(stage) => format!("lb_flows_total{{stage=\"{stage}\"}}"),
+            None => format!("lb_packets_total{{outcome=\"{}\"}}", counter.name()),
+        };
         assert!(metrics.contains(&want), "{want} missing from:\n{metrics}");
     }
+    // The test's connections were confirmed (the client's second packet).
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("lb_flows_total{stage=\"confirmed\"} ") && !l.ends_with(" 0")),
+        "no confirmed flow in:\n{metrics}"
+    );
     let flows = metrics
         .lines()
         .find(|l| l.starts_with("lb_service_new_flows_total{service=\"tcp/198.18.0.100:80\"}"))

@@ -108,8 +108,8 @@ fn udp_ask(socket: &UdpSocket, request: &[u8], tries: usize) -> Result<String> {
     bail!("no answer to {tries} datagrams")
 }
 
-/// UDP flows keep their backend: client sockets answered through lb1, a
-/// backend added (Maglev alone would move about a third of them to it),
+/// UDP flows keep their backend: client sockets answered twice through
+/// lb1 (confirmed flows), a backend added (Maglev alone would move about a third of them to it),
 /// `lb-ctl failover`, then each socket's next datagram is forwarded by lb2
 /// to the backend that answered it before.
 #[test]
@@ -133,9 +133,19 @@ fn nat_udp_flows_keep_their_backend_across_failover_with_a_backend_added() -> Re
             })
         })
         .collect::<Result<_>>()?;
+    // Two datagrams each: the second confirms the flow (a first datagram
+    // alone is an unconfirmed flow, which is not replicated, so that a
+    // flood of spoofed sources reaches neither the connection table nor
+    // the standby).
     let mut first = Vec::new();
     for (i, socket) in sockets.iter().enumerate() {
-        first.push(udp_ask(socket, format!("flow {i} first").as_bytes(), 5)?);
+        let answer = udp_ask(socket, format!("flow {i} first").as_bytes(), 5)?;
+        let again = udp_ask(socket, format!("flow {i} again").as_bytes(), 5)?;
+        ensure!(
+            answer == again,
+            "flow {i}: answered by {answer}, then by {again}"
+        );
+        first.push(answer);
     }
     eprintln!("answered through lb1 by {first:?}");
 

@@ -20,6 +20,7 @@ pub mod capture;
 pub mod daemon;
 pub mod fixnet;
 pub mod fixture;
+pub mod flood;
 pub mod flow_pair;
 pub mod flow_scenario;
 pub mod netns;

@@ -30,9 +30,11 @@ pub(super) fn bulk_copy(
     let filling = Instant::now();
     let mut wrong = 0u64;
     for _ in 0..BULK_FLOWS {
-        let frame = flows.next_frame().build();
-        if test_run(&active.program, active.ingress, &frame)? != active.action {
-            wrong += 1;
+        let (syn, ack) = flows.next_flow();
+        for frame in [syn.build(), ack.build()] {
+            if test_run(&active.program, active.ingress, &frame)? != active.action {
+                wrong += 1;
+            }
         }
     }
     let filled = filling.elapsed();

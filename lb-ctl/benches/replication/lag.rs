@@ -152,11 +152,13 @@ pub(super) fn lag_run(
     let count = rate * time.as_secs();
     let every = (rate / SAMPLES_PER_S).max(1);
     // Built before the clock starts: the driver only runs them.
-    let frames: Vec<(Vec<u8>, Option<FlowKey>)> = (0..count)
+    // Each flow: its SYN, then the ACK that confirms it (and has it
+    // reported).
+    let frames: Vec<([Vec<u8>; 2], Option<FlowKey>)> = (0..count)
         .map(|i| {
-            let frame = flows.next_frame();
-            let key = (i % every == 0).then(|| frame.flow_key());
-            (frame.build(), key)
+            let (syn, ack) = flows.next_flow();
+            let key = (i % every == 0).then(|| syn.flow_key());
+            ([syn.build(), ack.build()], key)
         })
         .collect();
     let data = MapData::from_pin(standby_flows)
@@ -204,8 +206,12 @@ pub(super) fn lag_run(
             if due > now {
                 thread::sleep(due - now);
             }
+            match test_run(&active.program, active.ingress, &frame[0]) {
+                Ok(action) if action == active.action => {}
+                _ => wrong += 1,
+            }
             let made = Instant::now();
-            match test_run(&active.program, active.ingress, frame) {
+            match test_run(&active.program, active.ingress, &frame[1]) {
                 Ok(action) if action == active.action => {}
                 _ => wrong += 1,
             }

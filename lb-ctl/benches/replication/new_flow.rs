@@ -30,14 +30,28 @@ pub(super) fn new_flow_cost(
     let lost_before = status(lb1)?.records_lost;
     let result = interleaved(|on| {
         switch.set(0, if on { REPLICATE_ON } else { 0 }, 0)?;
-        measure(
+        // Each run: a flow's SYN, not measured, then the ACK that
+        // confirms the flow (and reports it when the switch is on),
+        // measured.
+        let mut syn_failed = None;
+        let durations = measure(
             &active.program,
             active.ingress,
             NEW_FLOW_BLOCK_RUNS,
             active.action,
             Duration::from_secs(60),
-            |_, buf| *buf = flows.next_frame().build(),
-        )
+            |_, buf| {
+                let (syn, ack) = flows.next_flow();
+                if let Err(err) = test_run(&active.program, active.ingress, &syn.build()) {
+                    syn_failed.get_or_insert(err);
+                }
+                *buf = ack.build();
+            },
+        )?;
+        match syn_failed {
+            Some(err) => Err(err.context("a flow's SYN")),
+            None => Ok(durations),
+        }
     });
     // Back as lb1's daemon set it, whatever happened.
     switch.set(0, REPLICATE_ON, 0)?;
@@ -122,29 +136,44 @@ pub(super) fn where_the_new_flow_cost_goes(ext: u32, int: u32) -> Result<Vec<Str
     dp.apply(&ops)?;
     let mut records = dp.flow_records()?;
     let mut flows = FlowSource::default();
-    let frame = |flows: &mut FlowSource| {
-        flows
-            .next_frame()
-            .macs(lb_tests::packets::CLIENT_MAC, lb_tests::fixnet::LB_EXT_MAC)
-            .build()
+    // A flow's SYN and the ACK that confirms (and reports) it.
+    let flow = |flows: &mut FlowSource| {
+        let (syn, ack) = flows.next_flow();
+        let macs = |f: lb_tests::packets::Frame| {
+            f.macs(lb_tests::packets::CLIENT_MAC, lb_tests::fixnet::LB_EXT_MAC)
+                .build()
+        };
+        (macs(syn), macs(ack))
     };
-    let expect = test_run(
-        lb_ctl::dataplane::program(dp.ebpf_mut())?,
-        ext,
-        &frame(&mut flows),
-    )?;
+    let (syn, ack) = flow(&mut flows);
+    let program = lb_ctl::dataplane::program(dp.ebpf_mut())?;
+    let expect = test_run(program, ext, &syn)?;
+    if test_run(program, ext, &ack)? != expect {
+        bail!("a flow's SYN and its ACK got different actions");
+    }
     let mut lines = Vec::new();
     let mut blocks = |dp: &mut Dataplane, after_on: &mut dyn FnMut()| {
         let result = interleaved(|on| {
             dp.set_replicate(on)?;
+            let program = lb_ctl::dataplane::program(dp.ebpf_mut())?;
+            let mut syn_failed = None;
             let durations = measure(
-                lb_ctl::dataplane::program(dp.ebpf_mut())?,
+                program,
                 ext,
                 NEW_FLOW_BLOCK_RUNS,
                 expect,
                 Duration::from_secs(60),
-                |_, buf| *buf = frame(&mut flows),
+                |_, buf| {
+                    let (syn, ack) = flow(&mut flows);
+                    if let Err(err) = test_run(program, ext, &syn) {
+                        syn_failed.get_or_insert(err);
+                    }
+                    *buf = ack;
+                },
             )?;
+            if let Some(err) = syn_failed {
+                return Err(err.context("a flow's SYN"));
+            }
             if on {
                 after_on();
             }

@@ -17,7 +17,7 @@ use lb_tests::{
     fixture,
     flow_pair::FlowPair,
     flow_scenario,
-    packets::{Frame, SYN},
+    packets::{ACK, Frame, SYN},
     rig::{Rig, RigOptions, VIP_V4},
 };
 use serde_json::Value;
@@ -78,8 +78,16 @@ pub(super) fn on_the_active(
     let program = lb_tests::testrun::attached_program(&lb1.files().pin_dir, "ext0", &scratch)?;
     let ingress = lb_ctl::dataplane::ifindex("ext0")?;
     let mut flows = FlowSource::default();
-    let probe = flows.next_frame().build();
-    let action = test_run(&program, ingress, &probe)?;
+    let (syn, ack) = flows.next_flow();
+    let action = test_run(&program, ingress, &syn.build())?;
+    let confirmed = test_run(&program, ingress, &ack.build())?;
+    if confirmed != action {
+        bail!(
+            "a new flow's SYN got {:?} but its ACK {:?} from lb1's program",
+            fixture::Action::from_raw(action),
+            fixture::Action::from_raw(confirmed)
+        );
+    }
     if ![XDP_PASS, XDP_TX, XDP_REDIRECT].contains(&action) {
         bail!(
             "a new flow's packet got {:?} from lb1's program",
@@ -92,7 +100,7 @@ pub(super) fn on_the_active(
         action,
     };
     report.detail(format!(
-        "new flows: TCP SYNs to {VIP_V4}:80 from distinct sources in 198.19.0.0/16, lb1's program answers {:?}",
+        "new flows: a TCP SYN then the ACK that confirms the flow (and has it reported), to {VIP_V4}:80 from distinct sources in 198.19.0.0/16, lb1's program answers {:?}",
         fixture::Action::from_raw(action)
     ));
     let standby_flows = lb2.files().pin_dir.join(maps::FLOWS);
@@ -229,7 +237,9 @@ pub(super) fn test_run(program: &Xdp, ingress: u32, frame: &[u8]) -> Result<u32>
 }
 
 /// New flows, each a 5-tuple never used before: TCP SYNs to the VIP's
-/// port 80 from 198.19.H.L, ports 10,000 to 59,999.
+/// port 80 from 198.19.H.L, ports 10,000 to 59,999, and the ACKs that
+/// confirm them (the program reports a flow for replication when the
+/// client's second packet confirms it).
 #[derive(Default)]
 pub(super) struct FlowSource {
     pub(super) next: u64,
@@ -238,6 +248,17 @@ pub(super) struct FlowSource {
 impl FlowSource {
     const PORTS: u64 = 50_000;
 
+    /// The next flow's SYN and the ACK that confirms it.
+    pub(super) fn next_flow(&mut self) -> (Frame, Frame) {
+        let syn = self.next_frame();
+        let ack = Frame {
+            l4: ACK,
+            ..syn.clone()
+        };
+        (syn, ack)
+    }
+
+    /// The next flow's SYN.
     pub(super) fn next_frame(&mut self) -> Frame {
         let n = self.next;
         self.next += 1;

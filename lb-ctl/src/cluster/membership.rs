@@ -103,6 +103,24 @@ pub enum Reason {
     Stopped,
 }
 
+impl std::fmt::Display for Reason {
+    /// The operator's words for it (alerts, status).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reason::PeerLost => "the peer was lost",
+            Reason::PeerNeverHeard => "started with no peer heard",
+            Reason::NobodyActive => "neither node was active",
+            Reason::Handover => "the peer handed the group over",
+            Reason::DualActive => "both nodes were active, the peer keeps the group",
+            Reason::Isolated => "the peer was lost and no NP target answers",
+            Reason::Operator => "moved by the operator",
+            Reason::MonitorFailed => "a monitor failed",
+            Reason::AutoFailback => "automatic failback",
+            Reason::Stopped => "the cluster service stopped",
+        })
+    }
+}
+
 /// What the event loop should do now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {

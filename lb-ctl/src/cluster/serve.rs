@@ -325,7 +325,7 @@ pub fn alert(event: &ClusterEvent) -> (AlertLevel, AlertEvent, String) {
             (
                 AlertLevel::Warning,
                 name,
-                format!("this node is now active ({reason:?}); the floating IPs moved here"),
+                format!("this node is now active ({reason}); the floating IPs moved here"),
             )
         }
         ClusterEvent::RoleChanged {
@@ -343,7 +343,7 @@ pub fn alert(event: &ClusterEvent) -> (AlertLevel, AlertEvent, String) {
             (
                 AlertLevel::Warning,
                 name,
-                format!("this node is now standby ({reason:?}); the floating IPs left"),
+                format!("this node is now standby ({reason}); the floating IPs left"),
             )
         }
         ClusterEvent::MonitorChanged {

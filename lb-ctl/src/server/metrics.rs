@@ -12,6 +12,10 @@ use axum::{
 };
 
 use super::loop_error;
+
+/// The data plane's counters of flows (`flows_unconfirmed`...), which are
+/// `lb_flows_total{stage}` rather than packet outcomes.
+const FLOWS_PREFIX: &str = "flows_";
 use crate::{
     daemon::{Event, Handle, event_loop::Metrics},
     health::Health,
@@ -251,8 +255,19 @@ async fn metrics(State(daemon): State<Handle>) -> Response {
             out,
             "# HELP lb_packets_total Packets by outcome (pass_*, drop_*, forwarded).\n# TYPE lb_packets_total counter"
         );
-        for (name, value) in counters {
+        let (flows, packets): (Vec<_>, Vec<_>) = counters
+            .iter()
+            .partition(|(name, _)| name.starts_with(FLOWS_PREFIX));
+        for (name, value) in packets {
             let _ = writeln!(out, "lb_packets_total{{outcome=\"{name}\"}} {value}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lb_flows_total Flows the program pinned unconfirmed (first packets), confirmed (the client's second packet), and TCP packets of flows it held no entry for (midstream).\n# TYPE lb_flows_total counter"
+        );
+        for (name, value) in flows {
+            let stage = &name[FLOWS_PREFIX.len()..];
+            let _ = writeln!(out, "lb_flows_total{{stage=\"{stage}\"}} {value}");
         }
     }
     type Family = (&'static str, &'static str, fn(&crate::api::Traffic) -> u64);

@@ -14,7 +14,12 @@ fn errors_from_the_backend_side_reach_the_client_translated_back() {
             let spec = service(v6, protocol, Mode::Nat);
             lb.configure(std::slice::from_ref(&spec))?;
             let first = first(&spec, 40000);
-            let backend = lb.open(&first)?;
+            // TCP confirmed (the reply table), UDP after its first datagram
+            // (the unconfirmed reply table).
+            let backend = match protocol {
+                Protocol::Tcp => lb.open(&first)?,
+                Protocol::Udp => lb.open_unconfirmed(&first)?,
+            };
             let (at_backend, as_sent) = nat_request(&first, backend);
             let router = ip(if v6 { BACKEND_ROUTER6 } else { BACKEND_ROUTER4 });
             let mut cases = Vec::new();
@@ -64,7 +69,8 @@ fn errors_from_the_backend_side_reach_the_client_translated_back() {
         }
         assert_eq!(lb.dp.counter(Counter::ForwardedIcmp)?, sent);
         // Only the four flows' first packets.
-        assert_eq!(lb.dp.counter(Counter::Forwarded)?, 4);
+        // Two packets for each TCP flow, one for each UDP flow.
+        assert_eq!(lb.dp.counter(Counter::Forwarded)?, 6);
         Ok(())
     });
 }

@@ -43,24 +43,56 @@ const BACKEND_ROUTER6: &str = "2001:db8:1::fe";
 const ROUTER_MAC: [u8; 6] = [0x02, 0x52, 0x54, 0, 0, 0xfe];
 
 impl Lb {
-    /// Opens the flow of `first` (its first packet, forwarded) and returns
-    /// the backend it is pinned to.
+    /// Opens the flow of `first` and confirms it (its first packet and the
+    /// client's next one, forwarded: the flow is in the connection table)
+    /// and returns the backend it is pinned to.
     fn open(&mut self, first: &Frame) -> Result<SocketAddr> {
-        let outcome = self.send(&first.build(), self.ext)?;
-        if outcome.action != Action::Redirect {
-            bail!("{first:?}: {:?}, expected Redirect", outcome.action);
+        let next = Frame {
+            l4: match first.l4 {
+                L4::Tcp { .. } => ACK,
+                other => other,
+            },
+            ..first.clone()
+        };
+        for packet in [first, &next] {
+            let outcome = self.send(&packet.build(), self.ext)?;
+            if outcome.action != Action::Redirect {
+                bail!("{packet:?}: {:?}, expected Redirect", outcome.action);
+            }
         }
         let flow = self
             .dp
             .flow(&first.flow_key())?
+            .context("flow not confirmed")?;
+        Ok(self.backend_of(flow.backend))
+    }
+
+    /// Opens the flow of `first` with its first packet only: the flow is
+    /// unconfirmed (a UDP request, a SYN), and errors about it are
+    /// translated all the same.
+    fn open_unconfirmed(&mut self, first: &Frame) -> Result<SocketAddr> {
+        let outcome = self.send(&first.build(), self.ext)?;
+        if outcome.action != Action::Redirect {
+            bail!("{first:?}: {:?}, expected Redirect", outcome.action);
+        }
+        if self.dp.flow(&first.flow_key())?.is_some() {
+            bail!("{first:?}: confirmed by its first packet");
+        }
+        let flow = self
+            .dp
+            .new_flow(&first.flow_key())?
             .context("flow not pinned")?;
-        let b = self.balancer.tables().backends[&flow.backend];
+        Ok(self.backend_of(flow.backend))
+    }
+
+    fn backend_of(&self, id: u32) -> SocketAddr {
+        let b = self.balancer.tables().backends[&id];
         let ip: IpAddr = if b.family == lb_common::AF_INET {
             IpAddr::from([b.addr[0], b.addr[1], b.addr[2], b.addr[3]])
         } else {
             IpAddr::from(b.addr)
         };
-        Ok(SocketAddr::new(ip, u16::from_be_bytes(b.port)))
+        SocketAddr::new(ip, u16::from_be_bytes(b.port))
     }
 
     /// Runs every case received on `ingress`; fails with every case that

@@ -316,7 +316,7 @@ pub async fn run(
                         monitors.role_changed(new, now);
                         announcer.role_changed(new, now);
                         since = SystemTime::now();
-                        last_change = Some(format!("{new} ({reason:?})"));
+                        last_change = Some(format!("{new} ({reason})"));
                         status::count_takeover(&mut takeovers, new, reason, since);
                         let _ = events.try_send(ClusterEvent::RoleChanged { role: new, reason });
                         // The peer learns at once.
