@@ -578,11 +578,18 @@ pub enum Counter {
     /// table: a connection this node held no entry for (pushed out of the
     /// tables, or begun before the node served it), picked again.
     FlowsMidstream = 25,
+    /// Multi-buffer frames (jumbo frames, `xdp.frags`) whose headers do not
+    /// all lie in the first buffer, the only one the program reads: passed
+    /// unchanged, the kernel's stack handles them. NICs and veth put at
+    /// least the first few hundred bytes there, so this counts only
+    /// unusual frames (very long IPv6 extension header chains, header
+    /// split configured on a NIC).
+    PassSplitHeaders = 26,
 }
 
 impl Counter {
     /// Number of slots in [`maps::STATS`].
-    pub const COUNT: u32 = 26;
+    pub const COUNT: u32 = 27;
     /// Every counter, in slot order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::PassNotIp,
@@ -611,6 +618,7 @@ impl Counter {
         Counter::FlowsUnconfirmed,
         Counter::FlowsConfirmed,
         Counter::FlowsMidstream,
+        Counter::PassSplitHeaders,
     ];
 
     /// A stable name for logs, metrics and the CLI.
@@ -642,6 +650,7 @@ impl Counter {
             Counter::FlowsUnconfirmed => "flows_unconfirmed",
             Counter::FlowsConfirmed => "flows_confirmed",
             Counter::FlowsMidstream => "flows_midstream",
+            Counter::PassSplitHeaders => "pass_split_headers",
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::{
 #[unsafe(no_mangle)]
 static LB_BASELINE: BaselineConfig = BaselineConfig::UNSET;
 
-#[xdp]
+#[xdp(frags)]
 pub fn lb_baseline(ctx: XdpContext) -> u32 {
     let Ok(pkt) = packet::parse(&ctx) else {
         return XDP_PASS;

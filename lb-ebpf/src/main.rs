@@ -100,7 +100,7 @@ static LB_FLOW_RECORDS: RingBuf = RingBuf::with_byte_size(FLOW_RECORDS_BYTES, 0)
 #[map(name = "LB_FLOATING")]
 static LB_FLOATING: HashMap<FloatingKey, u8> = HashMap::with_max_entries(MAX_FLOATING, 0);
 
-#[xdp]
+#[xdp(frags)]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
     if fenced() && fence::for_floating_ip(&ctx, &LB_FLOATING) {
         return counted((Counter::DropFenced, XDP_DROP));
@@ -130,7 +130,7 @@ fn counted((counter, action): (Counter, u32)) -> u32 {
 }
 
 /// ICMP and ICMPv6 packets, reached from `lb_xdp` by a tail call.
-#[xdp]
+#[xdp(frags)]
 pub fn lb_icmp(ctx: XdpContext) -> u32 {
     counted(icmp_error(&ctx))
 }
@@ -138,7 +138,7 @@ pub fn lb_icmp(ctx: XdpContext) -> u32 {
 /// A packet to a NAT service whose TTL or hop limit expires here, reached
 /// from `lb_xdp` by a tail call (the BPF stack would not hold both): parsed
 /// again, answered with an ICMP time exceeded.
-#[xdp]
+#[xdp(frags)]
 pub fn lb_ttl_expired(ctx: XdpContext) -> u32 {
     match packet::parse(&ctx) {
         Ok(pkt) if pkt.ttl <= 1 => counted(time_exceeded::answer(
@@ -408,7 +408,7 @@ fn forward(
     backend: &Backend,
     new_flow: bool,
 ) -> (Counter, u32) {
-    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    let bytes = packet::frame_len(ctx) as u64;
     count_traffic(&LB_SVC_STATS, service, bytes, new_flow);
     count_traffic(&LB_BE_STATS, id, bytes, new_flow);
     if pkt.fragment == Fragmentation::First {
@@ -567,7 +567,7 @@ fn nat_reply(ctx: &XdpContext, pkt: &Packet, reply: Reply) -> (Counter, u32) {
     if pkt.ttl <= 1 {
         return (Counter::PassTtl, XDP_PASS);
     }
-    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    let bytes = packet::frame_len(ctx) as u64;
     count_traffic(&LB_SVC_STATS, reply.service, bytes, false);
     count_traffic(&LB_BE_STATS, reply.backend, bytes, false);
     if pkt.fragment == Fragmentation::First {

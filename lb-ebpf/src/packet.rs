@@ -3,9 +3,19 @@
 //! Every read is checked against `data_end` right where it happens, and
 //! every length field against the frame: a packet whose lengths do not hold
 //! is never rewritten (see the `Counter`s it is passed under).
+//!
+//! Multi-buffer frames (the programs are `xdp.frags`: jumbo frames) hold
+//! their payload in several buffers, and `data..data_end` is only the
+//! first. Reads and writes stay in it, so every header the balancer reads
+//! or rewrites must be there; the length fields are checked against the
+//! whole frame ([`frame_len`]). A TCP or UDP header that the IP packet
+//! holds but the first buffer does not is passed, counted as
+//! [`Counter::PassSplitHeaders`]. Drivers put far more than the Ethernet
+//! and IP headers in the first buffer (veth: about 3.5 kB); a first buffer
+//! too short for them is passed as malformed.
 use core::mem::size_of;
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{helpers::generated::bpf_xdp_get_buff_len, programs::XdpContext};
 use lb_common::{
     AF_INET, AF_INET6, Counter, FlowKey, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
     IPV6_MAX_EXT_HEADERS,
@@ -113,13 +123,17 @@ pub fn write<const N: usize>(ctx: &XdpContext, offset: usize, bytes: [u8; N]) ->
     }
 }
 
-/// The frame's length, for checks of length fields. Hidden from LLVM: a
-/// check against the real bounds would let it drop the checks of later
-/// reads as redundant (they are), and the verifier, which cannot follow
-/// that reasoning, would reject them.
+/// The whole frame's length, every buffer of a multi-buffer frame
+/// included: for the checks of length fields and for the byte counters.
+/// Hidden from LLVM (a helper's answer, and `black_box`): a check against
+/// the real bounds would let it drop the checks of later reads as
+/// redundant, and the verifier, which cannot follow that reasoning, would
+/// reject them. Without `black_box` the verifier explores more states
+/// (over its million instructions for `lb_xdp`).
 #[inline(always)]
-fn frame_len(ctx: &XdpContext) -> usize {
-    core::hint::black_box(ctx.data_end() - ctx.data())
+pub fn frame_len(ctx: &XdpContext) -> usize {
+    // SAFETY: the helper only reads the context.
+    core::hint::black_box(unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize)
 }
 
 /// Parses the frame, or says why it is not one the balancer handles.
@@ -333,13 +347,16 @@ fn transport(ctx: &XdpContext, ip: &Ip) -> Result<Packet, Counter> {
 }
 
 /// The TCP ports and flags; the header (data offset, options included)
-/// must lie inside the IP packet: in a first fragment too (RFC 1858).
+/// must lie inside the IP packet: in a first fragment too (RFC 1858). Its
+/// fixed part, checksum included (a rewrite updates it), is read from the
+/// first buffer: the IP packet holds it, so a read that fails means it is
+/// in a later buffer.
 #[inline(always)]
 fn tcp_header(ctx: &XdpContext, ip: &Ip) -> Result<([u8; 4], u8), Counter> {
     if ip.l4 + TCP_MIN_HDR_LEN > ip.end {
         return Err(Counter::PassBadTcpHeader);
     }
-    let hdr = read::<14>(ctx, ip.l4).ok_or(Counter::PassBadTcpHeader)?;
+    let hdr = read::<TCP_MIN_HDR_LEN>(ctx, ip.l4).ok_or(Counter::PassSplitHeaders)?;
     let data_offset = usize::from(hdr[12] >> 4) * 4;
     if data_offset < TCP_MIN_HDR_LEN || ip.l4 + data_offset > ip.end {
         return Err(Counter::PassBadTcpHeader);
@@ -349,13 +366,14 @@ fn tcp_header(ctx: &XdpContext, ip: &Ip) -> Result<([u8; 4], u8), Counter> {
 
 /// The UDP ports; the UDP length must cover the header and, unless the
 /// datagram is in fragments (then it counts them all), stay inside the IP
-/// payload.
+/// payload. The header is read from the first buffer (as for TCP, a read
+/// that fails means a later buffer).
 #[inline(always)]
 fn udp_header(ctx: &XdpContext, ip: &Ip) -> Result<[u8; 4], Counter> {
     if ip.l4 + UDP_HDR_LEN > ip.end {
         return Err(Counter::PassBadUdpLength);
     }
-    let hdr = read::<UDP_HDR_LEN>(ctx, ip.l4).ok_or(Counter::PassBadUdpLength)?;
+    let hdr = read::<UDP_HDR_LEN>(ctx, ip.l4).ok_or(Counter::PassSplitHeaders)?;
     let len = usize::from(u16::from_be_bytes([hdr[4], hdr[5]]));
     if len < UDP_HDR_LEN || (ip.fragment == Fragmentation::None && ip.l4 + len > ip.end) {
         return Err(Counter::PassBadUdpLength);

@@ -17,7 +17,7 @@ use crate::{
     forward::{Route, fib_from_node, transmit},
     packet::{
         ETH_HDR_LEN, ETH_P_IP, ETH_P_IPV6, Fragmentation, IPV4_MIN_HDR_LEN, IPV6_HDR_LEN, Packet,
-        ptr_at, write,
+        frame_len, ptr_at, write,
     },
     rewrite::first4,
 };
@@ -112,7 +112,11 @@ fn spend(budget: &PerCpuArray<IcmpBudget>) -> bool {
 /// refused either.
 #[inline(always)]
 fn reshape(ctx: &XdpContext, quote: usize, room: usize) -> bool {
-    let len = (ctx.data_end() - ctx.data()) as i32;
+    // The whole frame: the tail of a multi-buffer frame is cut from its
+    // last buffer back.
+    // The whole frame: the tail of a multi-buffer frame is cut from its
+    // last buffer back.
+    let len = frame_len(ctx) as i32;
     let cut = (ETH_HDR_LEN + quote) as i32 - len;
     // SAFETY: the helpers only move the frame's bounds; every access after
     // them is checked against the new ones.

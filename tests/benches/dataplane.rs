@@ -9,7 +9,11 @@
 //!   `lb_baseline` (the same parse and rewrite, no lookups), IPv4 and IPv6.
 //! - the netns rig under load: wrk against nginx and iperf3, straight to the
 //!   backend, through `lb_xdp`, through nftables DNAT; and the kernel's own
-//!   BPF run-time statistics of `lb_xdp` and `lb_baseline` under that load.
+//!   BPF run-time statistics of `lb_xdp` and `lb_baseline` under that load;
+//!   then bulk TCP through the VIP with MTU 1500 and 9000 on every link
+//!   (jumbo frames: multi-buffer XDP), `lb_xdp` against nftables DNAT, with
+//!   the offloads the client's veth keeps while `lb_xdp` is attached to
+//!   its peer.
 //!
 //! Targets are reported (met or not, with the ratio) and never fail the run;
 //! it exits non-zero only when a figure could not be measured.
@@ -94,6 +98,17 @@ fn main() -> ExitCode {
             report.failure(format!("rig figures: {err:#}"));
         }
     }
+    if options.jumbo {
+        println!(
+            "[bench] jumbo: iperf3 -t {} (one stream) through the VIP, MTU 1500 and 9000",
+            options.secs
+        );
+        for mtu in JUMBO_MTUS {
+            if let Err(err) = jumbo_figures(mtu, options.secs, &mut report) {
+                report.failure(format!("jumbo figures at MTU {mtu}: {err:#}"));
+            }
+        }
+    }
     background_load(&mut report, "after");
     print!("{}", report.table());
     if let Err(err) = report.write_json(&options.out) {
@@ -127,7 +142,7 @@ fn background_load(report: &mut Report, when: &str) {
     }
 }
 
-/// Command line: `[--runs N] [--secs S] [--out PATH] [--only test-run|rig]`.
+/// Command line: `[--runs N] [--secs S] [--out PATH] [--only test-run|rig|jumbo]`.
 /// `cargo bench` adds `--bench`, which is ignored.
 struct Options {
     runs: u64,
@@ -135,6 +150,7 @@ struct Options {
     out: PathBuf,
     test_run: bool,
     rig: bool,
+    jumbo: bool,
 }
 
 impl Options {
@@ -148,6 +164,7 @@ impl Options {
             )),
             test_run: true,
             rig: true,
+            jumbo: true,
         };
         while let Some(arg) = args.next() {
             let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -156,13 +173,17 @@ impl Options {
                 "--runs" => options.runs = value()?.parse().context("--runs")?,
                 "--secs" => options.secs = value()?.parse().context("--secs")?,
                 "--out" => options.out = value()?.into(),
-                "--only" => match value()?.as_str() {
-                    "test-run" => options.rig = false,
-                    "rig" => options.test_run = false,
-                    other => bail!("--only takes test-run or rig, not {other}"),
-                },
+                "--only" => {
+                    let only = value()?;
+                    options.test_run = only == "test-run";
+                    options.rig = only == "rig";
+                    options.jumbo = only == "jumbo";
+                    if !(options.test_run || options.rig || options.jumbo) {
+                        bail!("--only takes test-run, rig or jumbo, not {only}");
+                    }
+                }
                 other => bail!(
-                    "unknown argument {other}; takes [--runs N] [--secs S] [--out PATH] [--only test-run|rig]"
+                    "unknown argument {other}; takes [--runs N] [--secs S] [--out PATH] [--only test-run|rig|jumbo]"
                 ),
             }
         }
@@ -189,10 +210,21 @@ struct Report {
     rig_ns_per_packet: Vec<(&'static str, Option<f64>)>,
     rig_requests_per_s: Vec<(&'static str, Option<f64>)>,
     rig_tcp_gbps: Vec<(&'static str, Option<f64>)>,
+    /// Bulk TCP through the VIP by the links' MTU (the jumbo phase).
+    rig_tcp_gbps_by_mtu: Vec<(&'static str, Option<f64>)>,
     /// Lines printed under the table: medians, fixed overheads, CPU load.
     details: Vec<String>,
     failures: Vec<String>,
 }
+
+/// The links' MTUs of the jumbo phase.
+const JUMBO_MTUS: [u32; 2] = [1500, 9000];
+const BY_MTU_KEYS: [&str; 4] = [
+    "lb_1500",
+    "nftables_dnat_1500",
+    "lb_9000",
+    "nftables_dnat_9000",
+];
 
 const NS_KEYS: [&str; 6] = [
     "baseline_v4",
@@ -242,6 +274,7 @@ impl Report {
             "rig_ns_per_packet": section(&["baseline", "lb"], &self.rig_ns_per_packet, 1),
             "rig_requests_per_s": section(&["direct", "lb", "nftables_dnat"], &self.rig_requests_per_s, 0),
             "rig_tcp_gbps": section(&["direct", "lb", "nftables_dnat"], &self.rig_tcp_gbps, 2),
+            "rig_tcp_gbps_by_mtu": section(&BY_MTU_KEYS, &self.rig_tcp_gbps_by_mtu, 2),
         })
     }
 
@@ -285,6 +318,13 @@ impl Report {
             rows.push([
                 format!("rig_tcp_gbps.{key}"),
                 show(Self::get(&self.rig_tcp_gbps, key), 2),
+                "Gbit/s".into(),
+            ]);
+        }
+        for key in BY_MTU_KEYS {
+            rows.push([
+                format!("rig_tcp_gbps_by_mtu.{key}"),
+                show(Self::get(&self.rig_tcp_gbps_by_mtu, key), 2),
                 "Gbit/s".into(),
             ]);
         }
@@ -777,6 +817,121 @@ fn rig_figures(secs: u64, report: &mut Report) -> Result<()> {
     ));
     drop(baseline);
     Ok(())
+}
+
+/// Bulk TCP through the VIP with `mtu` on every link of a one-backend rig
+/// (VIP:5201 -> b1:5201): `lb_xdp` (NAT), then nftables DNAT. Records
+/// which offloads the client's veth (the peer of `ext0`) has before and
+/// with `lb_xdp` attached to `ext0`.
+fn jumbo_figures(mtu: u32, secs: u64, report: &mut Report) -> Result<()> {
+    let rig = Rig::build(&RigOptions {
+        backends: 1,
+        mtu: Some(mtu),
+        ..Default::default()
+    })?;
+    rig.add_vips()?;
+    let b1 = rig.backends[0].v4;
+    let _iperf = Background::spawn(
+        &rig.backends[0].ns,
+        "iperf3",
+        &["-s", "-p", &IPERF_PORT.to_string()],
+    )?;
+    wait_for_listener(&rig.backends[0].ns, IPERF_PORT)?;
+    let vip = IpAddr::from(VIP_V4);
+    let (lb_key, nft_key) = match mtu {
+        1500 => ("lb_1500", "nftables_dnat_1500"),
+        9000 => ("lb_9000", "nftables_dnat_9000"),
+        other => bail!("no figure for MTU {other}"),
+    };
+    let without = offloads(&rig.client, "eth0")?;
+    {
+        let mut dp = rig.lb().ns.run_in(|| {
+            let mut dp = Dataplane::load()?;
+            dp.attach(rig.lb().ext_iface, AttachMode::Native)?;
+            dp.attach(rig.lb().int_iface, AttachMode::Native)?;
+            Ok(dp)
+        })?;
+        let service = ServiceSpec {
+            vip,
+            port: IPERF_PORT,
+            protocol: Protocol::Tcp,
+            mode: Mode::Nat,
+            backends: vec![BackendSpec {
+                addr: SocketAddr::new(b1.into(), IPERF_PORT),
+                weight: 1,
+                state: BackendState::Enabled,
+            }],
+            sorry: None,
+        };
+        let (next, ops) = Balancer::new().plan(std::slice::from_ref(&service))?;
+        dp.apply(&ops)?;
+        let with = offloads(&rig.client, "eth0")?;
+        report.detail(format!(
+            "MTU {mtu}: the client's eth0 (veth peer of ext0): {without} without XDP; {with} with lb_xdp (xdp.frags) on ext0"
+        ));
+        let id = next
+            .service_id(&service.key())
+            .context("the iperf3 service's id")?;
+        let (forwarded, before) = (
+            dp.counter(lb_common::Counter::Forwarded)?,
+            dp.service_traffic(id)?,
+        );
+        let gbps = iperf(&rig, vip, secs).context("lb: iperf3")?;
+        let forwarded = dp.counter(lb_common::Counter::Forwarded)? - forwarded;
+        let after = dp.service_traffic(id)?;
+        let (packets, bytes) = (after.packets - before.packets, after.bytes - before.bytes);
+        report.detail(format!(
+            "MTU {mtu}: lb iperf3: {gbps}; lb_xdp forwarded {forwarded} frames, {:.0} per second, {} bytes a frame on average",
+            forwarded as f64 / secs as f64,
+            bytes / packets.max(1)
+        ));
+        report.rig_tcp_gbps_by_mtu.push((lb_key, Some(gbps.gbps)));
+    }
+    let rules = rig.dir().join("lbbench.nft");
+    fs::write(
+        &rules,
+        format!(
+            "table ip lbbench {{\n\
+             \x20 chain prerouting {{\n\
+             \x20   type nat hook prerouting priority dstnat; policy accept;\n\
+             \x20   ip daddr {vip} tcp dport {IPERF_PORT} dnat to {b1}\n\
+             \x20 }}\n\
+             }}\n"
+        ),
+    )?;
+    rig.lb()
+        .ns
+        .exec("nft", [std::ffi::OsStr::new("-f"), rules.as_os_str()])
+        .context("loading the nftables DNAT rules in the LB namespace")?;
+    let forwarded = ip_forwarded(&rig.lb().ns)?;
+    let gbps = iperf(&rig, vip, secs).context("nftables_dnat: iperf3")?;
+    let forwarded = ip_forwarded(&rig.lb().ns)? - forwarded;
+    report.detail(format!(
+        "MTU {mtu}: nftables_dnat iperf3: {gbps}; the LB's kernel forwarded {forwarded} IP datagrams (GRO-merged), {:.0} per second",
+        forwarded as f64 / secs as f64
+    ));
+    report.rig_tcp_gbps_by_mtu.push((nft_key, Some(gbps.gbps)));
+    Ok(())
+}
+
+/// TSO, GSO and GRO of `iface` in `ns`, as `ethtool -k` shows them.
+fn offloads(ns: &Netns, iface: &str) -> Result<String> {
+    let out = ns.exec("ethtool", ["-k", iface])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut shown = Vec::new();
+    for (feature, short) in [
+        ("tcp-segmentation-offload", "tso"),
+        ("generic-segmentation-offload", "gso"),
+        ("generic-receive-offload", "gro"),
+        ("tx-checksumming", "tx-csum"),
+    ] {
+        let value = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{feature}: ")))
+            .with_context(|| format!("no {feature} in `ethtool -k {iface}`"))?;
+        shown.push(format!("{short} {value}"));
+    }
+    Ok(shown.join(", "))
 }
 
 /// IP datagrams the kernel of `ns` has forwarded (Ip: ForwDatagrams).

@@ -90,6 +90,18 @@ impl FixtureNet {
         let int = ns.run_in(|| index_of("int0"))?;
         Ok(Self { ns, ext, int })
     }
+
+    /// Sets the MTU of both interfaces and of their peers: the FIB lookup
+    /// checks a packet's length against the route's MTU (jumbo frames).
+    pub fn set_mtu(&self, mtu: u32) -> Result<()> {
+        let mtu = mtu.to_string();
+        for iface in ["ext0", "ext0p", "int0", "int0p"] {
+            self.ns
+                .ip(["link", "set", "dev", iface, "mtu", &mtu])
+                .with_context(|| format!("MTU {mtu} on {iface}"))?;
+        }
+        Ok(())
+    }
 }
 
 fn index_of(iface: &str) -> Result<u32> {

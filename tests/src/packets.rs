@@ -278,6 +278,9 @@ pub enum Ext {
     DestOptions,
     /// A 24-byte destination-options header (length field 2).
     LongDestOptions,
+    /// A destination options header of the largest size, 2,048 bytes
+    /// (PadN options only).
+    MaxDestOptions,
     /// A fragment header of a whole datagram (an "atomic fragment":
     /// offset 0, no more fragments).
     AtomicFragment,
@@ -294,7 +297,9 @@ pub fn with_ipv6_ext_headers(frame: &[u8], headers: &[Ext]) -> Vec<u8> {
         Ipv6Header::from_slice(&frame[Ethernet2Header::LEN..]).expect("an IPv6 frame");
     let number = |ext: Ext| match ext {
         Ext::HopByHop => IpNumber::IPV6_HEADER_HOP_BY_HOP,
-        Ext::DestOptions | Ext::LongDestOptions => IpNumber::IPV6_DESTINATION_OPTIONS,
+        Ext::DestOptions | Ext::LongDestOptions | Ext::MaxDestOptions => {
+            IpNumber::IPV6_DESTINATION_OPTIONS
+        }
         Ext::AtomicFragment => IpNumber::IPV6_FRAGMENTATION_HEADER,
         Ext::Routing => IpNumber::IPV6_ROUTE_HEADER,
     };
@@ -309,6 +314,17 @@ pub fn with_ipv6_ext_headers(frame: &[u8], headers: &[Ext]) -> Vec<u8> {
             Ext::LongDestOptions => {
                 chain.extend_from_slice(&[next, 2, 1, 20]);
                 chain.extend_from_slice(&[0; 20]);
+            }
+            // Length 255: (255 + 1) x 8 bytes; seven PadN options of 257
+            // bytes and one of 247 fill the 2,046 after the first two.
+            Ext::MaxDestOptions => {
+                chain.extend_from_slice(&[next, 255]);
+                for _ in 0..7 {
+                    chain.extend_from_slice(&[1, 255]);
+                    chain.extend_from_slice(&[0; 255]);
+                }
+                chain.extend_from_slice(&[1, 245]);
+                chain.extend_from_slice(&[0; 245]);
             }
             Ext::AtomicFragment => chain.extend_from_slice(&[next, 0, 0, 0, 0, 0, 0x12, 0x34]),
             Ext::Routing => chain.extend_from_slice(&[next, 0, 4, 0, 0, 0, 0, 0]),

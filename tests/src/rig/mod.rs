@@ -114,6 +114,10 @@ pub struct RigOptions {
     /// Two LB nodes (`lb1`, `lb2`) on shared segments with two
     /// interconnects, for a cluster (`pair.rs`); not with a router.
     pub pair: bool,
+    /// The MTU of every link of the rig (every interface but `lo` in every
+    /// namespace: veth ends, bridges); `None`: the kernel's default, 1500.
+    /// Jumbo frames: 9000.
+    pub mtu: Option<u32>,
 }
 
 impl Default for RigOptions {
@@ -123,6 +127,7 @@ impl Default for RigOptions {
             backends: 3,
             router_mtu: None,
             pair: false,
+            mtu: None,
         }
     }
 }
@@ -212,6 +217,10 @@ impl Rig {
             dir,
         };
         rig.wire(options.router_mtu).context("wiring the rig")?;
+        if let Some(mtu) = options.mtu {
+            rig.set_mtu(mtu)
+                .with_context(|| format!("MTU {mtu} on every link"))?;
+        }
         // The LB's XDP_TX frames reach its neighbours at once.
         let peers: Vec<(&Netns, String)> = match (&rig.router, rig.is_pair()) {
             (_, true) => rig
@@ -233,6 +242,32 @@ impl Rig {
             .collect::<Result<Vec<_>>>()?;
         rig.xdp_pass = links;
         Ok(rig)
+    }
+
+    /// Sets `mtu` on every interface but `lo` of every namespace of the rig.
+    fn set_mtu(&self, mtu: u32) -> Result<()> {
+        let mtu = mtu.to_string();
+        let namespaces = [&self.client, &self.switch]
+            .into_iter()
+            .chain(self.nodes.iter().map(|n| &n.ns))
+            .chain(&self.router)
+            .chain(self.backends.iter().map(|b| &b.ns));
+        for ns in namespaces {
+            let out = ns.ip(["-j", "link", "show"])?;
+            let links: serde_json::Value = serde_json::from_slice(&out.stdout)
+                .with_context(|| format!("`ip -j link show` in {}", ns.name()))?;
+            let names = links
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|link| link["ifname"].as_str())
+                .filter(|name| *name != "lo");
+            for name in names {
+                ns.ip(["link", "set", "dev", name, "mtu", &mtu])
+                    .with_context(|| format!("MTU {mtu} on {}:{name}", ns.name()))?;
+            }
+        }
+        Ok(())
     }
 
     /// The first LB node (`lb`, or `lb1` in a pair).

@@ -11,6 +11,9 @@
 //!
 //! Two instructions (`r0 = XDP_PASS; exit`), loaded and attached with the
 //! `bpf(2)` system call: the tests crate has no eBPF object of its own.
+//! Loaded as `xdp.frags` (`BPF_F_XDP_HAS_FRAGS`; it reads nothing, so any
+//! frame suits it): veth refuses a program without it when the peer's MTU
+//! is more than about a page (the rig's jumbo frames).
 use std::{
     ffi::CString,
     io,
@@ -26,6 +29,7 @@ const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
 const XDP_PASS: u8 = 2;
+const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
 
 /// `r0 = XDP_PASS` (BPF_ALU64 | BPF_MOV | BPF_K), `exit` (BPF_JMP | BPF_EXIT).
 static PROGRAM: [[u8; 8]; 2] = [
@@ -56,6 +60,8 @@ fn load() -> io::Result<OwnedFd> {
     put(&mut attr, 4, &(PROGRAM.len() as u32).to_ne_bytes());
     put(&mut attr, 8, &(PROGRAM.as_ptr() as u64).to_ne_bytes());
     put(&mut attr, 16, &(license.as_ptr() as u64).to_ne_bytes());
+    // prog_flags
+    put(&mut attr, 44, &BPF_F_XDP_HAS_FRAGS.to_ne_bytes());
     put(&mut attr, 48, b"lbt_pass");
     put(&mut attr, 68, &BPF_XDP.to_ne_bytes());
     bpf(BPF_PROG_LOAD, &mut attr)

@@ -34,7 +34,17 @@ pub struct Lb {
 
 /// Runs `test` on a thread inside a fresh fixture namespace.
 pub fn with_lb(test: impl FnOnce(&mut Lb) -> Result<()> + Send) {
+    with_lb_in(FixtureNet::build().expect("fixture namespace"), test);
+}
+
+/// [`with_lb`], with `mtu` on the fixture namespace's links (jumbo frames).
+pub fn with_lb_mtu(mtu: u32, test: impl FnOnce(&mut Lb) -> Result<()> + Send) {
     let net = FixtureNet::build().expect("fixture namespace");
+    net.set_mtu(mtu).expect("the fixture links' MTU");
+    with_lb_in(net, test);
+}
+
+fn with_lb_in(net: FixtureNet, test: impl FnOnce(&mut Lb) -> Result<()> + Send) {
     let (ext, int) = (net.ext, net.int);
     net.ns
         .run_in(move || {
