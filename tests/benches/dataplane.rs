@@ -10,6 +10,9 @@
 //! - the netns rig under load: wrk against nginx and iperf3, straight to the
 //!   backend, through `lb_xdp`, through nftables DNAT; and the kernel's own
 //!   BPF run-time statistics of `lb_xdp` and `lb_baseline` under that load.
+//! - small packets in a rig of its own (`pps.rs`): 64-byte frames per
+//!   second delivered through `lb_xdp`, `lb_baseline`, nftables DNAT and
+//!   plain routing, from a generator fast enough to saturate them.
 //!
 //! Targets are reported (met or not, with the ratio) and never fail the run;
 //! it exits non-zero only when a figure could not be measured.
@@ -43,6 +46,9 @@ use lb_tests::{
     testrun::{Durations, measure},
 };
 use serde_json::json;
+
+#[path = "dataplane/pps.rs"]
+mod pps;
 
 /// BPF_PROG_TEST_RUN runs per figure (the issue asks for at least this).
 const RUNS: u64 = 1_000_000;
@@ -83,6 +89,15 @@ fn main() -> ExitCode {
         );
         if let Err(err) = test_run_figures(options.runs, &mut report) {
             report.failure(format!("test-run figures: {err:#}"));
+        }
+    }
+    if options.pps {
+        println!(
+            "[bench] small packets: {} s per window, generator lb_bench_gen (BPF_PROG_TEST_RUN, live frames)",
+            options.secs
+        );
+        if let Err(err) = pps::figures(options.secs, &mut report) {
+            report.failure(format!("small-packet figures: {err:#}"));
         }
     }
     if options.rig {
@@ -127,7 +142,7 @@ fn background_load(report: &mut Report, when: &str) {
     }
 }
 
-/// Command line: `[--runs N] [--secs S] [--out PATH] [--only test-run|rig]`.
+/// Command line: `[--runs N] [--secs S] [--out PATH] [--only test-run|rig|pps]`.
 /// `cargo bench` adds `--bench`, which is ignored.
 struct Options {
     runs: u64,
@@ -135,6 +150,7 @@ struct Options {
     out: PathBuf,
     test_run: bool,
     rig: bool,
+    pps: bool,
 }
 
 impl Options {
@@ -148,6 +164,7 @@ impl Options {
             )),
             test_run: true,
             rig: true,
+            pps: true,
         };
         while let Some(arg) = args.next() {
             let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -156,13 +173,17 @@ impl Options {
                 "--runs" => options.runs = value()?.parse().context("--runs")?,
                 "--secs" => options.secs = value()?.parse().context("--secs")?,
                 "--out" => options.out = value()?.into(),
-                "--only" => match value()?.as_str() {
-                    "test-run" => options.rig = false,
-                    "rig" => options.test_run = false,
-                    other => bail!("--only takes test-run or rig, not {other}"),
-                },
+                "--only" => {
+                    let only = value()?;
+                    if !["test-run", "rig", "pps"].contains(&only.as_str()) {
+                        bail!("--only takes test-run, rig or pps, not {only}");
+                    }
+                    options.test_run = only == "test-run";
+                    options.rig = only == "rig";
+                    options.pps = only == "pps";
+                }
                 other => bail!(
-                    "unknown argument {other}; takes [--runs N] [--secs S] [--out PATH] [--only test-run|rig]"
+                    "unknown argument {other}; takes [--runs N] [--secs S] [--out PATH] [--only test-run|rig|pps]"
                 ),
             }
         }
@@ -189,10 +210,14 @@ struct Report {
     rig_ns_per_packet: Vec<(&'static str, Option<f64>)>,
     rig_requests_per_s: Vec<(&'static str, Option<f64>)>,
     rig_tcp_gbps: Vec<(&'static str, Option<f64>)>,
+    /// Small packets (`pps.rs`), by kind, flows and path.
+    small_pps: Vec<pps::Figure>,
     /// Lines printed under the table: medians, fixed overheads, CPU load.
     details: Vec<String>,
     failures: Vec<String>,
 }
+
+const TCP_KEYS: [&str; 4] = ["direct", "lb", "nftables_dnat", "baseline"];
 
 const NS_KEYS: [&str; 6] = [
     "baseline_v4",
@@ -241,8 +266,60 @@ impl Report {
             "ns_per_packet": section(&NS_KEYS, &self.ns_per_packet, 1),
             "rig_ns_per_packet": section(&["baseline", "lb"], &self.rig_ns_per_packet, 1),
             "rig_requests_per_s": section(&["direct", "lb", "nftables_dnat"], &self.rig_requests_per_s, 0),
-            "rig_tcp_gbps": section(&["direct", "lb", "nftables_dnat"], &self.rig_tcp_gbps, 2),
+            "rig_tcp_gbps": section(&TCP_KEYS, &self.rig_tcp_gbps, 2),
+            "rig_small_packets_pps": self.small_pps_json(pps::KINDS[0]),
+            "rig_small_packets_pps_tcp_ack": self.small_pps_json(pps::KINDS[1]),
+            "rig_small_packets_lb_ns": self.small_ns_json(),
         })
+    }
+
+    /// A small-packet figure (frames per second), if measured.
+    fn small_pps(
+        &self,
+        kind: lb_tests::pps::Kind,
+        flows: &str,
+        path: &str,
+    ) -> Option<&pps::Figure> {
+        self.small_pps
+            .iter()
+            .find(|f| f.kind == kind && f.flows == flows && f.path == path)
+    }
+
+    fn small_pps_json(&self, kind: lb_tests::pps::Kind) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for flows in pps::FLOWS {
+            let paths: serde_json::Map<String, serde_json::Value> = pps::PATHS
+                .iter()
+                .map(|&path| {
+                    let v = self.small_pps(kind, flows, path).map(|f| f.pps.round());
+                    (path.to_owned(), json!(v))
+                })
+                .collect();
+            out.insert(flows.to_owned(), serde_json::Value::Object(paths));
+        }
+        serde_json::Value::Object(out)
+    }
+
+    /// The LB receive thread's CPU time per packet, by kind, flows, path.
+    fn small_ns_json(&self) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for kind in pps::KINDS {
+            let mut flows_map = serde_json::Map::new();
+            for flows in pps::FLOWS {
+                let paths: serde_json::Map<String, serde_json::Value> = pps::PATHS[1..]
+                    .iter()
+                    .map(|&path| {
+                        let v = self
+                            .small_pps(kind, flows, path)
+                            .map(|f| (f.lb_ns_per_packet * 10.0).round() / 10.0);
+                        (path.to_owned(), json!(v))
+                    })
+                    .collect();
+                flows_map.insert(flows.to_owned(), serde_json::Value::Object(paths));
+            }
+            out.insert(kind.name().to_owned(), serde_json::Value::Object(flows_map));
+        }
+        serde_json::Value::Object(out)
     }
 
     fn write_json(&self, path: &std::path::Path) -> Result<()> {
@@ -281,12 +358,33 @@ impl Report {
                 "req/s".into(),
             ]);
         }
-        for key in ["direct", "lb", "nftables_dnat"] {
+        for key in TCP_KEYS {
             rows.push([
                 format!("rig_tcp_gbps.{key}"),
                 show(Self::get(&self.rig_tcp_gbps, key), 2),
                 "Gbit/s".into(),
             ]);
+        }
+        for (kind, section) in [
+            (pps::KINDS[0], "rig_small_packets_pps"),
+            (pps::KINDS[1], "rig_small_packets_pps_tcp_ack"),
+        ] {
+            for flows in pps::FLOWS {
+                for path in pps::PATHS {
+                    let figure = self.small_pps(kind, flows, path);
+                    rows.push([
+                        format!("{section}.{flows}.{path}"),
+                        show(figure.map(|f| f.pps), 0),
+                        match figure {
+                            Some(f) if path != "generator" => format!(
+                                "pkt/s (generator made {:.0}/s; LB thread {:.0} ns/pkt)",
+                                f.generator_pps, f.lb_ns_per_packet
+                            ),
+                            _ => "pkt/s".into(),
+                        },
+                    ]);
+                }
+            }
         }
         lb_tests::table::figures(&rows, &self.targets(), &self.details)
     }
@@ -319,6 +417,45 @@ impl Report {
                 ),
                 _ => format!("{name}: lb >= nftables_dnat: not measured"),
             });
+        }
+        for kind in pps::KINDS {
+            let section = match kind {
+                lb_tests::pps::Kind::Udp => "rig_small_packets_pps",
+                lb_tests::pps::Kind::TcpAck => "rig_small_packets_pps_tcp_ack",
+            };
+            for flows in pps::FLOWS {
+                let get = |path| self.small_pps(kind, flows, path).map(|f| f.pps);
+                let lb = get("lb");
+                // What the LB's CPU could forward: 1 s over its CPU time
+                // per packet.
+                let capacity = |path| {
+                    self.small_pps(kind, flows, path)
+                        .map(|f| 1e9 / f.lb_ns_per_packet)
+                };
+                for (other, factor) in [("nftables_dnat", 3.0), ("baseline", 0.8)] {
+                    let name = format!("{section}.{flows}: lb >= {factor} x {other}");
+                    lines.push(match (lb, get(other)) {
+                        (Some(l), Some(o)) => {
+                            format!("{name}: {} (ratio {:.2})", met(l >= factor * o), l / o)
+                        }
+                        _ => format!("{name}: not measured"),
+                    });
+                    let name = format!(
+                        "  the same by packets per second of the LB thread's CPU ({flows}, {})",
+                        kind.name()
+                    );
+                    lines.push(match (capacity("lb"), capacity(other)) {
+                        (Some(l), Some(o)) => format!(
+                            "{name}: {} (ratio {:.2}; {:.0} vs {:.0} pkt/s)",
+                            met(l >= factor * o),
+                            l / o,
+                            l,
+                            o
+                        ),
+                        _ => format!("{name}: not measured"),
+                    });
+                }
+            }
         }
         lines
     }
@@ -762,14 +899,15 @@ fn rig_figures(secs: u64, report: &mut Report) -> Result<()> {
     ));
     drop(baseline);
 
-    // (e) Diagnostic, not in the JSON: bulk TCP through lb_baseline
+    // (e) rig_tcp_gbps.baseline: bulk TCP through lb_baseline
     // (VIP:5201 -> b1:5201), the XDP path with no lookups at all. If it is
     // no faster than lb_xdp, the XDP forwarding path of the veth rig caps
     // the figure, not lb_xdp's work.
     let baseline = attach_baseline(&rig, IPERF_PORT)?;
     let gbps = iperf(&rig, vip, secs).context("baseline: iperf3")?;
+    report.rig_tcp_gbps.push(("baseline", Some(gbps.gbps)));
     report.detail(format!(
-        "diagnostic: lb_baseline iperf3 (VIP:{IPERF_PORT} -> b1): {gbps}"
+        "baseline iperf3 (lb_baseline, VIP:{IPERF_PORT} -> b1): {gbps}"
     ));
     drop(baseline);
     Ok(())
