@@ -87,6 +87,10 @@ pub mod maps {
     /// zeroed map, a standalone node): nothing reported, one array read
     /// per new flow.
     pub const REPLICATE: &str = "LB_REPLICATE";
+    /// `PerCpuArray<u64>` with [`super::BENCH_SLOTS`] entries: the
+    /// bench-only programs' counters ([`super::BENCH_SEQUENCE`],
+    /// [`super::BENCH_DELIVERED`]). The daemon never touches it.
+    pub const BENCH: &str = "LB_BENCH";
     /// `PerCpuArray<Traffic>` indexed by service id.
     pub const SERVICE_STATS: &str = "LB_SVC_STATS";
     /// `PerCpuArray<Traffic>` indexed by backend id.
@@ -115,6 +119,31 @@ pub const BASELINE_PROGRAM: &str = "lb_baseline";
 /// Name of the read-only global ([`BaselineConfig`]) that configures
 /// [`BASELINE_PROGRAM`]; user space sets it when loading the object.
 pub const BASELINE_GLOBAL: &str = "LB_BASELINE";
+
+/// Name of the benchmark's packet generator: run by `BPF_PROG_TEST_RUN`
+/// with live frames (`BPF_F_TEST_XDP_LIVE_FRAMES`), it writes
+/// [`BenchGenConfig::frame`] over each frame, gives it the next source port
+/// of [`BenchGenConfig::flows`] and sends it (`XDP_TX`). Never attached.
+pub const BENCH_GEN_PROGRAM: &str = "lb_bench_gen";
+/// Name of the read-only global ([`BenchGenConfig`]) of [`BENCH_GEN_PROGRAM`].
+pub const BENCH_GEN_GLOBAL: &str = "LB_BENCH_GEN";
+/// Name of the benchmark's counting sink, a tc ingress classifier on the
+/// far end of the LB's outgoing link: it counts ([`BENCH_DELIVERED`]) and
+/// drops the IPv4 TCP and UDP packets to [`BenchSinkConfig`]'s address and
+/// port, and lets everything else through.
+pub const BENCH_SINK_PROGRAM: &str = "lb_bench_sink";
+/// Name of the read-only global ([`BenchSinkConfig`]) of [`BENCH_SINK_PROGRAM`].
+pub const BENCH_SINK_GLOBAL: &str = "LB_BENCH_SINK";
+/// Bytes of the generator's frames: the smallest Ethernet frame, 64 bytes on
+/// the wire with its 4-byte FCS.
+pub const BENCH_FRAME_BYTES: usize = 60;
+/// Slot of [`maps::BENCH`]: frames the generator made on this CPU (it
+/// picks the source port from it).
+pub const BENCH_SEQUENCE: u32 = 0;
+/// Slot of [`maps::BENCH`]: frames the sink counted and dropped on this CPU.
+pub const BENCH_DELIVERED: u32 = 1;
+/// Entries of [`maps::BENCH`].
+pub const BENCH_SLOTS: u32 = 2;
 
 // Map sizes. Memory (kernel, approximate, 64-bit):
 // - services: hash, 1,024 x (20 B key + 12 B value + ~48 B element) ~ 80 KiB
@@ -481,6 +510,50 @@ impl BaselineConfig {
     };
 }
 
+/// What the generator ([`BENCH_GEN_PROGRAM`]) sends: an IPv4 UDP or TCP
+/// frame of [`BENCH_FRAME_BYTES`] with valid checksums (a TCP segment
+/// shorter than that followed by Ethernet padding). Frame number `n` made on
+/// a CPU leaves with source port `sport + n % flows` (its L4 checksum
+/// updated); `flows` 1 or 0: the frame as it is.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BenchGenConfig {
+    pub frame: [u8; BENCH_FRAME_BYTES],
+    pub flows: u32,
+}
+
+impl BenchGenConfig {
+    /// All zero: a frame of zeros (the value in the object until user space
+    /// sets it).
+    pub const UNSET: Self = Self {
+        frame: [0; BENCH_FRAME_BYTES],
+        flows: 0,
+    };
+}
+
+/// What the sink ([`BENCH_SINK_PROGRAM`]) counts and drops: TCP or UDP to
+/// `addr:port` (network order), IPv4 without options.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BenchSinkConfig {
+    pub addr: [u8; 16],
+    pub port: [u8; 2],
+    /// [`AF_INET`] (the first 4 bytes of `addr`); anything else counts
+    /// nothing.
+    pub family: u8,
+    pub pad: u8,
+}
+
+impl BenchSinkConfig {
+    /// All zero: counts nothing.
+    pub const UNSET: Self = Self {
+        addr: [0; 16],
+        port: [0; 2],
+        family: 0,
+        pad: 0,
+    };
+}
+
 /// Global packet counters, one slot each in [`maps::STATS`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -672,6 +745,8 @@ mod pod {
     unsafe impl aya::Pod for Traffic {}
     unsafe impl aya::Pod for NextHop {}
     unsafe impl aya::Pod for BaselineConfig {}
+    unsafe impl aya::Pod for BenchGenConfig {}
+    unsafe impl aya::Pod for BenchSinkConfig {}
     unsafe impl aya::Pod for FragmentKey {}
     unsafe impl aya::Pod for Fragment {}
     unsafe impl aya::Pod for IcmpBudget {}
@@ -709,6 +784,8 @@ mod tests {
             size_of::<BaselineConfig>(),
             16 + 2 + 16 + 2 + 1 + 3 + 4 + 4 + 4 * 6
         );
+        assert_eq!(size_of::<BenchGenConfig>(), BENCH_FRAME_BYTES + 4);
+        assert_eq!(size_of::<BenchSinkConfig>(), 16 + 2 + 1 + 1);
         assert_eq!(size_of::<MaglevTable>(), 4 * MAGLEV_TABLE_SIZE as usize);
     }
 }

@@ -18,6 +18,7 @@
 #![allow(clippy::needless_borrows_for_generic_args)]
 
 mod baseline;
+mod bench;
 mod csum;
 mod fence;
 mod forward;

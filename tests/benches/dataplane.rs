@@ -14,6 +14,9 @@
 //!   (jumbo frames: multi-buffer XDP), `lb_xdp` against nftables DNAT, with
 //!   the offloads the client's veth keeps while `lb_xdp` is attached to
 //!   its peer.
+//! - small packets in a rig of its own (`pps.rs`): 64-byte frames per
+//!   second delivered through `lb_xdp`, `lb_baseline`, nftables DNAT and
+//!   plain routing, from a generator fast enough to saturate them.
 //!
 //! Targets are reported (met or not, with the ratio) and never fail the run;
 //! it exits non-zero only when a figure could not be measured.
@@ -47,6 +50,9 @@ use lb_tests::{
     testrun::{Durations, measure},
 };
 use serde_json::json;
+
+#[path = "dataplane/pps.rs"]
+mod pps;
 
 /// BPF_PROG_TEST_RUN runs per figure (the issue asks for at least this).
 const RUNS: u64 = 1_000_000;
@@ -87,6 +93,15 @@ fn main() -> ExitCode {
         );
         if let Err(err) = test_run_figures(options.runs, &mut report) {
             report.failure(format!("test-run figures: {err:#}"));
+        }
+    }
+    if options.pps {
+        println!(
+            "[bench] small packets: {} s per window, generator lb_bench_gen (BPF_PROG_TEST_RUN, live frames)",
+            options.secs
+        );
+        if let Err(err) = pps::figures(options.secs, &mut report) {
+            report.failure(format!("small-packet figures: {err:#}"));
         }
     }
     if options.rig {
@@ -142,7 +157,7 @@ fn background_load(report: &mut Report, when: &str) {
     }
 }
 
-/// Command line: `[--runs N] [--secs S] [--out PATH] [--only test-run|rig|jumbo]`.
+/// Command line: `[--runs N] [--secs S] [--out PATH] [--only test-run|rig|jumbo|pps]`.
 /// `cargo bench` adds `--bench`, which is ignored.
 struct Options {
     runs: u64,
@@ -151,6 +166,7 @@ struct Options {
     test_run: bool,
     rig: bool,
     jumbo: bool,
+    pps: bool,
 }
 
 impl Options {
@@ -165,6 +181,7 @@ impl Options {
             test_run: true,
             rig: true,
             jumbo: true,
+            pps: true,
         };
         while let Some(arg) = args.next() {
             let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -175,15 +192,16 @@ impl Options {
                 "--out" => options.out = value()?.into(),
                 "--only" => {
                     let only = value()?;
+                    if !["test-run", "rig", "jumbo", "pps"].contains(&only.as_str()) {
+                        bail!("--only takes test-run, rig, jumbo or pps, not {only}");
+                    }
                     options.test_run = only == "test-run";
                     options.rig = only == "rig";
                     options.jumbo = only == "jumbo";
-                    if !(options.test_run || options.rig || options.jumbo) {
-                        bail!("--only takes test-run, rig or jumbo, not {only}");
-                    }
+                    options.pps = only == "pps";
                 }
                 other => bail!(
-                    "unknown argument {other}; takes [--runs N] [--secs S] [--out PATH] [--only test-run|rig|jumbo]"
+                    "unknown argument {other}; takes [--runs N] [--secs S] [--out PATH] [--only test-run|rig|jumbo|pps]"
                 ),
             }
         }
@@ -212,6 +230,8 @@ struct Report {
     rig_tcp_gbps: Vec<(&'static str, Option<f64>)>,
     /// Bulk TCP through the VIP by the links' MTU (the jumbo phase).
     rig_tcp_gbps_by_mtu: Vec<(&'static str, Option<f64>)>,
+    /// Small packets (`pps.rs`), by kind, flows and path.
+    small_pps: Vec<pps::Figure>,
     /// Lines printed under the table: medians, fixed overheads, CPU load.
     details: Vec<String>,
     failures: Vec<String>,
@@ -225,6 +245,7 @@ const BY_MTU_KEYS: [&str; 4] = [
     "lb_9000",
     "nftables_dnat_9000",
 ];
+const TCP_KEYS: [&str; 4] = ["direct", "lb", "nftables_dnat", "baseline"];
 
 const NS_KEYS: [&str; 6] = [
     "baseline_v4",
@@ -273,9 +294,61 @@ impl Report {
             "ns_per_packet": section(&NS_KEYS, &self.ns_per_packet, 1),
             "rig_ns_per_packet": section(&["baseline", "lb"], &self.rig_ns_per_packet, 1),
             "rig_requests_per_s": section(&["direct", "lb", "nftables_dnat"], &self.rig_requests_per_s, 0),
-            "rig_tcp_gbps": section(&["direct", "lb", "nftables_dnat"], &self.rig_tcp_gbps, 2),
+            "rig_tcp_gbps": section(&TCP_KEYS, &self.rig_tcp_gbps, 2),
             "rig_tcp_gbps_by_mtu": section(&BY_MTU_KEYS, &self.rig_tcp_gbps_by_mtu, 2),
+            "rig_small_packets_pps": self.small_pps_json(pps::KINDS[0]),
+            "rig_small_packets_pps_tcp_ack": self.small_pps_json(pps::KINDS[1]),
+            "rig_small_packets_lb_ns": self.small_ns_json(),
         })
+    }
+
+    /// A small-packet figure (frames per second), if measured.
+    fn small_pps(
+        &self,
+        kind: lb_tests::pps::Kind,
+        flows: &str,
+        path: &str,
+    ) -> Option<&pps::Figure> {
+        self.small_pps
+            .iter()
+            .find(|f| f.kind == kind && f.flows == flows && f.path == path)
+    }
+
+    fn small_pps_json(&self, kind: lb_tests::pps::Kind) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for flows in pps::FLOWS {
+            let paths: serde_json::Map<String, serde_json::Value> = pps::PATHS
+                .iter()
+                .map(|&path| {
+                    let v = self.small_pps(kind, flows, path).map(|f| f.pps.round());
+                    (path.to_owned(), json!(v))
+                })
+                .collect();
+            out.insert(flows.to_owned(), serde_json::Value::Object(paths));
+        }
+        serde_json::Value::Object(out)
+    }
+
+    /// The LB receive thread's CPU time per packet, by kind, flows, path.
+    fn small_ns_json(&self) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for kind in pps::KINDS {
+            let mut flows_map = serde_json::Map::new();
+            for flows in pps::FLOWS {
+                let paths: serde_json::Map<String, serde_json::Value> = pps::PATHS[1..]
+                    .iter()
+                    .map(|&path| {
+                        let v = self
+                            .small_pps(kind, flows, path)
+                            .map(|f| (f.lb_ns_per_packet * 10.0).round() / 10.0);
+                        (path.to_owned(), json!(v))
+                    })
+                    .collect();
+                flows_map.insert(flows.to_owned(), serde_json::Value::Object(paths));
+            }
+            out.insert(kind.name().to_owned(), serde_json::Value::Object(flows_map));
+        }
+        serde_json::Value::Object(out)
     }
 
     fn write_json(&self, path: &std::path::Path) -> Result<()> {
@@ -314,7 +387,7 @@ impl Report {
                 "req/s".into(),
             ]);
         }
-        for key in ["direct", "lb", "nftables_dnat"] {
+        for key in TCP_KEYS {
             rows.push([
                 format!("rig_tcp_gbps.{key}"),
                 show(Self::get(&self.rig_tcp_gbps, key), 2),
@@ -327,6 +400,27 @@ impl Report {
                 show(Self::get(&self.rig_tcp_gbps_by_mtu, key), 2),
                 "Gbit/s".into(),
             ]);
+        }
+        for (kind, section) in [
+            (pps::KINDS[0], "rig_small_packets_pps"),
+            (pps::KINDS[1], "rig_small_packets_pps_tcp_ack"),
+        ] {
+            for flows in pps::FLOWS {
+                for path in pps::PATHS {
+                    let figure = self.small_pps(kind, flows, path);
+                    rows.push([
+                        format!("{section}.{flows}.{path}"),
+                        show(figure.map(|f| f.pps), 0),
+                        match figure {
+                            Some(f) if path != "generator" => format!(
+                                "pkt/s (generator made {:.0}/s; LB thread {:.0} ns/pkt)",
+                                f.generator_pps, f.lb_ns_per_packet
+                            ),
+                            _ => "pkt/s".into(),
+                        },
+                    ]);
+                }
+            }
         }
         lb_tests::table::figures(&rows, &self.targets(), &self.details)
     }
@@ -359,6 +453,45 @@ impl Report {
                 ),
                 _ => format!("{name}: lb >= nftables_dnat: not measured"),
             });
+        }
+        for kind in pps::KINDS {
+            let section = match kind {
+                lb_tests::pps::Kind::Udp => "rig_small_packets_pps",
+                lb_tests::pps::Kind::TcpAck => "rig_small_packets_pps_tcp_ack",
+            };
+            for flows in pps::FLOWS {
+                let get = |path| self.small_pps(kind, flows, path).map(|f| f.pps);
+                let lb = get("lb");
+                // What the LB's CPU could forward: 1 s over its CPU time
+                // per packet.
+                let capacity = |path| {
+                    self.small_pps(kind, flows, path)
+                        .map(|f| 1e9 / f.lb_ns_per_packet)
+                };
+                for (other, factor) in [("nftables_dnat", 3.0), ("baseline", 0.8)] {
+                    let name = format!("{section}.{flows}: lb >= {factor} x {other}");
+                    lines.push(match (lb, get(other)) {
+                        (Some(l), Some(o)) => {
+                            format!("{name}: {} (ratio {:.2})", met(l >= factor * o), l / o)
+                        }
+                        _ => format!("{name}: not measured"),
+                    });
+                    let name = format!(
+                        "  the same by packets per second of the LB thread's CPU ({flows}, {})",
+                        kind.name()
+                    );
+                    lines.push(match (capacity("lb"), capacity(other)) {
+                        (Some(l), Some(o)) => format!(
+                            "{name}: {} (ratio {:.2}; {:.0} vs {:.0} pkt/s)",
+                            met(l >= factor * o),
+                            l / o,
+                            l,
+                            o
+                        ),
+                        _ => format!("{name}: not measured"),
+                    });
+                }
+            }
         }
         lines
     }
@@ -806,14 +939,15 @@ fn rig_figures(secs: u64, report: &mut Report) -> Result<()> {
     ));
     drop(baseline);
 
-    // (e) Diagnostic, not in the JSON: bulk TCP through lb_baseline
+    // (e) rig_tcp_gbps.baseline: bulk TCP through lb_baseline
     // (VIP:5201 -> b1:5201), the XDP path with no lookups at all. If it is
     // no faster than lb_xdp, the XDP forwarding path of the veth rig caps
     // the figure, not lb_xdp's work.
     let baseline = attach_baseline(&rig, IPERF_PORT)?;
     let gbps = iperf(&rig, vip, secs).context("baseline: iperf3")?;
+    report.rig_tcp_gbps.push(("baseline", Some(gbps.gbps)));
     report.detail(format!(
-        "diagnostic: lb_baseline iperf3 (VIP:{IPERF_PORT} -> b1): {gbps}"
+        "baseline iperf3 (lb_baseline, VIP:{IPERF_PORT} -> b1): {gbps}"
     ));
     drop(baseline);
     Ok(())

@@ -12,6 +12,8 @@
 //!   downloads checked byte for byte, idle keep-alive connections asked
 //!   again) across the active's faults (flow replication's test and
 //!   benchmark);
+//! - [`pps`]: the small-packet generator of the data-plane benchmark
+//!   (`lb_bench_gen` driven through BPF_PROG_TEST_RUN with live frames);
 //! - [`table`]: the table of figures the benchmarks print;
 //! - [`testrun`]: timing an XDP program with BPF_PROG_TEST_RUN (the
 //!   benchmarks), and opening the program a daemon attached;
@@ -26,6 +28,7 @@ pub mod flow_scenario;
 pub mod netns;
 pub mod packets;
 pub mod pair;
+pub mod pps;
 pub mod rig;
 pub mod table;
 pub mod testrun;

@@ -270,6 +270,15 @@ impl Rig {
         Ok(())
     }
 
+    /// Detaches the pass programs from the veth peers of the LB's
+    /// interfaces (`xdp_pass.rs`), so that a test can attach its own there
+    /// (the data-plane bench's counting sink). Frames the LB sends back out
+    /// of the interface they came in on (XDP_TX) then wait on the peer for
+    /// its next frame.
+    pub fn detach_peer_pass_programs(&mut self) {
+        self.xdp_pass.clear();
+    }
+
     /// The first LB node (`lb`, or `lb1` in a pair).
     pub fn lb(&self) -> &LbNode {
         &self.nodes[0]

@@ -103,7 +103,7 @@ impl LbNode {
 
     /// ... and for its backend-side link (on the backends' bridge), also
     /// the port of the node alone (`p-lb`).
-    pub(super) fn int_port(&self) -> String {
+    pub fn int_port(&self) -> String {
         format!("p-{}", self.name)
     }
 }

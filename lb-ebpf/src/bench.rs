@@ -1,0 +1,124 @@
+//! Bench-only programs for the small-packet figure of `cargo xtask bench
+//! dataplane` (docs/benchmarks.md). The daemon never loads or attaches them.
+//!
+//! - `lb_bench_gen`, the generator: run by `BPF_PROG_TEST_RUN` with live
+//!   frames in the client's namespace, it writes the configured frame over
+//!   each frame (the kernel recycles the frames' pages without copying the
+//!   input in again, and the paths downstream rewrite them in place), gives
+//!   it the next source port and sends it out of the interface the run says
+//!   it came in on (`XDP_TX`).
+//! - `lb_bench_sink`, the counter: a tc ingress classifier on the link the
+//!   LB sends out of (its peer end), it counts and drops the IPv4 TCP or UDP
+//!   packets to one address and port, and lets the rest through (ARP,
+//!   ICMP...). A classifier rather than XDP: the kernel's forwarded packets
+//!   arrive as socket buffers, which a veth would copy into a page for an
+//!   XDP program; the frames `lb_xdp` redirects and the kernel's packets
+//!   then cost the sink alike (a socket buffer each).
+use aya_ebpf::{
+    bindings::{
+        TC_ACT_OK, TC_ACT_SHOT,
+        xdp_action::{XDP_ABORTED, XDP_TX},
+    },
+    macros::{classifier, map, xdp},
+    maps::PerCpuArray,
+    programs::{TcContext, XdpContext},
+};
+use lb_common::{
+    AF_INET, BENCH_DELIVERED, BENCH_FRAME_BYTES, BENCH_SEQUENCE, BENCH_SLOTS, BenchGenConfig,
+    BenchSinkConfig, IPPROTO_TCP, IPPROTO_UDP,
+};
+
+use crate::{
+    csum::Diff,
+    packet::{ETH_P_IP, ptr_at},
+};
+
+#[map(name = "LB_BENCH")]
+static LB_BENCH: PerCpuArray<u64> = PerCpuArray::with_max_entries(BENCH_SLOTS, 0);
+
+/// Set by user space when it loads the object; read-only for the kernel.
+#[unsafe(no_mangle)]
+static LB_BENCH_GEN: BenchGenConfig = BenchGenConfig::UNSET;
+/// Set by user space when it loads the object; read-only for the kernel.
+#[unsafe(no_mangle)]
+static LB_BENCH_SINK: BenchSinkConfig = BenchSinkConfig::UNSET;
+
+/// Offsets in the generator's frame: Ethernet, IPv4 without options.
+const IP_PROTO: usize = 23;
+const SPORT: usize = 34;
+const UDP_CSUM: usize = 40;
+const TCP_CSUM: usize = 50;
+
+#[xdp]
+pub fn lb_bench_gen(ctx: XdpContext) -> u32 {
+    // Hidden from the compiler, as in baseline.rs: read at run time.
+    // SAFETY: a valid pointer to a static.
+    let cfg = unsafe { &*core::hint::black_box(&raw const LB_BENCH_GEN) };
+    let Some(seq) = LB_BENCH.get_ptr_mut(BENCH_SEQUENCE) else {
+        return XDP_ABORTED;
+    };
+    // SAFETY: this CPU's slot; nothing else runs this program on it now.
+    let n = unsafe {
+        let n = *seq;
+        *seq = n + 1;
+        n
+    };
+    let mut frame = cfg.frame;
+    if cfg.flows > 1 {
+        let port = (n % u64::from(cfg.flows)) as u16;
+        if frame[IP_PROTO] == IPPROTO_UDP {
+            next_port::<UDP_CSUM>(&mut frame, port, true);
+        } else {
+            next_port::<TCP_CSUM>(&mut frame, port, false);
+        }
+    }
+    let Some(out) = ptr_at::<[u8; BENCH_FRAME_BYTES]>(&ctx, 0) else {
+        return XDP_ABORTED;
+    };
+    // SAFETY: ptr_at checked that the frame holds these bytes.
+    unsafe { *out = frame };
+    XDP_TX
+}
+
+/// Adds `offset` to the frame's source port and updates the L4 checksum
+/// at `CSUM` (RFC 1624). A UDP checksum that comes out as zero is sent as
+/// 0xffff: zero means "no checksum".
+#[inline(always)]
+fn next_port<const CSUM: usize>(frame: &mut [u8; BENCH_FRAME_BYTES], offset: u16, udp: bool) {
+    let old = u16::from_be_bytes([frame[SPORT], frame[SPORT + 1]]);
+    let new = old.wrapping_add(offset);
+    let mut diff = Diff::new();
+    diff.word(old, new);
+    let mut csum = diff.apply(u16::from_be_bytes([frame[CSUM], frame[CSUM + 1]]));
+    if udp && csum == 0 {
+        csum = 0xffff;
+    }
+    [frame[SPORT], frame[SPORT + 1]] = new.to_be_bytes();
+    [frame[CSUM], frame[CSUM + 1]] = csum.to_be_bytes();
+}
+
+#[classifier]
+pub fn lb_bench_sink(ctx: TcContext) -> i32 {
+    // SAFETY: a valid pointer to a static.
+    let cfg = unsafe { &*core::hint::black_box(&raw const LB_BENCH_SINK) };
+    // Ethernet, IPv4 without options (the generator's frames), the ports.
+    let Ok(head) = ctx.load::<[u8; 38]>(0) else {
+        return TC_ACT_OK;
+    };
+    let proto = head[IP_PROTO];
+    if cfg.family != AF_INET
+        || u16::from_be_bytes([head[12], head[13]]) != ETH_P_IP
+        || head[14] != 0x45
+        || (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+        || u32::from_ne_bytes([head[30], head[31], head[32], head[33]])
+            != u32::from_ne_bytes([cfg.addr[0], cfg.addr[1], cfg.addr[2], cfg.addr[3]])
+        || u16::from_ne_bytes([head[36], head[37]]) != u16::from_ne_bytes(cfg.port)
+    {
+        return TC_ACT_OK;
+    }
+    if let Some(count) = LB_BENCH.get_ptr_mut(BENCH_DELIVERED) {
+        // SAFETY: this CPU's slot.
+        unsafe { *count += 1 };
+    }
+    TC_ACT_SHOT
+}
