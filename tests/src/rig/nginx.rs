@@ -25,6 +25,10 @@ pub(super) fn write_nginx_site(root: &Path, name: &str) -> Result<PathBuf> {
     big.set_len(64 << 20)?;
     let r = root.display();
     let conf = root.join("nginx.conf");
+    // `/paced/`: the files at 200 kB/s, so that a download keeps packets on
+    // the wire for its whole life; `send_timeout 300s`, so that a test
+    // whose load starves them of CPU (a flood) sees them slow down rather
+    // than cut by nginx after its default 60 s without progress.
     fs::write(
         &conf,
         format!(
@@ -47,6 +51,7 @@ pub(super) fn write_nginx_site(root: &Path, name: &str) -> Result<PathBuf> {
              \x20   location /paced/ {{\n\
              \x20     alias {r}/www/;\n\
              \x20     limit_rate 200k;\n\
+             \x20     send_timeout 300s;\n\
              \x20   }}\n\
              \x20   location /upload/ {{\n\
              \x20     dav_methods PUT;\n\
