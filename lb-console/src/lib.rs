@@ -352,18 +352,29 @@ mod tests {
     /// A daemon's API on `socket` that answers `GET /v1/status` with
     /// `status` and `body` (JSON written out here as a daemon sends it, not
     /// made by the types under test).
+    /// The fake daemon's alerts, oldest first as the daemon sends them.
+    const ALERTS: &str = r#"[{"time":"2026-11-25T14:50:01Z","level":"info","event":"daemon_started","message":"lb-ctl 0.1.0 started"},{"time":"2026-11-25T14:52:13Z","level":"warning","event":"backend_down","message":"backend 198.18.1.12:80 is down"}]"#;
+
     fn fake_daemon(
         socket: &std::path::Path,
         status: StatusCode,
         body: &'static str,
     ) -> tokio::task::JoinHandle<()> {
         let listener = tokio::net::UnixListener::bind(socket).unwrap();
-        let api = Router::new().route(
-            "/v1/status",
-            get(
-                move || async move { (status, [(header::CONTENT_TYPE, "application/json")], body) },
-            ),
-        );
+        let api =
+            Router::new()
+                .route(
+                    "/v1/status",
+                    get(move || async move {
+                        (status, [(header::CONTENT_TYPE, "application/json")], body)
+                    }),
+                )
+                .route(
+                    "/v1/alerts",
+                    get(move || async move {
+                        (status, [(header::CONTENT_TYPE, "application/json")], ALERTS)
+                    }),
+                );
         tokio::spawn(async move { axum::serve(listener, api).await.unwrap() })
     }
 
@@ -758,7 +769,7 @@ mod tests {
         assert_eq!(reply.headers[header::CONTENT_TYPE], "application/json");
         assert_eq!(
             reply.body,
-            r#"{"values":{"configuration":"generation 7","daemon":"running, lb 0.1.0","group_runs_on":null,"interconnects":null,"node":"lb1","peer":null,"replication":null,"role":"standby","services":"2 (5 backends, 1 down)","settings":null,"takeovers":null,"uptime":"1 h 2 min"},"error":null}"#
+            r#"{"values":{"configuration":"generation 7","daemon":"running, lb 0.1.0","group_runs_on":null,"interconnects":null,"node":"lb1","peer":null,"replication":null,"role":"standby","services":"2 (5 backends, 1 down)","settings":null,"takeovers":null,"uptime":"1 h 2 min"},"error":null,"alerts":[{"time":"2026-11-25T14:52:13Z","level":"warning","event":"backend_down","message":"backend 198.18.1.12:80 is down"},{"time":"2026-11-25T14:50:01Z","level":"info","event":"daemon_started","message":"lb-ctl 0.1.0 started"}]}"#
         );
         daemon.abort();
         // The daemon down: every value unknown (null), with why.
@@ -771,6 +782,7 @@ mod tests {
             serde_json::json!({"configuration":null,"daemon":null,"node":null,"role":null,"services":null,"uptime":null,
                 "group_runs_on":null,"peer":null,"interconnects":null,"settings":null,"takeovers":null,"replication":null})
         );
+        assert_eq!(live["alerts"], serde_json::Value::Null);
         assert!(
             live["error"]
                 .as_str()

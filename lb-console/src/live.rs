@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use lb_common::api::{ClusterStatus, Role};
+use lb_common::api::{Alert, ClusterStatus, Role};
 use serde::Serialize;
 
 use crate::{daemon::DaemonState, system};
@@ -97,6 +97,40 @@ pub struct Live {
     pub values: BTreeMap<&'static str, Option<String>>,
     /// Why the values are unknown.
     pub error: Option<String>,
+    /// The recent alerts, newest first (the dashboard's "Recent alerts"),
+    /// or `null` when the daemon did not say.
+    pub alerts: Option<Vec<LiveAlert>>,
+}
+
+/// An alert as the dashboard's script shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LiveAlert {
+    pub time: String,
+    /// `info`, `warning` or `error`.
+    pub level: String,
+    /// The event's stable name.
+    pub event: String,
+    pub message: String,
+}
+
+impl Live {
+    /// With the daemon's answer to `GET /v1/alerts` (oldest first), newest
+    /// first; unknown when it did not answer.
+    pub fn with_alerts(mut self, alerts: &Result<Vec<Alert>, String>) -> Live {
+        self.alerts = alerts.as_ref().ok().map(|alerts| {
+            alerts
+                .iter()
+                .rev()
+                .map(|a| LiveAlert {
+                    time: a.time.clone(),
+                    level: a.level.to_string(),
+                    event: a.event.to_string(),
+                    message: a.message.clone(),
+                })
+                .collect()
+        });
+        self
+    }
 }
 
 /// The values of `state`.
@@ -126,7 +160,11 @@ pub fn values(state: &DaemonState) -> Live {
     };
     let mut values: BTreeMap<_, _> = ROWS.iter().map(|(key, _)| *key).zip(texts).collect();
     values.extend(PAIR_ROWS.iter().map(|(key, _)| *key).zip(pair_texts));
-    Live { values, error }
+    Live {
+        values,
+        error,
+        alerts: None,
+    }
 }
 
 /// The page's script: fetches `/live/status` every 2 s and writes each

@@ -562,6 +562,20 @@ async fn wait_for_text(browser: &Browser, css: &str, want: &str) -> String {
     text
 }
 
+/// Waits (20 s at most) until the text of `css` contains `want`; the last
+/// text read.
+async fn wait_for_text_containing(browser: &Browser, css: &str, want: &str) -> String {
+    let mut text = String::new();
+    for _ in 0..80 {
+        text = browser.text(css).await;
+        if text.contains(want) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    text
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboards_values_follow_the_daemon_and_turn_unknown_when_it_stops() {
     let daemon = FakeDaemon::start(daemon::ACTIVE);
@@ -576,9 +590,23 @@ async fn the_dashboards_values_follow_the_daemon_and_turn_unknown_when_it_stops(
     daemon.set_status(daemon::STANDBY);
     assert_eq!(wait_for_text(&browser, role, "standby").await, "standby");
     assert_eq!(browser.path().await, "/");
+    // So do the recent alerts: a new one is listed first.
+    let recent = "[data-live-alerts] li";
+    assert!(browser.text(recent).await.contains("no_usable_backend"));
+    daemon.set_alerts(
+        r#"[{"time":"2026-11-25T15:00:00Z","level":"warning","event":"failover","message":"this node is now standby (moved by the operator); the floating IPs left"}]"#,
+    );
+    let first = wait_for_text_containing(&browser, recent, "failover").await;
+    assert!(first.contains("this node is now standby"), "{first}");
+    assert!(first.contains("warning"), "{first}");
+    assert_eq!(browser.path().await, "/");
     // The daemon stops answering: unknown, with why; never the last value.
     daemon.stop();
     assert_eq!(wait_for_text(&browser, role, "unknown").await, "unknown");
+    assert_eq!(
+        wait_for_text(&browser, "[data-live-alerts]", "unknown").await,
+        "unknown"
+    );
     for value in ["node", "group_runs_on", "peer", "settings"] {
         assert_eq!(
             browser.text(&format!("[data-live={value}]")).await,

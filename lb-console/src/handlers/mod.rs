@@ -142,7 +142,11 @@ pub async fn alerts(
 /// The dashboard's live values (`crate::live`), as JSON: the daemon asked
 /// now; when it does not answer, every value is `null` with the reason.
 pub async fn live_status(Extension(app): Shared) -> Response {
-    let live = crate::live::values(&crate::daemon::status(&app.daemon).await);
+    let (state, alerts) = tokio::join!(
+        crate::daemon::status(&app.daemon),
+        crate::daemon::get::<Vec<lb_common::api::Alert>>(&app.daemon, RECENT_ALERTS),
+    );
+    let live = crate::live::values(&state).with_alerts(&alerts);
     match serde_json::to_string(&live) {
         Ok(json) => (
             [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -152,6 +156,9 @@ pub async fn live_status(Extension(app): Shared) -> Response {
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
     }
 }
+
+/// The dashboard's recent alerts (on the page and in `/live/status`).
+const RECENT_ALERTS: &str = "/v1/alerts?limit=5";
 
 /// The dashboard's script.
 pub async fn live_script() -> impl IntoResponse {
@@ -183,7 +190,7 @@ pub async fn dashboard(
     Extension(session): Extension<Session>,
 ) -> Html<String> {
     let state = crate::daemon::status(&app.daemon).await;
-    let alerts = crate::daemon::get(&app.daemon, "/v1/alerts?limit=5").await;
+    let alerts = crate::daemon::get(&app.daemon, RECENT_ALERTS).await;
     Html(pages::dashboard::page(
         &app.nav(&session, Section::Dashboard),
         &crate::system::Facts::read(),

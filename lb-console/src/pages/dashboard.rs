@@ -82,10 +82,13 @@ fn recent(alerts: &Result<Vec<Alert>, String>) -> Markup {
     html! {
         section.card aria-labelledby="recent" {
             h2 #recent { "Recent alerts" }
-            @match alerts {
-                Ok(alerts) if alerts.is_empty() => { p.sub { "No alerts." } }
-                Ok(alerts) => { (super::alerts::list(alerts)) }
-                Err(why) => { p { (unknown()) } p.error role="status" { (why) } }
+            // Rewritten by live.js with every answer of /live/status.
+            div data-live-alerts {
+                @match alerts {
+                    Ok(alerts) if alerts.is_empty() => { p.sub { "No alerts." } }
+                    Ok(alerts) => { (super::alerts::list(alerts)) }
+                    Err(why) => { p { (unknown()) } p.error role="status" { (why) } }
+                }
             }
             p { a href="/alerts" { "All alerts" } }
         }

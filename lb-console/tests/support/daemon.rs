@@ -27,6 +27,8 @@ pub struct FakeDaemon {
     asked: Asked,
     /// The answer to `GET /v1/status` (see [`FakeDaemon::set_status`]).
     status: Arc<Mutex<&'static str>>,
+    /// The answer to `GET /v1/alerts` (see [`FakeDaemon::set_alerts`]).
+    alerts: Arc<Mutex<&'static str>>,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
@@ -42,6 +44,12 @@ impl FakeDaemon {
         let current = status.clone();
         let status_route = get(move || {
             let body = *current.lock().unwrap();
+            async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+        });
+        let alerts = Arc::new(Mutex::new(ALERTS));
+        let current_alerts = alerts.clone();
+        let alerts_route = get(move || {
+            let body = *current_alerts.lock().unwrap();
             async move { ([(header::CONTENT_TYPE, "application/json")], body) }
         });
         let json = |body: &'static str| {
@@ -85,7 +93,7 @@ impl FakeDaemon {
         let api = Router::new()
             .route("/v1/status", status_route)
             .route("/v1/stats", stats_route)
-            .route("/v1/alerts", json(ALERTS))
+            .route("/v1/alerts", alerts_route)
             .route("/v1/config", json(CONFIG).put(record.clone()))
             .route("/v1/config/check", post(record.clone()))
             .route("/v1/changes", post(record.clone()))
@@ -95,6 +103,7 @@ impl FakeDaemon {
             socket,
             asked,
             status,
+            alerts,
             task,
             _dir: dir,
         }
@@ -102,6 +111,12 @@ impl FakeDaemon {
 
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// Answers `GET /v1/alerts` with `alerts` (JSON, oldest first) from
+    /// now on.
+    pub fn set_alerts(&self, alerts: &'static str) {
+        *self.alerts.lock().unwrap() = alerts;
     }
 
     /// Answers `GET /v1/status` with `status` from now on.

@@ -171,6 +171,15 @@ async fn the_dashboard_shows_the_pair_and_the_recent_alerts() {
                 "replication": "sending, caught up, lag 17 flows",
             },
             "error": null,
+            // The recent alerts too, newest first, as the page lists them.
+            "alerts": [
+                {"time": "2026-11-25T14:54:05Z", "level": "error", "event": "no_usable_backend",
+                 "message": "udp/[2001:db8::100]:53 has no usable backend; new flows are dropped"},
+                {"time": "2026-11-25T14:52:13Z", "level": "warning", "event": "backend_down",
+                 "message": "tcp/198.18.0.100:80: backend 198.18.1.12:80 is down (3 probes failed: connection refused)"},
+                {"time": "2026-11-25T14:50:01Z", "level": "info", "event": "daemon_started",
+                 "message": "lb-ctl 0.1.0 started on ext0, int0 (native XDP)"},
+            ],
         }),
         "{}",
         reply.body
