@@ -274,17 +274,18 @@ fn icmp_error(ctx: &XdpContext) -> (Counter, u32) {
     }
     // From the client's side the quoted packet reversed is the flow's key,
     // from the backend's side its NAT reply key.
+    // The reply tables are looked up only when the flow tables miss.
     let flow = pinned_flow(&LB_FLOWS, &err.flow).or_else(|| pinned_flow(&LB_NEW_FLOWS, &err.flow));
-    let reply = LB_REPLIES
-        .get_ptr(&err.flow)
-        .or_else(|| LB_NEW_REPLIES.get_ptr(&err.flow));
     let towards = if let Some((flow, backend)) = flow {
         if flow.mode == mode::DSR {
             icmp::Towards::DsrBackend(backend)
         } else {
             icmp::Towards::NatBackend(backend)
         }
-    } else if let Some(reply) = reply {
+    } else if let Some(reply) = LB_REPLIES
+        .get_ptr(&err.flow)
+        .or_else(|| LB_NEW_REPLIES.get_ptr(&err.flow))
+    {
         // SAFETY: a map value pointer from a successful lookup (read in
         // place: the stack has no room for a copy).
         icmp::Towards::Client(unsafe { &*reply })
