@@ -10,11 +10,13 @@
 //! stream on `[cluster] replication_port`, the standby's task and loop
 //! writing its tables. New flows are made by BPF_PROG_TEST_RUN of the very
 //! program lb1 attached (opened through its pinned link), run in lb1's
-//! namespace as received on its `ext0`, each on a SYN of a 5-tuple never
-//! seen before (repeat = 1: a repeat would rerun the program on the
-//! rewritten buffer). The standby's flow table is read through its pin.
+//! namespace as received on its `ext0`, each a SYN of a 5-tuple never
+//! seen before and the ACK that confirms it (the program reports a flow
+//! when it is confirmed) (repeat = 1: a repeat would rerun the program on
+//! the rewritten buffer). The standby's flow table is read through its pin.
 //!
-//! - `new_flow_ns`: the program's cost on a new flow with the replication
+//! - `new_flow_ns`: the program's cost on a new flow's confirming ACK (its
+//!   SYN run before, not measured) with the replication
 //!   switch (`LB_REPLICATE`) off and on, in interleaved blocks on lb1's
 //!   program (lb1's task reading the ring and sending meanwhile), median of
 //!   the kernel's `duration` of each run;
