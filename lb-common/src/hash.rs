@@ -39,6 +39,21 @@ pub fn maglev_slot(key: &FlowKey) -> u32 {
     flow_hash(key) % crate::MAGLEV_TABLE_SIZE
 }
 
+/// The set of [`crate::maps::NEW_FLOWS`] of a flow with this client
+/// address and port: the same from the client's packets (source) and the
+/// backend's answers (destination).
+#[inline(always)]
+pub fn new_flow_set(client: &[u8; 16], cport: [u8; 2], proto: u8, family: u8) -> u32 {
+    let mut h = SEED;
+    let mut i = 0;
+    while i < 16 {
+        h = round(h, word(client, i));
+        i += 4;
+    }
+    h = round(h, u32::from_le_bytes([cport[0], cport[1], proto, family]));
+    fmix(h ^ 20) & (crate::NEW_FLOW_SETS - 1)
+}
+
 #[inline(always)]
 fn word(bytes: &[u8; 16], i: usize) -> u32 {
     u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]])
@@ -103,6 +118,38 @@ mod tests {
         variants[5].family = crate::AF_INET6;
         for v in variants {
             assert_ne!(flow_hash(&v), flow_hash(&base), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn a_flows_new_flow_set_is_the_same_from_both_sides() {
+        let k = key(10, 40000);
+        let from_client = new_flow_set(&k.src, k.sport, k.proto, k.family);
+        // The backend's answer: the client is its destination.
+        assert_eq!(
+            from_client,
+            new_flow_set(
+                &k.src,
+                40000u16.to_be_bytes(),
+                crate::IPPROTO_TCP,
+                crate::AF_INET
+            )
+        );
+        assert!(from_client < crate::NEW_FLOW_SETS);
+        let other_port = new_flow_set(&k.src, 40001u16.to_be_bytes(), k.proto, k.family);
+        assert_ne!(from_client, other_port);
+    }
+
+    #[test]
+    fn new_flow_sets_spread_evenly() {
+        let mut buckets = [0u32; 16];
+        for port in 0..=u16::MAX {
+            let k = key(10, port);
+            let set = new_flow_set(&k.src, k.sport, k.proto, k.family);
+            buckets[(set as usize * 16) / crate::NEW_FLOW_SETS as usize] += 1;
+        }
+        for b in buckets {
+            assert!((3800..4400).contains(&b), "{buckets:?}");
         }
     }
 

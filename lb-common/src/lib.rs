@@ -34,15 +34,19 @@ pub mod maps {
     pub const FLOWS: &str = "LB_FLOWS";
     /// `LruHashMap<FlowKey (backend side, as the reply arrives), Reply>`.
     pub const REPLIES: &str = "LB_REPLIES";
-    /// `LruHashMap<FlowKey (client side), Flow>`: flows of which one packet
-    /// only was seen (a SYN, a first datagram), kept apart from
-    /// [`FLOWS`] so that a flood of new flows churns only this table; the
-    /// client's next packet (not a SYN) confirms the flow into [`FLOWS`].
+    /// `Array<NewFlowSet>`, indexed by [`hash::new_flow_set`] of the
+    /// client's side: flows of which one packet only was seen (a SYN, a
+    /// first datagram) and, for NAT, how to translate their first replies
+    /// (a SYN-ACK). Kept apart from [`FLOWS`] so that a flood of new flows
+    /// churns only this table; the client's next packet (not a SYN) confirms
+    /// the flow into [`FLOWS`] (and [`REPLIES`]) and frees its way. A set
+    /// of [`NEW_FLOW_WAYS`] ways: a new flow takes a free way, else the
+    /// one written longest ago. One table written once per new flow, found from both
+    /// directions (the client's address and port are in both).
+    ///
+    /// [`NEW_FLOW_WAYS`]: crate::NEW_FLOW_WAYS
+    /// [`hash::new_flow_set`]: crate::hash::new_flow_set
     pub const NEW_FLOWS: &str = "LB_NEW_FLOWS";
-    /// `LruHashMap<FlowKey (backend side), Reply>`: the NAT replies of
-    /// [`NEW_FLOWS`] (a SYN-ACK, a first answer), confirmed with them into
-    /// [`REPLIES`].
-    pub const NEW_REPLIES: &str = "LB_NEW_REPLIES";
     /// `Array<Settings>`, one entry.
     pub const SETTINGS: &str = "LB_SETTINGS";
     /// `DevMapHash` keyed by ifindex: the interfaces the program may
@@ -61,7 +65,7 @@ pub mod maps {
     /// exceeded messages (see [`super::ICMP_BURST`]).
     pub const ICMP_BUDGET: &str = "LB_ICMP_BUDGET";
     /// `ProgramArray`: the programs `lb_xdp` tail-calls (see
-    /// [`super::JUMP_ICMP`], [`super::JUMP_TTL`]).
+    /// [`super::JUMP_ICMP`], [`super::JUMP_TTL`], [`super::JUMP_UNCONFIRMED`]).
     pub const JUMP: &str = "LB_JUMP";
     /// `PerCpuArray<u64>` indexed by [`super::Counter`].
     pub const STATS: &str = "LB_STATS";
@@ -109,8 +113,14 @@ pub const JUMP_ICMP: u32 = 0;
 pub const TTL_PROGRAM: &str = "lb_ttl_expired";
 /// Slot of [`TTL_PROGRAM`] in [`maps::JUMP`].
 pub const JUMP_TTL: u32 = 1;
+/// Name of the XDP program for packets without a confirmed flow: new and
+/// unconfirmed flows to a service, the answers of unconfirmed NAT flows (a
+/// SYN-ACK: see [`maps::NEW_FLOWS`]); tail-called by `lb_xdp`.
+pub const UNCONFIRMED_PROGRAM: &str = "lb_unconfirmed";
+/// Slot of [`UNCONFIRMED_PROGRAM`] in [`maps::JUMP`].
+pub const JUMP_UNCONFIRMED: u32 = 2;
 /// Slots in [`maps::JUMP`].
-pub const JUMP_SLOTS: u32 = 2;
+pub const JUMP_SLOTS: u32 = 3;
 
 /// Name of the benchmark's baseline XDP program in the object: the same
 /// parse and NAT rewrite as [`XDP_PROGRAM`] for one fixed service and
@@ -188,7 +198,14 @@ pub const MAX_FLOWS: u32 = 1_000_000;
 /// be confirmed before this many newer ones push it out, 0.26 s at a
 /// flood of 1,000,000 new flows a second (a handshake on a LAN takes well
 /// under a millisecond; one that loses the race is picked again by Maglev).
-pub const MAX_NEW_FLOWS: u32 = 262_144;
+pub const MAX_NEW_FLOWS: u32 = NEW_FLOW_SETS * NEW_FLOW_WAYS;
+/// Sets of [`maps::NEW_FLOWS`] (a power of two: the set is the hash's low
+/// bits).
+pub const NEW_FLOW_SETS: u32 = 65_536;
+/// Ways of a [`NewFlowSet`]: a flow is pushed out only when its set is full
+/// and it is the one written longest ago (four cache lines, read at once
+/// on a new flow).
+pub const NEW_FLOW_WAYS: u32 = 4;
 /// Client addresses whose next hop each CPU caches for NAT replies.
 pub const MAX_CLIENT_HOPS: u32 = 16384;
 /// IP datagrams in fragments whose first fragment's destination is kept for
@@ -300,7 +317,7 @@ pub struct Flow {
 
 /// How to translate a NAT reply back: its source becomes the VIP and port.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Reply {
     pub vip: [u8; 16],
     pub vport: [u8; 2],
@@ -308,6 +325,50 @@ pub struct Reply {
     pub service: u32,
     /// The backend that sends the replies (for its counters).
     pub backend: u32,
+}
+
+/// An unconfirmed flow in [`maps::NEW_FLOWS`]: the first packet's pick,
+/// and for NAT how to translate the backend's answers. Matched from the
+/// client's side by `client`, `cport`, `reply.vip`, `reply.vport`,
+/// `proto`, `family`; from the backend's side by `client`, `cport`,
+/// `proto`, `family` and the backend's address and port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NewFlow {
+    pub client: [u8; 16],
+    /// The VIP and port (the translation of a NAT reply), service, backend.
+    pub reply: Reply,
+    pub cport: [u8; 2],
+    pub proto: u8,
+    /// [`AF_INET`] or [`AF_INET6`]; 0: a free way.
+    pub family: u8,
+    /// The backend's [`Backend::generation`] when the flow was picked.
+    pub generation: u32,
+    /// The service's [`mode`] when the flow was picked.
+    pub mode: u32,
+}
+
+impl NewFlow {
+    /// The flow table's entry this unconfirmed flow becomes.
+    pub fn flow(&self) -> Flow {
+        Flow {
+            backend: self.reply.backend,
+            generation: self.generation,
+            service: self.reply.service,
+            mode: self.mode,
+        }
+    }
+}
+
+/// One set of [`maps::NEW_FLOWS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NewFlowSet {
+    pub ways: [NewFlow; NEW_FLOW_WAYS as usize],
+    /// The way a new flow takes when none is free (modulo the ways): round
+    /// robin, so the way replaced is the one written longest ago.
+    pub next: u32,
+    pub pad: u32,
 }
 
 /// [`FlowRecord::flags`].
@@ -739,6 +800,7 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for Flow {}
     unsafe impl aya::Pod for Reply {}
+    unsafe impl aya::Pod for NewFlowSet {}
     unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for FloatingKey {}
     unsafe impl aya::Pod for MaglevTable {}
@@ -774,6 +836,9 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 40);
         assert_eq!(size_of::<Flow>(), 16);
         assert_eq!(size_of::<Reply>(), 28);
+        assert_eq!(size_of::<NewFlow>(), 16 + 28 + 2 + 1 + 1 + 4 + 4);
+        assert_eq!(size_of::<NewFlowSet>(), 56 * NEW_FLOW_WAYS as usize + 8);
+        assert!(NEW_FLOW_SETS.is_power_of_two());
         assert_eq!(size_of::<Traffic>(), 24);
         assert_eq!(size_of::<NextHop>(), 32);
         assert_eq!(size_of::<FragmentKey>(), 40);

@@ -19,8 +19,9 @@ use aya::{
 };
 use lb_common::{
     AF_INET, AF_INET6, Backend, Counter, FloatingKey, Flow, FlowKey, ICMP_PROGRAM, JUMP_ICMP,
-    JUMP_TTL, MAGLEV_TABLE_SIZE, MaglevTable, NO_BACKEND, Reply, Service, ServiceKey, Settings,
-    TTL_PROGRAM, Traffic, XDP_PROGRAM, maps,
+    JUMP_TTL, JUMP_UNCONFIRMED, MAGLEV_TABLE_SIZE, MaglevTable, NO_BACKEND, NewFlow, NewFlowSet,
+    Reply, Service, ServiceKey, Settings, TTL_PROGRAM, Traffic, UNCONFIRMED_PROGRAM, XDP_PROGRAM,
+    hash, maps,
 };
 
 use crate::{
@@ -34,7 +35,7 @@ pub use flows::{AsyncFlowRecords, BadItem, FlowRecords, FlowsReader, RING_CAPACI
 /// Every map of the object with the (key size, value size, max entries) this
 /// build expects: pinned maps that differ were made by an incompatible
 /// version.
-fn expected_maps() -> [(&'static str, usize, usize, u32); 21] {
+fn expected_maps() -> [(&'static str, usize, usize, u32); 20] {
     use core::mem::size_of;
     use lb_common::*;
     [
@@ -58,18 +59,7 @@ fn expected_maps() -> [(&'static str, usize, usize, u32); 21] {
             size_of::<Reply>(),
             MAX_FLOWS,
         ),
-        (
-            maps::NEW_FLOWS,
-            size_of::<FlowKey>(),
-            size_of::<Flow>(),
-            MAX_NEW_FLOWS,
-        ),
-        (
-            maps::NEW_REPLIES,
-            size_of::<FlowKey>(),
-            size_of::<Reply>(),
-            MAX_NEW_FLOWS,
-        ),
+        (maps::NEW_FLOWS, 4, size_of::<NewFlowSet>(), NEW_FLOW_SETS),
         (maps::SETTINGS, 4, size_of::<Settings>(), 1),
         (maps::TX_PORTS, 4, 8, MAX_TX_PORTS),
         (maps::JUMP, 4, 4, JUMP_SLOTS),
@@ -148,7 +138,11 @@ impl Dataplane {
     /// Loads the programs and fills the jump table.
     fn finish_load(mut ebpf: Ebpf) -> Result<Self> {
         load_program(program(&mut ebpf)?, XDP_PROGRAM)?;
-        for (name, slot) in [(ICMP_PROGRAM, JUMP_ICMP), (TTL_PROGRAM, JUMP_TTL)] {
+        for (name, slot) in [
+            (ICMP_PROGRAM, JUMP_ICMP),
+            (TTL_PROGRAM, JUMP_TTL),
+            (UNCONFIRMED_PROGRAM, JUMP_UNCONFIRMED),
+        ] {
             let tail: &mut Xdp = ebpf
                 .program_mut(name)
                 .with_context(|| format!("program {name} missing from the object"))?
@@ -481,16 +475,52 @@ impl Dataplane {
     }
 
     /// The unconfirmed flow table's entry for a client-side 5-tuple (a flow
-    /// of which one packet was seen).
+    /// of which one packet was seen), found as the program finds it.
     pub fn new_flow(&self, key: &FlowKey) -> Result<Option<Flow>> {
-        let flows: HashMap<_, FlowKey, Flow> = map_ref(&self.ebpf, maps::NEW_FLOWS)?;
-        optional(flows.get(key, 0))
+        let set = self.new_flow_set(hash::new_flow_set(
+            &key.src, key.sport, key.proto, key.family,
+        ))?;
+        Ok(set
+            .ways
+            .iter()
+            .find(|way| {
+                way.family == key.family
+                    && way.proto == key.proto
+                    && way.cport == key.sport
+                    && way.client == key.src
+                    && way.reply.vport == key.dport
+                    && way.reply.vip == key.dst
+            })
+            .map(NewFlow::flow))
     }
 
-    /// The unconfirmed reply table's entry for a backend-side 5-tuple.
+    /// The NAT translation of an unconfirmed flow's answer (backend-side
+    /// 5-tuple), found as the program finds it.
     pub fn new_reply(&self, key: &FlowKey) -> Result<Option<Reply>> {
-        let replies: HashMap<_, FlowKey, Reply> = map_ref(&self.ebpf, maps::NEW_REPLIES)?;
-        optional(replies.get(key, 0))
+        let set = self.new_flow_set(hash::new_flow_set(
+            &key.dst, key.dport, key.proto, key.family,
+        ))?;
+        let backends: Array<_, Backend> = map_ref(&self.ebpf, maps::BACKENDS)?;
+        for way in set.ways {
+            if way.family == key.family
+                && way.proto == key.proto
+                && way.mode == lb_common::mode::NAT
+                && way.cport == key.dport
+                && way.client == key.dst
+            {
+                let backend = backends.get(&way.reply.backend, 0)?;
+                if backend.addr == key.src && backend.port == key.sport {
+                    return Ok(Some(way.reply));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// One set of the unconfirmed flow table.
+    pub fn new_flow_set(&self, index: u32) -> Result<NewFlowSet> {
+        let sets: Array<_, NewFlowSet> = map_ref(&self.ebpf, maps::NEW_FLOWS)?;
+        Ok(sets.get(&index, 0)?)
     }
 
     /// The reply table's entry for a backend-side 5-tuple.
@@ -583,7 +613,6 @@ pub fn load_baseline(config: &lb_common::BaselineConfig) -> Result<Ebpf> {
         .map_max_entries(maps::FLOWS, 1)
         .map_max_entries(maps::REPLIES, 1)
         .map_max_entries(maps::NEW_FLOWS, 1)
-        .map_max_entries(maps::NEW_REPLIES, 1)
         .load(object())
         .context("loading the XDP object (baseline) into the kernel")?;
     load_program(baseline_program(&mut ebpf)?, lb_common::BASELINE_PROGRAM)?;

@@ -27,6 +27,7 @@ mod packet;
 mod report;
 mod rewrite;
 mod time_exceeded;
+mod unconfirmed;
 
 use aya_ebpf::{
     bindings::{
@@ -43,10 +44,10 @@ use aya_ebpf::{
 };
 use lb_common::{
     Backend, Counter, FLOW_RECORDS_BYTES, FloatingKey, Flow, FlowKey, Fragment, FragmentKey,
-    IPPROTO_TCP, IcmpBudget, JUMP_ICMP, JUMP_SLOTS, JUMP_TTL, MAX_BACKENDS, MAX_CLIENT_HOPS,
-    MAX_FLOATING, MAX_FLOWS, MAX_FRAGMENTS, MAX_NEW_FLOWS, MAX_SERVICES, MAX_TX_PORTS, MaglevTable,
-    NEXTHOP_TTL_JIFFIES, NO_BACKEND, NextHop, Reply, Service, ServiceKey, Settings, Traffic,
-    backend_flags, fragment_kind, hash, mode, role,
+    IPPROTO_TCP, IcmpBudget, JUMP_ICMP, JUMP_SLOTS, JUMP_TTL, JUMP_UNCONFIRMED, MAX_BACKENDS,
+    MAX_CLIENT_HOPS, MAX_FLOATING, MAX_FLOWS, MAX_FRAGMENTS, MAX_SERVICES, MAX_TX_PORTS,
+    MaglevTable, NEW_FLOW_SETS, NEXTHOP_TTL_JIFFIES, NO_BACKEND, NewFlowSet, NextHop, Reply,
+    Service, ServiceKey, Settings, Traffic, backend_flags, fragment_kind, hash, mode, role,
 };
 
 use crate::{
@@ -67,9 +68,7 @@ static LB_FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(MAX_FL
 #[map(name = "LB_REPLIES")]
 static LB_REPLIES: LruHashMap<FlowKey, Reply> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
 #[map(name = "LB_NEW_FLOWS")]
-static LB_NEW_FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(MAX_NEW_FLOWS, 0);
-#[map(name = "LB_NEW_REPLIES")]
-static LB_NEW_REPLIES: LruHashMap<FlowKey, Reply> = LruHashMap::with_max_entries(MAX_NEW_FLOWS, 0);
+static LB_NEW_FLOWS: Array<NewFlowSet> = Array::with_max_entries(NEW_FLOW_SETS, 0);
 #[map(name = "LB_SETTINGS")]
 static LB_SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[map(name = "LB_TX_PORTS")]
@@ -152,6 +151,41 @@ pub fn lb_ttl_expired(ctx: XdpContext) -> u32 {
     }
 }
 
+/// A packet without a confirmed flow, reached from `lb_xdp` by a tail call
+/// (the verifier's budget for one program would not hold both): to a
+/// service (a new or unconfirmed flow, see [`to_service`]), the answer of
+/// an unconfirmed NAT flow (a SYN-ACK, a first answer), else not ours.
+/// Parsed again.
+#[xdp(frags)]
+pub fn lb_unconfirmed(ctx: XdpContext) -> u32 {
+    let Ok(pkt) = packet::parse(&ctx) else {
+        return counted((Counter::PassNotService, XDP_PASS));
+    };
+    if pkt.fragment == Fragmentation::Later {
+        return counted((Counter::PassFragment, XDP_PASS));
+    }
+    if let Some(service) = LB_SERVICES.get_ptr(&service_key(&pkt)) {
+        // SAFETY: a map value pointer from a successful lookup.
+        return counted(to_service(&ctx, &pkt, unsafe { *service }));
+    }
+    match unconfirmed_reply(&pkt.key) {
+        // SAFETY: a map value pointer from a successful lookup.
+        Some(reply) => counted(nat_reply(&ctx, &pkt, unsafe { *reply })),
+        None => counted((Counter::PassNotService, XDP_PASS)),
+    }
+}
+
+/// The service key of the packet's destination.
+#[inline(always)]
+fn service_key(pkt: &Packet) -> ServiceKey {
+    ServiceKey {
+        addr: pkt.key.dst,
+        port: pkt.key.dport,
+        proto: pkt.key.proto,
+        family: pkt.key.family,
+    }
+}
+
 /// A packet to a service, a NAT reply from a backend, or neither.
 #[inline(always)]
 fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
@@ -161,24 +195,17 @@ fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
     if let Some(pinned) = pinned_flow(&LB_FLOWS, &pkt.key) {
         return to_pinned_backend(ctx, pkt, pinned);
     }
-    let service_key = ServiceKey {
-        addr: pkt.key.dst,
-        port: pkt.key.dport,
-        proto: pkt.key.proto,
-        family: pkt.key.family,
-    };
-    if let Some(service) = LB_SERVICES.get_ptr(&service_key) {
-        // SAFETY: a map value pointer from a successful lookup.
-        return to_service(ctx, pkt, unsafe { *service });
+    if LB_SERVICES.get_ptr(&service_key(pkt)).is_none() {
+        if let Some(reply) = LB_REPLIES.get_ptr(&pkt.key) {
+            // SAFETY: a map value pointer from a successful lookup.
+            return nat_reply(ctx, pkt, unsafe { *reply });
+        }
     }
-    if let Some(reply) = LB_REPLIES.get_ptr(&pkt.key) {
-        // SAFETY: a map value pointer from a successful lookup.
-        return nat_reply(ctx, pkt, unsafe { *reply });
-    }
-    if let Some(reply) = LB_NEW_REPLIES.get_ptr(&pkt.key) {
-        // SAFETY: a map value pointer from a successful lookup.
-        return nat_reply(ctx, pkt, unsafe { *reply });
-    }
+    // A new or unconfirmed flow to a service, the answer of an unconfirmed
+    // NAT flow, or not ours: `lb_unconfirmed`.
+    // SAFETY: the jump table holds only XDP programs of this object.
+    unsafe { LB_JUMP.tail_call(ctx, JUMP_UNCONFIRMED) };
+    // Only if the jump fails (the program is not in the jump table).
     (Counter::PassNotService, XDP_PASS)
 }
 
@@ -275,7 +302,7 @@ fn icmp_error(ctx: &XdpContext) -> (Counter, u32) {
     // From the client's side the quoted packet reversed is the flow's key,
     // from the backend's side its NAT reply key.
     // The reply tables are looked up only when the flow tables miss.
-    let flow = pinned_flow(&LB_FLOWS, &err.flow).or_else(|| pinned_flow(&LB_NEW_FLOWS, &err.flow));
+    let flow = pinned_flow(&LB_FLOWS, &err.flow).or_else(|| unconfirmed_flow(&err.flow));
     let towards = if let Some((flow, backend)) = flow {
         if flow.mode == mode::DSR {
             icmp::Towards::DsrBackend(backend)
@@ -284,7 +311,7 @@ fn icmp_error(ctx: &XdpContext) -> (Counter, u32) {
         }
     } else if let Some(reply) = LB_REPLIES
         .get_ptr(&err.flow)
-        .or_else(|| LB_NEW_REPLIES.get_ptr(&err.flow))
+        .or_else(|| unconfirmed_reply(&err.flow))
     {
         // SAFETY: a map value pointer from a successful lookup (read in
         // place: the stack has no room for a copy).
@@ -371,7 +398,13 @@ fn to_service(ctx: &XdpContext, pkt: &Packet, service: Service) -> (Counter, u32
     if is_standby() {
         return (Counter::PassStandby, XDP_PASS);
     }
-    let (flow, backend, new_flow) = match pinned_flow(&LB_NEW_FLOWS, &pkt.key) {
+    let set = LB_NEW_FLOWS.get_ptr_mut(unconfirmed::client_set(&pkt.key));
+    // A packet other than a SYN confirms the flow: its way is freed.
+    let pinned = set.and_then(|set| {
+        // SAFETY: a map value pointer from a successful lookup.
+        unsafe { unconfirmed::take_flow(set, &pkt.key, !pkt.syn, with_live_backend) }
+    });
+    let (flow, backend, new_flow) = match pinned {
         Some((flow, backend)) => {
             if !pkt.syn {
                 confirm(pkt, &flow, &backend, &service);
@@ -385,6 +418,10 @@ fn to_service(ctx: &XdpContext, pkt: &Packet, service: Service) -> (Counter, u32
             let Some((flow, backend)) = new_pick(pkt, &service) else {
                 return (Counter::DropNoBackend, XDP_DROP);
             };
+            if let Some(set) = set {
+                // SAFETY: as above.
+                unsafe { pin(set, pkt, &flow) };
+            }
             (flow, backend, true)
         }
     };
@@ -428,7 +465,7 @@ fn forward(
     }
 }
 
-/// The service's Maglev pick for this flow (or its sorry server), pinned.
+/// The service's Maglev pick for this flow (or its sorry server).
 #[inline(always)]
 fn new_pick(pkt: &Packet, service: &Service) -> Option<(Flow, Backend)> {
     let id = maglev_pick(service.id, &pkt.key)
@@ -441,7 +478,6 @@ fn new_pick(pkt: &Packet, service: &Service) -> Option<(Flow, Backend)> {
         service: service.id,
         mode: service.mode,
     };
-    pin(pkt, &flow, &backend);
     Some((flow, backend))
 }
 
@@ -454,6 +490,35 @@ fn pinned_flow(table: &LruHashMap<FlowKey, Flow>, key: &FlowKey) -> Option<(Flow
     let flow = unsafe { *flow };
     let backend = live_backend(flow.backend)?;
     (backend.generation == flow.generation).then_some((flow, backend))
+}
+
+/// The flow with its backend, if that is still the same one and live.
+#[inline(always)]
+fn with_live_backend(flow: Flow) -> Option<(Flow, Backend)> {
+    let backend = live_backend(flow.backend)?;
+    (backend.generation == flow.generation).then_some((flow, backend))
+}
+
+/// The unconfirmed flow of client-side `key` and its live backend.
+#[inline(always)]
+fn unconfirmed_flow(key: &FlowKey) -> Option<(Flow, Backend)> {
+    let set = LB_NEW_FLOWS.get_ptr_mut(unconfirmed::client_set(key))?;
+    // SAFETY: a map value pointer from a successful lookup.
+    unsafe { unconfirmed::take_flow(set, key, false, with_live_backend) }
+}
+
+/// How to translate the answer (backend-side `key`) of an unconfirmed NAT
+/// flow: a pointer into its way.
+#[inline(always)]
+fn unconfirmed_reply(key: &FlowKey) -> Option<*const Reply> {
+    let set = LB_NEW_FLOWS.get_ptr(unconfirmed::reply_set(key))?;
+    // SAFETY: a map value pointer from a successful lookup.
+    let set = unsafe { &*set };
+    unconfirmed::find_reply(set, key, |id| {
+        LB_BACKENDS
+            .get(id)
+            .is_some_and(|b| b.port == key.sport && unconfirmed::same(&b.addr, &key.src))
+    })
 }
 
 /// The backend at `id` if it may take packets.
@@ -476,19 +541,17 @@ fn maglev_pick(service: u32, key: &FlowKey) -> Option<u32> {
     (id != NO_BACKEND).then_some(id)
 }
 
-/// Records the new flow's backend as unconfirmed, and for NAT how to
-/// translate its replies: a flood of new flows churns only these tables,
+/// Records the new flow's pick as unconfirmed in `set` (for NAT also how to
+/// translate its answers): a flood of new flows churns only this table,
 /// never the confirmed flows of [`confirm`].
+///
+/// # Safety
+/// `set` is a value pointer of `LB_NEW_FLOWS` from a successful lookup.
 #[inline(always)]
-fn pin(pkt: &Packet, flow: &Flow, backend: &Backend) {
+unsafe fn pin(set: *mut NewFlowSet, pkt: &Packet, flow: &Flow) {
     count(Counter::FlowsUnconfirmed);
-    // A full table evicts its least recently used flow; an error here only
-    // means the next packet picks again (Maglev gives it the same backend).
-    let _ = LB_NEW_FLOWS.insert(&pkt.key, flow, 0);
-    if flow.mode == mode::NAT {
-        let (key, reply) = reply_entry(pkt, flow, backend);
-        let _ = LB_NEW_REPLIES.insert(&key, &reply, 0);
-    }
+    // SAFETY: per the contract.
+    unsafe { unconfirmed::remember(set, &pkt.key, flow) };
 }
 
 /// The client's second packet confirms the flow: it moves into the

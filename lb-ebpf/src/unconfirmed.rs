@@ -1,0 +1,161 @@
+//! The unconfirmed flow table (`LB_NEW_FLOWS`): flows of which one packet
+//! was seen. A set-associative array, like a CPU cache: the set comes from
+//! the client's address and port (see `hash::new_flow_set`), which both
+//! directions carry, so one way written on the first packet is found by
+//! the client's next packet and by the backend's first answer. A new flow
+//! takes a free way of its set, else the oldest: no locks, no lists, no
+//! eviction walk (an LRU hash pays those on every insert of a flood).
+//!
+//! Two CPUs writing one way in the same instant could leave it mixed; a
+//! way is matched on its whole key and its backend checked as live, and at
+//! worst one handshake is picked again by Maglev.
+
+use lb_common::{Flow, FlowKey, NEW_FLOW_WAYS, NewFlow, NewFlowSet, Reply, hash, mode};
+
+/// The set of a client-side key (the client is the source).
+#[inline(always)]
+pub fn client_set(key: &FlowKey) -> u32 {
+    hash::new_flow_set(&key.src, key.sport, key.proto, key.family)
+}
+
+/// The set of a backend-side key (the client is the destination).
+#[inline(always)]
+pub fn reply_set(key: &FlowKey) -> u32 {
+    hash::new_flow_set(&key.dst, key.dport, key.proto, key.family)
+}
+
+/// The unconfirmed flow of client-side `key` in `set` with what `usable`
+/// makes of it (its live backend). The way is freed when the flow is
+/// being confirmed (`confirming`) or is no longer usable (its backend
+/// went: the flow is picked again). What a match needs is done inside the
+/// loop, so that the verifier sees one path after it, not one per way.
+///
+/// # Safety
+/// `set` is a value pointer of `LB_NEW_FLOWS` from a successful lookup.
+#[inline(always)]
+pub unsafe fn take_flow<T>(
+    set: *mut NewFlowSet,
+    key: &FlowKey,
+    confirming: bool,
+    usable: impl Fn(Flow) -> Option<T>,
+) -> Option<T> {
+    // SAFETY: per the contract.
+    let ways = unsafe { &mut (*set).ways };
+    let mut i = 0;
+    while i < NEW_FLOW_WAYS as usize {
+        let way = &mut ways[i];
+        if is_flow(way, key) {
+            let found = usable(way.flow());
+            if confirming || found.is_none() {
+                way.family = 0;
+            }
+            return found;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The translation of the answer (backend-side `key`) of the NAT flow in
+/// `set` whose backend is the answer's sender (`sent_by(backend id)` says
+/// whether the backend has the key's source address and port): a pointer
+/// into its way.
+#[inline(always)]
+pub fn find_reply(
+    set: &NewFlowSet,
+    key: &FlowKey,
+    sent_by: impl Fn(u32) -> bool,
+) -> Option<*const Reply> {
+    let mut i = 0;
+    while i < NEW_FLOW_WAYS as usize {
+        let way = &set.ways[i];
+        if (way.family == key.family)
+            & (way.proto == key.proto)
+            & (way.mode == mode::NAT)
+            & (way.cport == key.dport)
+            && same(&way.client, &key.dst)
+            && sent_by(way.reply.backend)
+        {
+            return Some(&way.reply as *const Reply);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A way holding the flow of client-side `key`.
+#[inline(always)]
+fn is_flow(way: &NewFlow, key: &FlowKey) -> bool {
+    (way.family == key.family)
+        & (way.proto == key.proto)
+        & (way.cport == key.sport)
+        & (way.reply.vport == key.dport)
+        && same(&way.client, &key.src)
+        && same(&way.reply.vip, &key.dst)
+}
+
+/// Writes the new flow of client-side `key` into the first free way of
+/// `set`, else over the way written longest ago (the set's round robin).
+/// A way of the same flow was freed by [`take_flow`] when the flow was
+/// picked again. Each write is done where its way is chosen, so that the
+/// verifier sees one path after this, not one per way.
+///
+/// # Safety
+/// `set` is a value pointer of `LB_NEW_FLOWS` from a successful lookup.
+#[inline(always)]
+pub unsafe fn remember(set: *mut NewFlowSet, key: &FlowKey, flow: &Flow) {
+    // SAFETY: per the contract.
+    let set = unsafe { &mut *set };
+    let mut i = 0;
+    while i < NEW_FLOW_WAYS as usize {
+        let way = &mut set.ways[i];
+        if way.family == 0 {
+            write(way, key, flow);
+            return;
+        }
+        i += 1;
+    }
+    let next = set.next;
+    set.next = next.wrapping_add(1);
+    if let Some(way) = set.ways.get_mut((next % NEW_FLOW_WAYS) as usize) {
+        write(way, key, flow);
+    }
+}
+
+/// Fills `way` in place (no copy on the stack: it has no room); the family
+/// last, as a way is matched only with it.
+#[inline(always)]
+fn write(way: &mut NewFlow, key: &FlowKey, flow: &Flow) {
+    way.client = key.src;
+    way.reply.vip = key.dst;
+    way.reply.vport = key.dport;
+    way.reply.pad = [0; 2];
+    way.reply.service = flow.service;
+    way.reply.backend = flow.backend;
+    way.cport = key.sport;
+    way.proto = key.proto;
+    way.generation = flow.generation;
+    way.mode = flow.mode;
+    way.family = key.family;
+}
+
+/// Two addresses, compared as two 64-bit words in registers (no memcmp
+/// call in BPF, and no 128-bit copies on the stack, which has no room).
+#[inline(always)]
+pub fn same(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    half(a, 0) == half(b, 0) && half(a, 8) == half(b, 8)
+}
+
+#[inline(always)]
+fn half(a: &[u8; 16], at: usize) -> u64 {
+    u64::from_ne_bytes([
+        a[at],
+        a[at + 1],
+        a[at + 2],
+        a[at + 3],
+        a[at + 4],
+        a[at + 5],
+        a[at + 6],
+        a[at + 7],
+    ])
+}
