@@ -47,6 +47,11 @@ pub mod maps {
     /// [`NEW_FLOW_WAYS`]: crate::NEW_FLOW_WAYS
     /// [`hash::new_flow_set`]: crate::hash::new_flow_set
     pub const NEW_FLOWS: &str = "LB_NEW_FLOWS";
+    /// `HashMap<ServiceKey (a NAT backend's address, port, protocol), BackendVips>`:
+    /// the NAT services a backend (or sorry server) serves, to rebuild a
+    /// reply entry pushed out of [`REPLIES`] from its flow's entry in
+    /// [`FLOWS`] (the two tables evict apart).
+    pub const BACKEND_VIPS: &str = "LB_BACKEND_VIPS";
     /// `Array<Settings>`, one entry.
     pub const SETTINGS: &str = "LB_SETTINGS";
     /// `DevMapHash` keyed by ifindex: the interfaces the program may
@@ -194,10 +199,12 @@ pub const MAX_SERVICES: u32 = 1024;
 pub const MAX_BACKENDS: u32 = 16384;
 /// Flows in the connection table (and NAT replies in the reply table).
 pub const MAX_FLOWS: u32 = 1_000_000;
-/// Unconfirmed flows (one packet seen) and their NAT replies: a flow must
-/// be confirmed before this many newer ones push it out, 0.26 s at a
-/// flood of 1,000,000 new flows a second (a handshake on a LAN takes well
-/// under a millisecond; one that loses the race is picked again by Maglev).
+/// Unconfirmed flows (one packet seen) with their NAT reply translations,
+/// in [`maps::NEW_FLOWS`]: under a flood that fills the table, a flow must
+/// be confirmed before four newer flows of its set arrive, about this many
+/// newer flows in all, 0.26 s at 1,000,000 new flows a second (a handshake
+/// on a LAN takes well under a millisecond; one that loses the race is
+/// picked again by Maglev). 15 MiB.
 pub const MAX_NEW_FLOWS: u32 = NEW_FLOW_SETS * NEW_FLOW_WAYS;
 /// Sets of [`maps::NEW_FLOWS`] (a power of two: the set is the hash's low
 /// bits).
@@ -369,6 +376,30 @@ pub struct NewFlowSet {
     /// robin, so the way replaced is the one written longest ago.
     pub next: u32,
     pub pad: u32,
+}
+
+/// NAT services a backend address serves, at most this many (a backend in
+/// more keeps the first ones, by VIP: the others' replies are not rebuilt).
+pub const MAX_BACKEND_VIPS: usize = 4;
+
+/// One NAT service of a backend in [`maps::BACKEND_VIPS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BackendVip {
+    pub vip: [u8; 16],
+    pub vport: [u8; 2],
+    pub pad: [u8; 2],
+    /// The backend's id in that service.
+    pub backend: u32,
+}
+
+/// The NAT services of a backend address ([`maps::BACKEND_VIPS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendVips {
+    /// Entries of `vips` in use.
+    pub count: u32,
+    pub vips: [BackendVip; MAX_BACKEND_VIPS],
 }
 
 /// [`FlowRecord::flags`].
@@ -719,11 +750,16 @@ pub enum Counter {
     /// unusual frames (very long IPv6 extension header chains, header
     /// split configured on a NIC).
     PassSplitHeaders = 26,
+    /// NAT replies whose reply entry had been pushed out of
+    /// [`maps::REPLIES`] while their flow's entry stayed in
+    /// [`maps::FLOWS`]: the reply entry was rebuilt from it (see
+    /// [`maps::BACKEND_VIPS`]) and the reply translated.
+    RepliesRebuilt = 27,
 }
 
 impl Counter {
     /// Number of slots in [`maps::STATS`].
-    pub const COUNT: u32 = 27;
+    pub const COUNT: u32 = 28;
     /// Every counter, in slot order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::PassNotIp,
@@ -753,6 +789,7 @@ impl Counter {
         Counter::FlowsConfirmed,
         Counter::FlowsMidstream,
         Counter::PassSplitHeaders,
+        Counter::RepliesRebuilt,
     ];
 
     /// A stable name for logs, metrics and the CLI.
@@ -785,6 +822,7 @@ impl Counter {
             Counter::FlowsConfirmed => "flows_confirmed",
             Counter::FlowsMidstream => "flows_midstream",
             Counter::PassSplitHeaders => "pass_split_headers",
+            Counter::RepliesRebuilt => "replies_rebuilt",
         }
     }
 }
@@ -801,6 +839,7 @@ mod pod {
     unsafe impl aya::Pod for Flow {}
     unsafe impl aya::Pod for Reply {}
     unsafe impl aya::Pod for NewFlowSet {}
+    unsafe impl aya::Pod for BackendVips {}
     unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for FloatingKey {}
     unsafe impl aya::Pod for MaglevTable {}
@@ -836,6 +875,8 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 40);
         assert_eq!(size_of::<Flow>(), 16);
         assert_eq!(size_of::<Reply>(), 28);
+        assert_eq!(size_of::<BackendVip>(), 24);
+        assert_eq!(size_of::<BackendVips>(), 4 + 24 * MAX_BACKEND_VIPS);
         assert_eq!(size_of::<NewFlow>(), 16 + 28 + 2 + 1 + 1 + 4 + 4);
         assert_eq!(size_of::<NewFlowSet>(), 56 * NEW_FLOW_WAYS as usize + 8);
         assert!(NEW_FLOW_SETS.is_power_of_two());

@@ -18,10 +18,10 @@ use aya::{
     util::nr_cpus,
 };
 use lb_common::{
-    AF_INET, AF_INET6, Backend, Counter, FloatingKey, Flow, FlowKey, ICMP_PROGRAM, JUMP_ICMP,
-    JUMP_TTL, JUMP_UNCONFIRMED, MAGLEV_TABLE_SIZE, MaglevTable, NO_BACKEND, NewFlow, NewFlowSet,
-    Reply, Service, ServiceKey, Settings, TTL_PROGRAM, Traffic, UNCONFIRMED_PROGRAM, XDP_PROGRAM,
-    hash, maps,
+    AF_INET, AF_INET6, Backend, BackendVips, Counter, FloatingKey, Flow, FlowKey, ICMP_PROGRAM,
+    JUMP_ICMP, JUMP_TTL, JUMP_UNCONFIRMED, MAGLEV_TABLE_SIZE, MaglevTable, NO_BACKEND, NewFlow,
+    NewFlowSet, Reply, Service, ServiceKey, Settings, TTL_PROGRAM, Traffic, UNCONFIRMED_PROGRAM,
+    XDP_PROGRAM, hash, maps,
 };
 
 use crate::{
@@ -35,7 +35,7 @@ pub use flows::{AsyncFlowRecords, BadItem, FlowRecords, FlowsReader, RING_CAPACI
 /// Every map of the object with the (key size, value size, max entries) this
 /// build expects: pinned maps that differ were made by an incompatible
 /// version.
-fn expected_maps() -> [(&'static str, usize, usize, u32); 20] {
+fn expected_maps() -> [(&'static str, usize, usize, u32); 21] {
     use core::mem::size_of;
     use lb_common::*;
     [
@@ -60,6 +60,12 @@ fn expected_maps() -> [(&'static str, usize, usize, u32); 20] {
             MAX_FLOWS,
         ),
         (maps::NEW_FLOWS, 4, size_of::<NewFlowSet>(), NEW_FLOW_SETS),
+        (
+            maps::BACKEND_VIPS,
+            size_of::<ServiceKey>(),
+            size_of::<BackendVips>(),
+            MAX_BACKENDS,
+        ),
         (maps::SETTINGS, 4, size_of::<Settings>(), 1),
         (maps::TX_PORTS, 4, 8, MAX_TX_PORTS),
         (maps::JUMP, 4, 4, JUMP_SLOTS),
@@ -347,11 +353,28 @@ impl Dataplane {
                     .with_context(|| format!("removing the Maglev table of service {id}"))?;
             }
         }
-        let mut backends: Array<_, Backend> = map_mut(&mut self.ebpf, maps::BACKENDS)?;
-        for (id, backend) in &ops.retire_backends {
-            backends
-                .set(*id, backend, 0)
-                .with_context(|| format!("retiring backend {id}"))?;
+        {
+            let mut backends: Array<_, Backend> = map_mut(&mut self.ebpf, maps::BACKENDS)?;
+            for (id, backend) in &ops.retire_backends {
+                backends
+                    .set(*id, backend, 0)
+                    .with_context(|| format!("retiring backend {id}"))?;
+            }
+        }
+        if let Some(wanted) = &ops.backend_vips {
+            let mut map: HashMap<_, ServiceKey, BackendVips> =
+                map_mut(&mut self.ebpf, maps::BACKEND_VIPS)?;
+            let present: Vec<ServiceKey> = map
+                .keys()
+                .collect::<Result<_, _>>()
+                .context("listing the backends' NAT services")?;
+            for key in present.iter().filter(|key| !wanted.contains_key(key)) {
+                remove_if_present(map.remove(key)).context("removing a backend's NAT services")?;
+            }
+            for (key, vips) in wanted {
+                map.insert(key, vips, 0)
+                    .context("writing a backend's NAT services")?;
+            }
         }
         Ok(())
     }

@@ -43,11 +43,12 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    Backend, Counter, FLOW_RECORDS_BYTES, FloatingKey, Flow, FlowKey, Fragment, FragmentKey,
-    IPPROTO_TCP, IcmpBudget, JUMP_ICMP, JUMP_SLOTS, JUMP_TTL, JUMP_UNCONFIRMED, MAX_BACKENDS,
-    MAX_CLIENT_HOPS, MAX_FLOATING, MAX_FLOWS, MAX_FRAGMENTS, MAX_SERVICES, MAX_TX_PORTS,
-    MaglevTable, NEW_FLOW_SETS, NEXTHOP_TTL_JIFFIES, NO_BACKEND, NewFlowSet, NextHop, Reply,
-    Service, ServiceKey, Settings, Traffic, backend_flags, fragment_kind, hash, mode, role,
+    Backend, BackendVips, Counter, FLOW_RECORDS_BYTES, FloatingKey, Flow, FlowKey, Fragment,
+    FragmentKey, IPPROTO_TCP, IcmpBudget, JUMP_ICMP, JUMP_SLOTS, JUMP_TTL, JUMP_UNCONFIRMED,
+    MAX_BACKEND_VIPS, MAX_BACKENDS, MAX_CLIENT_HOPS, MAX_FLOATING, MAX_FLOWS, MAX_FRAGMENTS,
+    MAX_SERVICES, MAX_TX_PORTS, MaglevTable, NEW_FLOW_SETS, NEXTHOP_TTL_JIFFIES, NO_BACKEND,
+    NewFlowSet, NextHop, Reply, Service, ServiceKey, Settings, Traffic, backend_flags,
+    fragment_kind, hash, mode, role,
 };
 
 use crate::{
@@ -69,6 +70,9 @@ static LB_FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(MAX_FL
 static LB_REPLIES: LruHashMap<FlowKey, Reply> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
 #[map(name = "LB_NEW_FLOWS")]
 static LB_NEW_FLOWS: Array<NewFlowSet> = Array::with_max_entries(NEW_FLOW_SETS, 0);
+#[map(name = "LB_BACKEND_VIPS")]
+static LB_BACKEND_VIPS: HashMap<ServiceKey, BackendVips> =
+    HashMap::with_max_entries(MAX_BACKENDS, 0);
 #[map(name = "LB_SETTINGS")]
 static LB_SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[map(name = "LB_TX_PORTS")]
@@ -168,11 +172,70 @@ pub fn lb_unconfirmed(ctx: XdpContext) -> u32 {
         // SAFETY: a map value pointer from a successful lookup.
         return counted(to_service(&ctx, &pkt, unsafe { *service }));
     }
-    match unconfirmed_reply(&pkt.key) {
+    // One inlined `nat_reply` for both (each copy takes the verifier's
+    // budget once per path the parser leaves).
+    let reply = match unconfirmed_reply(&pkt.key) {
         // SAFETY: a map value pointer from a successful lookup.
-        Some(reply) => counted(nat_reply(&ctx, &pkt, unsafe { *reply })),
-        None => counted((Counter::PassNotService, XDP_PASS)),
+        Some(reply) => unsafe { *reply },
+        None => match rebuilt_reply(&pkt.key) {
+            Some(reply) => {
+                count(Counter::RepliesRebuilt);
+                reply
+            }
+            None => return counted((Counter::PassNotService, XDP_PASS)),
+        },
+    };
+    counted(nat_reply(&ctx, &pkt, reply))
+}
+
+/// The reply entry of a confirmed NAT flow, rebuilt from its flow's entry
+/// when `LB_REPLIES` pushed it out while `LB_FLOWS` kept the flow (the two
+/// tables evict apart: a server that speaks first after a pause). The
+/// backend's address and port give its NAT services (`LB_BACKEND_VIPS`),
+/// each of which gives the flow's key from the client's side; the flow
+/// must be pinned to that very backend (id and generation).
+#[inline(always)]
+fn rebuilt_reply(key: &FlowKey) -> Option<Reply> {
+    let backend_key = ServiceKey {
+        addr: key.src,
+        port: key.sport,
+        proto: key.proto,
+        family: key.family,
+    };
+    let vips = LB_BACKEND_VIPS.get_ptr(&backend_key)?;
+    // SAFETY: a map value pointer from a successful lookup.
+    let vips = unsafe { &*vips };
+    let mut i = 0;
+    while i < MAX_BACKEND_VIPS {
+        let vip = &vips.vips[i];
+        if (i as u32) < vips.count {
+            let flow_key = FlowKey {
+                src: key.dst,
+                dst: vip.vip,
+                sport: key.dport,
+                dport: vip.vport,
+                proto: key.proto,
+                family: key.family,
+                pad: [0; 2],
+            };
+            if let Some((flow, _)) = pinned_flow(&LB_FLOWS, &flow_key)
+                && flow.backend == vip.backend
+                && flow.mode == mode::NAT
+            {
+                let reply = Reply {
+                    vip: vip.vip,
+                    vport: vip.vport,
+                    pad: [0; 2],
+                    service: flow.service,
+                    backend: flow.backend,
+                };
+                let _ = LB_REPLIES.insert(key, &reply, 0);
+                return Some(reply);
+            }
+        }
+        i += 1;
     }
+    None
 }
 
 /// The service key of the packet's destination.

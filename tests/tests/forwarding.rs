@@ -478,3 +478,98 @@ fn a_cached_next_hop_is_never_used_for_another_backend() {
         Ok(())
     });
 }
+
+#[test]
+fn a_nat_reply_entry_pushed_out_is_rebuilt_from_its_flows_entry() {
+    with_lb(|lb| {
+        // Two NAT services on the same backends: their NAT services give a
+        // backend's packet two candidate flows.
+        let a = service(false, Protocol::Tcp, Mode::Nat, 80, 8080, 3);
+        let b = service(false, Protocol::Tcp, Mode::Nat, 81, 8080, 3);
+        lb.configure(&[a.clone(), b.clone()])?;
+        for (spec, sport) in [(&a, 41000), (&b, 41001)] {
+            let flows = open_flows(lb, spec, sport..sport + 1)?;
+            let (syn, target) = &flows[0];
+            let reply = Frame::new(*target, syn.src, ACK)
+                .macs(fixnet::backend_mac(backend_index(*target)), LB_INT_MAC)
+                .payload(b"hello, client");
+            // The reply table pushes the entry out (as its LRU does when
+            // the connection is idle the backend's way only).
+            let key = reply.flow_key();
+            let mut replies: aya::maps::HashMap<_, lb_common::FlowKey, lb_common::Reply> =
+                aya::maps::HashMap::try_from(
+                    lb.dp
+                        .ebpf_mut()
+                        .map_mut(lb_common::maps::REPLIES)
+                        .context("no reply table")?,
+                )?;
+            replies.remove(&key)?;
+            ensure!(lb.dp.reply(&key)?.is_none());
+            let translated = reply
+                .clone()
+                .src(syn.dst)
+                .ttl(63)
+                .macs(LB_EXT_MAC, packets::CLIENT_MAC);
+            lb.expect(
+                &reply,
+                lb.int,
+                Expect::Rewritten(Action::Redirect, translated.build()),
+            )
+            .with_context(|| format!("reply of {syn:?}"))?;
+            ensure!(
+                lb.dp.reply(&key)?.map(|r| r.vport) == Some(spec.port.to_be_bytes()),
+                "the reply entry was not rebuilt for {spec:?}"
+            );
+        }
+        assert_eq!(lb.dp.counter(Counter::RepliesRebuilt)?, 2);
+
+        // A backend's packet to a client port without a flow, and one from
+        // a port that is not a backend's: not ours.
+        let backend = SocketAddr::new(backend_ip(false, 0), 8080);
+        for from in [backend, SocketAddr::new(backend.ip(), 8081)] {
+            let stray = Frame::new(from, client(false, 42000), ACK)
+                .macs(fixnet::backend_mac(0), LB_INT_MAC)
+                .payload(b"hello, client");
+            lb.expect(&stray, lb.int, Expect::Unchanged(Action::Pass))?;
+        }
+        assert_eq!(lb.dp.counter(Counter::RepliesRebuilt)?, 2);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_reply_entry_is_not_rebuilt_for_a_flow_whose_backend_left() {
+    with_lb(|lb| {
+        let mut spec = service(false, Protocol::Tcp, Mode::Nat, 80, 8080, 3);
+        lb.configure(std::slice::from_ref(&spec))?;
+        let flows = open_flows(lb, &spec, 41000..41001)?;
+        let (syn, target) = &flows[0];
+        let reply = Frame::new(*target, syn.src, ACK)
+            .macs(fixnet::backend_mac(backend_index(*target)), LB_INT_MAC)
+            .payload(b"hello, client");
+        let key = reply.flow_key();
+        let mut replies: aya::maps::HashMap<_, lb_common::FlowKey, lb_common::Reply> =
+            aya::maps::HashMap::try_from(
+                lb.dp
+                    .ebpf_mut()
+                    .map_mut(lb_common::maps::REPLIES)
+                    .context("no reply table")?,
+            )?;
+        replies.remove(&key)?;
+        // The flow's backend leaves and comes back: a new id or generation,
+        // which the flow's entry does not have.
+        let kept: Vec<_> = spec
+            .backends
+            .iter()
+            .filter(|b| b.addr != *target)
+            .cloned()
+            .collect();
+        let all = std::mem::replace(&mut spec.backends, kept);
+        lb.configure(std::slice::from_ref(&spec))?;
+        spec.backends = all;
+        lb.configure(std::slice::from_ref(&spec))?;
+        lb.expect(&reply, lb.int, Expect::Unchanged(Action::Pass))?;
+        assert_eq!(lb.dp.counter(Counter::RepliesRebuilt)?, 0);
+        Ok(())
+    });
+}

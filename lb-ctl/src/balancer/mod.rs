@@ -15,8 +15,8 @@ use std::{
 };
 
 use lb_common::{
-    AF_INET, AF_INET6, Backend, MAX_BACKENDS, MAX_SERVICES, NO_BACKEND, Service, ServiceKey,
-    backend_flags, mode,
+    AF_INET, AF_INET6, Backend, BackendVip, BackendVips, MAX_BACKEND_VIPS, MAX_BACKENDS,
+    MAX_SERVICES, NO_BACKEND, Service, ServiceKey, backend_flags, mode,
 };
 
 use crate::maglev::{self, MaglevBackend};
@@ -157,6 +157,9 @@ pub struct Ops {
     /// 6. Backends removed: written back without [`backend_flags::LIVE`] so
     ///    that their flows move.
     pub retire_backends: Vec<(u32, Backend)>,
+    /// 7. When it changed (or the maps were adopted): the whole content of
+    ///    [`lb_common::maps::BACKEND_VIPS`], to which the map is brought.
+    pub backend_vips: Option<BTreeMap<ServiceKey, BackendVips>>,
 }
 
 impl Ops {
@@ -173,6 +176,8 @@ pub struct Balancer {
     /// Per backend id, the generation it was last given out with.
     generations: BTreeMap<u32, u32>,
     tables: Tables,
+    /// The NAT services of each backend address (see [`Ops::backend_vips`]).
+    backend_vips: BTreeMap<ServiceKey, BackendVips>,
     /// The tables were read from maps a previous daemon left (see
     /// [`Balancer::adopt`]).
     adopted: bool,
@@ -203,6 +208,8 @@ impl Balancer {
                 .map(|(&id, b)| (id, b.generation))
                 .collect(),
             tables,
+            // Unknown: the first plan writes the map whole.
+            backend_vips: BTreeMap::new(),
             adopted: true,
         }
     }
@@ -251,6 +258,7 @@ impl Balancer {
         next.assign_service_ids(self, wanted);
         next.assign_backend_ids(self, wanted);
         next.tables = next.build_tables(wanted)?;
+        next.backend_vips = next.build_backend_vips();
         let ops = diff(self, &next);
         Ok((next, ops))
     }
@@ -338,6 +346,48 @@ impl Balancer {
             }
         }
         Ok(tables)
+    }
+
+    /// For each backend address of a NAT service (sorry servers too): the
+    /// NAT services it serves with its id there, at most
+    /// [`MAX_BACKEND_VIPS`] (the first by VIP and port).
+    fn build_backend_vips(&self) -> BTreeMap<ServiceKey, BackendVips> {
+        let mut all: BTreeMap<ServiceKey, Vec<BackendVip>> = BTreeMap::new();
+        for (identity, &id) in &self.backend_ids {
+            let service = identity.service;
+            let nat = self
+                .tables
+                .services
+                .get(&service)
+                .is_some_and(|s| s.mode == mode::NAT);
+            if !nat {
+                continue;
+            }
+            let key = ServiceKey {
+                addr: addr_bytes(identity.addr.ip()),
+                port: identity.addr.port().to_be_bytes(),
+                proto: service.proto,
+                family: service.family,
+            };
+            all.entry(key).or_default().push(BackendVip {
+                vip: service.addr,
+                vport: service.port,
+                pad: [0; 2],
+                backend: id,
+            });
+        }
+        all.into_iter()
+            .map(|(key, mut vips)| {
+                vips.sort();
+                vips.truncate(MAX_BACKEND_VIPS);
+                let mut value = BackendVips {
+                    count: vips.len() as u32,
+                    ..BackendVips::default()
+                };
+                value.vips[..vips.len()].copy_from_slice(&vips);
+                (key, value)
+            })
+            .collect()
     }
 
     fn backend_entry(&self, id: u32, addr: SocketAddr, live: bool) -> Backend {
@@ -588,6 +638,9 @@ fn diff(prev: &Balancer, next: &Balancer) -> Ops {
             )
         })
         .collect();
+    if prev.adopted || prev.backend_vips != next.backend_vips {
+        ops.backend_vips = Some(next.backend_vips.clone());
+    }
     ops
 }
 

@@ -241,3 +241,63 @@ fn bad_configurations_are_refused_with_what_and_where() {
     let (_, ops) = base.plan(&[three()]).unwrap();
     assert!(ops.is_empty());
 }
+
+#[test]
+fn backend_vips_list_each_nat_backends_services_and_change_only_with_them() {
+    let a = three();
+    // The same backend (and a sorry server) in a second NAT service, and a
+    // DSR service, whose backends never see replies through us.
+    let mut b = service("198.18.0.101", 80, vec![backend("198.18.1.11:80", 1)]);
+    b.sorry = Some("198.18.1.20:80".parse().unwrap());
+    let mut dsr = service("198.18.0.102", 80, vec![backend("198.18.1.30:80", 1)]);
+    dsr.mode = Mode::Dsr;
+    let (next, ops) = Balancer::new()
+        .plan(&[a.clone(), b.clone(), dsr.clone()])
+        .unwrap();
+    let vips = ops.backend_vips.expect("first plan writes the map");
+    let key = |addr: &str| {
+        let addr: SocketAddr = addr.parse().unwrap();
+        ServiceKey {
+            addr: addr_bytes(addr.ip()),
+            port: addr.port().to_be_bytes(),
+            proto: lb_common::IPPROTO_TCP,
+            family: AF_INET,
+        }
+    };
+    assert_eq!(vips.len(), 4, "{vips:?}");
+    assert!(!vips.contains_key(&key("198.18.1.30:80")));
+    let shared = &vips[&key("198.18.1.11:80")];
+    assert_eq!(shared.count, 2);
+    let ids = [
+        next.backend_id(&a.key(), "198.18.1.11:80".parse().unwrap()),
+        next.backend_id(&b.key(), "198.18.1.11:80".parse().unwrap()),
+    ];
+    for (vip, (last, id)) in shared.vips[..2].iter().zip([(100, ids[0]), (101, ids[1])]) {
+        assert_eq!(&vip.vip[..4], &[198, 18, 0, last]);
+        assert_eq!(vip.vport, 80u16.to_be_bytes());
+        assert_eq!(Some(vip.backend), id);
+    }
+    let sorry = &vips[&key("198.18.1.20:80")];
+    assert_eq!(sorry.count, 1);
+    assert_eq!(
+        Some(sorry.vips[0].backend),
+        next.sorry_id(&b.key(), "198.18.1.20:80".parse().unwrap())
+    );
+
+    // Unchanged: no write; a weight change leaves it alone too.
+    let (_, ops) = next.plan(&[a.clone(), b.clone(), dsr.clone()]).unwrap();
+    assert!(ops.is_empty(), "{ops:?}");
+    let mut heavier = a.clone();
+    heavier.backends[0].weight = 5;
+    let (_, ops) = next.plan(&[heavier, b.clone(), dsr.clone()]).unwrap();
+    assert_eq!(ops.backend_vips, None);
+    // A service gone: written again without it.
+    let (_, ops) = next.plan(&[a.clone(), dsr]).unwrap();
+    let vips = ops.backend_vips.expect("written again");
+    assert_eq!(vips[&key("198.18.1.11:80")].count, 1);
+    assert!(!vips.contains_key(&key("198.18.1.20:80")));
+    // Adopted maps: written whole on the first plan.
+    let adopted = Balancer::adopt(next.tables().clone());
+    let (_, ops) = adopted.plan(&[a, b]).unwrap();
+    assert!(ops.backend_vips.is_some());
+}
