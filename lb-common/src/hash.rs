@@ -39,11 +39,21 @@ pub fn maglev_slot(key: &FlowKey) -> u32 {
     flow_hash(key) % crate::MAGLEV_TABLE_SIZE
 }
 
-/// The set of [`crate::maps::NEW_FLOWS`] of a flow with this client
-/// address and port: the same from the client's packets (source) and the
-/// backend's answers (destination).
+/// Where a flow with this client address and port lives in
+/// [`crate::maps::NEW_FLOWS`]: the same from the client's packets (source)
+/// and the backend's answers (destination).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewFlowSlot {
+    /// The set (the hash's low bits).
+    pub set: u32,
+    /// The tag its way carries in [`crate::NewFlowSet::tags`] (the hash's
+    /// top bits, never 0, which marks a free way).
+    pub tag: u8,
+}
+
+/// The set and tag of a flow with this client address and port.
 #[inline(always)]
-pub fn new_flow_set(client: &[u8; 16], cport: [u8; 2], proto: u8, family: u8) -> u32 {
+pub fn new_flow_slot(client: &[u8; 16], cport: [u8; 2], proto: u8, family: u8) -> NewFlowSlot {
     let mut h = SEED;
     let mut i = 0;
     while i < 16 {
@@ -51,7 +61,17 @@ pub fn new_flow_set(client: &[u8; 16], cport: [u8; 2], proto: u8, family: u8) ->
         i += 4;
     }
     h = round(h, u32::from_le_bytes([cport[0], cport[1], proto, family]));
-    fmix(h ^ 20) & (crate::NEW_FLOW_SETS - 1)
+    let h = fmix(h ^ 20);
+    NewFlowSlot {
+        set: h & (crate::NEW_FLOW_SETS - 1),
+        tag: (h >> 24) as u8 | 0x80,
+    }
+}
+
+/// The set of [`new_flow_slot`].
+#[inline(always)]
+pub fn new_flow_set(client: &[u8; 16], cport: [u8; 2], proto: u8, family: u8) -> u32 {
+    new_flow_slot(client, cport, proto, family).set
 }
 
 #[inline(always)]

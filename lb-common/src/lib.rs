@@ -347,7 +347,7 @@ pub struct NewFlow {
     pub reply: Reply,
     pub cport: [u8; 2],
     pub proto: u8,
-    /// [`AF_INET`] or [`AF_INET6`]; 0: a free way.
+    /// [`AF_INET`] or [`AF_INET6`].
     pub family: u8,
     /// The backend's [`Backend::generation`] when the flow was picked.
     pub generation: u32,
@@ -371,11 +371,14 @@ impl NewFlow {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NewFlowSet {
-    pub ways: [NewFlow; NEW_FLOW_WAYS as usize],
+    /// Per way: 0 if it is free, else its flow's tag
+    /// ([`hash::NewFlowSlot::tag`]). A lookup or a new flow reads this
+    /// (one cache line) and only the ways whose tag matches.
+    pub tags: [u8; NEW_FLOW_WAYS as usize],
     /// The way a new flow takes when none is free (modulo the ways): round
     /// robin, so the way replaced is the one written longest ago.
     pub next: u32,
-    pub pad: u32,
+    pub ways: [NewFlow; NEW_FLOW_WAYS as usize],
 }
 
 /// NAT services a backend address serves, at most this many (a backend in
@@ -878,7 +881,7 @@ mod tests {
         assert_eq!(size_of::<BackendVip>(), 24);
         assert_eq!(size_of::<BackendVips>(), 4 + 24 * MAX_BACKEND_VIPS);
         assert_eq!(size_of::<NewFlow>(), 16 + 28 + 2 + 1 + 1 + 4 + 4);
-        assert_eq!(size_of::<NewFlowSet>(), 56 * NEW_FLOW_WAYS as usize + 8);
+        assert_eq!(size_of::<NewFlowSet>(), 8 + 56 * NEW_FLOW_WAYS as usize);
         assert!(NEW_FLOW_SETS.is_power_of_two());
         assert_eq!(size_of::<Traffic>(), 24);
         assert_eq!(size_of::<NextHop>(), 32);

@@ -19,9 +19,9 @@ use aya::{
 };
 use lb_common::{
     AF_INET, AF_INET6, Backend, BackendVips, Counter, FloatingKey, Flow, FlowKey, ICMP_PROGRAM,
-    JUMP_ICMP, JUMP_TTL, JUMP_UNCONFIRMED, MAGLEV_TABLE_SIZE, MaglevTable, NO_BACKEND, NewFlow,
-    NewFlowSet, Reply, Service, ServiceKey, Settings, TTL_PROGRAM, Traffic, UNCONFIRMED_PROGRAM,
-    XDP_PROGRAM, hash, maps,
+    JUMP_ICMP, JUMP_TTL, JUMP_UNCONFIRMED, MAGLEV_TABLE_SIZE, MaglevTable, NO_BACKEND, NewFlowSet,
+    Reply, Service, ServiceKey, Settings, TTL_PROGRAM, Traffic, UNCONFIRMED_PROGRAM, XDP_PROGRAM,
+    hash, maps,
 };
 
 use crate::{
@@ -500,32 +500,33 @@ impl Dataplane {
     /// The unconfirmed flow table's entry for a client-side 5-tuple (a flow
     /// of which one packet was seen), found as the program finds it.
     pub fn new_flow(&self, key: &FlowKey) -> Result<Option<Flow>> {
-        let set = self.new_flow_set(hash::new_flow_set(
-            &key.src, key.sport, key.proto, key.family,
-        ))?;
+        let slot = hash::new_flow_slot(&key.src, key.sport, key.proto, key.family);
+        let set = self.new_flow_set(slot.set)?;
         Ok(set
-            .ways
+            .tags
             .iter()
-            .find(|way| {
-                way.family == key.family
+            .zip(&set.ways)
+            .find(|(tag, way)| {
+                **tag == slot.tag
+                    && way.family == key.family
                     && way.proto == key.proto
                     && way.cport == key.sport
                     && way.client == key.src
                     && way.reply.vport == key.dport
                     && way.reply.vip == key.dst
             })
-            .map(NewFlow::flow))
+            .map(|(_, way)| way.flow()))
     }
 
     /// The NAT translation of an unconfirmed flow's answer (backend-side
     /// 5-tuple), found as the program finds it.
     pub fn new_reply(&self, key: &FlowKey) -> Result<Option<Reply>> {
-        let set = self.new_flow_set(hash::new_flow_set(
-            &key.dst, key.dport, key.proto, key.family,
-        ))?;
+        let slot = hash::new_flow_slot(&key.dst, key.dport, key.proto, key.family);
+        let set = self.new_flow_set(slot.set)?;
         let backends: Array<_, Backend> = map_ref(&self.ebpf, maps::BACKENDS)?;
-        for way in set.ways {
-            if way.family == key.family
+        for (tag, way) in set.tags.iter().zip(set.ways) {
+            if *tag == slot.tag
+                && way.family == key.family
                 && way.proto == key.proto
                 && way.mode == lb_common::mode::NAT
                 && way.cport == key.dport

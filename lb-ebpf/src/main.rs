@@ -258,11 +258,11 @@ fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
     if let Some(pinned) = pinned_flow(&LB_FLOWS, &pkt.key) {
         return to_pinned_backend(ctx, pkt, pinned);
     }
-    if LB_SERVICES.get_ptr(&service_key(pkt)).is_none() {
-        if let Some(reply) = LB_REPLIES.get_ptr(&pkt.key) {
-            // SAFETY: a map value pointer from a successful lookup.
-            return nat_reply(ctx, pkt, unsafe { *reply });
-        }
+    if LB_SERVICES.get_ptr(&service_key(pkt)).is_none()
+        && let Some(reply) = LB_REPLIES.get_ptr(&pkt.key)
+    {
+        // SAFETY: a map value pointer from a successful lookup.
+        return nat_reply(ctx, pkt, unsafe { *reply });
     }
     // A new or unconfirmed flow to a service, the answer of an unconfirmed
     // NAT flow, or not ours: `lb_unconfirmed`.
@@ -461,11 +461,12 @@ fn to_service(ctx: &XdpContext, pkt: &Packet, service: Service) -> (Counter, u32
     if is_standby() {
         return (Counter::PassStandby, XDP_PASS);
     }
-    let set = LB_NEW_FLOWS.get_ptr_mut(unconfirmed::client_set(&pkt.key));
+    let slot = unconfirmed::client_slot(&pkt.key);
+    let set = LB_NEW_FLOWS.get_ptr_mut(slot.set);
     // A packet other than a SYN confirms the flow: its way is freed.
     let pinned = set.and_then(|set| {
         // SAFETY: a map value pointer from a successful lookup.
-        unsafe { unconfirmed::take_flow(set, &pkt.key, !pkt.syn, with_live_backend) }
+        unsafe { unconfirmed::take_flow(set, &pkt.key, slot.tag, !pkt.syn, with_live_backend) }
     });
     let (flow, backend, new_flow) = match pinned {
         Some((flow, backend)) => {
@@ -483,7 +484,7 @@ fn to_service(ctx: &XdpContext, pkt: &Packet, service: Service) -> (Counter, u32
             };
             if let Some(set) = set {
                 // SAFETY: as above.
-                unsafe { pin(set, pkt, &flow) };
+                unsafe { pin(set, slot.tag, pkt, &flow) };
             }
             (flow, backend, true)
         }
@@ -565,19 +566,21 @@ fn with_live_backend(flow: Flow) -> Option<(Flow, Backend)> {
 /// The unconfirmed flow of client-side `key` and its live backend.
 #[inline(always)]
 fn unconfirmed_flow(key: &FlowKey) -> Option<(Flow, Backend)> {
-    let set = LB_NEW_FLOWS.get_ptr_mut(unconfirmed::client_set(key))?;
+    let slot = unconfirmed::client_slot(key);
+    let set = LB_NEW_FLOWS.get_ptr_mut(slot.set)?;
     // SAFETY: a map value pointer from a successful lookup.
-    unsafe { unconfirmed::take_flow(set, key, false, with_live_backend) }
+    unsafe { unconfirmed::take_flow(set, key, slot.tag, false, with_live_backend) }
 }
 
 /// How to translate the answer (backend-side `key`) of an unconfirmed NAT
 /// flow: a pointer into its way.
 #[inline(always)]
 fn unconfirmed_reply(key: &FlowKey) -> Option<*const Reply> {
-    let set = LB_NEW_FLOWS.get_ptr(unconfirmed::reply_set(key))?;
+    let slot = unconfirmed::reply_slot(key);
+    let set = LB_NEW_FLOWS.get_ptr(slot.set)?;
     // SAFETY: a map value pointer from a successful lookup.
     let set = unsafe { &*set };
-    unconfirmed::find_reply(set, key, |id| {
+    unconfirmed::find_reply(set, key, slot.tag, |id| {
         LB_BACKENDS
             .get(id)
             .is_some_and(|b| b.port == key.sport && unconfirmed::same(&b.addr, &key.src))
@@ -611,10 +614,10 @@ fn maglev_pick(service: u32, key: &FlowKey) -> Option<u32> {
 /// # Safety
 /// `set` is a value pointer of `LB_NEW_FLOWS` from a successful lookup.
 #[inline(always)]
-unsafe fn pin(set: *mut NewFlowSet, pkt: &Packet, flow: &Flow) {
+unsafe fn pin(set: *mut NewFlowSet, tag: u8, pkt: &Packet, flow: &Flow) {
     count(Counter::FlowsUnconfirmed);
     // SAFETY: per the contract.
-    unsafe { unconfirmed::remember(set, &pkt.key, flow) };
+    unsafe { unconfirmed::remember(set, &pkt.key, tag, flow) };
 }
 
 /// The client's second packet confirms the flow: it moves into the

@@ -4,31 +4,38 @@
 //! directions carry, so one way written on the first packet is found by
 //! the client's next packet and by the backend's first answer. A new flow
 //! takes a free way of its set, else the oldest: no locks, no lists, no
-//! eviction walk (an LRU hash pays those on every insert of a flood).
+//! eviction walk (an LRU hash pays those on every insert of a flood). The
+//! set's first bytes hold a tag per way (0: free), so that a lookup reads
+//! one cache line and only the ways whose tag matches.
 //!
 //! Two CPUs writing one way in the same instant could leave it mixed; a
 //! way is matched on its whole key and its backend checked as live, and at
 //! worst one handshake is picked again by Maglev.
 
-use lb_common::{Flow, FlowKey, NEW_FLOW_WAYS, NewFlow, NewFlowSet, Reply, hash, mode};
+use lb_common::{
+    Flow, FlowKey, NEW_FLOW_WAYS, NewFlow, NewFlowSet, Reply,
+    hash::{self, NewFlowSlot},
+    mode,
+};
 
-/// The set of a client-side key (the client is the source).
+/// The set and tag of a client-side key (the client is the source).
 #[inline(always)]
-pub fn client_set(key: &FlowKey) -> u32 {
-    hash::new_flow_set(&key.src, key.sport, key.proto, key.family)
+pub fn client_slot(key: &FlowKey) -> NewFlowSlot {
+    hash::new_flow_slot(&key.src, key.sport, key.proto, key.family)
 }
 
-/// The set of a backend-side key (the client is the destination).
+/// The set and tag of a backend-side key (the client is the destination).
 #[inline(always)]
-pub fn reply_set(key: &FlowKey) -> u32 {
-    hash::new_flow_set(&key.dst, key.dport, key.proto, key.family)
+pub fn reply_slot(key: &FlowKey) -> NewFlowSlot {
+    hash::new_flow_slot(&key.dst, key.dport, key.proto, key.family)
 }
 
-/// The unconfirmed flow of client-side `key` in `set` with what `usable`
-/// makes of it (its live backend). The way is freed when the flow is
-/// being confirmed (`confirming`) or is no longer usable (its backend
-/// went: the flow is picked again). What a match needs is done inside the
-/// loop, so that the verifier sees one path after it, not one per way.
+/// The unconfirmed flow of client-side `key` (of tag `tag`) in `set` with
+/// what `usable` makes of it (its live backend). The way is freed when the
+/// flow is being confirmed (`confirming`) or is no longer usable (its
+/// backend went: the flow is picked again). What a match needs is done
+/// inside the loop, so that the verifier sees one path after it, not one
+/// per way.
 ///
 /// # Safety
 /// `set` is a value pointer of `LB_NEW_FLOWS` from a successful lookup.
@@ -36,18 +43,18 @@ pub fn reply_set(key: &FlowKey) -> u32 {
 pub unsafe fn take_flow<T>(
     set: *mut NewFlowSet,
     key: &FlowKey,
+    tag: u8,
     confirming: bool,
     usable: impl Fn(Flow) -> Option<T>,
 ) -> Option<T> {
     // SAFETY: per the contract.
-    let ways = unsafe { &mut (*set).ways };
+    let set = unsafe { &mut *set };
     let mut i = 0;
     while i < NEW_FLOW_WAYS as usize {
-        let way = &mut ways[i];
-        if is_flow(way, key) {
-            let found = usable(way.flow());
+        if set.tags[i] == tag && is_flow(&set.ways[i], key) {
+            let found = usable(set.ways[i].flow());
             if confirming || found.is_none() {
-                way.family = 0;
+                set.tags[i] = 0;
             }
             return found;
         }
@@ -56,23 +63,25 @@ pub unsafe fn take_flow<T>(
     None
 }
 
-/// The translation of the answer (backend-side `key`) of the NAT flow in
-/// `set` whose backend is the answer's sender (`sent_by(backend id)` says
-/// whether the backend has the key's source address and port): a pointer
-/// into its way.
+/// The translation of the answer (backend-side `key`, of tag `tag`) of the
+/// NAT flow in `set` whose backend is the answer's sender (`sent_by(backend
+/// id)` says whether the backend has the key's source address and port): a
+/// pointer into its way.
 #[inline(always)]
 pub fn find_reply(
     set: &NewFlowSet,
     key: &FlowKey,
+    tag: u8,
     sent_by: impl Fn(u32) -> bool,
 ) -> Option<*const Reply> {
     let mut i = 0;
     while i < NEW_FLOW_WAYS as usize {
         let way = &set.ways[i];
-        if (way.family == key.family)
-            & (way.proto == key.proto)
-            & (way.mode == mode::NAT)
-            & (way.cport == key.dport)
+        if set.tags[i] == tag
+            && (way.family == key.family)
+                & (way.proto == key.proto)
+                & (way.mode == mode::NAT)
+                & (way.cport == key.dport)
             && same(&way.client, &key.dst)
             && sent_by(way.reply.backend)
         {
@@ -94,36 +103,39 @@ fn is_flow(way: &NewFlow, key: &FlowKey) -> bool {
         && same(&way.reply.vip, &key.dst)
 }
 
-/// Writes the new flow of client-side `key` into the first free way of
-/// `set`, else over the way written longest ago (the set's round robin).
-/// A way of the same flow was freed by [`take_flow`] when the flow was
-/// picked again. Each write is done where its way is chosen, so that the
-/// verifier sees one path after this, not one per way.
+/// Writes the new flow of client-side `key` (of tag `tag`) into the first
+/// free way of `set`, else over the way written longest ago (the set's
+/// round robin). A way of the same flow was freed by [`take_flow`] when
+/// the flow was picked again. Each write is done where its way is chosen,
+/// so that the verifier sees one path after this, not one per way.
 ///
 /// # Safety
 /// `set` is a value pointer of `LB_NEW_FLOWS` from a successful lookup.
 #[inline(always)]
-pub unsafe fn remember(set: *mut NewFlowSet, key: &FlowKey, flow: &Flow) {
+pub unsafe fn remember(set: *mut NewFlowSet, key: &FlowKey, tag: u8, flow: &Flow) {
     // SAFETY: per the contract.
     let set = unsafe { &mut *set };
     let mut i = 0;
     while i < NEW_FLOW_WAYS as usize {
-        let way = &mut set.ways[i];
-        if way.family == 0 {
-            write(way, key, flow);
+        if set.tags[i] == 0 {
+            write(&mut set.ways[i], key, flow);
+            set.tags[i] = tag;
             return;
         }
         i += 1;
     }
     let next = set.next;
     set.next = next.wrapping_add(1);
-    if let Some(way) = set.ways.get_mut((next % NEW_FLOW_WAYS) as usize) {
+    let victim = (next % NEW_FLOW_WAYS) as usize;
+    if let (Some(way), Some(slot)) = (set.ways.get_mut(victim), set.tags.get_mut(victim)) {
+        // Freed first: a reader never matches a way half written.
+        *slot = 0;
         write(way, key, flow);
+        *slot = tag;
     }
 }
 
-/// Fills `way` in place (no copy on the stack: it has no room); the family
-/// last, as a way is matched only with it.
+/// Fills `way` in place (no copy on the stack: it has no room).
 #[inline(always)]
 fn write(way: &mut NewFlow, key: &FlowKey, flow: &Flow) {
     way.client = key.src;

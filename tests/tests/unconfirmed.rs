@@ -83,10 +83,7 @@ fn a_full_set_gives_up_the_way_written_longest_ago_and_a_confirmed_flow_frees_it
             targets.push(target);
         }
         let full = lb.dp.new_flow_set(set)?;
-        ensure!(
-            full.ways.iter().all(|way| way.family != 0),
-            "{full:?} not full"
-        );
+        ensure!(full.tags.iter().all(|&tag| tag != 0), "{full:?} not full");
         for (syn, &target) in flows[..ways].iter().zip(&targets) {
             let (answer, translated) = syn_ack(syn, target);
             lb.expect(&answer, lb.int, translated)
