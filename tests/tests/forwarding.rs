@@ -56,17 +56,8 @@ fn nat_sends_first_packets_to_the_predicted_backend_and_translates_replies_back(
                 )
                 .macs(fixnet::backend_mac(i), LB_INT_MAC)
                 .payload(b"hello, client");
-                let translated = reply
-                    .clone()
-                    .src(frame.dst)
-                    .ttl(63)
-                    .macs(LB_EXT_MAC, packets::CLIENT_MAC);
-                lb.expect(
-                    &reply,
-                    lb.int,
-                    Expect::Rewritten(Action::Redirect, translated.build()),
-                )
-                .with_context(|| format!("reply {reply:?}"))?;
+                lb.expect(&reply, lb.int, translated_back(&reply, frame.dst))
+                    .with_context(|| format!("reply {reply:?}"))?;
             }
             assert!(seen.len() > 1, "12 flows all went to {seen:?}");
         }
@@ -119,6 +110,17 @@ fn a_backend_behind_the_ingress_interface_gets_xdp_tx() {
         }
         Ok(())
     });
+}
+
+/// A backend's NAT reply as it leaves towards the client: from `vip`, one
+/// hop less, the client's MACs.
+fn translated_back(reply: &Frame, vip: SocketAddr) -> Expect {
+    let out = reply
+        .clone()
+        .src(vip)
+        .ttl(63)
+        .macs(LB_EXT_MAC, packets::CLIENT_MAC);
+    Expect::Rewritten(Action::Redirect, out.build())
 }
 
 /// Sends the first packet of `flows` flows, returns where each went.
@@ -479,6 +481,32 @@ fn a_cached_next_hop_is_never_used_for_another_backend() {
     });
 }
 
+/// Opens one confirmed NAT flow from client port `sport`, then pushes its
+/// reply entry out of the reply table (as its LRU does when the connection
+/// is idle the backend's way only). Returns the flow's first packet, its
+/// backend and the backend's next packet.
+fn flow_without_reply_entry(
+    lb: &mut Lb,
+    spec: &ServiceSpec,
+    sport: u16,
+) -> Result<(Frame, SocketAddr, Frame)> {
+    let (syn, target) = open_flows(lb, spec, sport..sport + 1)?.remove(0);
+    let reply = Frame::new(target, syn.src, ACK)
+        .macs(fixnet::backend_mac(backend_index(target)), LB_INT_MAC)
+        .payload(b"hello, client");
+    let key = reply.flow_key();
+    let mut replies: aya::maps::HashMap<_, lb_common::FlowKey, lb_common::Reply> =
+        aya::maps::HashMap::try_from(
+            lb.dp
+                .ebpf_mut()
+                .map_mut(lb_common::maps::REPLIES)
+                .context("no reply table")?,
+        )?;
+    replies.remove(&key)?;
+    ensure!(lb.dp.reply(&key)?.is_none());
+    Ok((syn, target, reply))
+}
+
 #[test]
 fn a_nat_reply_entry_pushed_out_is_rebuilt_from_its_flows_entry() {
     with_lb(|lb| {
@@ -488,36 +516,11 @@ fn a_nat_reply_entry_pushed_out_is_rebuilt_from_its_flows_entry() {
         let b = service(false, Protocol::Tcp, Mode::Nat, 81, 8080, 3);
         lb.configure(&[a.clone(), b.clone()])?;
         for (spec, sport) in [(&a, 41000), (&b, 41001)] {
-            let flows = open_flows(lb, spec, sport..sport + 1)?;
-            let (syn, target) = &flows[0];
-            let reply = Frame::new(*target, syn.src, ACK)
-                .macs(fixnet::backend_mac(backend_index(*target)), LB_INT_MAC)
-                .payload(b"hello, client");
-            // The reply table pushes the entry out (as its LRU does when
-            // the connection is idle the backend's way only).
-            let key = reply.flow_key();
-            let mut replies: aya::maps::HashMap<_, lb_common::FlowKey, lb_common::Reply> =
-                aya::maps::HashMap::try_from(
-                    lb.dp
-                        .ebpf_mut()
-                        .map_mut(lb_common::maps::REPLIES)
-                        .context("no reply table")?,
-                )?;
-            replies.remove(&key)?;
-            ensure!(lb.dp.reply(&key)?.is_none());
-            let translated = reply
-                .clone()
-                .src(syn.dst)
-                .ttl(63)
-                .macs(LB_EXT_MAC, packets::CLIENT_MAC);
-            lb.expect(
-                &reply,
-                lb.int,
-                Expect::Rewritten(Action::Redirect, translated.build()),
-            )
-            .with_context(|| format!("reply of {syn:?}"))?;
+            let (syn, _, reply) = flow_without_reply_entry(lb, spec, sport)?;
+            lb.expect(&reply, lb.int, translated_back(&reply, syn.dst))
+                .with_context(|| format!("reply of {syn:?}"))?;
             ensure!(
-                lb.dp.reply(&key)?.map(|r| r.vport) == Some(spec.port.to_be_bytes()),
+                lb.dp.reply(&reply.flow_key())?.map(|r| r.vport) == Some(spec.port.to_be_bytes()),
                 "the reply entry was not rebuilt for {spec:?}"
             );
         }
@@ -542,26 +545,13 @@ fn a_reply_entry_is_not_rebuilt_for_a_flow_whose_backend_left() {
     with_lb(|lb| {
         let mut spec = service(false, Protocol::Tcp, Mode::Nat, 80, 8080, 3);
         lb.configure(std::slice::from_ref(&spec))?;
-        let flows = open_flows(lb, &spec, 41000..41001)?;
-        let (syn, target) = &flows[0];
-        let reply = Frame::new(*target, syn.src, ACK)
-            .macs(fixnet::backend_mac(backend_index(*target)), LB_INT_MAC)
-            .payload(b"hello, client");
-        let key = reply.flow_key();
-        let mut replies: aya::maps::HashMap<_, lb_common::FlowKey, lb_common::Reply> =
-            aya::maps::HashMap::try_from(
-                lb.dp
-                    .ebpf_mut()
-                    .map_mut(lb_common::maps::REPLIES)
-                    .context("no reply table")?,
-            )?;
-        replies.remove(&key)?;
+        let (_, target, reply) = flow_without_reply_entry(lb, &spec, 41000)?;
         // The flow's backend leaves and comes back: a new id or generation,
         // which the flow's entry does not have.
         let kept: Vec<_> = spec
             .backends
             .iter()
-            .filter(|b| b.addr != *target)
+            .filter(|b| b.addr != target)
             .cloned()
             .collect();
         let all = std::mem::replace(&mut spec.backends, kept);
