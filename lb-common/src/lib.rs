@@ -41,8 +41,9 @@ pub mod maps {
     /// churns only this table; the client's next packet (not a SYN) confirms
     /// the flow into [`FLOWS`] (and [`REPLIES`]) and frees its way. A set
     /// of [`NEW_FLOW_WAYS`] ways: a new flow takes a free way, else the
-    /// one written longest ago. One table written once per new flow, found from both
-    /// directions (the client's address and port are in both).
+    /// next way of the set's round robin. One table written once per new
+    /// flow, found from both directions (the client's address and port are
+    /// in both).
     ///
     /// [`NEW_FLOW_WAYS`]: crate::NEW_FLOW_WAYS
     /// [`hash::new_flow_set`]: crate::hash::new_flow_set
@@ -210,8 +211,9 @@ pub const MAX_NEW_FLOWS: u32 = NEW_FLOW_SETS * NEW_FLOW_WAYS;
 /// bits).
 pub const NEW_FLOW_SETS: u32 = 65_536;
 /// Ways of a [`NewFlowSet`]: a flow is pushed out only when its set is full
-/// and it is the one written longest ago (four cache lines, read at once
-/// on a new flow).
+/// and the set's round robin comes to its way (the way written longest ago
+/// when the set filled in order; a way freed by a confirmation and taken
+/// again may be passed over by it for one round).
 pub const NEW_FLOW_WAYS: u32 = 4;
 /// Client addresses whose next hop each CPU caches for NAT replies.
 pub const MAX_CLIENT_HOPS: u32 = 16384;
@@ -375,8 +377,8 @@ pub struct NewFlowSet {
     /// ([`hash::NewFlowSlot::tag`]). A lookup or a new flow reads this
     /// (one cache line) and only the ways whose tag matches.
     pub tags: [u8; NEW_FLOW_WAYS as usize],
-    /// The way a new flow takes when none is free (modulo the ways): round
-    /// robin, so the way replaced is the one written longest ago.
+    /// The way a new flow takes when none is free (modulo the ways): a round
+    /// robin, which replaces about the way written longest ago.
     pub next: u32,
     pub ways: [NewFlow; NEW_FLOW_WAYS as usize],
 }

@@ -104,8 +104,8 @@ fn is_flow(way: &NewFlow, key: &FlowKey) -> bool {
 }
 
 /// Writes the new flow of client-side `key` (of tag `tag`) into the first
-/// free way of `set`, else over the way written longest ago (the set's
-/// round robin). A way of the same flow was freed by [`take_flow`] when
+/// free way of `set`, else over the next way of the set's round robin
+/// (about the way written longest ago). A way of the same flow was freed by [`take_flow`] when
 /// the flow was picked again. Each write is done where its way is chosen,
 /// so that the verifier sees one path after this, not one per way.
 ///

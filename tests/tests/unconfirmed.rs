@@ -90,7 +90,7 @@ fn a_full_set_gives_up_the_way_written_longest_ago_and_a_confirmed_flow_frees_it
                 .with_context(|| format!("SYN-ACK of {syn:?}"))?;
         }
 
-        // The fifth flow of the set takes the way written longest ago (the
+        // The fifth flow of the set takes the round robin's first way (the
         // first flow's); the others keep theirs.
         let fifth = &flows[ways];
         lb.send(&fifth.build(), lb.ext)?;

@@ -317,12 +317,21 @@ impl Browser {
         .len()
     }
 
-    /// The visible text of the element `css` selects.
+    /// The visible text of the element `css` selects. The live pages
+    /// replace elements as updates arrive (live.js rebuilds the recent
+    /// alerts): one found may be gone when it is read, and is found again.
     pub async fn text(&self, css: &str) -> String {
-        let element = self.find(css).await;
-        bounded(&format!("reading {css}"), element.text())
-            .await
-            .unwrap()
+        const ATTEMPTS: usize = 10;
+        for _ in 0..ATTEMPTS {
+            let element = self.find(css).await;
+            match bounded(&format!("reading {css}"), element.text()).await {
+                Ok(text) => return text,
+                Err(fantoccini::error::CmdError::Standard(err))
+                    if err.error == fantoccini::error::ErrorStatus::StaleElementReference => {}
+                Err(err) => panic!("reading {css}: {err}"),
+            }
+        }
+        panic!("{css} was replaced while being read {ATTEMPTS} times in a row")
     }
 
     async fn path_now(&self) -> String {
