@@ -53,6 +53,18 @@ pub mod maps {
     /// reply entry pushed out of [`REPLIES`] from its flow's entry in
     /// [`FLOWS`] (the two tables evict apart).
     pub const BACKEND_VIPS: &str = "LB_BACKEND_VIPS";
+    /// `Array<u64>` of [`SERVICE_ADDR_WORDS`] words: a bit per
+    /// [`hash::service_addr_bit`], set for every address some service has
+    /// (a filter: a clear bit means no service has the address). A packet
+    /// whose destination's bit is clear is not to a service, so it cannot
+    /// be in [`FLOWS`]: the program looks it up in [`REPLIES`] straight
+    /// away (the answer of a NAT flow), one table instead of three. User
+    /// space sets a service's bit before it writes the service, and clears
+    /// it only after the last service of that address is removed.
+    ///
+    /// [`SERVICE_ADDR_WORDS`]: crate::SERVICE_ADDR_WORDS
+    /// [`hash::service_addr_bit`]: crate::hash::service_addr_bit
+    pub const SERVICE_ADDRS: &str = "LB_SERVICE_ADDRS";
     /// `Array<Settings>`, one entry.
     pub const SETTINGS: &str = "LB_SETTINGS";
     /// `DevMapHash` keyed by ifindex: the interfaces the program may
@@ -61,8 +73,15 @@ pub mod maps {
     /// `PerCpuArray<NextHop>` indexed by backend id: each CPU's cache of the
     /// FIB's answer for the backend.
     pub const NEXTHOPS: &str = "LB_NEXTHOPS";
-    /// `LruPerCpuHashMap<[u8; 16] (client address), NextHop>`: each CPU's
-    /// cache of the FIB's answer for NAT replies to a client.
+    /// `PerCpuArray<ClientHop>` of [`CLIENT_HOP_SLOTS`], indexed by
+    /// [`hash::client_hop_slot`] of the client's address: each CPU's cache
+    /// of the FIB's answer for NAT replies to a client, direct-mapped (a
+    /// client takes over the slot of another whose address hashes alike).
+    /// An array rather than a hash because the verifier inlines its lookup:
+    /// a NAT reply makes one helper call fewer.
+    ///
+    /// [`CLIENT_HOP_SLOTS`]: crate::CLIENT_HOP_SLOTS
+    /// [`hash::client_hop_slot`]: crate::hash::client_hop_slot
     pub const CLIENT_HOPS: &str = "LB_CLIENT_HOPS";
     /// `LruHashMap<FragmentKey, Fragment>`: where the first fragment of an
     /// IP datagram went, for its later fragments (which carry no ports).
@@ -87,6 +106,12 @@ pub mod maps {
     /// them too), so a node whose daemon died or stalled never serves
     /// beside the peer that took over. 0: no lease (a standalone node).
     pub const LEASE: &str = "LB_LEASE";
+    /// `PerCpuArray<FenceCheck>`, one entry: each CPU's last comparison of
+    /// the clock with [`LEASE`], so that the clock (a helper call, dear in a
+    /// VM) is read at most once per jiffy per CPU rather than twice per
+    /// packet. A lease that passes is noticed within a jiffy (4 ms at
+    /// HZ=250); a new lease value is compared at once.
+    pub const FENCE_CHECK: &str = "LB_FENCE_CHECK";
     /// `RingBuf` of [`super::FlowRecord`]s: every flow the program pins
     /// (new, or picked again), reported for replication to the standby
     /// while [`REPLICATE`] is on. Never waited on: a full ring is counted
@@ -216,7 +241,12 @@ pub const NEW_FLOW_SETS: u32 = 65_536;
 /// again may be passed over by it for one round).
 pub const NEW_FLOW_WAYS: u32 = 4;
 /// Client addresses whose next hop each CPU caches for NAT replies.
-pub const MAX_CLIENT_HOPS: u32 = 16384;
+pub const CLIENT_HOP_SLOTS: u32 = 16384;
+/// Words of [`maps::SERVICE_ADDRS`]: 65,536 bits, 8 KiB. With a few
+/// hundred service addresses, a client address shares a bit with one of them
+/// about one time in a hundred (its replies then take the longer way,
+/// correctly).
+pub const SERVICE_ADDR_WORDS: u32 = 1024;
 /// IP datagrams in fragments whose first fragment's destination is kept for
 /// the later ones (the kernel's own reassembly keeps at most 4 MiB of
 /// fragments; Cilium's fragment map holds 8,192 datagrams).
@@ -521,6 +551,15 @@ pub struct NextHop {
     pub expires: u64,
 }
 
+/// A slot of [`maps::CLIENT_HOPS`]: this CPU's cached FIB answer for NAT
+/// replies to `client` (its [`NextHop::generation`] is the address family).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientHop {
+    pub client: [u8; 16],
+    pub hop: NextHop,
+}
+
 /// Node role, in [`Settings::role`].
 pub mod role {
     /// Forwards service traffic (the default of a zeroed map).
@@ -535,6 +574,18 @@ pub mod role {
 pub struct Settings {
     /// [`role`].
     pub role: u32,
+}
+
+/// A CPU's last lease check (see [`maps::FENCE_CHECK`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FenceCheck {
+    /// `bpf_jiffies64` when the clock was read (0: never).
+    pub jiffies: u64,
+    /// The lease it was compared with.
+    pub lease: u64,
+    /// 1 when the lease had passed.
+    pub expired: u64,
 }
 
 /// A floating IP (key of [`maps::FLOATING`]): the address as in
@@ -850,6 +901,8 @@ mod pod {
     unsafe impl aya::Pod for MaglevTable {}
     unsafe impl aya::Pod for Traffic {}
     unsafe impl aya::Pod for NextHop {}
+    unsafe impl aya::Pod for ClientHop {}
+    unsafe impl aya::Pod for FenceCheck {}
     unsafe impl aya::Pod for BaselineConfig {}
     unsafe impl aya::Pod for BenchGenConfig {}
     unsafe impl aya::Pod for BenchSinkConfig {}
@@ -880,6 +933,8 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 40);
         assert_eq!(size_of::<Flow>(), 16);
         assert_eq!(size_of::<Reply>(), 28);
+        assert_eq!(size_of::<ClientHop>(), 16 + size_of::<NextHop>());
+        assert_eq!(size_of::<FenceCheck>(), 24);
         assert_eq!(size_of::<BackendVip>(), 24);
         assert_eq!(size_of::<BackendVips>(), 4 + 24 * MAX_BACKEND_VIPS);
         assert_eq!(size_of::<NewFlow>(), 16 + 28 + 2 + 1 + 1 + 4 + 4);

@@ -35,7 +35,7 @@ pub use flows::{AsyncFlowRecords, BadItem, FlowRecords, FlowsReader, RING_CAPACI
 /// Every map of the object with the (key size, value size, max entries) this
 /// build expects: pinned maps that differ were made by an incompatible
 /// version.
-fn expected_maps() -> [(&'static str, usize, usize, u32); 21] {
+fn expected_maps() -> [(&'static str, usize, usize, u32); 23] {
     use core::mem::size_of;
     use lb_common::*;
     [
@@ -66,6 +66,7 @@ fn expected_maps() -> [(&'static str, usize, usize, u32); 21] {
             size_of::<BackendVips>(),
             MAX_BACKENDS,
         ),
+        (maps::SERVICE_ADDRS, 4, 8, SERVICE_ADDR_WORDS),
         (maps::SETTINGS, 4, size_of::<Settings>(), 1),
         (maps::TX_PORTS, 4, 8, MAX_TX_PORTS),
         (maps::JUMP, 4, 4, JUMP_SLOTS),
@@ -73,7 +74,12 @@ fn expected_maps() -> [(&'static str, usize, usize, u32); 21] {
         (maps::SERVICE_STATS, 4, size_of::<Traffic>(), MAX_SERVICES),
         (maps::BACKEND_STATS, 4, size_of::<Traffic>(), MAX_BACKENDS),
         (maps::NEXTHOPS, 4, size_of::<NextHop>(), MAX_BACKENDS),
-        (maps::CLIENT_HOPS, 16, size_of::<NextHop>(), MAX_CLIENT_HOPS),
+        (
+            maps::CLIENT_HOPS,
+            4,
+            size_of::<ClientHop>(),
+            CLIENT_HOP_SLOTS,
+        ),
         (
             maps::FRAGMENTS,
             size_of::<FragmentKey>(),
@@ -83,6 +89,7 @@ fn expected_maps() -> [(&'static str, usize, usize, u32); 21] {
         (maps::ICMP_BUDGET, 4, size_of::<IcmpBudget>(), 1),
         (maps::FLOATING, size_of::<FloatingKey>(), 1, MAX_FLOATING),
         (maps::LEASE, 4, 8, 1),
+        (maps::FENCE_CHECK, 4, size_of::<FenceCheck>(), 1),
         (maps::REPLICATE, 4, 4, 1),
         // A ring buffer has no keys nor values; its size is in bytes.
         (maps::FLOW_RECORDS, 0, 0, FLOW_RECORDS_BYTES),
@@ -172,6 +179,11 @@ impl Dataplane {
         raise_memlock_limit();
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut state = PinState::Fresh;
+        for (name, reason) in disposable_pins_of_another_layout(dir) {
+            let path = dir.join(name);
+            tracing::warn!(map = name, %reason, "a pinned cache map is of another layout: replaced alone, the others are adopted");
+            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
         if let Some(reason) = incompatible_pins(dir) {
             tracing::warn!(dir = %dir.display(), %reason, "pinned maps are of an incompatible version: replacing them");
             unpin_all(dir)?;
@@ -334,6 +346,7 @@ impl Dataplane {
                     .with_context(|| format!("writing the Maglev table of service {id}"))?;
             }
         }
+        self.write_service_addrs(&ops.set_service_addrs)?;
         {
             let mut services: HashMap<_, ServiceKey, Service> =
                 map_mut(&mut self.ebpf, maps::SERVICES)?;
@@ -346,6 +359,7 @@ impl Dataplane {
                 remove_if_present(services.remove(key)).context("removing a service")?;
             }
         }
+        self.write_service_addrs(&ops.clear_service_addrs)?;
         {
             let mut tables: HashMap<_, u32, MaglevTable> = map_mut(&mut self.ebpf, maps::MAGLEV)?;
             for id in &ops.del_tables {
@@ -375,6 +389,15 @@ impl Dataplane {
                 map.insert(key, vips, 0)
                     .context("writing a backend's NAT services")?;
             }
+        }
+        Ok(())
+    }
+
+    fn write_service_addrs(&mut self, words: &[(u32, u64)]) -> Result<()> {
+        let mut map: Array<_, u64> = map_mut(&mut self.ebpf, maps::SERVICE_ADDRS)?;
+        for (index, word) in words {
+            map.set(*index, word, 0)
+                .with_context(|| format!("writing word {index} of the service address filter"))?;
         }
         Ok(())
     }
@@ -564,28 +587,66 @@ impl Dataplane {
     }
 }
 
+/// Maps whose content is a cache, or which the first plan after an
+/// adoption writes whole: a pinned one of another layout (an older
+/// version's) is replaced alone and the others are adopted, so that an
+/// upgrade that changes only these keeps the connections.
+const DISPOSABLE_MAPS: [&str; 8] = [
+    maps::CLIENT_HOPS,
+    maps::NEXTHOPS,
+    maps::FENCE_CHECK,
+    maps::ICMP_BUDGET,
+    maps::SERVICE_ADDRS,
+    maps::BACKEND_VIPS,
+    maps::FRAGMENTS,
+    maps::JUMP,
+];
+
+/// The disposable maps pinned in `dir` with another layout, and how.
+fn disposable_pins_of_another_layout(dir: &Path) -> Vec<(&'static str, String)> {
+    expected_maps()
+        .into_iter()
+        .filter(|(name, ..)| DISPOSABLE_MAPS.contains(name))
+        .filter_map(|(name, key, value, max)| {
+            pin_layout_differs(dir, name, key, value, max).map(|reason| (name, reason))
+        })
+        .collect()
+}
+
 /// Why the maps pinned in `dir` cannot be adopted, if they cannot.
 fn incompatible_pins(dir: &Path) -> Option<String> {
-    for (name, key, value, max) in expected_maps() {
-        let path = dir.join(name);
-        if !path.exists() {
-            continue;
-        }
-        let info = match MapInfo::from_pin(&path) {
-            Ok(info) => info,
-            Err(err) => return Some(format!("{}: {err}", path.display())),
-        };
-        let found = (
-            info.key_size() as usize,
-            info.value_size() as usize,
-            info.max_entries(),
-        );
-        if found != (key, value, max) {
-            return Some(format!(
-                "map {name} has key/value/entries {found:?}, this version needs {:?}",
-                (key, value, max)
-            ));
-        }
+    expected_maps()
+        .into_iter()
+        .find_map(|(name, key, value, max)| pin_layout_differs(dir, name, key, value, max))
+}
+
+/// How the map pinned as `name` in `dir` differs from this build's, if it
+/// is there and does.
+fn pin_layout_differs(
+    dir: &Path,
+    name: &str,
+    key: usize,
+    value: usize,
+    max: u32,
+) -> Option<String> {
+    let path = dir.join(name);
+    if !path.exists() {
+        return None;
+    }
+    let info = match MapInfo::from_pin(&path) {
+        Ok(info) => info,
+        Err(err) => return Some(format!("{}: {err}", path.display())),
+    };
+    let found = (
+        info.key_size() as usize,
+        info.value_size() as usize,
+        info.max_entries(),
+    );
+    if found != (key, value, max) {
+        return Some(format!(
+            "map {name} has key/value/entries {found:?}, this version needs {:?}",
+            (key, value, max)
+        ));
     }
     None
 }

@@ -160,3 +160,68 @@ fn a_restarted_daemon_adopts_the_flows_the_switch_and_the_ring() -> Result<()> {
     ensure!(records.drain(16).0.is_empty());
     Ok(())
 }
+
+/// Pins, in place of map `name` in `dir`, a map of another layout (as an
+/// older version left it).
+fn pin_other_layout(dir: &std::path::Path, name: &str, spec: &[&str]) -> Result<()> {
+    let path = dir.join(name);
+    std::fs::remove_file(&path)?;
+    let mut args = vec!["map", "create", path.to_str().unwrap()];
+    args.extend_from_slice(spec);
+    args.extend_from_slice(&["name", name]);
+    let out = std::process::Command::new("bpftool").args(&args).output()?;
+    ensure!(
+        out.status.success(),
+        "bpftool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn an_upgrade_that_changes_only_caches_keeps_the_flows_and_any_other_forgets_them() -> Result<()> {
+    use lb_ctl::dataplane::PinState;
+    let dir = PinDir(std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/lbt-flow-tables-upgrade-{}",
+        std::process::id()
+    )));
+    let (mut first, _) = Dataplane::open(&dir.0)?;
+    first.write_flows(&[(key(1), flow(1))])?;
+    drop(first);
+    // The next-hop cache of the version before (an LRU hash by address).
+    pin_other_layout(
+        &dir.0,
+        lb_common::maps::CLIENT_HOPS,
+        &[
+            "type",
+            "lru_percpu_hash",
+            "key",
+            "16",
+            "value",
+            "32",
+            "entries",
+            "16384",
+        ],
+    )?;
+    let (second, state) = Dataplane::open(&dir.0)?;
+    ensure!(state == PinState::Adopted, "{state:?}");
+    ensure!(
+        second.dump_flows()? == [(key(1), flow(1))],
+        "the flows were lost"
+    );
+    let info = aya::maps::MapInfo::from_pin(dir.0.join(lb_common::maps::CLIENT_HOPS))?;
+    ensure!(info.key_size() == 4, "the cache was not replaced");
+    drop(second);
+    // The connection table of another layout: everything is replaced.
+    pin_other_layout(
+        &dir.0,
+        lb_common::maps::FLOWS,
+        &[
+            "type", "lru_hash", "key", "40", "value", "8", "entries", "1000000",
+        ],
+    )?;
+    let (third, state) = Dataplane::open(&dir.0)?;
+    ensure!(matches!(state, PinState::Replaced { .. }), "{state:?}");
+    ensure!(third.dump_flows()?.is_empty());
+    Ok(())
+}

@@ -7,8 +7,12 @@
 //! packet addressed to a floating IP and every ARP request or neighbour
 //! solicitation for one; and service traffic is not forwarded (`main.rs`
 //! treats a fenced node as standby).
-use aya_ebpf::{helpers::generated::bpf_ktime_get_ns, maps::HashMap, programs::XdpContext};
-use lb_common::{AF_INET, AF_INET6, FloatingKey, IPPROTO_ICMPV6, Settings, role};
+use aya_ebpf::{
+    helpers::generated::{bpf_jiffies64, bpf_ktime_get_ns},
+    maps::{HashMap, PerCpuArray},
+    programs::XdpContext,
+};
+use lb_common::{AF_INET, AF_INET6, FenceCheck, FloatingKey, IPPROTO_ICMPV6, Settings, role};
 
 use crate::packet::{ETH_HDR_LEN, IPV6_HDR_LEN, read};
 
@@ -20,13 +24,42 @@ const ARP_TPA: usize = ETH_HDR_LEN + 24;
 const ICMPV6_NEIGHBOUR_SOLICITATION: u8 = 135;
 
 /// True for an active role whose lease (`lease_until_ns`, 0: none) has
-/// passed.
+/// passed; recorded in this CPU's `check` for the rest of the packet's way
+/// (see [`recorded`]). `lb_xdp` asks once per packet, first. The clock is
+/// read (a helper call) once per jiffy per CPU for the same lease.
 #[inline(always)]
-pub fn expired(settings: &Settings, lease_until_ns: u64) -> bool {
-    settings.role == role::ACTIVE
-        && lease_until_ns != 0
-        // SAFETY: bpf_ktime_get_ns has no preconditions.
-        && unsafe { bpf_ktime_get_ns() } > lease_until_ns
+pub fn check(settings: &Settings, lease_until_ns: u64, check: &PerCpuArray<FenceCheck>) -> bool {
+    let Some(last) = check.get_ptr_mut(0) else {
+        return settings.role == role::ACTIVE && lease_until_ns != 0 && passed(lease_until_ns);
+    };
+    // SAFETY: this CPU's slot; nothing else writes it while we run.
+    let last = unsafe { &mut *last };
+    if settings.role != role::ACTIVE || lease_until_ns == 0 {
+        last.expired = 0;
+        return false;
+    }
+    // SAFETY: bpf_jiffies64 has no preconditions.
+    let now = unsafe { bpf_jiffies64() };
+    if last.jiffies != now || last.lease != lease_until_ns {
+        last.jiffies = now;
+        last.lease = lease_until_ns;
+        last.expired = u64::from(passed(lease_until_ns));
+    }
+    last.expired != 0
+}
+
+/// What [`check`] found for the packet on its way (this CPU's, from the
+/// same run of the program or of the one that tail-called this one).
+#[inline(always)]
+pub fn recorded(check: &PerCpuArray<FenceCheck>) -> bool {
+    check.get(0).is_some_and(|last| last.expired != 0)
+}
+
+/// Whether the clock is past `lease_until_ns`.
+#[inline(always)]
+fn passed(lease_until_ns: u64) -> bool {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    unsafe { bpf_ktime_get_ns() > lease_until_ns }
 }
 
 /// On a fenced node: whether the frame is addressed to, or asks for, a

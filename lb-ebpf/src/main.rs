@@ -36,19 +36,16 @@ use aya_ebpf::{
     },
     helpers::generated::bpf_jiffies64,
     macros::{map, xdp},
-    maps::{
-        Array, DevMapHash, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, ProgramArray,
-        RingBuf,
-    },
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
     programs::XdpContext,
 };
 use lb_common::{
-    Backend, BackendVips, Counter, FLOW_RECORDS_BYTES, FloatingKey, Flow, FlowKey, Fragment,
-    FragmentKey, IPPROTO_TCP, IcmpBudget, JUMP_ICMP, JUMP_SLOTS, JUMP_TTL, JUMP_UNCONFIRMED,
-    MAX_BACKEND_VIPS, MAX_BACKENDS, MAX_CLIENT_HOPS, MAX_FLOATING, MAX_FLOWS, MAX_FRAGMENTS,
-    MAX_SERVICES, MAX_TX_PORTS, MaglevTable, NEW_FLOW_SETS, NEXTHOP_TTL_JIFFIES, NO_BACKEND,
-    NewFlowSet, NextHop, Reply, Service, ServiceKey, Settings, Traffic, backend_flags,
-    fragment_kind, hash, mode, role,
+    Backend, BackendVips, CLIENT_HOP_SLOTS, ClientHop, Counter, FLOW_RECORDS_BYTES, FenceCheck,
+    FloatingKey, Flow, FlowKey, Fragment, FragmentKey, IPPROTO_TCP, IcmpBudget, JUMP_ICMP,
+    JUMP_SLOTS, JUMP_TTL, JUMP_UNCONFIRMED, MAX_BACKEND_VIPS, MAX_BACKENDS, MAX_FLOATING,
+    MAX_FLOWS, MAX_FRAGMENTS, MAX_SERVICES, MAX_TX_PORTS, MaglevTable, NEW_FLOW_SETS,
+    NEXTHOP_TTL_JIFFIES, NO_BACKEND, NewFlowSet, NextHop, Reply, SERVICE_ADDR_WORDS, Service,
+    ServiceKey, Settings, Traffic, backend_flags, fragment_kind, hash, mode, role,
 };
 
 use crate::{
@@ -73,6 +70,8 @@ static LB_NEW_FLOWS: Array<NewFlowSet> = Array::with_max_entries(NEW_FLOW_SETS, 
 #[map(name = "LB_BACKEND_VIPS")]
 static LB_BACKEND_VIPS: HashMap<ServiceKey, BackendVips> =
     HashMap::with_max_entries(MAX_BACKENDS, 0);
+#[map(name = "LB_SERVICE_ADDRS")]
+static LB_SERVICE_ADDRS: Array<u64> = Array::with_max_entries(SERVICE_ADDR_WORDS, 0);
 #[map(name = "LB_SETTINGS")]
 static LB_SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[map(name = "LB_TX_PORTS")]
@@ -80,8 +79,7 @@ static LB_TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_TX_PORTS, 0);
 #[map(name = "LB_NEXTHOPS")]
 static LB_NEXTHOPS: PerCpuArray<NextHop> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 #[map(name = "LB_CLIENT_HOPS")]
-static LB_CLIENT_HOPS: LruPerCpuHashMap<[u8; 16], NextHop> =
-    LruPerCpuHashMap::with_max_entries(MAX_CLIENT_HOPS, 0);
+static LB_CLIENT_HOPS: PerCpuArray<ClientHop> = PerCpuArray::with_max_entries(CLIENT_HOP_SLOTS, 0);
 #[map(name = "LB_FRAGMENTS")]
 static LB_FRAGMENTS: LruHashMap<FragmentKey, Fragment> =
     LruHashMap::with_max_entries(MAX_FRAGMENTS, 0);
@@ -97,6 +95,8 @@ static LB_SVC_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_SE
 static LB_BE_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 #[map(name = "LB_LEASE")]
 static LB_LEASE: Array<u64> = Array::with_max_entries(1, 0);
+#[map(name = "LB_FENCE_CHECK")]
+static LB_FENCE_CHECK: PerCpuArray<FenceCheck> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "LB_REPLICATE")]
 static LB_REPLICATE: Array<u32> = Array::with_max_entries(1, 0);
 #[map(name = "LB_FLOW_RECORDS")]
@@ -168,7 +168,9 @@ pub fn lb_unconfirmed(ctx: XdpContext) -> u32 {
     if pkt.fragment == Fragmentation::Later {
         return counted((Counter::PassFragment, XDP_PASS));
     }
-    if let Some(service) = LB_SERVICES.get_ptr(&service_key(&pkt)) {
+    if maybe_service(&pkt.key)
+        && let Some(service) = LB_SERVICES.get_ptr(&service_key(&pkt))
+    {
         // SAFETY: a map value pointer from a successful lookup.
         return counted(to_service(&ctx, &pkt, unsafe { *service }));
     }
@@ -238,6 +240,16 @@ fn rebuilt_reply(key: &FlowKey) -> Option<Reply> {
     None
 }
 
+/// False when no service has the destination address (its bit in
+/// `LB_SERVICE_ADDRS` is clear); true when one may have it.
+#[inline(always)]
+fn maybe_service(key: &FlowKey) -> bool {
+    let bit = hash::service_addr_bit(&key.dst, key.family);
+    LB_SERVICE_ADDRS
+        .get(bit / 64)
+        .is_none_or(|word| word & (1 << (bit % 64)) != 0)
+}
+
 /// The service key of the packet's destination.
 #[inline(always)]
 fn service_key(pkt: &Packet) -> ServiceKey {
@@ -255,12 +267,21 @@ fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
     if pkt.fragment == Fragmentation::Later {
         return later_fragment(ctx, pkt);
     }
-    if let Some(pinned) = pinned_flow(&LB_FLOWS, &pkt.key) {
-        return to_pinned_backend(ctx, pkt, pinned);
-    }
-    if LB_SERVICES.get_ptr(&service_key(pkt)).is_none()
-        && let Some(reply) = LB_REPLIES.get_ptr(&pkt.key)
-    {
+    let reply = if maybe_service(&pkt.key) {
+        if let Some(pinned) = pinned_flow(&LB_FLOWS, &pkt.key) {
+            return to_pinned_backend(ctx, pkt, pinned);
+        }
+        match LB_SERVICES.get_ptr(&service_key(pkt)) {
+            Some(_) => None,
+            None => LB_REPLIES.get_ptr(&pkt.key),
+        }
+    } else {
+        // No service has the destination, so no flow either: the answer of
+        // a NAT flow (one lookup where a flow, a service and a reply were
+        // three), or not ours.
+        LB_REPLIES.get_ptr(&pkt.key)
+    };
+    if let Some(reply) = reply {
         // SAFETY: a map value pointer from a successful lookup.
         return nat_reply(ctx, pkt, unsafe { *reply });
     }
@@ -783,21 +804,29 @@ fn route_to_backend(ctx: &XdpContext, pkt: &Packet, id: u32, backend: &Backend) 
 }
 
 /// The route of a NAT reply to its client: this CPU's cached answer for
-/// that client address (tagged with the address family).
+/// that client address (tagged with the address family), in the client's
+/// slot, which it takes over from another client.
 #[inline(always)]
 fn route_to_client(ctx: &XdpContext, pkt: &Packet, vip: &[u8; 16]) -> Route {
     let client = &pkt.key.dst;
-    let hop = match LB_CLIENT_HOPS.get_ptr_mut(client) {
-        Some(hop) => Some(hop),
-        None => {
-            let _ = LB_CLIENT_HOPS.insert(client, &NextHop::default(), 0);
-            LB_CLIENT_HOPS.get_ptr_mut(client)
-        }
+    let slot = hash::client_hop_slot(client, pkt.key.family);
+    let Some(entry) = LB_CLIENT_HOPS.get_ptr_mut(slot) else {
+        return fib(ctx, pkt, vip, client);
     };
-    match hop {
-        Some(hop) => cached_route(ctx, pkt, vip, client, hop, u32::from(pkt.key.family)),
-        None => fib(ctx, pkt, vip, client),
+    // SAFETY: this CPU's slot; nothing else writes it while we run.
+    let entry = unsafe { &mut *entry };
+    if !unconfirmed::same(&entry.client, client) {
+        entry.client = *client;
+        entry.hop.ifindex = 0;
     }
+    cached_route(
+        ctx,
+        pkt,
+        vip,
+        client,
+        &mut entry.hop,
+        u32::from(pkt.key.family),
+    )
 }
 
 /// A cached FIB answer while it is fresh (about a second), has the same
@@ -851,20 +880,23 @@ fn cached_route(
     route
 }
 
-/// Standby, or fenced (an active whose lease passed): no service traffic.
+/// Standby, or fenced (an active whose lease passed, as [`fenced`] found
+/// for this packet): no service traffic.
 #[inline(always)]
 fn is_standby() -> bool {
     LB_SETTINGS
         .get(0)
-        .is_some_and(|settings| settings.role == role::STANDBY || fence::expired(settings, lease()))
+        .is_some_and(|settings| settings.role == role::STANDBY)
+        || fence::recorded(&LB_FENCE_CHECK)
 }
 
-/// An active node whose daemon stopped renewing its lease.
+/// An active node whose daemon stopped renewing its lease. Asked once per
+/// packet, first thing in `lb_xdp`; the answer is kept for the packet's way.
 #[inline(always)]
 fn fenced() -> bool {
     LB_SETTINGS
         .get(0)
-        .is_some_and(|settings| fence::expired(settings, lease()))
+        .is_some_and(|settings| fence::check(settings, lease(), &LB_FENCE_CHECK))
 }
 
 /// The active's lease (0: none).

@@ -131,3 +131,37 @@ fn arp_passes(lb: &mut Lb, arp: &[u8]) -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_lease_that_passes_fences_within_a_jiffy_and_a_new_lease_counts_at_once() {
+    // The program reads the clock once per jiffy per CPU (LB_FENCE_CHECK):
+    // a lease that passes must still fence the node, and a lease written
+    // meanwhile must be compared at once, not a jiffy later.
+    with_lb(|lb| {
+        let spec = service(false, Protocol::Tcp, Mode::Nat, 80, 8080, 3);
+        lb.configure(std::slice::from_ref(&spec))?;
+        lb.dp.set_floating(&floating())?;
+        lb.dp.set_role(Role::Active)?;
+        let syn = first(&spec, 40002, SYN).build();
+        let expect = |lb: &mut Lb, action: Action, when: &str| -> Result<()> {
+            let out = lb.send(&syn, lb.ext)?;
+            anyhow::ensure!(
+                out.action == action,
+                "{when}: {action:?} expected, got {:?}",
+                out.action
+            );
+            Ok(())
+        };
+        lb.dp
+            .set_lease(lb_tests::testrun::monotonic_ns() + 300_000_000)?;
+        expect(lb, Action::Redirect, "a lease 300 ms ahead")?;
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        expect(lb, Action::Drop, "400 ms later")?;
+        lb.dp.set_lease(NEVER)?;
+        expect(lb, Action::Redirect, "renewed")?;
+        lb.dp.set_lease(PASSED)?;
+        expect(lb, Action::Drop, "passed")?;
+        assert_eq!(lb.dp.counter(Counter::DropFenced)?, 2);
+        Ok(())
+    });
+}

@@ -16,7 +16,7 @@ use std::{
 
 use lb_common::{
     AF_INET, AF_INET6, Backend, BackendVip, BackendVips, MAX_BACKEND_VIPS, MAX_BACKENDS,
-    MAX_SERVICES, NO_BACKEND, Service, ServiceKey, backend_flags, mode,
+    MAX_SERVICES, NO_BACKEND, SERVICE_ADDR_WORDS, Service, ServiceKey, backend_flags, mode,
 };
 
 use crate::maglev::{self, MaglevBackend};
@@ -148,10 +148,18 @@ pub struct Ops {
     pub fresh_service_ids: Vec<u32>,
     /// 2. New or changed Maglev tables.
     pub put_tables: Vec<(u32, Vec<u32>)>,
+    /// 2b. Words of [`lb_common::maps::SERVICE_ADDRS`] that gain bits,
+    ///    with the bits of the old and the new services both: a service is
+    ///    never in the map while its address's bit is clear.
+    pub set_service_addrs: Vec<(u32, u64)>,
     /// 3. New or changed services.
     pub put_services: Vec<(ServiceKey, Service)>,
     /// 4. Services removed.
     pub del_services: Vec<ServiceKey>,
+    /// 4b. Words of [`lb_common::maps::SERVICE_ADDRS`] that lose bits
+    ///    (addresses no service has any more), written with their new value
+    ///    once those services are gone.
+    pub clear_service_addrs: Vec<(u32, u64)>,
     /// 5. Tables removed (service removed or left without a usable backend).
     pub del_tables: Vec<u32>,
     /// 6. Backends removed: written back without [`backend_flags::LIVE`] so
@@ -638,10 +646,43 @@ fn diff(prev: &Balancer, next: &Balancer) -> Ops {
             )
         })
         .collect();
+    service_addr_ops(prev, next, &mut ops);
     if prev.adopted || prev.backend_vips != next.backend_vips {
         ops.backend_vips = Some(next.backend_vips.clone());
     }
     ops
+}
+
+/// The words of [`lb_common::maps::SERVICE_ADDRS`] for these services (the
+/// words not listed are 0).
+pub fn service_addr_words<'a>(
+    services: impl IntoIterator<Item = &'a ServiceKey>,
+) -> BTreeMap<u32, u64> {
+    let mut words = BTreeMap::new();
+    for key in services {
+        let bit = lb_common::hash::service_addr_bit(&key.addr, key.family);
+        *words.entry(bit / 64).or_insert(0) |= 1u64 << (bit % 64);
+    }
+    words
+}
+
+/// The filter's two steps (see [`Ops::set_service_addrs`]): every word when
+/// the maps were adopted (the map may hold anything, or nothing when it is
+/// new in this version), else the words that change.
+fn service_addr_ops(prev: &Balancer, next: &Balancer, ops: &mut Ops) {
+    let old = service_addr_words(prev.tables.services.keys());
+    let new = service_addr_words(next.tables.services.keys());
+    for index in 0..SERVICE_ADDR_WORDS {
+        let was = old.get(&index).copied().unwrap_or(0);
+        let will = new.get(&index).copied().unwrap_or(0);
+        let both = was | will;
+        if prev.adopted || both != was {
+            ops.set_service_addrs.push((index, both));
+        }
+        if will != both {
+            ops.clear_service_addrs.push((index, will));
+        }
+    }
 }
 
 #[cfg(test)]

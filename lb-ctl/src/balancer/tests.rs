@@ -301,3 +301,77 @@ fn backend_vips_list_each_nat_backends_services_and_change_only_with_them() {
     let (_, ops) = adopted.plan(&[a, b]).unwrap();
     assert!(ops.backend_vips.is_some());
 }
+
+/// The filter's words after the two steps, starting from `map`.
+fn filter_after(map: &BTreeMap<u32, u64>, ops: &Ops) -> (BTreeMap<u32, u64>, BTreeMap<u32, u64>) {
+    let mut between = map.clone();
+    between.extend(ops.set_service_addrs.iter().copied());
+    let mut after = between.clone();
+    after.extend(ops.clear_service_addrs.iter().copied());
+    let nonzero = |m: BTreeMap<u32, u64>| m.into_iter().filter(|(_, w)| *w != 0).collect();
+    (nonzero(between), nonzero(after))
+}
+
+fn has_bit(words: &BTreeMap<u32, u64>, vip: &str) -> bool {
+    let ip: IpAddr = vip.parse().unwrap();
+    let bit = lb_common::hash::service_addr_bit(&addr_bytes(ip), family(ip));
+    words
+        .get(&(bit / 64))
+        .is_some_and(|w| w & (1 << (bit % 64)) != 0)
+}
+
+#[test]
+fn service_address_bits_are_set_before_services_and_cleared_after_the_last_one() {
+    let a = three();
+    let mut a_udp = three();
+    a_udp.protocol = Protocol::Udp;
+    let b = service(
+        "2001:db8::100",
+        443,
+        vec![backend("[2001:db8:1::11]:443", 1)],
+    );
+    let (next, ops) = Balancer::new().plan(&[a.clone(), b.clone()]).unwrap();
+    let (between, map) = filter_after(&BTreeMap::new(), &ops);
+    assert!(ops.clear_service_addrs.is_empty(), "{ops:?}");
+    assert_eq!(between, map);
+    assert!(has_bit(&map, "198.18.0.100") && has_bit(&map, "2001:db8::100"));
+    assert_eq!(map, service_addr_words(next.tables().services.keys()));
+    assert!(map.values().map(|w| w.count_ones()).sum::<u32>() == 2);
+
+    // A second service on the same address: nothing to write.
+    let (next, ops) = next.plan(&[a.clone(), a_udp.clone(), b.clone()]).unwrap();
+    assert!(ops.set_service_addrs.is_empty() && ops.clear_service_addrs.is_empty());
+    // One of the two gone: the address keeps its bit.
+    let (next, ops) = next.plan(&[a_udp.clone(), b.clone()]).unwrap();
+    assert!(ops.set_service_addrs.is_empty() && ops.clear_service_addrs.is_empty());
+    // The IPv6 service replaced by another address: the new bit is set
+    // while the old one stays (both services may be in the map), and the
+    // old one is cleared once its service is removed.
+    let c = service("198.18.0.101", 80, vec![backend("198.18.1.11:80", 1)]);
+    let (next, ops) = next.plan(&[a_udp.clone(), c.clone()]).unwrap();
+    let (between, after) = filter_after(&map, &ops);
+    for vip in ["198.18.0.100", "2001:db8::100", "198.18.0.101"] {
+        assert!(has_bit(&between, vip), "{vip}");
+    }
+    assert!(has_bit(&after, "198.18.0.101") && !has_bit(&after, "2001:db8::100"));
+    assert_eq!(after, service_addr_words(next.tables().services.keys()));
+
+    // Adopted maps (the map may hold anything, or be new): every word is
+    // written, then the stale bits cleared.
+    let stale: BTreeMap<u32, u64> = (0..SERVICE_ADDR_WORDS).map(|i| (i, u64::MAX)).collect();
+    let adopted = Balancer::adopt(next.tables().clone());
+    let (_, ops) = adopted.plan(&[a_udp.clone()]).unwrap();
+    assert_eq!(ops.set_service_addrs.len(), SERVICE_ADDR_WORDS as usize);
+    let (between, after) = filter_after(&stale, &ops);
+    assert!(has_bit(&between, "198.18.0.101"));
+    let want = service_addr_words(
+        Balancer::new()
+            .plan(&[a_udp])
+            .unwrap()
+            .0
+            .tables()
+            .services
+            .keys(),
+    );
+    assert_eq!(after, want);
+}

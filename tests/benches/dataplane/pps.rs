@@ -139,6 +139,7 @@ pub(super) fn figures(secs: u64, report: &mut Report) -> Result<()> {
     {
         let mut dp = lb.ns.run_in(|| {
             let mut dp = Dataplane::load()?;
+            super::lease_as_clustered(&mut dp)?;
             dp.attach(lb.ext_iface, AttachMode::Native)?;
             dp.attach(lb.int_iface, AttachMode::Native)?;
             Ok(dp)
