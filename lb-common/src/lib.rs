@@ -327,6 +327,15 @@ pub struct Backend {
     pub generation: u32,
 }
 
+impl Backend {
+    /// Whether backend-side `key` comes from this backend (its address and
+    /// port are the key's source).
+    #[inline(always)]
+    pub fn is_source_of(&self, key: &FlowKey) -> bool {
+        self.port == key.sport && same_addr(&self.addr, &key.src)
+    }
+}
+
 /// A flow's 5-tuple as it arrives (for [`maps::FLOWS`]: client to VIP; for
 /// [`maps::REPLIES`]: backend to client).
 #[repr(C)]
@@ -388,6 +397,32 @@ pub struct NewFlow {
 }
 
 impl NewFlow {
+    /// Whether this way holds the flow of client-side `key` (the client's
+    /// next packet). The kernel and user space match with this one rule.
+    #[inline(always)]
+    pub fn is_flow(&self, key: &FlowKey) -> bool {
+        // `&` where it is cheap: fewer branches for the verifier to follow.
+        (self.family == key.family)
+            & (self.proto == key.proto)
+            & (self.cport == key.sport)
+            & (self.reply.vport == key.dport)
+            && same_addr(&self.client, &key.src)
+            && same_addr(&self.reply.vip, &key.dst)
+    }
+
+    /// Whether backend-side `key` (a backend's answer) is to this way's
+    /// NAT flow, as far as the way can tell: the caller checks that its
+    /// backend ([`NewFlow::reply`]'s) is the key's source
+    /// ([`Backend::is_source_of`]).
+    #[inline(always)]
+    pub fn answered_by(&self, key: &FlowKey) -> bool {
+        (self.family == key.family)
+            & (self.proto == key.proto)
+            & (self.mode == mode::NAT)
+            & (self.cport == key.dport)
+            && same_addr(&self.client, &key.dst)
+    }
+
     /// The flow table's entry this unconfirmed flow becomes.
     pub fn flow(&self) -> Flow {
         Flow {
@@ -397,6 +432,27 @@ impl NewFlow {
             mode: self.mode,
         }
     }
+}
+
+/// Two addresses, compared as two 64-bit words in registers (in BPF: no
+/// memcmp call, and no 128-bit copies on the stack, which has no room).
+#[inline(always)]
+pub fn same_addr(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    addr_half(a, 0) == addr_half(b, 0) && addr_half(a, 8) == addr_half(b, 8)
+}
+
+#[inline(always)]
+fn addr_half(a: &[u8; 16], at: usize) -> u64 {
+    u64::from_ne_bytes([
+        a[at],
+        a[at + 1],
+        a[at + 2],
+        a[at + 3],
+        a[at + 4],
+        a[at + 5],
+        a[at + 6],
+        a[at + 7],
+    ])
 }
 
 /// One set of [`maps::NEW_FLOWS`].
@@ -923,6 +979,100 @@ mod tests {
         for (slot, counter) in Counter::ALL.iter().enumerate() {
             assert_eq!(*counter as usize, slot);
         }
+    }
+
+    #[test]
+    fn an_unconfirmed_way_matches_its_clients_packets_and_its_backends_answers() {
+        let mut client = [0; 16];
+        client[..4].copy_from_slice(&[198, 18, 0, 10]);
+        let mut vip = [0; 16];
+        vip[..4].copy_from_slice(&[198, 18, 0, 100]);
+        let mut backend_addr = [0; 16];
+        backend_addr[..4].copy_from_slice(&[198, 18, 1, 11]);
+        let to_vip = FlowKey {
+            src: client,
+            dst: vip,
+            sport: 40000u16.to_be_bytes(),
+            dport: 80u16.to_be_bytes(),
+            proto: IPPROTO_TCP,
+            family: AF_INET,
+            pad: [0; 2],
+        };
+        let way = NewFlow {
+            client,
+            reply: Reply {
+                vip,
+                vport: to_vip.dport,
+                pad: [0; 2],
+                service: 1,
+                backend: 2,
+            },
+            cport: to_vip.sport,
+            proto: IPPROTO_TCP,
+            family: AF_INET,
+            generation: 3,
+            mode: mode::NAT,
+        };
+        assert!(way.is_flow(&to_vip));
+        for other in [
+            FlowKey {
+                sport: 40001u16.to_be_bytes(),
+                ..to_vip
+            },
+            FlowKey {
+                dport: 81u16.to_be_bytes(),
+                ..to_vip
+            },
+            FlowKey {
+                dst: backend_addr,
+                ..to_vip
+            },
+            FlowKey {
+                proto: IPPROTO_UDP,
+                ..to_vip
+            },
+            FlowKey {
+                family: AF_INET6,
+                ..to_vip
+            },
+        ] {
+            assert!(!way.is_flow(&other), "{other:?}");
+        }
+        let answer = FlowKey {
+            src: backend_addr,
+            dst: client,
+            sport: 8080u16.to_be_bytes(),
+            dport: to_vip.sport,
+            ..to_vip
+        };
+        assert!(way.answered_by(&answer));
+        assert!(!way.answered_by(&FlowKey {
+            dport: 40001u16.to_be_bytes(),
+            ..answer
+        }));
+        assert!(
+            !NewFlow {
+                mode: mode::DSR,
+                ..way
+            }
+            .answered_by(&answer)
+        );
+        let backend = Backend {
+            addr: backend_addr,
+            port: answer.sport,
+            family: AF_INET,
+            flags: backend_flags::LIVE,
+            generation: 3,
+        };
+        assert!(backend.is_source_of(&answer));
+        assert!(
+            !Backend {
+                port: 80u16.to_be_bytes(),
+                ..backend
+            }
+            .is_source_of(&answer)
+        );
+        assert!(!backend.is_source_of(&to_vip));
     }
 
     #[test]

@@ -529,15 +529,7 @@ impl Dataplane {
             .tags
             .iter()
             .zip(&set.ways)
-            .find(|(tag, way)| {
-                **tag == slot.tag
-                    && way.family == key.family
-                    && way.proto == key.proto
-                    && way.cport == key.sport
-                    && way.client == key.src
-                    && way.reply.vport == key.dport
-                    && way.reply.vip == key.dst
-            })
+            .find(|(tag, way)| **tag == slot.tag && way.is_flow(key))
             .map(|(_, way)| way.flow()))
     }
 
@@ -548,15 +540,9 @@ impl Dataplane {
         let set = self.new_flow_set(slot.set)?;
         let backends: Array<_, Backend> = map_ref(&self.ebpf, maps::BACKENDS)?;
         for (tag, way) in set.tags.iter().zip(set.ways) {
-            if *tag == slot.tag
-                && way.family == key.family
-                && way.proto == key.proto
-                && way.mode == lb_common::mode::NAT
-                && way.cport == key.dport
-                && way.client == key.dst
-            {
+            if *tag == slot.tag && way.answered_by(key) {
                 let backend = backends.get(&way.reply.backend, 0)?;
-                if backend.addr == key.src && backend.port == key.sport {
+                if backend.is_source_of(key) {
                     return Ok(Some(way.reply));
                 }
             }

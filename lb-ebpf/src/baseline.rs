@@ -9,7 +9,7 @@ use aya_ebpf::{
     macros::xdp,
     programs::XdpContext,
 };
-use lb_common::BaselineConfig;
+use lb_common::{BaselineConfig, same_addr};
 
 use crate::{
     packet::{self, Packet, write},
@@ -33,7 +33,7 @@ pub fn lb_baseline(ctx: XdpContext) -> u32 {
     if pkt.key.family != cfg.family || pkt.ttl <= 1 {
         return XDP_PASS;
     }
-    if same(&pkt.key.dst, &cfg.vip) && pkt.key.dport == cfg.vport {
+    if same_addr(&pkt.key.dst, &cfg.vip) && pkt.key.dport == cfg.vport {
         let out = Out {
             ifindex: cfg.int_ifindex,
             smac: cfg.lb_int_mac,
@@ -41,7 +41,7 @@ pub fn lb_baseline(ctx: XdpContext) -> u32 {
         };
         return send(&ctx, &pkt, Side::Destination, &cfg.backend, cfg.bport, out);
     }
-    if same(&pkt.key.src, &cfg.backend) && pkt.key.sport == cfg.bport {
+    if same_addr(&pkt.key.src, &cfg.backend) && pkt.key.sport == cfg.bport {
         let out = Out {
             ifindex: cfg.ext_ifindex,
             smac: cfg.lb_ext_mac,
@@ -57,12 +57,6 @@ struct Out {
     ifindex: u32,
     smac: [u8; 6],
     dmac: [u8; 6],
-}
-
-/// Two addresses, compared as two 64-bit words (no memcmp call in BPF).
-#[inline(always)]
-fn same(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    u128::from_ne_bytes(*a) == u128::from_ne_bytes(*b)
 }
 
 /// Rewrites one side, sets the MACs and sends the frame out of `out`: back

@@ -602,9 +602,7 @@ fn unconfirmed_reply(key: &FlowKey) -> Option<*const Reply> {
     // SAFETY: a map value pointer from a successful lookup.
     let set = unsafe { &*set };
     unconfirmed::find_reply(set, key, slot.tag, |id| {
-        LB_BACKENDS
-            .get(id)
-            .is_some_and(|b| b.port == key.sport && unconfirmed::same(&b.addr, &key.src))
+        LB_BACKENDS.get(id).is_some_and(|b| b.is_source_of(key))
     })
 }
 
@@ -815,7 +813,7 @@ fn route_to_client(ctx: &XdpContext, pkt: &Packet, vip: &[u8; 16]) -> Route {
     };
     // SAFETY: this CPU's slot; nothing else writes it while we run.
     let entry = unsafe { &mut *entry };
-    if !unconfirmed::same(&entry.client, client) {
+    if !lb_common::same_addr(&entry.client, client) {
         entry.client = *client;
         entry.hop.ifindex = 0;
     }

@@ -15,7 +15,6 @@
 use lb_common::{
     Flow, FlowKey, NEW_FLOW_WAYS, NewFlow, NewFlowSet, Reply,
     hash::{self, NewFlowSlot},
-    mode,
 };
 
 /// The set and tag of a client-side key (the client is the source).
@@ -51,7 +50,7 @@ pub unsafe fn take_flow<T>(
     let set = unsafe { &mut *set };
     let mut i = 0;
     while i < NEW_FLOW_WAYS as usize {
-        if set.tags[i] == tag && is_flow(&set.ways[i], key) {
+        if set.tags[i] == tag && set.ways[i].is_flow(key) {
             let found = usable(set.ways[i].flow());
             if confirming || found.is_none() {
                 set.tags[i] = 0;
@@ -77,30 +76,12 @@ pub fn find_reply(
     let mut i = 0;
     while i < NEW_FLOW_WAYS as usize {
         let way = &set.ways[i];
-        if set.tags[i] == tag
-            && (way.family == key.family)
-                & (way.proto == key.proto)
-                & (way.mode == mode::NAT)
-                & (way.cport == key.dport)
-            && same(&way.client, &key.dst)
-            && sent_by(way.reply.backend)
-        {
+        if set.tags[i] == tag && way.answered_by(key) && sent_by(way.reply.backend) {
             return Some(&way.reply as *const Reply);
         }
         i += 1;
     }
     None
-}
-
-/// A way holding the flow of client-side `key`.
-#[inline(always)]
-fn is_flow(way: &NewFlow, key: &FlowKey) -> bool {
-    (way.family == key.family)
-        & (way.proto == key.proto)
-        & (way.cport == key.sport)
-        & (way.reply.vport == key.dport)
-        && same(&way.client, &key.src)
-        && same(&way.reply.vip, &key.dst)
 }
 
 /// Writes the new flow of client-side `key` (of tag `tag`) into the first
@@ -149,25 +130,4 @@ fn write(way: &mut NewFlow, key: &FlowKey, flow: &Flow) {
     way.generation = flow.generation;
     way.mode = flow.mode;
     way.family = key.family;
-}
-
-/// Two addresses, compared as two 64-bit words in registers (no memcmp
-/// call in BPF, and no 128-bit copies on the stack, which has no room).
-#[inline(always)]
-pub fn same(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    half(a, 0) == half(b, 0) && half(a, 8) == half(b, 8)
-}
-
-#[inline(always)]
-fn half(a: &[u8; 16], at: usize) -> u64 {
-    u64::from_ne_bytes([
-        a[at],
-        a[at + 1],
-        a[at + 2],
-        a[at + 3],
-        a[at + 4],
-        a[at + 5],
-        a[at + 6],
-        a[at + 7],
-    ])
 }
