@@ -599,6 +599,18 @@ fn disposable_pins_of_another_layout(dir: &Path) -> Vec<(&'static str, String)> 
         .collect()
 }
 
+/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`, in which
+/// [`Dataplane::set_lease`] takes the lease.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Why the maps pinned in `dir` cannot be adopted, if they cannot.
 fn incompatible_pins(dir: &Path) -> Option<String> {
     expected_maps()

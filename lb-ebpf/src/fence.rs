@@ -24,12 +24,12 @@ const ARP_TPA: usize = ETH_HDR_LEN + 24;
 const ICMPV6_NEIGHBOUR_SOLICITATION: u8 = 135;
 
 /// True for an active role whose lease (`lease_until_ns`, 0: none) has
-/// passed; recorded in this CPU's `check` for the rest of the packet's way
+/// passed; recorded in this CPU's slot of `checks` for the rest of the packet's way
 /// (see [`recorded`]). `lb_xdp` asks once per packet, first. The clock is
 /// read (a helper call) once per jiffy per CPU for the same lease.
 #[inline(always)]
-pub fn check(settings: &Settings, lease_until_ns: u64, check: &PerCpuArray<FenceCheck>) -> bool {
-    let Some(last) = check.get_ptr_mut(0) else {
+pub fn check(settings: &Settings, lease_until_ns: u64, checks: &PerCpuArray<FenceCheck>) -> bool {
+    let Some(last) = checks.get_ptr_mut(0) else {
         return settings.role == role::ACTIVE && lease_until_ns != 0 && passed(lease_until_ns);
     };
     // SAFETY: this CPU's slot; nothing else writes it while we run.
@@ -51,8 +51,8 @@ pub fn check(settings: &Settings, lease_until_ns: u64, check: &PerCpuArray<Fence
 /// What [`check`] found for the packet on its way (this CPU's, from the
 /// same run of the program or of the one that tail-called this one).
 #[inline(always)]
-pub fn recorded(check: &PerCpuArray<FenceCheck>) -> bool {
-    check.get(0).is_some_and(|last| last.expired != 0)
+pub fn recorded(checks: &PerCpuArray<FenceCheck>) -> bool {
+    checks.get(0).is_some_and(|last| last.expired != 0)
 }
 
 /// Whether the clock is past `lease_until_ns`.

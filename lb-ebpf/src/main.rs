@@ -267,26 +267,27 @@ fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
     if pkt.fragment == Fragmentation::Later {
         return later_fragment(ctx, pkt);
     }
-    let reply = if maybe_service(&pkt.key) {
+    // A clear bit: no service has the destination, so no flow either, and
+    // the reply table is the one lookup (the answer of a NAT flow).
+    if maybe_service(&pkt.key) {
         if let Some(pinned) = pinned_flow(&LB_FLOWS, &pkt.key) {
             return to_pinned_backend(ctx, pkt, pinned);
         }
-        match LB_SERVICES.get_ptr(&service_key(pkt)) {
-            Some(_) => None,
-            None => LB_REPLIES.get_ptr(&pkt.key),
+        if LB_SERVICES.get_ptr(&service_key(pkt)).is_some() {
+            return to_unconfirmed(ctx);
         }
-    } else {
-        // No service has the destination, so no flow either: the answer of
-        // a NAT flow (one lookup where a flow, a service and a reply were
-        // three), or not ours.
-        LB_REPLIES.get_ptr(&pkt.key)
-    };
-    if let Some(reply) = reply {
+    }
+    if let Some(reply) = LB_REPLIES.get_ptr(&pkt.key) {
         // SAFETY: a map value pointer from a successful lookup.
         return nat_reply(ctx, pkt, unsafe { *reply });
     }
-    // A new or unconfirmed flow to a service, the answer of an unconfirmed
-    // NAT flow, or not ours: `lb_unconfirmed`.
+    to_unconfirmed(ctx)
+}
+
+/// A new or unconfirmed flow to a service, the answer of an unconfirmed
+/// NAT flow, or not ours: `lb_unconfirmed`.
+#[inline(always)]
+fn to_unconfirmed(ctx: &XdpContext) -> (Counter, u32) {
     // SAFETY: the jump table holds only XDP programs of this object.
     unsafe { LB_JUMP.tail_call(ctx, JUMP_UNCONFIRMED) };
     // Only if the jump fails (the program is not in the jump table).

@@ -1405,6 +1405,6 @@ impl std::fmt::Display for Load {
 /// loop keeps it: the figures are of the program on the way it runs in
 /// production, where every packet checks the lease (self-fencing).
 fn lease_as_clustered(dp: &mut Dataplane) -> Result<()> {
-    dp.set_lease(lb_tests::testrun::monotonic_ns() + 3_600_000_000_000)
+    dp.set_lease(lb_ctl::dataplane::monotonic_ns() + 3_600_000_000_000)
         .context("setting a lease an hour ahead")
 }

@@ -193,14 +193,3 @@ fn pin_fd(fd: i32, path: &Path) -> Result<()> {
     }
     Ok(())
 }
-
-/// CLOCK_MONOTONIC in ns: the clock of the data plane's lease.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}

@@ -153,7 +153,7 @@ fn a_lease_that_passes_fences_within_a_jiffy_and_a_new_lease_counts_at_once() {
             Ok(())
         };
         lb.dp
-            .set_lease(lb_tests::testrun::monotonic_ns() + 300_000_000)?;
+            .set_lease(lb_ctl::dataplane::monotonic_ns() + 300_000_000)?;
         expect(lb, Action::Redirect, "a lease 300 ms ahead")?;
         std::thread::sleep(std::time::Duration::from_millis(400));
         expect(lb, Action::Drop, "400 ms later")?;

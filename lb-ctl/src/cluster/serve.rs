@@ -163,7 +163,7 @@ pub fn start(
     let mut lease_map = daemon.lease_handle()?;
     // Renewed by the event loop itself, on every pass, without the daemon.
     let renew_lease = Box::new(move || {
-        let until = monotonic_ns() + lease.as_nanos() as u64;
+        let until = crate::dataplane::monotonic_ns() + lease.as_nanos() as u64;
         if let Err(err) = lease_map.renew(until) {
             tracing::error!(error = %format!("{err:#}"), "renewing the lease");
         }
@@ -298,17 +298,6 @@ async fn push_settings(
         }
     }
     Err(unreachable.join("; "))
-}
-
-/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The alert-log line of an event: level, stable name, message.
