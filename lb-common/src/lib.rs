@@ -173,7 +173,12 @@ pub const BENCH_GEN_GLOBAL: &str = "LB_BENCH_GEN";
 /// drops the IPv4 TCP and UDP packets to [`BenchSinkConfig`]'s address and
 /// port, and lets everything else through.
 pub const BENCH_SINK_PROGRAM: &str = "lb_bench_sink";
-/// Name of the read-only global ([`BenchSinkConfig`]) of [`BENCH_SINK_PROGRAM`].
+/// The same sink as an XDP program, for the paths that redirect XDP
+/// frames into the link (a veth hands those to XDP without building a
+/// socket buffer: the cheaper sink for them).
+pub const BENCH_SINK_XDP_PROGRAM: &str = "lb_bench_sink_xdp";
+/// Name of the read-only global ([`BenchSinkConfig`]) of [`BENCH_SINK_PROGRAM`]
+/// and [`BENCH_SINK_XDP_PROGRAM`].
 pub const BENCH_SINK_GLOBAL: &str = "LB_BENCH_SINK";
 /// Bytes of the generator's frames: the smallest Ethernet frame, 64 bytes on
 /// the wire with its 4-byte FCS.
@@ -193,12 +198,12 @@ pub const BENCH_SLOTS: u32 = 2;
 //   4 B) per configured service: 256 KiB each, 256 MiB at the 1,024 limit
 // - flows and replies: LRU hash, 1,000,000 x (40 B key + 16 or 28 B value +
 //   ~48 B element) ~ 105 MiB each, preallocated
-// - unconfirmed flows and replies: LRU hash, 262,144 x (40 B key + 16 or
-//   28 B value + ~48 B element) ~ 28 MiB each, preallocated
+// - unconfirmed flows: array, 65,536 sets x 232 B (4 ways of 56 B and
+//   their tags) ~ 14.5 MiB
+// - service address filter: array, 1,024 x 8 B = 8 KiB
 // - statistics: per-CPU arrays, (1,024 + 16,384) x 24 B per CPU ~ 408 KiB/CPU
 // - next hops: per-CPU array, 16,384 x 32 B per CPU = 512 KiB/CPU; client
-//   next hops: per-CPU LRU hash, 16,384 x (16 B key + ~48 B element +
-//   32 B per CPU) ~ 1 MiB + 512 KiB/CPU
+//   next hops: per-CPU array, 16,384 x 48 B per CPU = 768 KiB/CPU
 // - fragments: LRU hash, 8,192 x (40 B key + 32 B value + ~48 B element)
 //   ~ 1 MiB, preallocated
 // - ICMP budget: per-CPU array, 1 x 16 B per CPU

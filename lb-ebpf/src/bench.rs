@@ -7,17 +7,20 @@
 //!   input in again, and the paths downstream rewrite them in place), gives
 //!   it the next source port and sends it out of the interface the run says
 //!   it came in on (`XDP_TX`).
-//! - `lb_bench_sink`, the counter: a tc ingress classifier on the link the
-//!   LB sends out of (its peer end), it counts and drops the IPv4 TCP or UDP
-//!   packets to one address and port, and lets the rest through (ARP,
-//!   ICMP...). A classifier rather than XDP: the kernel's forwarded packets
-//!   arrive as socket buffers, which a veth would copy into a page for an
-//!   XDP program; the frames `lb_xdp` redirects and the kernel's packets
-//!   then cost the sink alike (a socket buffer each).
+//! - `lb_bench_sink`, the counter: on the link the LB sends out of (its
+//!   peer end), it counts and drops the IPv4 TCP or UDP packets to one
+//!   address and port, and lets the rest through (ARP, ICMP...). Two
+//!   programs with one rule ([`counts`]), one per kind of arrival, each the
+//!   cheaper for it, since the sink's work takes CPU from the generator:
+//!   `lb_bench_sink`, a tc ingress classifier, for the kernel's forwarded
+//!   packets (socket buffers, which a veth would copy into a page for an
+//!   XDP program), and `lb_bench_sink_xdp` for the frames an XDP program
+//!   redirects (a veth hands them to its XDP program as they are, without
+//!   building a socket buffer).
 use aya_ebpf::{
     bindings::{
         TC_ACT_OK, TC_ACT_SHOT,
-        xdp_action::{XDP_ABORTED, XDP_TX},
+        xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX},
     },
     macros::{classifier, map, xdp},
     maps::PerCpuArray,
@@ -30,7 +33,7 @@ use lb_common::{
 
 use crate::{
     csum::Diff,
-    packet::{ETH_P_IP, ptr_at},
+    packet::{ETH_P_IP, ptr_at, read},
 };
 
 #[map(name = "LB_BENCH")]
@@ -99,12 +102,30 @@ fn next_port<const CSUM: usize>(frame: &mut [u8; BENCH_FRAME_BYTES], offset: u16
 
 #[classifier]
 pub fn lb_bench_sink(ctx: TcContext) -> i32 {
+    match ctx.load::<[u8; SINK_HEAD]>(0) {
+        Ok(head) if counts(&head) => TC_ACT_SHOT,
+        _ => TC_ACT_OK,
+    }
+}
+
+#[xdp]
+pub fn lb_bench_sink_xdp(ctx: XdpContext) -> u32 {
+    match read::<SINK_HEAD>(&ctx, 0) {
+        Some(head) if counts(&head) => XDP_DROP,
+        _ => XDP_PASS,
+    }
+}
+
+/// Bytes of a packet the sink reads: Ethernet, IPv4 without options (the
+/// generator's frames), the ports.
+const SINK_HEAD: usize = 38;
+
+/// Whether the sink counts (and drops) a packet that starts with `head`:
+/// IPv4 TCP or UDP to the configured address and port. Counts it if so.
+#[inline(always)]
+fn counts(head: &[u8; SINK_HEAD]) -> bool {
     // SAFETY: a valid pointer to a static.
     let cfg = unsafe { &*core::hint::black_box(&raw const LB_BENCH_SINK) };
-    // Ethernet, IPv4 without options (the generator's frames), the ports.
-    let Ok(head) = ctx.load::<[u8; 38]>(0) else {
-        return TC_ACT_OK;
-    };
     let proto = head[IP_PROTO];
     if cfg.family != AF_INET
         || u16::from_be_bytes([head[12], head[13]]) != ETH_P_IP
@@ -114,11 +135,11 @@ pub fn lb_bench_sink(ctx: TcContext) -> i32 {
             != u32::from_ne_bytes([cfg.addr[0], cfg.addr[1], cfg.addr[2], cfg.addr[3]])
         || u16::from_ne_bytes([head[36], head[37]]) != u16::from_ne_bytes(cfg.port)
     {
-        return TC_ACT_OK;
+        return false;
     }
     if let Some(count) = LB_BENCH.get_ptr_mut(BENCH_DELIVERED) {
         // SAFETY: this CPU's slot.
         unsafe { *count += 1 };
     }
-    TC_ACT_SHOT
+    true
 }
