@@ -65,6 +65,13 @@ pub fn cargo(workspace: &Path, channel: &str, subcommand: &str) -> Command {
                 format!("--cfg=bpf_target_arch=\"{}\"", std::env::consts::ARCH),
                 "-Cdebuginfo=2".into(),
                 "-Clink-arg=--btf".into(),
+                // bpf-linker asks LLVM by default to keep every memcpy in
+                // order for old JITs, which also leaves every memset to a
+                // call of a byte-by-byte loop (zeroing a key's IPv4 address
+                // tail, 12 bytes, twice per packet). Without it LLVM writes
+                // them as stores in place: lb_xdp verifies in 30 % fewer
+                // instructions and makes no such call.
+                "-Clink-arg=--disable-expand-memcpy-in-order".into(),
             ]
             .join("\x1f"),
         )

@@ -82,6 +82,7 @@ impl IcmpError {
                 fragment: Fragmentation::None,
                 frag_id: [0; 4],
                 syn: false,
+                frame_len: 0,
             },
             flow: NO_FLOW,
             inner: 0,

@@ -533,7 +533,7 @@ fn forward(
     backend: &Backend,
     new_flow: bool,
 ) -> (Counter, u32) {
-    let bytes = packet::frame_len(ctx) as u64;
+    let bytes = u64::from(pkt.frame_len);
     count_traffic(&LB_SVC_STATS, service, bytes, new_flow);
     count_traffic(&LB_BE_STATS, id, bytes, new_flow);
     if pkt.fragment == Fragmentation::First {
@@ -718,7 +718,7 @@ fn nat_reply(ctx: &XdpContext, pkt: &Packet, reply: Reply) -> (Counter, u32) {
     if pkt.ttl <= 1 {
         return (Counter::PassTtl, XDP_PASS);
     }
-    let bytes = packet::frame_len(ctx) as u64;
+    let bytes = u64::from(pkt.frame_len);
     count_traffic(&LB_SVC_STATS, reply.service, bytes, false);
     count_traffic(&LB_BE_STATS, reply.backend, bytes, false);
     if pkt.fragment == Fragmentation::First {

@@ -74,6 +74,9 @@ pub struct Packet {
     /// TCP with SYN set: a connection's first packet (or its retransmission),
     /// which never confirms a flow (see `lb_common::maps::NEW_FLOWS`).
     pub syn: bool,
+    /// The whole frame's length ([`frame_len`], asked once per packet): the
+    /// byte counters add it.
+    pub frame_len: u32,
 }
 
 impl Packet {
@@ -160,6 +163,7 @@ struct Ip {
     ttl: u8,
     fragment: Fragmentation,
     frag_id: [u8; 4],
+    frame_len: usize,
 }
 
 #[inline(always)]
@@ -176,7 +180,8 @@ fn parse_ipv4(ctx: &XdpContext) -> Result<Packet, Counter> {
         Some(true) => {}
     }
     let total_len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
-    if total_len < ihl || ETH_HDR_LEN + total_len > frame_len(ctx) {
+    let frame_len = frame_len(ctx);
+    if total_len < ihl || ETH_HDR_LEN + total_len > frame_len {
         return Err(Counter::PassBadIpLength);
     }
     let flags_offset = u16::from_be_bytes([hdr[6], hdr[7]]);
@@ -197,6 +202,7 @@ fn parse_ipv4(ctx: &XdpContext) -> Result<Packet, Counter> {
         ttl: hdr[8],
         fragment,
         frag_id: [hdr[4], hdr[5], 0, 0],
+        frame_len,
     };
     ip.src[..4].copy_from_slice(&hdr[12..16]);
     ip.dst[..4].copy_from_slice(&hdr[16..20]);
@@ -236,7 +242,8 @@ fn parse_ipv6(ctx: &XdpContext) -> Result<Packet, Counter> {
     }
     let payload_len = usize::from(u16::from_be_bytes([hdr[4], hdr[5]]));
     let end = ETH_HDR_LEN + IPV6_HDR_LEN + payload_len;
-    if end > frame_len(ctx) {
+    let frame_len = frame_len(ctx);
+    if end > frame_len {
         return Err(Counter::PassBadIpLength);
     }
     let mut ip = Ip {
@@ -249,6 +256,7 @@ fn parse_ipv6(ctx: &XdpContext) -> Result<Packet, Counter> {
         ttl: hdr[7],
         fragment: Fragmentation::None,
         frag_id: [0; 4],
+        frame_len,
     };
     ip.src.copy_from_slice(&hdr[8..24]);
     ip.dst.copy_from_slice(&hdr[24..40]);
@@ -330,6 +338,7 @@ fn transport(ctx: &XdpContext, ip: &Ip) -> Result<Packet, Counter> {
         fragment: ip.fragment,
         frag_id: ip.frag_id,
         syn: false,
+        frame_len: ip.frame_len as u32,
     };
     if ip.fragment == Fragmentation::Later {
         return Ok(pkt);
