@@ -988,13 +988,6 @@ fn median(values: &[f64]) -> f64 {
 /// active's lease), NAT VIP:80 and VIP:5201 -> b1. Detached when dropped.
 fn attach_lb(rig: &Rig) -> Result<Dataplane> {
     let b1 = rig.backends[0].v4;
-    let mut dp = rig.lb().ns.run_in(|| {
-        let mut dp = Dataplane::load()?;
-        lease_as_clustered(&mut dp)?;
-        dp.attach(rig.lb().ext_iface, AttachMode::Native)?;
-        dp.attach(rig.lb().int_iface, AttachMode::Native)?;
-        Ok(dp)
-    })?;
     let services: Vec<ServiceSpec> = [HTTP_PORT, IPERF_PORT]
         .iter()
         .map(|&port| ServiceSpec {
@@ -1010,9 +1003,24 @@ fn attach_lb(rig: &Rig) -> Result<Dataplane> {
             sorry: None,
         })
         .collect();
-    let (_, ops) = Balancer::new().plan(&services)?;
+    Ok(lb_on_rig(rig, &services)?.0)
+}
+
+/// `lb_xdp` loaded afresh in the rig's LB namespace with an active's lease,
+/// attached natively to both of its interfaces, with `services` and the
+/// balancer that planned them. Detached when dropped.
+pub(crate) fn lb_on_rig(rig: &Rig, services: &[ServiceSpec]) -> Result<(Dataplane, Balancer)> {
+    let lb = rig.lb();
+    let mut dp = lb.ns.run_in(|| {
+        let mut dp = Dataplane::load()?;
+        lease_as_clustered(&mut dp)?;
+        dp.attach(lb.ext_iface, AttachMode::Native)?;
+        dp.attach(lb.int_iface, AttachMode::Native)?;
+        Ok(dp)
+    })?;
+    let (balancer, ops) = Balancer::new().plan(services)?;
     dp.apply(&ops)?;
-    Ok(dp)
+    Ok((dp, balancer))
 }
 
 /// Bulk TCP through the VIP with `mtu` on every link of a one-backend rig
@@ -1041,13 +1049,6 @@ fn jumbo_figures(mtu: u32, secs: u64, report: &mut Report) -> Result<()> {
     };
     let without = offloads(&rig.client, "eth0")?;
     {
-        let mut dp = rig.lb().ns.run_in(|| {
-            let mut dp = Dataplane::load()?;
-            lease_as_clustered(&mut dp)?;
-            dp.attach(rig.lb().ext_iface, AttachMode::Native)?;
-            dp.attach(rig.lb().int_iface, AttachMode::Native)?;
-            Ok(dp)
-        })?;
         let service = ServiceSpec {
             vip,
             port: IPERF_PORT,
@@ -1060,8 +1061,7 @@ fn jumbo_figures(mtu: u32, secs: u64, report: &mut Report) -> Result<()> {
             }],
             sorry: None,
         };
-        let (next, ops) = Balancer::new().plan(std::slice::from_ref(&service))?;
-        dp.apply(&ops)?;
+        let (dp, next) = lb_on_rig(&rig, std::slice::from_ref(&service))?;
         let with = offloads(&rig.client, "eth0")?;
         report.detail(format!(
             "MTU {mtu}: the client's eth0 (veth peer of ext0): {without} without XDP; {with} with lb_xdp (xdp.frags) on ext0"

@@ -25,8 +25,8 @@ use lb_common::{
     BENCH_SINK_PROGRAM, BENCH_SINK_XDP_PROGRAM, BenchGenConfig, BenchSinkConfig, Counter, maps,
 };
 use lb_ctl::{
-    balancer::{BackendSpec, BackendState, Balancer, Mode, Protocol, ServiceSpec, addr_bytes},
-    dataplane::{self, AttachMode, Dataplane},
+    balancer::{BackendSpec, BackendState, Mode, Protocol, ServiceSpec, addr_bytes},
+    dataplane,
 };
 use lb_tests::{
     netns::Netns,
@@ -139,13 +139,6 @@ pub(super) fn figures(secs: u64, report: &mut Report) -> Result<()> {
 
     // lb_xdp: NAT VIP:PORT -> b1:PORT, UDP and TCP.
     {
-        let mut dp = lb.ns.run_in(|| {
-            let mut dp = Dataplane::load()?;
-            super::lease_as_clustered(&mut dp)?;
-            dp.attach(lb.ext_iface, AttachMode::Native)?;
-            dp.attach(lb.int_iface, AttachMode::Native)?;
-            Ok(dp)
-        })?;
         let services: Vec<ServiceSpec> = [Protocol::Udp, Protocol::Tcp]
             .into_iter()
             .map(|protocol| ServiceSpec {
@@ -161,8 +154,7 @@ pub(super) fn figures(secs: u64, report: &mut Report) -> Result<()> {
                 sorry: None,
             })
             .collect();
-        let (_, ops) = Balancer::new().plan(&services)?;
-        dp.apply(&ops)?;
+        let (dp, _) = super::lb_on_rig(&rig, &services)?;
         let forwarded = dp.counter(Counter::Forwarded)?;
         let xdp_sink = attach_xdp_sink(&rig.switch, &sink_port, b1)?;
         windows(&setup, "lb", VIP_V4, &xdp_sink, report)?;
