@@ -24,9 +24,10 @@ const ARP_TPA: usize = ETH_HDR_LEN + 24;
 const ICMPV6_NEIGHBOUR_SOLICITATION: u8 = 135;
 
 /// True for an active role whose lease (`lease_until_ns`, 0: none) has
-/// passed; recorded in this CPU's slot of `checks` for the rest of the packet's way
-/// (see [`recorded`]). `lb_xdp` asks once per packet, first. The clock is
-/// read (a helper call) once per jiffy per CPU for the same lease.
+/// passed; recorded in this CPU's slot of `checks` for the rest of the
+/// packet's way (see [`recorded`]). `lb_xdp` asks once per packet, first.
+/// The clock is read (a helper call) once per jiffy per CPU for the same
+/// lease.
 #[inline(always)]
 pub fn check(settings: &Settings, lease_until_ns: u64, checks: &PerCpuArray<FenceCheck>) -> bool {
     let Some(last) = checks.get_ptr_mut(0) else {

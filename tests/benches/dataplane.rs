@@ -921,6 +921,10 @@ fn rig_figures(secs: u64, report: &mut Report) -> Result<()> {
 /// Rounds of `rig_ns_per_packet`: each a wrk window through `lb_xdp`, then
 /// one through `lb_baseline`.
 const RIG_NS_ROUNDS: usize = 3;
+const _: () = assert!(
+    RIG_NS_ROUNDS % 2 == 1,
+    "the median of the rounds is the middle one"
+);
 
 /// `rig_ns_per_packet`: the kernel's run time per run of `lb_xdp` and of
 /// `lb_baseline` under the same wrk load, in [`RIG_NS_ROUNDS`] rounds of
@@ -972,16 +976,11 @@ fn rig_ns_per_packet(rig: &Rig, secs: u64, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// The median of `values` (not empty).
+/// The median of `values` (not empty; an odd count: [`RIG_NS_ROUNDS`]).
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 1 {
-        sorted[mid]
-    } else {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    }
+    sorted[sorted.len() / 2]
 }
 
 /// `lb_xdp` on the rig's LB (native, on both of its interfaces, with an
