@@ -34,7 +34,7 @@ use aya::{
     Ebpf,
     programs::{Xdp, XdpMode},
 };
-use lb_common::{AF_INET, BASELINE_PROGRAM, BaselineConfig, Traffic, XDP_PROGRAM};
+use lb_common::{AF_INET, BASELINE_PROGRAM, BaselineConfig, Counter, Traffic, XDP_PROGRAM};
 use lb_ctl::{
     balancer::{
         BackendSpec, BackendState, Balancer, Mode, Protocol, ServiceSpec, addr_bytes, family,
@@ -939,11 +939,13 @@ fn rig_ns_per_packet(rig: &Rig, secs: u64, report: &mut Report) -> Result<()> {
         let dp = attach_lb(rig)?;
         expect_body(rig, vip, "lb")?;
         let program = xdp(dp.ebpf(), XDP_PROGRAM)?;
+        let counters = dp.counters()?;
         let (ns, load) = bpf_stats_under_load(rig, vip, secs, program)
             .with_context(|| format!("lb: BPF stats, round {round}"))?;
+        let moved = counters_moved(&counters, &dp.counters()?);
         drop(dp);
         report.detail(format!(
-            "round {round}: lb_xdp under wrk (stats on): {ns}; wrk: {load}"
+            "round {round}: lb_xdp under wrk (stats on): {ns}; wrk: {load}; lb_xdp's counters (warm-up included): {moved}"
         ));
         lb.push(ns.ns_per_run());
 
@@ -974,6 +976,23 @@ fn rig_ns_per_packet(rig: &Rig, secs: u64, report: &mut Report) -> Result<()> {
         .rig_ns_per_packet
         .push(("baseline", Some(median(&baseline))));
     Ok(())
+}
+
+/// The counters of `lb_xdp` that moved between two readings
+/// ([`Dataplane::counters`]), as `Name +N`, so that a reader sees which
+/// ways the measured packets took.
+pub(crate) fn counters_moved(before: &[(Counter, u64)], after: &[(Counter, u64)]) -> String {
+    let moved: Vec<String> = before
+        .iter()
+        .zip(after)
+        .filter(|((_, was), (_, is))| is != was)
+        .map(|((counter, was), (_, is))| format!("{counter:?} +{}", is - was))
+        .collect();
+    if moved.is_empty() {
+        "none moved".to_owned()
+    } else {
+        moved.join(", ")
+    }
 }
 
 /// The median of `values` (not empty; an odd count: [`RIG_NS_ROUNDS`]).

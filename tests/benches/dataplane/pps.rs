@@ -26,7 +26,7 @@ use lb_common::{
 };
 use lb_ctl::{
     balancer::{BackendSpec, BackendState, Mode, Protocol, ServiceSpec, addr_bytes},
-    dataplane,
+    dataplane::{self, Dataplane},
 };
 use lb_tests::{
     netns::Netns,
@@ -122,7 +122,7 @@ pub(super) fn figures(secs: u64, report: &mut Report) -> Result<()> {
     // The generator alone: its frames dropped as they reach the LB.
     {
         let sink = attach_sink(&lb.ns, lb.ext_iface, VIP_V4)?;
-        windows(&setup, "generator", VIP_V4, &sink, report)?;
+        windows(&setup, "generator", VIP_V4, &sink, None, report)?;
         drop(sink);
         lb.ns
             .exec("tc", ["qdisc", "del", "dev", lb.ext_iface, "clsact"])
@@ -135,7 +135,7 @@ pub(super) fn figures(secs: u64, report: &mut Report) -> Result<()> {
     let sink = attach_sink(&rig.switch, &sink_port, b1)?;
 
     // Plain routing: to b1 itself, through the LB namespace's kernel.
-    windows(&setup, "routing", b1, &sink, report)?;
+    windows(&setup, "routing", b1, &sink, None, report)?;
 
     // lb_xdp: NAT VIP:PORT -> b1:PORT, UDP and TCP.
     {
@@ -157,7 +157,7 @@ pub(super) fn figures(secs: u64, report: &mut Report) -> Result<()> {
         let (dp, _) = super::lb_on_rig(&rig, &services)?;
         let forwarded = dp.counter(Counter::Forwarded)?;
         let xdp_sink = attach_xdp_sink(&rig.switch, &sink_port, b1)?;
-        windows(&setup, "lb", VIP_V4, &xdp_sink, report)?;
+        windows(&setup, "lb", VIP_V4, &xdp_sink, Some(&dp), report)?;
         drop(xdp_sink);
         report.detail(format!(
             "small packets, lb: lb_xdp counted {} frames forwarded over all its windows",
@@ -174,7 +174,7 @@ pub(super) fn figures(secs: u64, report: &mut Report) -> Result<()> {
     {
         let baseline = attach_baseline(&rig, PORT)?;
         let xdp_sink = attach_xdp_sink(&rig.switch, &sink_port, b1)?;
-        windows(&setup, "baseline", VIP_V4, &xdp_sink, report)?;
+        windows(&setup, "baseline", VIP_V4, &xdp_sink, None, report)?;
         drop(xdp_sink);
         drop(baseline);
     }
@@ -190,7 +190,7 @@ pub(super) fn figures(secs: u64, report: &mut Report) -> Result<()> {
              }}\n"
         ))
         .context("loading the nftables DNAT rule in the LB namespace")?;
-    let result = windows(&setup, "nftables_dnat", VIP_V4, &sink, report);
+    let result = windows(&setup, "nftables_dnat", VIP_V4, &sink, None, report);
     let conntrack = lb
         .ns
         .exec("cat", ["/proc/sys/net/netfilter/nf_conntrack_count"])
@@ -204,18 +204,27 @@ pub(super) fn figures(secs: u64, report: &mut Report) -> Result<()> {
 }
 
 /// The four windows of one path (UDP and TCP ACK, one flow and many flows);
-/// a window that fails is reported and the others still run.
+/// a window that fails is reported and the others still run. With `lb`,
+/// each window's line says which of its counters moved.
 fn windows(
     setup: &Setup,
     path: &'static str,
     dst: Ipv4Addr,
     sink: &Ebpf,
+    lb: Option<&Dataplane>,
     report: &mut Report,
 ) -> Result<()> {
     for kind in KINDS {
         for flows in FLOWS {
+            let counters = lb.map(Dataplane::counters).transpose()?;
             match window(setup, path, dst, kind, flows, sink) {
-                Ok((figure, line)) => {
+                Ok((figure, mut line)) => {
+                    if let (Some(lb), Some(before)) = (lb, &counters) {
+                        line += &format!(
+                            "; lb_xdp's counters (warm-up included): {}",
+                            super::counters_moved(before, &lb.counters()?)
+                        );
+                    }
                     report.detail(line);
                     report.small_pps.push(figure);
                 }
