@@ -159,12 +159,12 @@ pub(super) fn figures(secs: u64, report: &mut Report) -> Result<()> {
         let xdp_sink = attach_xdp_sink(&rig.switch, &sink_port, b1)?;
         windows(&setup, "lb", VIP_V4, &xdp_sink, Some(&dp), report)?;
         drop(xdp_sink);
+        let forwarded = dp.counter(Counter::Forwarded)? - forwarded;
         report.detail(format!(
-            "small packets, lb: lb_xdp counted {} frames forwarded over all its windows",
-            dp.counter(Counter::Forwarded)? - forwarded
+            "small packets, lb: lb_xdp counted {forwarded} frames forwarded over all its windows"
         ));
         // The program must have been the one forwarding.
-        if dp.counter(Counter::Forwarded)? == forwarded {
+        if forwarded == 0 {
             bail!("lb_xdp forwarded nothing");
         }
         drop(dp);
