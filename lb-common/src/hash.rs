@@ -33,6 +33,14 @@ pub fn flow_hash(key: &FlowKey) -> u32 {
     fmix(h ^ 40)
 }
 
+/// The bit of a flow (client side) in each half of
+/// [`crate::maps::FLOW_FILTER`] (below `64 * FLOW_FILTER_WORDS`). The top
+/// bits of the flow hash, whose low bits pick the Maglev slot.
+#[inline(always)]
+pub fn flow_filter_bit(key: &FlowKey) -> u32 {
+    (flow_hash(key) >> 12) & (64 * crate::FLOW_FILTER_WORDS - 1)
+}
+
 /// The Maglev slot of a flow.
 #[inline(always)]
 pub fn maglev_slot(key: &FlowKey) -> u32 {
@@ -146,6 +154,20 @@ mod tests {
             family: crate::AF_INET,
             pad: [0; 2],
         }
+    }
+
+    #[test]
+    fn flow_filter_bits_stay_in_the_filter_and_spread() {
+        let bits = 64 * crate::FLOW_FILTER_WORDS;
+        // 1,000 flows in 1,048,576 bits: about one pair shares one.
+        let mut seen = [0u32; 1000];
+        for (port, bit) in seen.iter_mut().enumerate() {
+            *bit = flow_filter_bit(&key(10, port as u16));
+            assert!(*bit < bits);
+        }
+        seen.sort_unstable();
+        let shared = seen.windows(2).filter(|w| w[0] == w[1]).count();
+        assert!(shared < 5, "{shared} shared bits");
     }
 
     #[test]

@@ -48,6 +48,24 @@ pub mod maps {
     /// [`NEW_FLOW_WAYS`]: crate::NEW_FLOW_WAYS
     /// [`hash::new_flow_set`]: crate::hash::new_flow_set
     pub const NEW_FLOWS: &str = "LB_NEW_FLOWS";
+    /// `Array<u64>` of [`FLOW_FILTER_ENTRIES`] words, mmapable: whether a
+    /// flow may be in [`FLOWS`], a bit per [`hash::flow_filter_bit`] (a
+    /// filter: a clear bit means the flow is not there). A SYN whose bit is
+    /// clear is a new flow and skips the connection table's lookup, a cold
+    /// miss in its 16 MiB of buckets that a flood of new flows would pay
+    /// on every packet. Entry [`FLOW_FILTER_READ`] says which of the two
+    /// halves of [`FLOW_FILTER_WORDS`] words the program reads; both are
+    /// set, by the program (an atomic or, after the flow's insert) and by
+    /// user space (after its own inserts), and never cleared but by user
+    /// space's rebuild: the half not read is cleared, then set again for
+    /// every flow in [`FLOWS`], then read. A flow in the table always has
+    /// its bit in the half read.
+    ///
+    /// [`FLOW_FILTER_ENTRIES`]: crate::FLOW_FILTER_ENTRIES
+    /// [`FLOW_FILTER_WORDS`]: crate::FLOW_FILTER_WORDS
+    /// [`FLOW_FILTER_READ`]: crate::FLOW_FILTER_READ
+    /// [`hash::flow_filter_bit`]: crate::hash::flow_filter_bit
+    pub const FLOW_FILTER: &str = "LB_FLOW_FILTER";
     /// `HashMap<ServiceKey (a NAT backend's address, port, protocol), BackendVips>`:
     /// the NAT services a backend (or sorry server) serves, to rebuild a
     /// reply entry pushed out of [`REPLIES`] from its flow's entry in
@@ -245,6 +263,24 @@ pub const NEW_FLOW_SETS: u32 = 65_536;
 /// when the set filled in order; a way freed by a confirmation and taken
 /// again may be passed over by it for one round).
 pub const NEW_FLOW_WAYS: u32 = 4;
+/// Words of each half of [`maps::FLOW_FILTER`]: 1,048,576 bits, 128 KiB
+/// (a power of two). With 100,000 flows in the connection table about one
+/// SYN in ten of a flood shares a bit with one of them and takes the
+/// lookup it would have taken anyway.
+pub const FLOW_FILTER_WORDS: u32 = 16_384;
+/// Entries of [`maps::FLOW_FILTER`]: the half read, then the two halves.
+pub const FLOW_FILTER_ENTRIES: u32 = 1 + 2 * FLOW_FILTER_WORDS;
+/// The entry of [`maps::FLOW_FILTER`] that says which half the program
+/// reads (0 or 1; only the lowest bit counts).
+pub const FLOW_FILTER_READ: u32 = 0;
+
+/// The entry of [`maps::FLOW_FILTER`] of `half`'s word `word` (a bit of
+/// [`hash::flow_filter_bit`] divided by 64).
+#[inline(always)]
+pub const fn flow_filter_entry(half: u32, word: u32) -> u32 {
+    1 + (half & 1) * FLOW_FILTER_WORDS + (word & (FLOW_FILTER_WORDS - 1))
+}
+
 /// Client addresses whose next hop each CPU caches for NAT replies.
 pub const CLIENT_HOP_SLOTS: u32 = 16384;
 /// Words of [`maps::SERVICE_ADDRS`]: 65,536 bits, 8 KiB. With a few
@@ -978,6 +1014,26 @@ mod tests {
     use core::mem::size_of;
 
     use super::*;
+
+    #[test]
+    fn the_flow_filters_halves_follow_the_entry_that_says_which_is_read() {
+        assert!(FLOW_FILTER_WORDS.is_power_of_two());
+        assert_eq!(flow_filter_entry(0, 0), FLOW_FILTER_READ + 1);
+        assert_eq!(
+            flow_filter_entry(0, FLOW_FILTER_WORDS - 1),
+            FLOW_FILTER_WORDS
+        );
+        assert_eq!(flow_filter_entry(1, 0), FLOW_FILTER_WORDS + 1);
+        assert_eq!(
+            flow_filter_entry(1, FLOW_FILTER_WORDS - 1),
+            FLOW_FILTER_ENTRIES - 1
+        );
+        // Out of range words and halves wrap instead of leaving the map.
+        assert_eq!(
+            flow_filter_entry(3, FLOW_FILTER_WORDS),
+            flow_filter_entry(1, 0)
+        );
+    }
 
     #[test]
     fn counters_fill_their_slots_in_order() {

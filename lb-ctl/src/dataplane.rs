@@ -29,13 +29,17 @@ use crate::{
     role::Role,
 };
 
+mod filter;
 mod flows;
-pub use flows::{AsyncFlowRecords, BadItem, FlowRecords, FlowsReader, RING_CAPACITY};
+pub use filter::{FILTER_BITS, FlowFilter, Rebuilt, rebuild_due};
+pub use flows::{
+    AsyncFlowRecords, BadItem, FlowFilterKeeper, FlowRecords, FlowsReader, RING_CAPACITY,
+};
 
 /// Every map of the object with the (key size, value size, max entries) this
 /// build expects: pinned maps that differ were made by an incompatible
 /// version.
-fn expected_maps() -> [(&'static str, usize, usize, u32); 23] {
+fn expected_maps() -> [(&'static str, usize, usize, u32); 24] {
     use core::mem::size_of;
     use lb_common::*;
     [
@@ -60,6 +64,7 @@ fn expected_maps() -> [(&'static str, usize, usize, u32); 23] {
             MAX_FLOWS,
         ),
         (maps::NEW_FLOWS, 4, size_of::<NewFlowSet>(), NEW_FLOW_SETS),
+        (maps::FLOW_FILTER, 4, 8, FLOW_FILTER_ENTRIES),
         (
             maps::BACKEND_VIPS,
             size_of::<ServiceKey>(),
@@ -134,6 +139,8 @@ impl AttachMode {
 /// it was attached to through this value.
 pub struct Dataplane {
     ebpf: Ebpf,
+    /// `LB_FLOW_FILTER`, mapped.
+    filter: FlowFilter,
     /// Interfaces attached through this value (with the link, unless it is
     /// pinned and outlives us).
     attached: Vec<(String, Option<XdpLinkId>)>,
@@ -167,6 +174,7 @@ impl Dataplane {
                 .with_context(|| format!("putting {name} in the jump table"))?;
         }
         Ok(Self {
+            filter: FlowFilter::map(&ebpf)?,
             ebpf,
             attached: Vec::new(),
         })
@@ -577,7 +585,9 @@ impl Dataplane {
 /// adoption writes whole: a pinned one of another layout (an older
 /// version's) is replaced alone and the others are adopted, so that an
 /// upgrade that changes only these keeps the connections.
-const DISPOSABLE_MAPS: [&str; 8] = [
+const DISPOSABLE_MAPS: [&str; 9] = [
+    // Rebuilt from the connection table when adopted.
+    maps::FLOW_FILTER,
     maps::CLIENT_HOPS,
     maps::NEXTHOPS,
     maps::FENCE_CHECK,

@@ -144,6 +144,7 @@ async fn serve(path: &Path, config: Config, private_bpffs: Option<PathBuf>) -> R
         }
         None => (None, None),
     };
+    let filter = daemon.flow_filter_keeper()?;
     let wake = daemon.neighbour_wake();
     let event_loop = event_loop::spawn(daemon, pusher, &handle, events);
     tokio::spawn(event_loop::forward(
@@ -151,6 +152,7 @@ async fn serve(path: &Path, config: Config, private_bpffs: Option<PathBuf>) -> R
         handle.clone(),
         Event::Health,
     ));
+    tokio::spawn(daemon::flow_filter::keep(filter));
     tokio::spawn(neighbours::task::keep_neighbours(
         handle.clone(),
         wake,

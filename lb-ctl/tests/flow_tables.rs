@@ -161,6 +161,35 @@ fn a_restarted_daemon_adopts_the_flows_the_switch_and_the_ring() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn the_flow_filter_is_adopted_and_rebuilt_when_an_older_version_had_none() -> Result<()> {
+    use lb_ctl::dataplane::PinState;
+    let dir = PinDir(std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/lbt-flow-filter-{}",
+        std::process::id()
+    )));
+    let (mut first, _) = Dataplane::open(&dir.0)?;
+    let flows: Vec<_> = (0..20).map(|i| (key(i), flow(i))).collect();
+    first.write_flows(&flows)?;
+    ensure!(flows.iter().all(|(k, _)| first.flow_filter().may_hold(k)));
+    drop(first);
+    // Pinned with the tables: a restart keeps the bits.
+    let (second, state) = Dataplane::open(&dir.0)?;
+    ensure!(state == PinState::Adopted, "{state:?}");
+    ensure!(flows.iter().all(|(k, _)| second.flow_filter().may_hold(k)));
+    drop(second);
+    // A version without the filter left the tables: the filter is new,
+    // empty, and the rebuild the daemon makes at start fills it.
+    std::fs::remove_file(dir.0.join(lb_common::maps::FLOW_FILTER))?;
+    let (third, state) = Dataplane::open(&dir.0)?;
+    ensure!(state == PinState::Adopted, "{state:?}");
+    ensure!(!flows.iter().any(|(k, _)| third.flow_filter().may_hold(k)));
+    let rebuilt = third.rebuild_flow_filter()?;
+    ensure!(rebuilt.flows == 20, "{rebuilt:?}");
+    ensure!(flows.iter().all(|(k, _)| third.flow_filter().may_hold(k)));
+    Ok(())
+}
+
 /// Pins, in place of map `name` in `dir`, a map of another layout (as an
 /// older version left it).
 fn pin_other_layout(dir: &std::path::Path, name: &str, spec: &[&str]) -> Result<()> {

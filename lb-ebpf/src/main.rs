@@ -13,6 +13,9 @@
 //! map layouts come from `lb-common`.
 #![no_std]
 #![no_main]
+// The flow filter's atomic or (filter.rs).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 // Map keys are passed by reference on purpose: a copy would take room on the
 // 512-byte BPF stack and instructions on every packet.
 #![allow(clippy::needless_borrows_for_generic_args)]
@@ -21,6 +24,7 @@ mod baseline;
 mod bench;
 mod csum;
 mod fence;
+mod filter;
 mod forward;
 mod icmp;
 mod packet;
@@ -31,7 +35,7 @@ mod unconfirmed;
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_NO_PREALLOC,
+        BPF_F_MMAPABLE, BPF_F_NO_PREALLOC,
         xdp_action::{XDP_DROP, XDP_PASS},
     },
     helpers::generated::bpf_jiffies64,
@@ -40,10 +44,10 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    Backend, BackendVips, CLIENT_HOP_SLOTS, ClientHop, Counter, FLOW_RECORDS_BYTES, FenceCheck,
-    FloatingKey, Flow, FlowKey, Fragment, FragmentKey, IPPROTO_TCP, IcmpBudget, JUMP_ICMP,
-    JUMP_SLOTS, JUMP_TTL, JUMP_UNCONFIRMED, MAX_BACKEND_VIPS, MAX_BACKENDS, MAX_FLOATING,
-    MAX_FLOWS, MAX_FRAGMENTS, MAX_SERVICES, MAX_TX_PORTS, MaglevTable, NEW_FLOW_SETS,
+    Backend, BackendVips, CLIENT_HOP_SLOTS, ClientHop, Counter, FLOW_FILTER_ENTRIES,
+    FLOW_RECORDS_BYTES, FenceCheck, FloatingKey, Flow, FlowKey, Fragment, FragmentKey, IPPROTO_TCP,
+    IcmpBudget, JUMP_ICMP, JUMP_SLOTS, JUMP_TTL, JUMP_UNCONFIRMED, MAX_BACKEND_VIPS, MAX_BACKENDS,
+    MAX_FLOATING, MAX_FLOWS, MAX_FRAGMENTS, MAX_SERVICES, MAX_TX_PORTS, MaglevTable, NEW_FLOW_SETS,
     NEXTHOP_TTL_JIFFIES, NO_BACKEND, NewFlowSet, NextHop, Reply, SERVICE_ADDR_WORDS, Service,
     ServiceKey, Settings, Traffic, backend_flags, fragment_kind, hash, mode, role,
 };
@@ -65,6 +69,8 @@ static LB_MAGLEV: HashMap<u32, MaglevTable> =
 static LB_FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
 #[map(name = "LB_REPLIES")]
 static LB_REPLIES: LruHashMap<FlowKey, Reply> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
+#[map(name = "LB_FLOW_FILTER")]
+static LB_FLOW_FILTER: Array<u64> = Array::with_max_entries(FLOW_FILTER_ENTRIES, BPF_F_MMAPABLE);
 #[map(name = "LB_NEW_FLOWS")]
 static LB_NEW_FLOWS: Array<NewFlowSet> = Array::with_max_entries(NEW_FLOW_SETS, 0);
 #[map(name = "LB_BACKEND_VIPS")]
@@ -270,7 +276,9 @@ fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
     // A clear bit: no service has the destination, so no flow either, and
     // the reply table is the one lookup (the answer of a NAT flow).
     if maybe_service(&pkt.key) {
-        if let Some(pinned) = pinned_flow(&LB_FLOWS, &pkt.key) {
+        if may_be_confirmed(pkt)
+            && let Some(pinned) = pinned_flow(&LB_FLOWS, &pkt.key)
+        {
             return to_pinned_backend(ctx, pkt, pinned);
         }
         if LB_SERVICES.get_ptr(&service_key(pkt)).is_some() {
@@ -282,6 +290,15 @@ fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
         return nat_reply(ctx, pkt, unsafe { *reply });
     }
     to_unconfirmed(ctx)
+}
+
+/// Whether the packet's flow may be in the connection table: false for a
+/// SYN whose bit in the flow filter is clear (a new flow, the first packet
+/// of a flood's), true for every other packet (without a lookup: a
+/// confirmed flow's packets are not SYNs).
+#[inline(always)]
+fn may_be_confirmed(pkt: &Packet) -> bool {
+    !pkt.syn || filter::may_hold(&LB_FLOW_FILTER, &pkt.key)
 }
 
 /// A new or unconfirmed flow to a service, the answer of an unconfirmed
@@ -652,6 +669,7 @@ fn confirm(pkt: &Packet, flow: &Flow, backend: &Backend, service: &Service) {
     }
     // An error here means the next packet confirms again.
     if LB_FLOWS.insert(&pkt.key, flow, 0).is_ok() {
+        filter::add(&LB_FLOW_FILTER, &pkt.key);
         let sorry = flow.backend == service.sorry;
         let report = report::new_flow(
             &LB_REPLICATE,

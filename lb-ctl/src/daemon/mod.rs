@@ -45,6 +45,7 @@ use crate::{
 mod changes;
 mod cluster;
 pub mod event_loop;
+pub mod flow_filter;
 mod replication;
 mod setup;
 mod views;
@@ -142,6 +143,11 @@ impl Daemon {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         daemon.dataplane.apply(&ops)?;
         daemon.balancer = next;
+        if daemon.adopted {
+            // Before the program is replaced: the adopted table's flows
+            // keep their backends from their next SYN on.
+            daemon.rebuild_flow_filter()?;
+        }
         daemon.dataplane.set_role(role)?;
         // No lease until a cluster renews one (a lease a clustered daemon
         // left in the pins must not fence a standalone node).

@@ -15,7 +15,7 @@ use lb_common::{
 };
 use tokio::io::{Interest, unix::AsyncFd};
 
-use super::{Dataplane, map_mut, map_ref};
+use super::{Dataplane, FlowFilter, Rebuilt, map_mut, map_ref};
 
 impl Dataplane {
     /// Makes the program report every flow it pins into the flow record
@@ -102,9 +102,11 @@ impl Dataplane {
     }
 
     /// Writes flow table entries (added or replaced; a full table evicts
-    /// its least recently used entries). Stops at the first that fails,
-    /// saying which; those before it stay written.
+    /// its least recently used entries), each with its bit in the flow
+    /// filter. Stops at the first that fails, saying which; those before it
+    /// stay written.
     pub fn write_flows(&mut self, entries: &[(FlowKey, Flow)]) -> Result<()> {
+        let filter = self.filter.clone();
         let mut flows: HashMap<_, FlowKey, Flow> = map_mut(self.ebpf_mut(), maps::FLOWS)?;
         for (i, (key, flow)) in entries.iter().enumerate() {
             flows.insert(key, flow, 0).with_context(|| {
@@ -114,8 +116,34 @@ impl Dataplane {
                     maps::FLOWS
                 )
             })?;
+            // After the insert: see filter.rs.
+            filter.add(key);
         }
         Ok(())
+    }
+
+    /// The flow filter, shared with the program.
+    pub fn flow_filter(&self) -> &FlowFilter {
+        &self.filter
+    }
+
+    /// Rebuilds the flow filter from the connection table (see
+    /// [`FlowFilter::rebuild`]), in the calling thread.
+    pub fn rebuild_flow_filter(&self) -> Result<Rebuilt> {
+        let flows: HashMap<_, FlowKey, Flow> = map_ref(self.ebpf(), maps::FLOWS)?;
+        self.filter
+            .rebuild(flows.keys().map(|key| key.map_err(anyhow::Error::from)))
+    }
+
+    /// What a task needs to rebuild the flow filter outside the daemon's
+    /// loop: the filter and a reader of the connection table of its own.
+    pub fn flow_filter_keeper(&self) -> Result<FlowFilterKeeper> {
+        let flows = HashMap::try_from(aya::maps::Map::LruHashMap(self.second_fd(maps::FLOWS)?))
+            .context("the flow table has an unexpected type")?;
+        Ok(FlowFilterKeeper {
+            filter: self.filter.clone(),
+            flows,
+        })
     }
 
     /// Writes NAT reply table entries, as [`Dataplane::write_flows`].
@@ -131,6 +159,29 @@ impl Dataplane {
             })?;
         }
         Ok(())
+    }
+}
+
+/// The flow filter and the connection table, for a rebuild outside the
+/// daemon ([`Dataplane::flow_filter_keeper`]).
+pub struct FlowFilterKeeper {
+    filter: FlowFilter,
+    flows: HashMap<MapData, FlowKey, Flow>,
+}
+
+impl FlowFilterKeeper {
+    /// Bits set in the half the program reads.
+    pub fn bits(&self) -> u64 {
+        self.filter.bits()
+    }
+
+    /// Rebuilds the filter from the table (blocking: one syscall a flow).
+    pub fn rebuild(&self) -> Result<Rebuilt> {
+        self.filter.rebuild(
+            self.flows
+                .keys()
+                .map(|key| key.map_err(anyhow::Error::from)),
+        )
     }
 }
 
