@@ -759,12 +759,16 @@ impl BaselineConfig {
 /// frame of [`BENCH_FRAME_BYTES`] with valid checksums (a TCP segment
 /// shorter than that followed by Ethernet padding). Frame number `n` made on
 /// a CPU leaves with source port `sport + n % flows` (its L4 checksum
-/// updated); `flows` 1 or 0: the frame as it is.
+/// updated); `flows` 1 or 0: the frame as it is. With `sources` above 1,
+/// its source address gets `n % sources` added to its low 16 bits (both
+/// checksums updated) and its port `(n / sources) % flows`: a new flow
+/// for each of `sources * flows` frames in a row.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BenchGenConfig {
     pub frame: [u8; BENCH_FRAME_BYTES],
     pub flows: u32,
+    pub sources: u32,
 }
 
 impl BenchGenConfig {
@@ -773,6 +777,7 @@ impl BenchGenConfig {
     pub const UNSET: Self = Self {
         frame: [0; BENCH_FRAME_BYTES],
         flows: 0,
+        sources: 0,
     };
 }
 

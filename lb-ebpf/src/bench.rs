@@ -48,6 +48,9 @@ static LB_BENCH_SINK: BenchSinkConfig = BenchSinkConfig::UNSET;
 
 /// Offsets in the generator's frame: Ethernet, IPv4 without options.
 const IP_PROTO: usize = 23;
+const IP_CSUM: usize = 24;
+/// The low 16 bits of the source address.
+const SRC_LOW: usize = 28;
 const SPORT: usize = 34;
 const UDP_CSUM: usize = 40;
 const TCP_CSUM: usize = 50;
@@ -67,12 +70,24 @@ pub fn lb_bench_gen(ctx: XdpContext) -> u32 {
         n
     };
     let mut frame = cfg.frame;
+    let udp = frame[IP_PROTO] == IPPROTO_UDP;
+    // With several sources the address changes from frame to frame, the
+    // port once per round of them.
+    let sources = u64::from(cfg.sources.max(1));
     if cfg.flows > 1 {
-        let port = (n % u64::from(cfg.flows)) as u16;
-        if frame[IP_PROTO] == IPPROTO_UDP {
+        let port = ((n / sources) % u64::from(cfg.flows)) as u16;
+        if udp {
             next_port::<UDP_CSUM>(&mut frame, port, true);
         } else {
             next_port::<TCP_CSUM>(&mut frame, port, false);
+        }
+    }
+    if sources > 1 {
+        let source = (n % sources) as u16;
+        if udp {
+            next_source::<UDP_CSUM>(&mut frame, source, true);
+        } else {
+            next_source::<TCP_CSUM>(&mut frame, source, false);
         }
     }
     let Some(out) = ptr_at::<[u8; BENCH_FRAME_BYTES]>(&ctx, 0) else {
@@ -97,6 +112,25 @@ fn next_port<const CSUM: usize>(frame: &mut [u8; BENCH_FRAME_BYTES], offset: u16
         csum = 0xffff;
     }
     [frame[SPORT], frame[SPORT + 1]] = new.to_be_bytes();
+    [frame[CSUM], frame[CSUM + 1]] = csum.to_be_bytes();
+}
+
+/// Adds `offset` to the low 16 bits of the frame's source address and
+/// updates the IPv4 header checksum and the L4 checksum at `CSUM` (its
+/// pseudo-header holds the address), as [`next_port`] does.
+#[inline(always)]
+fn next_source<const CSUM: usize>(frame: &mut [u8; BENCH_FRAME_BYTES], offset: u16, udp: bool) {
+    let old = u16::from_be_bytes([frame[SRC_LOW], frame[SRC_LOW + 1]]);
+    let new = old.wrapping_add(offset);
+    let mut diff = Diff::new();
+    diff.word(old, new);
+    let ip_csum = diff.apply(u16::from_be_bytes([frame[IP_CSUM], frame[IP_CSUM + 1]]));
+    let mut csum = diff.apply(u16::from_be_bytes([frame[CSUM], frame[CSUM + 1]]));
+    if udp && csum == 0 {
+        csum = 0xffff;
+    }
+    [frame[SRC_LOW], frame[SRC_LOW + 1]] = new.to_be_bytes();
+    [frame[IP_CSUM], frame[IP_CSUM + 1]] = ip_csum.to_be_bytes();
     [frame[CSUM], frame[CSUM + 1]] = csum.to_be_bytes();
 }
 

@@ -299,7 +299,34 @@ impl Report {
             "rig_small_packets_pps": self.small_pps_json(pps::KINDS[0]),
             "rig_small_packets_pps_tcp_ack": self.small_pps_json(pps::KINDS[1]),
             "rig_small_packets_lb_ns": self.small_ns_json(),
+            "rig_syn_flood_pps": self.syn_flood_json(false),
+            "rig_syn_flood_lb_ns": self.syn_flood_json(true),
         })
+    }
+
+    /// The SYN flood's figures by path: packets per second delivered, or
+    /// (`ns`) the LB thread's CPU time per packet.
+    fn syn_flood_json(&self, ns: bool) -> serde_json::Value {
+        let paths = if ns {
+            &pps::PATHS[1..]
+        } else {
+            &pps::PATHS[..]
+        };
+        let map: serde_json::Map<String, serde_json::Value> = paths
+            .iter()
+            .map(|&path| {
+                let figure = self.small_pps(lb_tests::pps::Kind::TcpSyn, pps::NEW_FLOWS, path);
+                let v = figure.map(|f| {
+                    if ns {
+                        (f.lb_ns_per_packet * 10.0).round() / 10.0
+                    } else {
+                        f.pps.round()
+                    }
+                });
+                (path.to_owned(), json!(v))
+            })
+            .collect();
+        serde_json::Value::Object(map)
     }
 
     /// A small-packet figure (frames per second), if measured.
@@ -422,6 +449,20 @@ impl Report {
                 }
             }
         }
+        for path in pps::PATHS {
+            let figure = self.small_pps(lb_tests::pps::Kind::TcpSyn, pps::NEW_FLOWS, path);
+            rows.push([
+                format!("rig_syn_flood_pps.{path}"),
+                show(figure.map(|f| f.pps), 0),
+                match figure {
+                    Some(f) if path != "generator" => format!(
+                        "new flows/s (generator made {:.0}/s; LB thread {:.0} ns/pkt)",
+                        f.generator_pps, f.lb_ns_per_packet
+                    ),
+                    _ => "new flows/s".into(),
+                },
+            ]);
+        }
         lb_tests::table::figures(&rows, &self.targets(), &self.details)
     }
 
@@ -457,7 +498,7 @@ impl Report {
         for kind in pps::KINDS {
             let section = match kind {
                 lb_tests::pps::Kind::Udp => "rig_small_packets_pps",
-                lb_tests::pps::Kind::TcpAck => "rig_small_packets_pps_tcp_ack",
+                _ => "rig_small_packets_pps_tcp_ack",
             };
             for flows in pps::FLOWS {
                 let get = |path| self.small_pps(kind, flows, path).map(|f| f.pps);
@@ -493,6 +534,18 @@ impl Report {
                 }
             }
         }
+        // No target in the issue: the figures side by side.
+        let syn = |path| self.small_pps(lb_tests::pps::Kind::TcpSyn, pps::NEW_FLOWS, path);
+        lines.push(match (syn("lb"), syn("nftables_dnat"), syn("baseline")) {
+            (Some(l), Some(n), Some(b)) => format!(
+                "rig_syn_flood_pps (no target): lb / nftables_dnat {:.2} delivered, {:.2} by the LB thread's CPU; lb / baseline {:.2} delivered, {:.2} by CPU",
+                l.pps / n.pps,
+                n.lb_ns_per_packet / l.lb_ns_per_packet,
+                l.pps / b.pps,
+                b.lb_ns_per_packet / l.lb_ns_per_packet
+            ),
+            _ => "rig_syn_flood_pps (no target): not measured".into(),
+        });
         lines
     }
 }

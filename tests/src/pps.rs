@@ -17,7 +17,7 @@ use lb_common::BENCH_FRAME_BYTES;
 
 use crate::{
     fixture,
-    packets::{ACK, Frame, L4},
+    packets::{ACK, Frame, L4, SYN},
 };
 
 /// Source port of the first flow; flow `i` of `flows` uses `FIRST_SPORT + i`.
@@ -46,6 +46,8 @@ pub enum Kind {
     /// A TCP ACK without payload (54 bytes) and 6 bytes of Ethernet
     /// padding, as a wire pads it.
     TcpAck,
+    /// A TCP SYN, the same size: the first packet of a connection.
+    TcpSyn,
 }
 
 impl Kind {
@@ -53,6 +55,7 @@ impl Kind {
         match self {
             Kind::Udp => "udp",
             Kind::TcpAck => "tcp_ack",
+            Kind::TcpSyn => "tcp_syn",
         }
     }
 }
@@ -68,6 +71,7 @@ pub fn frame(
     let l4 = match kind {
         Kind::Udp => L4::Udp,
         Kind::TcpAck => ACK,
+        Kind::TcpSyn => SYN,
     };
     let mut built = Frame::new(src.into(), dst.into(), l4).macs(macs.0, macs.1);
     if kind == Kind::Udp {
@@ -128,18 +132,21 @@ pub fn generate(
 
 /// Runs the generator `samples` times on `template` without live frames
 /// and checks each frame it would send: `XDP_TX`, the template's bytes
-/// except the source port, a source port of the template's `flows`, and
-/// valid IPv4 and TCP/UDP checksums (computed by etherparse). Returns the
-/// distinct source ports seen.
+/// except the source port (and with `sources` above 1 the source
+/// address's low 16 bits) and the checksums, a source port of the
+/// template's `flows` (and an address of its `sources`), and valid IPv4
+/// and TCP/UDP checksums (computed by etherparse). Returns the distinct
+/// source ports and the distinct source addresses seen.
 pub fn check_frames(
     program: &Xdp,
     ifindex: u32,
     template: &[u8; BENCH_FRAME_BYTES],
-    flows: u32,
+    (flows, sources): (u32, u32),
     samples: u32,
-) -> Result<usize> {
+) -> Result<(usize, usize)> {
     let ctx = fixture::xdp_md(template.len(), ifindex);
     let mut ports = std::collections::BTreeSet::new();
+    let mut addrs = std::collections::BTreeSet::new();
     for sample in 0..samples {
         let mut out = [0u8; 256];
         let result = program
@@ -164,6 +171,13 @@ pub fn check_frames(
             template.len()
         );
         let sport = check_checksums(out).with_context(|| format!("generator sample {sample}"))?;
+        let low = u16::from_be_bytes([out[28], out[29]]);
+        let source = u32::from(low.wrapping_sub(u16::from_be_bytes([template[28], template[29]])));
+        ensure!(
+            source < sources.max(1),
+            "generator sample {sample}: source address {:?} is not one of the {sources} from the template's",
+            &out[26..30]
+        );
         let first = u16::from_be_bytes([template[34], template[35]]);
         let offset = u32::from(sport.wrapping_sub(first));
         ensure!(
@@ -172,15 +186,19 @@ pub fn check_frames(
         );
         let csum_at = if template[23] == 17 { 40 } else { 50 };
         for (i, (a, b)) in out.iter().zip(template).enumerate() {
-            let rewritten = (34..36).contains(&i) || (csum_at..csum_at + 2).contains(&i);
+            let rewritten = (34..36).contains(&i)
+                || (csum_at..csum_at + 2).contains(&i)
+                || (sources > 1 && (24..26).contains(&i))
+                || (sources > 1 && (28..30).contains(&i));
             ensure!(
                 a == b || rewritten,
                 "generator sample {sample}: byte {i} is {a:#04x}, not the template's {b:#04x}"
             );
         }
         ports.insert(sport);
+        addrs.insert(low);
     }
-    Ok(ports.len())
+    Ok((ports.len(), addrs.len()))
 }
 
 /// Checks the IPv4 header checksum and the TCP or UDP checksum of `frame`;
@@ -253,6 +271,17 @@ mod tests {
         assert_eq!(f[23], 6);
         // ACK only.
         assert_eq!(f[47], 0x10);
+        assert_eq!(&f[54..], &[0; 6]);
+        assert_eq!(check_checksums(&f).unwrap(), FIRST_SPORT);
+    }
+
+    #[test]
+    fn tcp_syn_frame_is_padded() {
+        let (src, dst) = addrs();
+        let f = frame(Kind::TcpSyn, MACS, src, dst);
+        assert_eq!(u16::from_be_bytes([f[16], f[17]]), 40);
+        // SYN only.
+        assert_eq!(f[47], 0x02);
         assert_eq!(&f[54..], &[0; 6]);
         assert_eq!(check_checksums(&f).unwrap(), FIRST_SPORT);
     }

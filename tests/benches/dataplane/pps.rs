@@ -57,6 +57,13 @@ fn lb_cpu() -> usize {
 pub(super) const PATHS: [&str; 5] = ["generator", "lb", "baseline", "nftables_dnat", "routing"];
 pub(super) const FLOWS: [&str; 2] = ["one_flow", "many_flows"];
 pub(super) const KINDS: [Kind; 2] = [Kind::Udp, Kind::TcpAck];
+/// The SYN flood's window (its own JSON section): TCP SYNs, each of a new
+/// flow, from [`SPOOFED`]'s 65,536 addresses times 50,000 ports.
+pub(super) const NEW_FLOWS: &str = "new_flows";
+/// Source addresses of the SYN flood: 198.19.0.0/16, which no host of the
+/// rig has (inside the test range 198.18.0.0/15).
+const SPOOFED: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 0);
+const SPOOFED_SOURCES: u32 = 65_536;
 
 /// One figure: the frames per second the sink counted (for `generator`,
 /// the frames the generator made) and what the generator made meanwhile.
@@ -214,8 +221,12 @@ fn windows(
     lb: Option<&Dataplane>,
     report: &mut Report,
 ) -> Result<()> {
-    for kind in KINDS {
-        for flows in FLOWS {
+    let runs = KINDS
+        .iter()
+        .flat_map(|&kind| FLOWS.iter().map(move |&flows| (kind, flows)))
+        .chain([(Kind::TcpSyn, NEW_FLOWS)]);
+    for (kind, flows) in runs {
+        {
             // Diagnostics only: a counter that cannot be read is said so,
             // and the window still counts.
             let counters = lb.map(Dataplane::counters);
@@ -254,15 +265,15 @@ fn window(
     flows_key: &'static str,
     sink: &Ebpf,
 ) -> Result<(Figure, String)> {
-    let flows = if flows_key == "many_flows" {
-        MANY_FLOWS
-    } else {
-        1
+    let (flows, sources, src) = match flows_key {
+        "many_flows" => (MANY_FLOWS, 1, CLIENT_V4),
+        NEW_FLOWS => (MANY_FLOWS, SPOOFED_SOURCES, SPOOFED),
+        _ => (1, 1, CLIENT_V4),
     };
     let template = pps::frame(
         kind,
         setup.macs,
-        SocketAddrV4::new(CLIENT_V4, FIRST_SPORT),
+        SocketAddrV4::new(src, FIRST_SPORT),
         SocketAddrV4::new(dst, PORT),
     );
     let duration = Duration::from_secs(setup.secs);
@@ -272,11 +283,20 @@ fn window(
     let napi = &setup.napi;
     let (generated, delivered, queue_full, cpu, napi_ns) = client.run_in(|| {
         pin_to(GENERATOR_CPU)?;
-        let generator = load_generator(&template, flows)?;
+        let generator = load_generator(&template, flows, sources)?;
         let program = xdp(&generator, BENCH_GEN_PROGRAM)?;
-        let ports = pps::check_frames(program, ifindex, &template, flows, SAMPLES)?;
-        if (flows > 1) != (ports > 1) {
-            bail!("{ports} source ports in {SAMPLES} generator samples for {flows} flows");
+        let (ports, addrs) =
+            pps::check_frames(program, ifindex, &template, (flows, sources), SAMPLES)?;
+        // Several sources: the address changes first (see BenchGenConfig).
+        let expected = if sources > 1 {
+            (1, SAMPLES as usize)
+        } else {
+            (if flows > 1 { SAMPLES as usize } else { 1 }, 1)
+        };
+        if (ports, addrs) != expected {
+            bail!(
+                "{ports} source ports and {addrs} addresses in {SAMPLES} generator samples for {flows} flows from {sources} addresses"
+            );
         }
         pps::generate(program, ifindex, &template, WARM_UP, u64::MAX)?;
         let before = delivered(sink)?;
@@ -419,12 +439,17 @@ fn pin_to(cpu: usize) -> Result<()> {
     Ok(())
 }
 
-/// The generator, loaded with `frame` and `flows` (the object's flow tables
+/// The generator, loaded with `frame`, `flows` and `sources` (the object's flow tables
 /// shrunk to one entry: it never uses them).
-fn load_generator(frame: &[u8; lb_common::BENCH_FRAME_BYTES], flows: u32) -> Result<Ebpf> {
+fn load_generator(
+    frame: &[u8; lb_common::BENCH_FRAME_BYTES],
+    flows: u32,
+    sources: u32,
+) -> Result<Ebpf> {
     let config = BenchGenConfig {
         frame: *frame,
         flows,
+        sources,
     };
     let mut ebpf = EbpfLoader::new()
         .override_global(BENCH_GEN_GLOBAL, &config, true)
