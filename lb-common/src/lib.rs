@@ -1166,7 +1166,7 @@ mod tests {
             size_of::<BaselineConfig>(),
             16 + 2 + 16 + 2 + 1 + 3 + 4 + 4 + 4 * 6
         );
-        assert_eq!(size_of::<BenchGenConfig>(), BENCH_FRAME_BYTES + 4);
+        assert_eq!(size_of::<BenchGenConfig>(), BENCH_FRAME_BYTES + 4 + 4);
         assert_eq!(size_of::<BenchSinkConfig>(), 16 + 2 + 1 + 1);
         assert_eq!(size_of::<MaglevTable>(), 4 * MAGLEV_TABLE_SIZE as usize);
     }
