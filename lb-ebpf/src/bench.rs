@@ -77,17 +77,17 @@ pub fn lb_bench_gen(ctx: XdpContext) -> u32 {
     if cfg.flows > 1 {
         let port = ((n / sources) % u64::from(cfg.flows)) as u16;
         if udp {
-            next_port::<UDP_CSUM>(&mut frame, port, true);
+            add_to_word::<SPORT, UDP_CSUM>(&mut frame, port, true, false);
         } else {
-            next_port::<TCP_CSUM>(&mut frame, port, false);
+            add_to_word::<SPORT, TCP_CSUM>(&mut frame, port, false, false);
         }
     }
     if sources > 1 {
         let source = (n % sources) as u16;
         if udp {
-            next_source::<UDP_CSUM>(&mut frame, source, true);
+            add_to_word::<SRC_LOW, UDP_CSUM>(&mut frame, source, true, true);
         } else {
-            next_source::<TCP_CSUM>(&mut frame, source, false);
+            add_to_word::<SRC_LOW, TCP_CSUM>(&mut frame, source, false, true);
         }
     }
     let Some(out) = ptr_at::<[u8; BENCH_FRAME_BYTES]>(&ctx, 0) else {
@@ -98,39 +98,32 @@ pub fn lb_bench_gen(ctx: XdpContext) -> u32 {
     XDP_TX
 }
 
-/// Adds `offset` to the frame's source port and updates the L4 checksum
-/// at `CSUM` (RFC 1624). A UDP checksum that comes out as zero is sent as
-/// 0xffff: zero means "no checksum".
+/// Adds `offset` to the 16-bit word at `AT` (the source port, or the low
+/// half of the source address) and updates the L4 checksum at `CSUM` and,
+/// for an address (`ip_header`), the IPv4 header checksum (RFC 1624). The
+/// L4 checksum covers the address too, through its pseudo-header. A UDP
+/// checksum that comes out as zero is sent as 0xffff: zero means "no
+/// checksum".
 #[inline(always)]
-fn next_port<const CSUM: usize>(frame: &mut [u8; BENCH_FRAME_BYTES], offset: u16, udp: bool) {
-    let old = u16::from_be_bytes([frame[SPORT], frame[SPORT + 1]]);
+fn add_to_word<const AT: usize, const CSUM: usize>(
+    frame: &mut [u8; BENCH_FRAME_BYTES],
+    offset: u16,
+    udp: bool,
+    ip_header: bool,
+) {
+    let old = u16::from_be_bytes([frame[AT], frame[AT + 1]]);
     let new = old.wrapping_add(offset);
     let mut diff = Diff::new();
     diff.word(old, new);
+    if ip_header {
+        let ip_csum = diff.apply(u16::from_be_bytes([frame[IP_CSUM], frame[IP_CSUM + 1]]));
+        [frame[IP_CSUM], frame[IP_CSUM + 1]] = ip_csum.to_be_bytes();
+    }
     let mut csum = diff.apply(u16::from_be_bytes([frame[CSUM], frame[CSUM + 1]]));
     if udp && csum == 0 {
         csum = 0xffff;
     }
-    [frame[SPORT], frame[SPORT + 1]] = new.to_be_bytes();
-    [frame[CSUM], frame[CSUM + 1]] = csum.to_be_bytes();
-}
-
-/// Adds `offset` to the low 16 bits of the frame's source address and
-/// updates the IPv4 header checksum and the L4 checksum at `CSUM` (its
-/// pseudo-header holds the address), as [`next_port`] does.
-#[inline(always)]
-fn next_source<const CSUM: usize>(frame: &mut [u8; BENCH_FRAME_BYTES], offset: u16, udp: bool) {
-    let old = u16::from_be_bytes([frame[SRC_LOW], frame[SRC_LOW + 1]]);
-    let new = old.wrapping_add(offset);
-    let mut diff = Diff::new();
-    diff.word(old, new);
-    let ip_csum = diff.apply(u16::from_be_bytes([frame[IP_CSUM], frame[IP_CSUM + 1]]));
-    let mut csum = diff.apply(u16::from_be_bytes([frame[CSUM], frame[CSUM + 1]]));
-    if udp && csum == 0 {
-        csum = 0xffff;
-    }
-    [frame[SRC_LOW], frame[SRC_LOW + 1]] = new.to_be_bytes();
-    [frame[IP_CSUM], frame[IP_CSUM + 1]] = ip_csum.to_be_bytes();
+    [frame[AT], frame[AT + 1]] = new.to_be_bytes();
     [frame[CSUM], frame[CSUM + 1]] = csum.to_be_bytes();
 }
 

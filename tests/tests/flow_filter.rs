@@ -42,17 +42,7 @@ fn confirmed_flows(
 fn sent_to(lb: &mut Lb, frame: &Frame) -> Result<SocketAddr> {
     let outcome = lb.send(&frame.build(), lb.ext)?;
     ensure!(outcome.action == Action::Redirect, "{frame:?}: {outcome:?}");
-    let packet = etherparse::SlicedPacket::from_ethernet(&outcome.frame)?;
-    let Some(etherparse::NetSlice::Ipv4(ip)) = packet.net else {
-        anyhow::bail!("not IPv4");
-    };
-    let Some(etherparse::TransportSlice::Tcp(tcp)) = packet.transport else {
-        anyhow::bail!("not TCP");
-    };
-    Ok(SocketAddr::new(
-        ip.header().destination_addr().into(),
-        tcp.destination_port(),
-    ))
+    parse_dst(&outcome.frame)
 }
 
 #[test]

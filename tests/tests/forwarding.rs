@@ -7,7 +7,7 @@ mod support;
 
 use std::net::{IpAddr, SocketAddr};
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 use lb_common::Counter;
 use lb_ctl::{
     balancer::{BackendState, Mode, Protocol, ServiceSpec},
@@ -169,22 +169,6 @@ fn follow(lb: &mut Lb, flows: &[(Frame, SocketAddr)]) -> Result<Vec<SocketAddr>>
             Ok(dst)
         })
         .collect()
-}
-
-/// The destination address and port of a forwarded (NAT) frame.
-fn parse_dst(frame: &[u8]) -> Result<SocketAddr> {
-    let packet = etherparse::SlicedPacket::from_ethernet(frame)?;
-    let ip: IpAddr = match packet.net {
-        Some(etherparse::NetSlice::Ipv4(v4)) => v4.header().destination_addr().into(),
-        Some(etherparse::NetSlice::Ipv6(v6)) => v6.header().destination_addr().into(),
-        _ => bail!("not IP"),
-    };
-    let port = match packet.transport {
-        Some(etherparse::TransportSlice::Tcp(tcp)) => tcp.destination_port(),
-        Some(etherparse::TransportSlice::Udp(udp)) => udp.destination_port(),
-        _ => bail!("not TCP or UDP"),
-    };
-    Ok(SocketAddr::new(ip, port))
 }
 
 #[test]

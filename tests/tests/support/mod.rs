@@ -206,3 +206,19 @@ pub const COMBOS: [(bool, Protocol); 4] = [
     (true, Protocol::Tcp),
     (true, Protocol::Udp),
 ];
+
+/// The destination address and port of a forwarded (NAT) frame.
+pub fn parse_dst(frame: &[u8]) -> Result<SocketAddr> {
+    let packet = etherparse::SlicedPacket::from_ethernet(frame)?;
+    let ip: IpAddr = match packet.net {
+        Some(etherparse::NetSlice::Ipv4(v4)) => v4.header().destination_addr().into(),
+        Some(etherparse::NetSlice::Ipv6(v6)) => v6.header().destination_addr().into(),
+        _ => bail!("not IP"),
+    };
+    let port = match packet.transport {
+        Some(etherparse::TransportSlice::Tcp(tcp)) => tcp.destination_port(),
+        Some(etherparse::TransportSlice::Udp(udp)) => udp.destination_port(),
+        _ => bail!("not TCP or UDP"),
+    };
+    Ok(SocketAddr::new(ip, port))
+}
