@@ -145,8 +145,12 @@ impl Daemon {
         daemon.balancer = next;
         if daemon.adopted {
             // Before the program is replaced: the adopted table's flows
-            // keep their backends from their next SYN on.
-            daemon.rebuild_flow_filter()?;
+            // keep their backends from their next SYN on. A walk that
+            // fails does not stop the start: the filter's task walks again
+            // as soon as it runs.
+            if let Err(err) = daemon.rebuild_flow_filter() {
+                tracing::warn!(error = %format!("{err:#}"), "the flow filter was not rebuilt at start; its task tries again");
+            }
         }
         daemon.dataplane.set_role(role)?;
         // No lease until a cluster renews one (a lease a clustered daemon
