@@ -31,7 +31,7 @@ use crate::{
 
 mod filter;
 mod flows;
-pub use filter::{FILTER_BITS, FlowFilter, Rebuilt, rebuild_due};
+pub use filter::{FlowFilter, Rebuilt, rebuild_due};
 pub use flows::{
     AsyncFlowRecords, BadItem, FlowFilterKeeper, FlowRecords, FlowsReader, RING_CAPACITY,
 };

@@ -16,9 +16,8 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
+    time::Duration,
 };
-
-use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use lb_common::{

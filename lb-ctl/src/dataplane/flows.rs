@@ -56,12 +56,17 @@ impl Dataplane {
     /// same map), for the replication's bulk copies and refreshes: they
     /// dump the table outside the daemon's loop.
     pub fn flows_reader(&self) -> Result<FlowsReader> {
-        let flows = HashMap::try_from(aya::maps::Map::LruHashMap(self.second_fd(maps::FLOWS)?))
-            .context("the flow table has an unexpected type")?;
+        let flows = self.second_flows()?;
         let stats =
             PerCpuArray::try_from(aya::maps::Map::PerCpuArray(self.second_fd(maps::STATS)?))
                 .context("the counters' map has an unexpected type")?;
         Ok(FlowsReader { flows, stats })
+    }
+
+    /// The connection table through a descriptor of its own.
+    fn second_flows(&self) -> Result<HashMap<MapData, FlowKey, Flow>> {
+        HashMap::try_from(aya::maps::Map::LruHashMap(self.second_fd(maps::FLOWS)?))
+            .context("the flow table has an unexpected type")
     }
 
     /// A descriptor of its own of the object's map `name` (opened by id).
@@ -130,19 +135,15 @@ impl Dataplane {
     /// Rebuilds the flow filter from the connection table (see
     /// [`FlowFilter::rebuild`]), in the calling thread.
     pub fn rebuild_flow_filter(&self) -> Result<Rebuilt> {
-        let flows: HashMap<_, FlowKey, Flow> = map_ref(self.ebpf(), maps::FLOWS)?;
-        self.filter
-            .rebuild(flows.keys().map(|key| key.map_err(anyhow::Error::from)))
+        self.flow_filter_keeper()?.rebuild()
     }
 
     /// What a task needs to rebuild the flow filter outside the daemon's
     /// loop: the filter and a reader of the connection table of its own.
     pub fn flow_filter_keeper(&self) -> Result<FlowFilterKeeper> {
-        let flows = HashMap::try_from(aya::maps::Map::LruHashMap(self.second_fd(maps::FLOWS)?))
-            .context("the flow table has an unexpected type")?;
         Ok(FlowFilterKeeper {
             filter: self.filter.clone(),
-            flows,
+            flows: self.second_flows()?,
         })
     }
 
