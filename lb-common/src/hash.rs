@@ -54,7 +54,7 @@ pub fn maglev_slot(key: &FlowKey) -> u32 {
 pub struct NewFlowSlot {
     /// The set (the hash's low bits).
     pub set: u32,
-    /// The tag its way carries in [`crate::NewFlowSet::tags`] (the hash's
+    /// The tag its way carries in [`crate::NewFlowTags::tags`] (the hash's
     /// top bits, never 0, which marks a free way).
     pub tag: u8,
 }

@@ -34,7 +34,7 @@ pub mod maps {
     pub const FLOWS: &str = "LB_FLOWS";
     /// `LruHashMap<FlowKey (backend side, as the reply arrives), Reply>`.
     pub const REPLIES: &str = "LB_REPLIES";
-    /// `Array<NewFlowSet>`, indexed by [`hash::new_flow_set`] of the
+    /// `Array<NewFlowWays>`, indexed by [`hash::new_flow_set`] of the
     /// client's side: flows of which one packet only was seen (a SYN, a
     /// first datagram) and, for NAT, how to translate their first replies
     /// (a SYN-ACK). Kept apart from [`FLOWS`] so that a flood of new flows
@@ -43,11 +43,18 @@ pub mod maps {
     /// of [`NEW_FLOW_WAYS`] ways: a new flow takes a free way, else the
     /// next way of the set's round robin. One table written once per new
     /// flow, found from both directions (the client's address and port are
-    /// in both).
+    /// in both). Which ways hold what is in [`NEW_FLOW_TAGS`].
     ///
     /// [`NEW_FLOW_WAYS`]: crate::NEW_FLOW_WAYS
     /// [`hash::new_flow_set`]: crate::hash::new_flow_set
     pub const NEW_FLOWS: &str = "LB_NEW_FLOWS";
+    /// `Array<NewFlowTags>`, indexed like [`NEW_FLOWS`]: each set's tags
+    /// (which ways are free, which flow each holds) and round robin. Apart
+    /// from the ways so that it is dense (8 bytes a set, 512 KiB, which
+    /// stays in a CPU's cache where the 14 MiB of ways cannot): a new flow
+    /// reads only this and writes its way, a store that does not wait for
+    /// the cold line as a load would. Only a tag that matches reads a way.
+    pub const NEW_FLOW_TAGS: &str = "LB_NEW_TAGS";
     /// `Array<u64>` of [`FLOW_FILTER_ENTRIES`] words, mmapable: whether a
     /// flow may be in [`FLOWS`], a bit per [`hash::flow_filter_bit`] (a
     /// filter: a clear bit means the flow is not there). A SYN whose bit is
@@ -253,12 +260,13 @@ pub const MAX_FLOWS: u32 = 1_000_000;
 /// be confirmed before four newer flows of its set arrive, about this many
 /// newer flows in all, 0.26 s at 1,000,000 new flows a second (a handshake
 /// on a LAN takes well under a millisecond; one that loses the race is
-/// picked again by Maglev). 14.5 MiB (65,536 sets of 232 bytes).
+/// picked again by Maglev). 14 MiB of ways (65,536 sets of 224 bytes) and
+/// 512 KiB of tags.
 pub const MAX_NEW_FLOWS: u32 = NEW_FLOW_SETS * NEW_FLOW_WAYS;
 /// Sets of [`maps::NEW_FLOWS`] (a power of two: the set is the hash's low
 /// bits).
 pub const NEW_FLOW_SETS: u32 = 65_536;
-/// Ways of a [`NewFlowSet`]: a flow is pushed out only when its set is full
+/// Ways of a set of [`maps::NEW_FLOWS`]: a flow is pushed out only when its set is full
 /// and the set's round robin comes to its way (the way written longest ago
 /// when the set filled in order; a way freed by a confirmation and taken
 /// again may be passed over by it for one round).
@@ -496,17 +504,25 @@ fn addr_half(a: &[u8; 16], at: usize) -> u64 {
     ])
 }
 
-/// One set of [`maps::NEW_FLOWS`].
+/// One set of [`maps::NEW_FLOW_TAGS`]: which ways of the set in
+/// [`maps::NEW_FLOWS`] are free and which flow each holds.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NewFlowSet {
+pub struct NewFlowTags {
     /// Per way: 0 if it is free, else its flow's tag
-    /// ([`hash::NewFlowSlot::tag`]). A lookup or a new flow reads this
-    /// (one cache line) and only the ways whose tag matches.
+    /// ([`hash::NewFlowSlot::tag`]). A lookup or a new flow reads these and
+    /// only the ways whose tag matches.
     pub tags: [u8; NEW_FLOW_WAYS as usize],
     /// The way a new flow takes when none is free (modulo the ways): a round
     /// robin, which replaces about the way written longest ago.
     pub next: u32,
+}
+
+/// One set of [`maps::NEW_FLOWS`]: its ways (their tags are in
+/// [`NewFlowTags`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NewFlowWays {
     pub ways: [NewFlow; NEW_FLOW_WAYS as usize],
 }
 
@@ -996,7 +1012,8 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for Flow {}
     unsafe impl aya::Pod for Reply {}
-    unsafe impl aya::Pod for NewFlowSet {}
+    unsafe impl aya::Pod for NewFlowTags {}
+    unsafe impl aya::Pod for NewFlowWays {}
     unsafe impl aya::Pod for BackendVips {}
     unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for FloatingKey {}
@@ -1154,7 +1171,8 @@ mod tests {
         assert_eq!(size_of::<BackendVip>(), 24);
         assert_eq!(size_of::<BackendVips>(), 4 + 24 * MAX_BACKEND_VIPS);
         assert_eq!(size_of::<NewFlow>(), 16 + 28 + 2 + 1 + 1 + 4 + 4);
-        assert_eq!(size_of::<NewFlowSet>(), 8 + 56 * NEW_FLOW_WAYS as usize);
+        assert_eq!(size_of::<NewFlowTags>(), NEW_FLOW_WAYS as usize + 4);
+        assert_eq!(size_of::<NewFlowWays>(), 56 * NEW_FLOW_WAYS as usize);
         assert!(NEW_FLOW_SETS.is_power_of_two());
         assert_eq!(size_of::<Traffic>(), 24);
         assert_eq!(size_of::<NextHop>(), 32);

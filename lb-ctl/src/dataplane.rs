@@ -19,9 +19,9 @@ use aya::{
 };
 use lb_common::{
     AF_INET, AF_INET6, Backend, BackendVips, Counter, FloatingKey, Flow, FlowKey, ICMP_PROGRAM,
-    JUMP_ICMP, JUMP_TTL, JUMP_UNCONFIRMED, MAGLEV_TABLE_SIZE, MaglevTable, NO_BACKEND, NewFlowSet,
-    Reply, Service, ServiceKey, Settings, TTL_PROGRAM, Traffic, UNCONFIRMED_PROGRAM, XDP_PROGRAM,
-    hash, maps,
+    JUMP_ICMP, JUMP_TTL, JUMP_UNCONFIRMED, MAGLEV_TABLE_SIZE, MaglevTable, NO_BACKEND, NewFlowTags,
+    NewFlowWays, Reply, Service, ServiceKey, Settings, TTL_PROGRAM, Traffic, UNCONFIRMED_PROGRAM,
+    XDP_PROGRAM, hash, maps,
 };
 
 use crate::{
@@ -39,7 +39,7 @@ pub use flows::{
 /// Every map of the object with the (key size, value size, max entries) this
 /// build expects: pinned maps that differ were made by an incompatible
 /// version.
-fn expected_maps() -> [(&'static str, usize, usize, u32); 24] {
+fn expected_maps() -> [(&'static str, usize, usize, u32); 25] {
     use core::mem::size_of;
     use lb_common::*;
     [
@@ -63,7 +63,13 @@ fn expected_maps() -> [(&'static str, usize, usize, u32); 24] {
             size_of::<Reply>(),
             MAX_FLOWS,
         ),
-        (maps::NEW_FLOWS, 4, size_of::<NewFlowSet>(), NEW_FLOW_SETS),
+        (maps::NEW_FLOWS, 4, size_of::<NewFlowWays>(), NEW_FLOW_SETS),
+        (
+            maps::NEW_FLOW_TAGS,
+            4,
+            size_of::<NewFlowTags>(),
+            NEW_FLOW_SETS,
+        ),
         (maps::FLOW_FILTER, 4, 8, FLOW_FILTER_ENTRIES),
         (
             maps::BACKEND_VIPS,
@@ -532,11 +538,11 @@ impl Dataplane {
     /// of which one packet was seen), found as the program finds it.
     pub fn new_flow(&self, key: &FlowKey) -> Result<Option<Flow>> {
         let slot = hash::new_flow_slot(&key.src, key.sport, key.proto, key.family);
-        let set = self.new_flow_set(slot.set)?;
-        Ok(set
+        let (tags, ways) = self.new_flow_set(slot.set)?;
+        Ok(tags
             .tags
             .iter()
-            .zip(&set.ways)
+            .zip(&ways.ways)
             .find(|(tag, way)| **tag == slot.tag && way.is_flow(key))
             .map(|(_, way)| way.flow()))
     }
@@ -545,9 +551,9 @@ impl Dataplane {
     /// 5-tuple), found as the program finds it.
     pub fn new_reply(&self, key: &FlowKey) -> Result<Option<Reply>> {
         let slot = hash::new_flow_slot(&key.dst, key.dport, key.proto, key.family);
-        let set = self.new_flow_set(slot.set)?;
+        let (tags, ways) = self.new_flow_set(slot.set)?;
         let backends: Array<_, Backend> = map_ref(&self.ebpf, maps::BACKENDS)?;
-        for (tag, way) in set.tags.iter().zip(set.ways) {
+        for (tag, way) in tags.tags.iter().zip(ways.ways) {
             if *tag == slot.tag && way.answered_by(key) {
                 let backend = backends.get(&way.reply.backend, 0)?;
                 if backend.is_source_of(key) {
@@ -558,10 +564,11 @@ impl Dataplane {
         Ok(None)
     }
 
-    /// One set of the unconfirmed flow table.
-    pub fn new_flow_set(&self, index: u32) -> Result<NewFlowSet> {
-        let sets: Array<_, NewFlowSet> = map_ref(&self.ebpf, maps::NEW_FLOWS)?;
-        Ok(sets.get(&index, 0)?)
+    /// One set of the unconfirmed flow table: its tags and its ways.
+    pub fn new_flow_set(&self, index: u32) -> Result<(NewFlowTags, NewFlowWays)> {
+        let tags: Array<_, NewFlowTags> = map_ref(&self.ebpf, maps::NEW_FLOW_TAGS)?;
+        let ways: Array<_, NewFlowWays> = map_ref(&self.ebpf, maps::NEW_FLOWS)?;
+        Ok((tags.get(&index, 0)?, ways.get(&index, 0)?))
     }
 
     /// The reply table's entry for a backend-side 5-tuple.
@@ -585,9 +592,16 @@ impl Dataplane {
 /// adoption writes whole: a pinned one of another layout (an older
 /// version's) is replaced alone and the others are adopted, so that an
 /// upgrade that changes only these keeps the connections.
-const DISPOSABLE_MAPS: [&str; 9] = [
+const DISPOSABLE_MAPS: [&str; 11] = [
     // Rebuilt from the connection table when adopted.
     maps::FLOW_FILTER,
+    // Handshakes under way: one that loses its unconfirmed way is picked
+    // again by Maglev (the same backend unless the set changed); the answer
+    // of a NAT backend that loses it goes to the kernel, and the client's
+    // SYN sent again starts over. Either may be replaced alone: an adopted
+    // tag over a new, zeroed way matches no flow (the way's family is 0).
+    maps::NEW_FLOWS,
+    maps::NEW_FLOW_TAGS,
     maps::CLIENT_HOPS,
     maps::NEXTHOPS,
     maps::FENCE_CHECK,
@@ -706,6 +720,7 @@ pub fn load_baseline(config: &lb_common::BaselineConfig) -> Result<Ebpf> {
         .map_max_entries(maps::FLOWS, 1)
         .map_max_entries(maps::REPLIES, 1)
         .map_max_entries(maps::NEW_FLOWS, 1)
+        .map_max_entries(maps::NEW_FLOW_TAGS, 1)
         .load(object())
         .context("loading the XDP object (baseline) into the kernel")?;
     load_program(baseline_program(&mut ebpf)?, lb_common::BASELINE_PROGRAM)?;

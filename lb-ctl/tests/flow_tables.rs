@@ -241,6 +241,30 @@ fn an_upgrade_that_changes_only_caches_keeps_the_flows_and_any_other_forgets_the
     let info = aya::maps::MapInfo::from_pin(dir.0.join(lb_common::maps::CLIENT_HOPS))?;
     ensure!(info.key_size() == 4, "the cache was not replaced");
     drop(second);
+    // The unconfirmed table of the version before (each set's tags inside
+    // its 232 bytes, no table of tags): handshakes under way only, replaced
+    // alone; the table of tags is new.
+    pin_other_layout(
+        &dir.0,
+        lb_common::maps::NEW_FLOWS,
+        &[
+            "type", "array", "key", "4", "value", "232", "entries", "65536",
+        ],
+    )?;
+    std::fs::remove_file(dir.0.join(lb_common::maps::NEW_FLOW_TAGS))?;
+    let (second, state) = Dataplane::open(&dir.0)?;
+    ensure!(state == PinState::Adopted, "{state:?}");
+    ensure!(
+        second.dump_flows()? == [(key(1), flow(1))],
+        "the flows were lost"
+    );
+    let info = aya::maps::MapInfo::from_pin(dir.0.join(lb_common::maps::NEW_FLOWS))?;
+    ensure!(
+        info.value_size() as usize == size_of::<lb_common::NewFlowWays>(),
+        "the unconfirmed table was not replaced"
+    );
+    ensure!(dir.0.join(lb_common::maps::NEW_FLOW_TAGS).exists());
+    drop(second);
     // The connection table of another layout: everything is replaced.
     pin_other_layout(
         &dir.0,

@@ -48,8 +48,8 @@ use lb_common::{
     FLOW_RECORDS_BYTES, FenceCheck, FloatingKey, Flow, FlowKey, Fragment, FragmentKey, IPPROTO_TCP,
     IcmpBudget, JUMP_ICMP, JUMP_SLOTS, JUMP_TTL, JUMP_UNCONFIRMED, MAX_BACKEND_VIPS, MAX_BACKENDS,
     MAX_FLOATING, MAX_FLOWS, MAX_FRAGMENTS, MAX_SERVICES, MAX_TX_PORTS, MaglevTable, NEW_FLOW_SETS,
-    NEXTHOP_TTL_JIFFIES, NO_BACKEND, NewFlowSet, NextHop, Reply, SERVICE_ADDR_WORDS, Service,
-    ServiceKey, Settings, Traffic, backend_flags, fragment_kind, hash, mode, role,
+    NEXTHOP_TTL_JIFFIES, NO_BACKEND, NewFlowTags, NewFlowWays, NextHop, Reply, SERVICE_ADDR_WORDS,
+    Service, ServiceKey, Settings, Traffic, backend_flags, fragment_kind, hash, mode, role,
 };
 
 use crate::{
@@ -72,7 +72,9 @@ static LB_REPLIES: LruHashMap<FlowKey, Reply> = LruHashMap::with_max_entries(MAX
 #[map(name = "LB_FLOW_FILTER")]
 static LB_FLOW_FILTER: Array<u64> = Array::with_max_entries(FLOW_FILTER_ENTRIES, BPF_F_MMAPABLE);
 #[map(name = "LB_NEW_FLOWS")]
-static LB_NEW_FLOWS: Array<NewFlowSet> = Array::with_max_entries(NEW_FLOW_SETS, 0);
+static LB_NEW_FLOWS: Array<NewFlowWays> = Array::with_max_entries(NEW_FLOW_SETS, 0);
+#[map(name = "LB_NEW_TAGS")]
+static LB_NEW_TAGS: Array<NewFlowTags> = Array::with_max_entries(NEW_FLOW_SETS, 0);
 #[map(name = "LB_BACKEND_VIPS")]
 static LB_BACKEND_VIPS: HashMap<ServiceKey, BackendVips> =
     HashMap::with_max_entries(MAX_BACKENDS, 0);
@@ -501,11 +503,15 @@ fn to_service(ctx: &XdpContext, pkt: &Packet, service: Service) -> (Counter, u32
         return (Counter::PassStandby, XDP_PASS);
     }
     let slot = unconfirmed::client_slot(&pkt.key);
-    let set = LB_NEW_FLOWS.get_ptr_mut(slot.set);
+    let set = LB_NEW_TAGS
+        .get_ptr_mut(slot.set)
+        .zip(LB_NEW_FLOWS.get_ptr_mut(slot.set));
     // A packet other than a SYN confirms the flow: its way is freed.
-    let pinned = set.and_then(|set| {
-        // SAFETY: a map value pointer from a successful lookup.
-        unsafe { unconfirmed::take_flow(set, &pkt.key, slot.tag, !pkt.syn, with_live_backend) }
+    let pinned = set.and_then(|(tags, ways)| {
+        // SAFETY: map value pointers from successful lookups of one set.
+        unsafe {
+            unconfirmed::take_flow(tags, ways, &pkt.key, slot.tag, !pkt.syn, with_live_backend)
+        }
     });
     let (flow, backend, new_flow) = match pinned {
         Some((flow, backend)) => {
@@ -521,9 +527,9 @@ fn to_service(ctx: &XdpContext, pkt: &Packet, service: Service) -> (Counter, u32
             let Some((flow, backend)) = new_pick(pkt, &service) else {
                 return (Counter::DropNoBackend, XDP_DROP);
             };
-            if let Some(set) = set {
+            if let Some((tags, ways)) = set {
                 // SAFETY: as above.
-                unsafe { pin(set, slot.tag, pkt, &flow) };
+                unsafe { pin(tags, ways, slot.tag, pkt, &flow) };
             }
             (flow, backend, true)
         }
@@ -606,9 +612,10 @@ fn with_live_backend(flow: Flow) -> Option<(Flow, Backend)> {
 #[inline(always)]
 fn unconfirmed_flow(key: &FlowKey) -> Option<(Flow, Backend)> {
     let slot = unconfirmed::client_slot(key);
-    let set = LB_NEW_FLOWS.get_ptr_mut(slot.set)?;
-    // SAFETY: a map value pointer from a successful lookup.
-    unsafe { unconfirmed::take_flow(set, key, slot.tag, false, with_live_backend) }
+    let tags = LB_NEW_TAGS.get_ptr_mut(slot.set)?;
+    let ways = LB_NEW_FLOWS.get_ptr(slot.set)?;
+    // SAFETY: map value pointers from successful lookups of one set.
+    unsafe { unconfirmed::take_flow(tags, ways, key, slot.tag, false, with_live_backend) }
 }
 
 /// How to translate the answer (backend-side `key`) of an unconfirmed NAT
@@ -616,10 +623,11 @@ fn unconfirmed_flow(key: &FlowKey) -> Option<(Flow, Backend)> {
 #[inline(always)]
 fn unconfirmed_reply(key: &FlowKey) -> Option<*const Reply> {
     let slot = unconfirmed::reply_slot(key);
-    let set = LB_NEW_FLOWS.get_ptr(slot.set)?;
+    let tags = LB_NEW_TAGS.get(slot.set)?;
+    let ways = LB_NEW_FLOWS.get_ptr(slot.set)?;
     // SAFETY: a map value pointer from a successful lookup.
-    let set = unsafe { &*set };
-    unconfirmed::find_reply(set, key, slot.tag, |id| {
+    let ways = unsafe { &*ways };
+    unconfirmed::find_reply(tags, ways, key, slot.tag, |id| {
         LB_BACKENDS.get(id).is_some_and(|b| b.is_source_of(key))
     })
 }
@@ -644,17 +652,18 @@ fn maglev_pick(service: u32, key: &FlowKey) -> Option<u32> {
     (id != NO_BACKEND).then_some(id)
 }
 
-/// Records the new flow's pick as unconfirmed in `set` (for NAT also how to
-/// translate its answers): a flood of new flows churns only this table,
+/// Records the new flow's pick as unconfirmed in its set (for NAT also how
+/// to translate its answers): a flood of new flows churns only this table,
 /// never the confirmed flows of [`confirm`].
 ///
 /// # Safety
-/// `set` is a value pointer of `LB_NEW_FLOWS` from a successful lookup.
+/// `tags` and `ways` are value pointers of `LB_NEW_TAGS` and
+/// `LB_NEW_FLOWS` from successful lookups of the same set.
 #[inline(always)]
-unsafe fn pin(set: *mut NewFlowSet, tag: u8, pkt: &Packet, flow: &Flow) {
+unsafe fn pin(tags: *mut NewFlowTags, ways: *mut NewFlowWays, tag: u8, pkt: &Packet, flow: &Flow) {
     count(Counter::FlowsUnconfirmed);
     // SAFETY: per the contract.
-    unsafe { unconfirmed::remember(set, &pkt.key, tag, flow) };
+    unsafe { unconfirmed::remember(tags, ways, &pkt.key, tag, flow) };
 }
 
 /// The client's second packet confirms the flow: it moves into the

@@ -82,7 +82,7 @@ fn a_full_set_gives_up_the_way_written_longest_ago_and_a_confirmed_flow_frees_it
             ensure!(target == lb.predicted(&spec, syn)?, "{syn:?}");
             targets.push(target);
         }
-        let full = lb.dp.new_flow_set(set)?;
+        let (full, _) = lb.dp.new_flow_set(set)?;
         ensure!(full.tags.iter().all(|&tag| tag != 0), "{full:?} not full");
         for (syn, &target) in flows[..ways].iter().zip(&targets) {
             let (answer, translated) = syn_ack(syn, target);
