@@ -278,9 +278,13 @@ fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
     // A clear bit: no service has the destination, so no flow either, and
     // the reply table is the one lookup (the answer of a NAT flow).
     if maybe_service(&pkt.key) {
-        if may_be_confirmed(pkt)
-            && let Some(pinned) = pinned_flow(&LB_FLOWS, &pkt.key)
-        {
+        // A new flow's SYN: `lb_unconfirmed` looks its service up. (A
+        // SYN-ACK whose client shares the bit of a service's address goes
+        // there too, where its reply entry is found or rebuilt.)
+        if !may_be_confirmed(pkt) {
+            return to_unconfirmed(ctx);
+        }
+        if let Some(pinned) = pinned_flow(&LB_FLOWS, &pkt.key) {
             return to_pinned_backend(ctx, pkt, pinned);
         }
         if LB_SERVICES.get_ptr(&service_key(pkt)).is_some() {

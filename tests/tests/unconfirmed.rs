@@ -146,3 +146,56 @@ fn an_answer_from_another_backend_or_port_is_not_translated() {
         Ok(())
     });
 }
+
+/// A client whose address is also a service's (another VIP of this node):
+/// its SYN-ACKs pass the service address's bit, and a SYN whose flow filter
+/// bit is clear goes straight to `lb_unconfirmed`, which must translate it
+/// from the unconfirmed way, and after the confirmation (a SYN-ACK sent
+/// again) from the reply entry, rebuilt if needed; the backend's next
+/// packets from the reply table.
+#[test]
+fn the_answers_to_a_client_that_is_also_a_vip_are_translated() {
+    with_lb(|lb| {
+        let spec = service(false, Protocol::Tcp, Mode::Nat, 80, 8080, 3);
+        // An address of the client subnet that no host of the fixture
+        // takes (no neighbour entry: translated answers go to the kernel).
+        let client = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3)), 41000);
+        let syn = first(&spec, 41000, packets::SYN).src(client);
+        let other = ServiceSpec {
+            vip: syn.src.ip(),
+            port: 9999,
+            ..service(false, Protocol::Tcp, Mode::Nat, 9999, 8080, 1)
+        };
+        lb.configure(&[spec.clone(), other])?;
+        lb.send(&syn.build(), lb.ext)?;
+        let target = lb.pinned(&syn)?.context("SYN not pinned")?;
+        let (answer, translated) = syn_ack(&syn, target);
+        lb.expect(&answer, lb.int, translated.clone())
+            .context("the SYN-ACK of the unconfirmed flow")?;
+
+        assert_eq!(
+            lb.send(&ack(&syn).build(), lb.ext)?.action,
+            Action::Redirect
+        );
+        ensure!(lb.confirmed(&syn)? == Some(target));
+        lb.expect(&answer, lb.int, translated)
+            .context("the SYN-ACK sent again, after the confirmation")?;
+
+        let data = Frame {
+            l4: ACK,
+            ..answer.clone()
+        };
+        let translated = data.clone().src(syn.dst);
+        lb.expect(
+            &data,
+            lb.int,
+            Expect::Rewritten(Action::Pass, translated.build()),
+        )
+        .context("the backend's next packet")?;
+        // The SYN-ACK sent again skipped the reply table (a SYN to a
+        // service's address whose filter bit is clear goes straight to
+        // `lb_unconfirmed`) and was translated from a rebuilt entry.
+        assert_eq!(lb.dp.counter(Counter::RepliesRebuilt)?, 1);
+        Ok(())
+    });
+}
