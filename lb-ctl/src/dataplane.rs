@@ -19,9 +19,9 @@ use aya::{
 };
 use lb_common::{
     AF_INET, AF_INET6, Backend, BackendVips, Counter, FloatingKey, Flow, FlowKey, ICMP_PROGRAM,
-    JUMP_ICMP, JUMP_TTL, JUMP_UNCONFIRMED, MAGLEV_TABLE_SIZE, MaglevTable, NO_BACKEND, NewFlowTags,
-    NewFlowWays, Reply, Service, ServiceKey, Settings, TTL_PROGRAM, Traffic, UNCONFIRMED_PROGRAM,
-    XDP_PROGRAM, hash, maps,
+    JUMP_ICMP, JUMP_TTL, JUMP_UNCONFIRMED, MAGLEV_NO_BACKEND, MAGLEV_TABLE_SIZE, MaglevTable,
+    NewFlowTags, NewFlowWays, Reply, Service, ServiceKey, Settings, TTL_PROGRAM, Traffic,
+    UNCONFIRMED_PROGRAM, XDP_PROGRAM, hash, maps,
 };
 
 use crate::{
@@ -297,7 +297,8 @@ impl Dataplane {
         let maglev: HashMap<_, u32, MaglevTable> = map_ref(&self.ebpf, maps::MAGLEV)?;
         for entry in maglev.iter() {
             let (id, table) = entry.context("reading the Maglev tables")?;
-            tables.maglev.insert(id, table.backends.to_vec());
+            let slots = table.backends.iter().map(|&slot| MaglevTable::id_of(slot));
+            tables.maglev.insert(id, slots.collect());
         }
         Ok(tables)
     }
@@ -344,7 +345,7 @@ impl Dataplane {
         {
             let mut tables: HashMap<_, u32, MaglevTable> = map_mut(&mut self.ebpf, maps::MAGLEV)?;
             let mut table = Box::new(MaglevTable {
-                backends: [NO_BACKEND; MAGLEV_TABLE_SIZE as usize],
+                backends: [MAGLEV_NO_BACKEND; MAGLEV_TABLE_SIZE as usize],
             });
             for (id, slots) in &ops.put_tables {
                 if slots.len() != table.backends.len() {
@@ -354,7 +355,13 @@ impl Dataplane {
                         table.backends.len()
                     );
                 }
-                table.backends.copy_from_slice(slots);
+                for (to, &backend) in table.backends.iter_mut().zip(slots) {
+                    *to = MaglevTable::slot_of(backend).with_context(|| {
+                        format!(
+                            "Maglev table of service {id}: backend id {backend} is out of range"
+                        )
+                    })?;
+                }
                 tables
                     .insert(id, table.as_ref(), 0)
                     .with_context(|| format!("writing the Maglev table of service {id}"))?;
@@ -592,9 +599,13 @@ impl Dataplane {
 /// adoption writes whole: a pinned one of another layout (an older
 /// version's) is replaced alone and the others are adopted, so that an
 /// upgrade that changes only these keeps the connections.
-const DISPOSABLE_MAPS: [&str; 11] = [
+const DISPOSABLE_MAPS: [&str; 12] = [
     // Rebuilt from the connection table when adopted.
     maps::FLOW_FILTER,
+    // Read back when adopted: a new, empty map has no table, so the first
+    // plan writes every one, before the program is replaced (the previous
+    // program keeps the map it had until then).
+    maps::MAGLEV,
     // Handshakes under way: one that loses its unconfirmed way is picked
     // again by Maglev (the same backend unless the set changed); the answer
     // of a NAT backend that loses it goes to the kernel, and the client's

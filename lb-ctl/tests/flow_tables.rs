@@ -265,6 +265,27 @@ fn an_upgrade_that_changes_only_caches_keeps_the_flows_and_any_other_forgets_the
     );
     ensure!(dir.0.join(lb_common::maps::NEW_FLOW_TAGS).exists());
     drop(second);
+    // The Maglev tables of the version before (32-bit slots): replaced
+    // alone (the first plan writes every table into the new map).
+    pin_other_layout(
+        &dir.0,
+        lb_common::maps::MAGLEV,
+        &[
+            "type", "hash", "key", "4", "value", "262148", "entries", "1024", "flags", "1",
+        ],
+    )?;
+    let (second, state) = Dataplane::open(&dir.0)?;
+    ensure!(state == PinState::Adopted, "{state:?}");
+    ensure!(
+        second.dump_flows()? == [(key(1), flow(1))],
+        "the flows were lost"
+    );
+    let info = aya::maps::MapInfo::from_pin(dir.0.join(lb_common::maps::MAGLEV))?;
+    ensure!(
+        info.value_size() as usize == size_of::<lb_common::MaglevTable>(),
+        "the Maglev tables were not replaced"
+    );
+    drop(second);
     // The connection table of another layout: everything is replaced.
     pin_other_layout(
         &dir.0,

@@ -652,7 +652,7 @@ fn maglev_pick(service: u32, key: &FlowKey) -> Option<u32> {
     let slot = core::hint::black_box(hash::maglev_slot(key) as usize);
     // SAFETY: a map value pointer from a successful lookup; `get` checks the
     // slot against the table's length.
-    let id = *unsafe { &(*table).backends }.get(slot)?;
+    let id = MaglevTable::id_of(*unsafe { &(*table).backends }.get(slot)?);
     (id != NO_BACKEND).then_some(id)
 }
 

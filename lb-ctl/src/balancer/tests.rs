@@ -189,6 +189,21 @@ fn adopting_the_maps_of_a_previous_daemon_changes_nothing_that_is_still_there() 
 }
 
 #[test]
+fn adopted_maps_without_maglev_tables_get_every_table_back() {
+    // An upgrade that changed the tables' layout replaces their map alone:
+    // adopted empty, it must be written whole before the program is.
+    let (before, _) = Balancer::new().plan(&[three()]).unwrap();
+    let mut adopted = before.tables().clone();
+    adopted.maglev.clear();
+    let (after, ops) = Balancer::adopt(adopted).plan(&[three()]).unwrap();
+    assert_eq!(after.tables(), before.tables());
+    let put: Vec<_> = ops.put_tables.iter().map(|(id, _)| *id).collect();
+    let want: Vec<_> = before.tables().maglev.keys().copied().collect();
+    assert_eq!(put, want);
+    assert!(ops.put_services.is_empty() && ops.put_backends.is_empty());
+}
+
+#[test]
 fn bad_configurations_are_refused_with_what_and_where() {
     let mut dsr = three();
     dsr.mode = Mode::Dsr;
