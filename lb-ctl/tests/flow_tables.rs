@@ -217,75 +217,62 @@ fn an_upgrade_that_changes_only_caches_keeps_the_flows_and_any_other_forgets_the
     let (mut first, _) = Dataplane::open(&dir.0)?;
     first.write_flows(&[(key(1), flow(1))])?;
     drop(first);
-    // The next-hop cache of the version before (an LRU hash by address).
-    pin_other_layout(
-        &dir.0,
-        lb_common::maps::CLIENT_HOPS,
-        &[
-            "type",
-            "lru_percpu_hash",
-            "key",
-            "16",
-            "value",
-            "32",
-            "entries",
-            "16384",
-        ],
-    )?;
-    let (second, state) = Dataplane::open(&dir.0)?;
-    ensure!(state == PinState::Adopted, "{state:?}");
-    ensure!(
-        second.dump_flows()? == [(key(1), flow(1))],
-        "the flows were lost"
-    );
-    let info = aya::maps::MapInfo::from_pin(dir.0.join(lb_common::maps::CLIENT_HOPS))?;
-    ensure!(info.key_size() == 4, "the cache was not replaced");
-    drop(second);
-    // The unconfirmed table of the version before (each set's tags inside
-    // its 232 bytes, no table of tags): handshakes under way only, replaced
-    // alone; the table of tags is new.
-    pin_other_layout(
-        &dir.0,
-        lb_common::maps::NEW_FLOWS,
-        &[
-            "type", "array", "key", "4", "value", "232", "entries", "65536",
-        ],
-    )?;
-    std::fs::remove_file(dir.0.join(lb_common::maps::NEW_FLOW_TAGS))?;
-    let (second, state) = Dataplane::open(&dir.0)?;
-    ensure!(state == PinState::Adopted, "{state:?}");
-    ensure!(
-        second.dump_flows()? == [(key(1), flow(1))],
-        "the flows were lost"
-    );
-    let info = aya::maps::MapInfo::from_pin(dir.0.join(lb_common::maps::NEW_FLOWS))?;
-    ensure!(
-        info.value_size() as usize == size_of::<lb_common::NewFlowWays>(),
-        "the unconfirmed table was not replaced"
-    );
+    // Maps the version before had of another layout, each replaced alone
+    // while the flows are kept, as `(name, bpftool's spec, the new map's
+    // key and value sizes)`:
+    let older: [(&str, &[&str], (usize, usize)); 3] = [
+        // the next-hop cache (an LRU hash by address);
+        (
+            lb_common::maps::CLIENT_HOPS,
+            &[
+                "type",
+                "lru_percpu_hash",
+                "key",
+                "16",
+                "value",
+                "32",
+                "entries",
+                "16384",
+            ],
+            (4, size_of::<lb_common::ClientHop>()),
+        ),
+        // the unconfirmed table (each set's tags inside its 232 bytes, no
+        // table of tags): handshakes under way only; the tags are new;
+        (
+            lb_common::maps::NEW_FLOWS,
+            &[
+                "type", "array", "key", "4", "value", "232", "entries", "65536",
+            ],
+            (4, size_of::<lb_common::NewFlowWays>()),
+        ),
+        // the Maglev tables (32-bit slots): the first plan writes every
+        // table into the new map.
+        (
+            lb_common::maps::MAGLEV,
+            &[
+                "type", "hash", "key", "4", "value", "262148", "entries", "1024", "flags", "1",
+            ],
+            (4, size_of::<lb_common::MaglevTable>()),
+        ),
+    ];
+    for (name, spec, (key_size, value_size)) in older {
+        pin_other_layout(&dir.0, name, spec)?;
+        if name == lb_common::maps::NEW_FLOWS {
+            std::fs::remove_file(dir.0.join(lb_common::maps::NEW_FLOW_TAGS))?;
+        }
+        let (second, state) = Dataplane::open(&dir.0)?;
+        ensure!(state == PinState::Adopted, "{name}: {state:?}");
+        ensure!(
+            second.dump_flows()? == [(key(1), flow(1))],
+            "{name}: the flows were lost"
+        );
+        let info = aya::maps::MapInfo::from_pin(dir.0.join(name))?;
+        ensure!(
+            (info.key_size() as usize, info.value_size() as usize) == (key_size, value_size),
+            "{name} was not replaced"
+        );
+    }
     ensure!(dir.0.join(lb_common::maps::NEW_FLOW_TAGS).exists());
-    drop(second);
-    // The Maglev tables of the version before (32-bit slots): replaced
-    // alone (the first plan writes every table into the new map).
-    pin_other_layout(
-        &dir.0,
-        lb_common::maps::MAGLEV,
-        &[
-            "type", "hash", "key", "4", "value", "262148", "entries", "1024", "flags", "1",
-        ],
-    )?;
-    let (second, state) = Dataplane::open(&dir.0)?;
-    ensure!(state == PinState::Adopted, "{state:?}");
-    ensure!(
-        second.dump_flows()? == [(key(1), flow(1))],
-        "the flows were lost"
-    );
-    let info = aya::maps::MapInfo::from_pin(dir.0.join(lb_common::maps::MAGLEV))?;
-    ensure!(
-        info.value_size() as usize == size_of::<lb_common::MaglevTable>(),
-        "the Maglev tables were not replaced"
-    );
-    drop(second);
     // The connection table of another layout: everything is replaced.
     pin_other_layout(
         &dir.0,
