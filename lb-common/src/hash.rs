@@ -38,13 +38,25 @@ pub fn flow_hash(key: &FlowKey) -> u32 {
 /// bits of the flow hash, whose low bits pick the Maglev slot.
 #[inline(always)]
 pub fn flow_filter_bit(key: &FlowKey) -> u32 {
-    (flow_hash(key) >> 12) & (64 * crate::FLOW_FILTER_WORDS - 1)
+    flow_filter_bit_of(flow_hash(key))
+}
+
+/// [`flow_filter_bit`] of a flow hash already taken.
+#[inline(always)]
+pub fn flow_filter_bit_of(flow_hash: u32) -> u32 {
+    (flow_hash >> 12) & (64 * crate::FLOW_FILTER_WORDS - 1)
 }
 
 /// The Maglev slot of a flow.
 #[inline(always)]
 pub fn maglev_slot(key: &FlowKey) -> u32 {
-    flow_hash(key) % crate::MAGLEV_TABLE_SIZE
+    maglev_slot_of(flow_hash(key))
+}
+
+/// [`maglev_slot`] of a flow hash already taken.
+#[inline(always)]
+pub fn maglev_slot_of(flow_hash: u32) -> u32 {
+    flow_hash % crate::MAGLEV_TABLE_SIZE
 }
 
 /// Where a flow with this client address and port lives in

@@ -137,6 +137,12 @@ pub mod maps {
     /// packet. A lease that passes is noticed within a jiffy (4 ms at
     /// HZ=250); a new lease value is compared at once.
     pub const FENCE_CHECK: &str = "LB_FENCE_CHECK";
+    /// `PerCpuArray<FlowHashMemo>`, one entry: the flow hash of the last
+    /// new flow's SYN `lb_xdp` hashed on this CPU (for the flow filter),
+    /// with its key. `lb_unconfirmed`, which the SYN is handed to, takes
+    /// its Maglev slot from it rather than hashing the 5-tuple again; a
+    /// memo of another key is not used (a zeroed one matches no key).
+    pub const FLOW_HASH: &str = "LB_FLOW_HASH";
     /// `RingBuf` of [`super::FlowRecord`]s: every flow the program pins
     /// (new, or picked again), reported for replication to the standby
     /// while [`REPLICATE`] is on. Never waited on: a full ring is counted
@@ -397,6 +403,30 @@ pub struct FlowKey {
     pub proto: u8,
     pub family: u8,
     pub pad: [u8; 2],
+}
+
+impl FlowKey {
+    /// The same 5-tuple (field by field, without a memory comparison,
+    /// which the BPF target would make a call of).
+    #[inline(always)]
+    pub fn is(&self, other: &FlowKey) -> bool {
+        (self.family == other.family)
+            & (self.proto == other.proto)
+            & (self.sport == other.sport)
+            & (self.dport == other.dport)
+            && same_addr(&self.src, &other.src)
+            && same_addr(&self.dst, &other.dst)
+    }
+}
+
+/// The value of [`maps::FLOW_HASH`]: a flow key and its
+/// [`hash::flow_hash`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowHashMemo {
+    pub key: FlowKey,
+    pub hash: u32,
+    pub pad: u32,
 }
 
 /// A flow's pinned backend.
@@ -1043,6 +1073,7 @@ mod pod {
     unsafe impl aya::Pod for Flow {}
     unsafe impl aya::Pod for Reply {}
     unsafe impl aya::Pod for NewFlowTags {}
+    unsafe impl aya::Pod for FlowHashMemo {}
     unsafe impl aya::Pod for NewFlowWays {}
     unsafe impl aya::Pod for BackendVips {}
     unsafe impl aya::Pod for Settings {}
@@ -1204,6 +1235,7 @@ mod tests {
         assert_eq!(size_of::<Service>(), 12);
         assert_eq!(size_of::<Backend>(), 16 + 2 + 1 + 1 + 4);
         assert_eq!(size_of::<FlowKey>(), 40);
+        assert_eq!(size_of::<FlowHashMemo>(), 40 + 4 + 4);
         assert_eq!(size_of::<Flow>(), 16);
         assert_eq!(size_of::<Reply>(), 28);
         assert_eq!(size_of::<ClientHop>(), 16 + size_of::<NextHop>());

@@ -39,7 +39,7 @@ pub use flows::{
 /// Every map of the object with the (key size, value size, max entries) this
 /// build expects: pinned maps that differ were made by an incompatible
 /// version.
-fn expected_maps() -> [(&'static str, usize, usize, u32); 25] {
+fn expected_maps() -> [(&'static str, usize, usize, u32); 26] {
     use core::mem::size_of;
     use lb_common::*;
     [
@@ -101,6 +101,7 @@ fn expected_maps() -> [(&'static str, usize, usize, u32); 25] {
         (maps::FLOATING, size_of::<FloatingKey>(), 1, MAX_FLOATING),
         (maps::LEASE, 4, 8, 1),
         (maps::FENCE_CHECK, 4, size_of::<FenceCheck>(), 1),
+        (maps::FLOW_HASH, 4, size_of::<FlowHashMemo>(), 1),
         (maps::REPLICATE, 4, 4, 1),
         // A ring buffer has no keys nor values; its size is in bytes.
         (maps::FLOW_RECORDS, 0, 0, FLOW_RECORDS_BYTES),
@@ -599,7 +600,7 @@ impl Dataplane {
 /// adoption writes whole: a pinned one of another layout (an older
 /// version's) is replaced alone and the others are adopted, so that an
 /// upgrade that changes only these keeps the connections.
-const DISPOSABLE_MAPS: [&str; 12] = [
+const DISPOSABLE_MAPS: [&str; 13] = [
     // Rebuilt from the connection table when adopted.
     maps::FLOW_FILTER,
     // Read back when adopted: a new, empty map has no table, so the first
@@ -616,6 +617,7 @@ const DISPOSABLE_MAPS: [&str; 12] = [
     maps::CLIENT_HOPS,
     maps::NEXTHOPS,
     maps::FENCE_CHECK,
+    maps::FLOW_HASH,
     maps::ICMP_BUDGET,
     maps::SERVICE_ADDRS,
     maps::BACKEND_VIPS,

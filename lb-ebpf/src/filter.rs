@@ -10,11 +10,11 @@ use core::intrinsics::{AtomicOrdering, atomic_or};
 use aya_ebpf::maps::Array;
 use lb_common::{FLOW_FILTER_READ, FlowKey, flow_filter_entry, hash};
 
-/// False when the connection table cannot hold the flow of client-side
-/// `key` (its bit is clear in the half read); true when it may.
+/// False when the connection table cannot hold a flow of filter bit `bit`
+/// (`hash::flow_filter_bit` of its client-side key: clear in the half
+/// read); true when it may.
 #[inline(always)]
-pub fn may_hold(filter: &Array<u64>, key: &FlowKey) -> bool {
-    let bit = hash::flow_filter_bit(key);
+pub fn may_hold(filter: &Array<u64>, bit: u32) -> bool {
     let half = filter.get(FLOW_FILTER_READ).map_or(0, |half| *half as u32);
     filter
         .get(flow_filter_entry(half, bit / 64))

@@ -45,11 +45,12 @@ use aya_ebpf::{
 };
 use lb_common::{
     Backend, BackendVips, CLIENT_HOP_SLOTS, ClientHop, Counter, FLOW_FILTER_ENTRIES,
-    FLOW_RECORDS_BYTES, FenceCheck, FloatingKey, Flow, FlowKey, Fragment, FragmentKey, IPPROTO_TCP,
-    IcmpBudget, JUMP_ICMP, JUMP_SLOTS, JUMP_TTL, JUMP_UNCONFIRMED, MAX_BACKEND_VIPS, MAX_BACKENDS,
-    MAX_FLOATING, MAX_FLOWS, MAX_FRAGMENTS, MAX_SERVICES, MAX_TX_PORTS, MaglevTable, NEW_FLOW_SETS,
-    NEXTHOP_TTL_JIFFIES, NO_BACKEND, NewFlowTags, NewFlowWays, NextHop, Reply, SERVICE_ADDR_WORDS,
-    Service, ServiceKey, Settings, Traffic, backend_flags, fragment_kind, hash, mode, role,
+    FLOW_RECORDS_BYTES, FenceCheck, FloatingKey, Flow, FlowHashMemo, FlowKey, Fragment,
+    FragmentKey, IPPROTO_TCP, IcmpBudget, JUMP_ICMP, JUMP_SLOTS, JUMP_TTL, JUMP_UNCONFIRMED,
+    MAX_BACKEND_VIPS, MAX_BACKENDS, MAX_FLOATING, MAX_FLOWS, MAX_FRAGMENTS, MAX_SERVICES,
+    MAX_TX_PORTS, MaglevTable, NEW_FLOW_SETS, NEXTHOP_TTL_JIFFIES, NO_BACKEND, NewFlowTags,
+    NewFlowWays, NextHop, Reply, SERVICE_ADDR_WORDS, Service, ServiceKey, Settings, Traffic,
+    backend_flags, fragment_kind, hash, mode, role,
 };
 
 use crate::{
@@ -103,6 +104,8 @@ static LB_SVC_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_SE
 static LB_BE_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 #[map(name = "LB_LEASE")]
 static LB_LEASE: Array<u64> = Array::with_max_entries(1, 0);
+#[map(name = "LB_FLOW_HASH")]
+static LB_FLOW_HASH: PerCpuArray<FlowHashMemo> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "LB_FENCE_CHECK")]
 static LB_FENCE_CHECK: PerCpuArray<FenceCheck> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "LB_REPLICATE")]
@@ -281,7 +284,7 @@ fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
         // A new flow's SYN: `lb_unconfirmed` looks its service up. (A
         // SYN-ACK whose client shares the bit of a service's address goes
         // there too, where its reply entry is found or rebuilt.)
-        if !may_be_confirmed(pkt) {
+        if pkt.syn && is_new_flow(&pkt.key) {
             return to_unconfirmed(ctx);
         }
         if let Some(pinned) = pinned_flow(&LB_FLOWS, &pkt.key) {
@@ -298,13 +301,26 @@ fn handle(ctx: &XdpContext, pkt: &Packet) -> (Counter, u32) {
     to_unconfirmed(ctx)
 }
 
-/// Whether the packet's flow may be in the connection table: false for a
-/// SYN whose bit in the flow filter is clear (a new flow, the first packet
-/// of a flood's), true for every other packet (without a lookup: a
-/// confirmed flow's packets are not SYNs).
+/// Whether the SYN of client-side `key` is a new flow's: its bit in the
+/// flow filter is clear (the first packet of a flood's, of every
+/// connection but a reused port's), so the connection table cannot hold
+/// it. Only SYNs ask (a confirmed flow's packets are not SYNs). The flow
+/// hash, taken for the filter, is left in `LB_FLOW_HASH` for
+/// `lb_unconfirmed`'s Maglev pick.
 #[inline(always)]
-fn may_be_confirmed(pkt: &Packet) -> bool {
-    !pkt.syn || filter::may_hold(&LB_FLOW_FILTER, &pkt.key)
+fn is_new_flow(key: &FlowKey) -> bool {
+    let flow_hash = hash::flow_hash(key);
+    if filter::may_hold(&LB_FLOW_FILTER, hash::flow_filter_bit_of(flow_hash)) {
+        return false;
+    }
+    if let Some(memo) = LB_FLOW_HASH.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot; nothing else writes it while we run.
+        unsafe {
+            (*memo).key = *key;
+            (*memo).hash = flow_hash;
+        }
+    }
+    true
 }
 
 /// A new or unconfirmed flow to a service, the answer of an unconfirmed
@@ -649,11 +665,21 @@ fn maglev_pick(service: u32, key: &FlowKey) -> Option<u32> {
     let table = LB_MAGLEV.get_ptr(&service)?;
     // The modulo keeps the slot in range, but the verifier cannot see that
     // through it: hide the value from LLVM so that `get` keeps its check.
-    let slot = core::hint::black_box(hash::maglev_slot(key) as usize);
+    let slot = core::hint::black_box(hash::maglev_slot_of(flow_hash(key)) as usize);
     // SAFETY: a map value pointer from a successful lookup; `get` checks the
     // slot against the table's length.
     let id = MaglevTable::id_of(*unsafe { &(*table).backends }.get(slot)?);
     (id != NO_BACKEND).then_some(id)
+}
+
+/// The flow hash of client-side `key`: `lb_xdp`'s, left in
+/// `LB_FLOW_HASH` for this very key (see [`is_new_flow`]), else taken.
+#[inline(always)]
+fn flow_hash(key: &FlowKey) -> u32 {
+    match LB_FLOW_HASH.get(0) {
+        Some(memo) if memo.key.is(key) => memo.hash,
+        _ => hash::flow_hash(key),
+    }
 }
 
 /// Records the new flow's pick as unconfirmed in its set (for NAT also how

@@ -199,3 +199,34 @@ fn the_answers_to_a_client_that_is_also_a_vip_are_translated() {
         Ok(())
     });
 }
+
+/// `lb_xdp` leaves the flow hash of a new flow's SYN for `lb_unconfirmed`
+/// (`LB_FLOW_HASH`): a first packet of another flow that `lb_xdp` did not
+/// hash (here a TCP packet in mid-stream, as after a failover) must still
+/// be picked by its own hash, not the one left behind.
+#[test]
+fn a_first_packet_that_is_not_a_syn_is_picked_by_its_own_hash() {
+    with_lb(|lb| {
+        let spec = service(false, Protocol::Tcp, Mode::Nat, 80, 8080, 3);
+        lb.configure(std::slice::from_ref(&spec))?;
+        let syn = first(&spec, 41000, packets::SYN);
+        let syn_pick = lb.predicted(&spec, &syn)?;
+        // A flow that Maglev gives another backend than the SYN's.
+        let midstream = (41001..42000)
+            .map(|port| first(&spec, port, ACK))
+            .find(|frame| lb.predicted(&spec, frame).is_ok_and(|b| b != syn_pick))
+            .context("no flow of another backend")?;
+        assert_eq!(lb.send(&syn.build(), lb.ext)?.action, Action::Redirect);
+        ensure!(lb.pinned(&syn)? == Some(syn_pick));
+        assert_eq!(
+            lb.send(&midstream.build(), lb.ext)?.action,
+            Action::Redirect
+        );
+        ensure!(
+            lb.pinned(&midstream)? == Some(lb.predicted(&spec, &midstream)?),
+            "the mid-stream flow took the SYN's pick"
+        );
+        assert_eq!(lb.dp.counter(Counter::FlowsMidstream)?, 1);
+        Ok(())
+    });
+}
