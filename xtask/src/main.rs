@@ -2,6 +2,7 @@
 mod bench;
 mod build_ebpf;
 mod demo;
+mod profile;
 mod setup;
 mod test;
 mod toolchain;
@@ -55,7 +56,9 @@ enum Task {
         /// Which benchmark: `dataplane`.
         which: String,
         /// Passed to the benchmark (e.g. `--runs N`, `--secs S`,
-        /// `--only test-run|rig`).
+        /// `--only test-run|rig`); `--profile` runs it under `perf record`
+        /// and reports where lb's XDP programs spent their samples, by
+        /// source line (target/bench/WHICH-profile.txt).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },

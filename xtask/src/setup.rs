@@ -29,6 +29,8 @@ const PACKAGES: &[&str] = &[
     "wrk",
     "iperf3",
     "keepalived",
+    // `cargo xtask bench ... --profile` (xtask/src/profile.rs).
+    "linux-perf",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
