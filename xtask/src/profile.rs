@@ -36,6 +36,8 @@ const FREQUENCY: &str = "20000";
 const POLL: Duration = Duration::from_millis(500);
 /// Lines shown per program.
 const TOP_LINES: usize = 25;
+/// Symbols shown (kernel and user space, programs among them).
+const TOP_SYMBOLS: usize = 30;
 /// Programs looked at: lb's own.
 const PREFIX: &str = "lb_";
 
@@ -201,8 +203,10 @@ fn render(functions: &Functions, script: &str) -> String {
     // function (by program name) -> line index (None: before the first
     // record) -> samples
     let mut counts: BTreeMap<&str, HashMap<Option<usize>, u64>> = BTreeMap::new();
+    let mut by_symbol: HashMap<&str, u64> = HashMap::new();
     for sample in script.lines() {
         total += 1;
+        *by_symbol.entry(symbol(sample)).or_default() += 1;
         let Some((tag, offset)) = jit_sample(sample) else {
             continue;
         };
@@ -239,6 +243,15 @@ fn render(functions: &Functions, script: &str) -> String {
     for err in &functions.errors {
         let _ = writeln!(out, "  not read: {err}");
     }
+    // The kernel's own functions show beside the programs: the map
+    // lookups a program calls (a hash table's walk, `memcmp` of its key)
+    // are theirs, not the program's.
+    let mut symbols: Vec<_> = by_symbol.into_iter().collect();
+    symbols.sort_by_key(|&(name, n)| (std::cmp::Reverse(n), name));
+    let _ = writeln!(out, "\nsymbols, all samples:");
+    for (name, n) in symbols.into_iter().take(TOP_SYMBOLS) {
+        let _ = writeln!(out, "  {n:7} {:5.2} %  {name}", percent(n, total));
+    }
     let mut ordered: Vec<_> = counts.iter().collect();
     ordered.sort_by_key(|(_, lines)| std::cmp::Reverse(lines.values().sum::<u64>()));
     for (program, lines) in ordered {
@@ -270,6 +283,13 @@ fn percent(part: u64, whole: u64) -> f64 {
     } else {
         100.0 * part as f64 / whole as f64
     }
+}
+
+/// The symbol of a `perf script -F ip,sym,symoff` line, without its
+/// offset.
+fn symbol(line: &str) -> &str {
+    let sym = line.split_whitespace().nth(1).unwrap_or("[unknown]");
+    sym.rsplit_once("+0x").map_or(sym, |(name, _)| name)
 }
 
 /// The function tag and offset of a `perf script -F ip,sym,symoff` line
@@ -568,14 +588,19 @@ mod tests {
             lines: vec![line(7), line(9)],
             ..Functions::default()
         };
-        let script = "bpf_prog_0102030405060708_lb_xdp+0x8\n\
-                      bpf_prog_0102030405060708_lb_xdp+0x10\n\
-                      bpf_prog_0102030405060708_lb_xdp+0x1f\n\
-                      bpf_prog_0102030405060708_lb_xdp+0x20\n\
-                      bpf_prog_ffffffffffffffff_other+0x20\n\
-                      do_syscall_64+0x4f\n";
+        let script = " ffffffffc0000008 bpf_prog_0102030405060708_lb_xdp+0x8\n\
+                      ffffffffc0000010 bpf_prog_0102030405060708_lb_xdp+0x10\n\
+                      ffffffffc000001f bpf_prog_0102030405060708_lb_xdp+0x1f\n\
+                      ffffffffc0000020 bpf_prog_0102030405060708_lb_xdp+0x20\n\
+                      ffffffffc0001020 bpf_prog_ffffffffffffffff_other+0x20\n\
+                      ffffffff8154568d do_syscall_64+0x4f\n";
         let report = render(&functions, script);
         assert!(report.contains("6 cpu-clock samples"), "{report}");
+        assert!(
+            report.contains("4 66.67 %  bpf_prog_0102030405060708_lb_xdp"),
+            "{report}"
+        );
+        assert!(report.contains("1 16.67 %  do_syscall_64"), "{report}");
         assert!(
             report.contains("1 samples in BPF functions not seen"),
             "{report}"
