@@ -16,9 +16,10 @@ use std::{
     collections::{BTreeMap, HashMap},
     fmt::Write as _,
     fs,
+    io::{BufRead as _, BufReader},
     os::fd::{FromRawFd as _, OwnedFd},
     path::Path,
-    process::Command,
+    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -86,18 +87,24 @@ pub fn run(bench: &mut Command, data: &Path, report: &Path) -> Result<()> {
     if !status.success() {
         bail!("the benchmark under perf failed ({status})");
     }
-    let script = Command::new("perf")
+    // Read as it comes: a whole bench's samples are millions of lines.
+    let mut script = Command::new("perf")
         .args(["script", "-F", "ip,sym,symoff", "-i"])
         .arg(data)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
         .context("could not start perf script")?;
-    if !script.status.success() {
-        bail!(
-            "perf script failed: {}",
-            String::from_utf8_lossy(&script.stderr).trim()
-        );
+    let mut tally = Tally::default();
+    let stdout = script.stdout.take().context("perf script's output")?;
+    for line in BufReader::new(stdout).lines() {
+        tally.add(&functions, &line.context("reading perf script's output")?);
     }
-    let text = render(&functions, &String::from_utf8_lossy(&script.stdout));
+    let status = script.wait().context("waiting for perf script")?;
+    if !status.success() {
+        bail!("perf script -i {} failed ({status})", data.display());
+    }
+    let text = render(&functions, &tally);
     fs::write(report, &text).with_context(|| format!("writing {}", report.display()))?;
     println!("{text}");
     println!("[bench] profile written to {}", report.display());
@@ -195,36 +202,60 @@ impl Functions {
     }
 }
 
-/// The report: every sampled function of lb's programs, its share of all
-/// samples, its lines by samples.
-fn render(functions: &Functions, script: &str) -> String {
-    let mut total = 0u64;
-    let mut other_bpf = 0u64;
-    // function (by program name) -> line index (None: before the first
-    // record) -> samples
-    let mut counts: BTreeMap<&str, HashMap<Option<usize>, u64>> = BTreeMap::new();
-    let mut by_symbol: HashMap<&str, u64> = HashMap::new();
-    for sample in script.lines() {
-        total += 1;
-        *by_symbol.entry(symbol(sample)).or_default() += 1;
+/// The samples counted: all, by symbol, and by program and source line.
+#[derive(Default)]
+struct Tally {
+    total: u64,
+    /// Samples in BPF functions not seen while loaded.
+    other_bpf: u64,
+    by_symbol: HashMap<String, u64>,
+    /// Function (by program name) -> line index (None: before the first
+    /// record) -> samples.
+    counts: BTreeMap<String, HashMap<Option<usize>, u64>>,
+}
+
+impl Tally {
+    /// Counts one line of `perf script -F ip,sym,symoff`.
+    fn add(&mut self, functions: &Functions, sample: &str) {
+        self.total += 1;
+        let name = symbol(sample);
+        match self.by_symbol.get_mut(name) {
+            Some(n) => *n += 1,
+            None => {
+                self.by_symbol.insert(name.to_owned(), 1);
+            }
+        }
         let Some((tag, offset)) = jit_sample(sample) else {
-            continue;
+            return;
         };
         let Some(function) = functions.by_tag.get(&tag) else {
-            other_bpf += 1;
-            continue;
+            self.other_bpf += 1;
+            return;
         };
         let at = function
             .records
             .partition_point(|&(start, _)| start <= offset)
             .checked_sub(1)
             .map(|i| function.records[i].1);
-        *counts
-            .entry(function.program.as_str())
+        *self
+            .counts
+            .entry(function.program.clone())
             .or_default()
             .entry(at)
             .or_default() += 1;
     }
+}
+
+/// The report: every sampled function of lb's programs, its share of all
+/// samples, its lines by samples.
+fn render(functions: &Functions, tally: &Tally) -> String {
+    let Tally {
+        total,
+        other_bpf,
+        by_symbol,
+        counts,
+    } = tally;
+    let (total, other_bpf) = (*total, *other_bpf);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -246,7 +277,7 @@ fn render(functions: &Functions, script: &str) -> String {
     // The kernel's own functions show beside the programs: the map
     // lookups a program calls (a hash table's walk, `memcmp` of its key)
     // are theirs, not the program's.
-    let mut symbols: Vec<_> = by_symbol.into_iter().collect();
+    let mut symbols: Vec<(&str, u64)> = by_symbol.iter().map(|(k, &n)| (k.as_str(), n)).collect();
     symbols.sort_by_key(|&(name, n)| (std::cmp::Reverse(n), name));
     let _ = writeln!(out, "\nsymbols, all samples:");
     for (name, n) in symbols.into_iter().take(TOP_SYMBOLS) {
@@ -594,7 +625,11 @@ mod tests {
                       ffffffffc0000020 bpf_prog_0102030405060708_lb_xdp+0x20\n\
                       ffffffffc0001020 bpf_prog_ffffffffffffffff_other+0x20\n\
                       ffffffff8154568d do_syscall_64+0x4f\n";
-        let report = render(&functions, script);
+        let mut tally = Tally::default();
+        for line in script.lines() {
+            tally.add(&functions, line);
+        }
+        let report = render(&functions, &tally);
         assert!(report.contains("6 cpu-clock samples"), "{report}");
         assert!(
             report.contains("4 66.67 %  bpf_prog_0102030405060708_lb_xdp"),
