@@ -13,7 +13,7 @@
 //! holds most of its program's samples (docs/benchmarks.md, "Finding where
 //! the time goes").
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     fmt::Write as _,
     fs,
     io::{BufRead as _, BufReader},
@@ -133,7 +133,8 @@ struct Functions {
     by_tag: HashMap<[u8; 8], Function>,
     lines: Vec<Line>,
     line_index: HashMap<Line, usize>,
-    programs_seen: Vec<(u32, String)>,
+    /// Program ids looked at (lb's or not, read or not).
+    programs_seen: HashSet<u32>,
     errors: Vec<String>,
 }
 
@@ -143,21 +144,15 @@ impl Functions {
         let mut id = 0;
         while let Some(next) = bpf::next_program_id(id) {
             id = next;
-            if self.programs_seen.iter().any(|(seen, _)| *seen == id) {
+            // Each program is asked once: one unloaded between the two
+            // calls, or not readable, is not asked again.
+            if !self.programs_seen.insert(id) {
                 continue;
             }
             match bpf::program(id) {
-                Ok(Some(program)) if program.name.starts_with(PREFIX) => {
-                    self.programs_seen.push((id, program.name.clone()));
-                    self.add(program);
-                }
-                Ok(_) => self.programs_seen.push((id, String::new())),
-                // Unloaded between the two calls, or not readable: not
-                // asked again.
-                Err(err) => {
-                    self.programs_seen.push((id, String::new()));
-                    self.errors.push(format!("program {id}: {err:#}"));
-                }
+                Ok(Some(program)) => self.add(program),
+                Ok(None) => {}
+                Err(err) => self.errors.push(format!("program {id}: {err:#}")),
             }
         }
     }
@@ -413,6 +408,13 @@ mod bpf {
         buf[at..at + value.len()].copy_from_slice(value);
     }
 
+    /// Asks `info` for an array: its count `nr` at `nr_at`, and the
+    /// buffer the kernel fills at `ptr_at`.
+    fn ask(info: &mut [u8], nr_at: usize, nr: usize, ptr_at: usize, buffer: &mut [u8]) {
+        put(info, nr_at, &(nr as u32).to_ne_bytes());
+        put(info, ptr_at, &(buffer.as_mut_ptr() as u64).to_ne_bytes());
+    }
+
     pub fn next_program_id(after: u32) -> Option<u32> {
         let mut attr = [0u8; 128];
         put(&mut attr, 0, &after.to_ne_bytes());
@@ -469,54 +471,35 @@ mod bpf {
         let mut jited_lines = vec![0u8; nr_jited_lines * 8];
         let mut tags = vec![0u8; nr_tags * 8];
         let mut second = [0u8; INFO_LEN];
-        put(
+        ask(
             &mut second,
             NR_JITED_KSYMS,
-            &(nr_ksyms as u32).to_ne_bytes(),
-        );
-        put(
-            &mut second,
+            nr_ksyms,
             JITED_KSYMS,
-            &(ksyms.as_mut_ptr() as u64).to_ne_bytes(),
+            &mut ksyms,
         );
-        put(
+        ask(
             &mut second,
             NR_JITED_FUNC_LENS,
-            &(nr_lens as u32).to_ne_bytes(),
-        );
-        put(
-            &mut second,
+            nr_lens,
             JITED_FUNC_LENS,
-            &(lens.as_mut_ptr() as u64).to_ne_bytes(),
+            &mut lens,
         );
-        put(&mut second, NR_LINE_INFO, &(nr_lines as u32).to_ne_bytes());
-        put(
-            &mut second,
-            LINE_INFO,
-            &(lines.as_mut_ptr() as u64).to_ne_bytes(),
-        );
+        ask(&mut second, NR_LINE_INFO, nr_lines, LINE_INFO, &mut lines);
         put(
             &mut second,
             LINE_INFO_REC_SIZE,
             &(LINE_RECORD as u32).to_ne_bytes(),
         );
-        put(
+        ask(
             &mut second,
             NR_JITED_LINE_INFO,
-            &(nr_jited_lines as u32).to_ne_bytes(),
-        );
-        put(
-            &mut second,
+            nr_jited_lines,
             JITED_LINE_INFO,
-            &(jited_lines.as_mut_ptr() as u64).to_ne_bytes(),
+            &mut jited_lines,
         );
         put(&mut second, JITED_LINE_INFO_REC_SIZE, &8u32.to_ne_bytes());
-        put(&mut second, NR_PROG_TAGS, &(nr_tags as u32).to_ne_bytes());
-        put(
-            &mut second,
-            PROG_TAGS,
-            &(tags.as_mut_ptr() as u64).to_ne_bytes(),
-        );
+        ask(&mut second, NR_PROG_TAGS, nr_tags, PROG_TAGS, &mut tags);
         info(&fd, &mut second)?;
         let strings = btf_strings(btf_id)?;
         let string = |off: u32| -> String {
