@@ -188,8 +188,14 @@ pub const JUMP_SLOTS: u32 = 3;
 /// parse and NAT rewrite as [`XDP_PROGRAM`] for one fixed service and
 /// backend, without any map or FIB lookup.
 pub const BASELINE_PROGRAM: &str = "lb_baseline";
+/// Name of the benchmark's second yardstick: [`BASELINE_PROGRAM`] plus one
+/// lookup per packet in [`maps::FLOWS`] (an insert when it misses), the
+/// one lookup an established packet of [`XDP_PROGRAM`] cannot do without.
+/// What [`XDP_PROGRAM`] costs beyond it is the price of everything else.
+pub const BASELINE_LOOKUP_PROGRAM: &str = "lb_baseline_lookup";
 /// Name of the read-only global ([`BaselineConfig`]) that configures
-/// [`BASELINE_PROGRAM`]; user space sets it when loading the object.
+/// [`BASELINE_PROGRAM`] and [`BASELINE_LOOKUP_PROGRAM`]; user space sets
+/// it when loading the object.
 pub const BASELINE_GLOBAL: &str = "LB_BASELINE";
 
 /// Name of the benchmark's packet generator: run by `BPF_PROG_TEST_RUN`

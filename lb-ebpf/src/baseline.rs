@@ -3,13 +3,19 @@
 //! in a read-only global, with no map lookup, no FIB lookup and no counter.
 //! What `lb_xdp` costs beyond it is the price of its tables. It forwards real
 //! traffic too (one backend), so the rig can measure it under load.
+//!
+//! `lb_baseline_lookup` is the same with one lookup per packet in
+//! `LB_FLOWS` (an insert when it misses, so that the flow's next packets
+//! find it): the one lookup an established packet of `lb_xdp` cannot do
+//! without. The benchmark runs both; what `lb_xdp` costs beyond the second
+//! is the price of everything but that lookup.
 use aya_ebpf::{
     bindings::xdp_action::{XDP_PASS, XDP_TX},
     helpers::generated::bpf_redirect,
     macros::xdp,
     programs::XdpContext,
 };
-use lb_common::{BaselineConfig, same_addr};
+use lb_common::{BaselineConfig, Flow, same_addr};
 
 use crate::{
     packet::{self, Packet, write},
@@ -21,11 +27,35 @@ use crate::{
 #[unsafe(no_mangle)]
 static LB_BASELINE: BaselineConfig = BaselineConfig::UNSET;
 
+/// The yardstick: parse, rewrite, send; no lookup.
 #[xdp(frags)]
 pub fn lb_baseline(ctx: XdpContext) -> u32 {
-    let Ok(pkt) = packet::parse(&ctx) else {
+    baseline(&ctx, false)
+}
+
+/// The yardstick with one connection-table lookup per packet.
+#[xdp(frags)]
+pub fn lb_baseline_lookup(ctx: XdpContext) -> u32 {
+    baseline(&ctx, true)
+}
+
+/// The baseline's work on a frame; with `lookup`, the frame's key is also
+/// looked up in `LB_FLOWS` (inserted when missing).
+#[inline(always)]
+fn baseline(ctx: &XdpContext, lookup: bool) -> u32 {
+    let Ok(pkt) = packet::parse(ctx) else {
         return XDP_PASS;
     };
+    if lookup && crate::LB_FLOWS.get_ptr(&pkt.key).is_none() {
+        // The value is never read: the entry is there to be found.
+        let flow = Flow {
+            backend: 0,
+            generation: 0,
+            service: 0,
+            mode: 0,
+        };
+        let _ = crate::LB_FLOWS.insert(&pkt.key, &flow, 0);
+    }
     // The pointer is hidden from the compiler so that it reads the fields
     // at run time rather than folding in the all-zero value of the object.
     // SAFETY: a valid pointer to a static.
@@ -39,7 +69,7 @@ pub fn lb_baseline(ctx: XdpContext) -> u32 {
             smac: cfg.lb_int_mac,
             dmac: cfg.backend_mac,
         };
-        return send(&ctx, &pkt, Side::Destination, &cfg.backend, cfg.bport, out);
+        return send(ctx, &pkt, Side::Destination, &cfg.backend, cfg.bport, out);
     }
     if same_addr(&pkt.key.src, &cfg.backend) && pkt.key.sport == cfg.bport {
         let out = Out {
@@ -47,7 +77,7 @@ pub fn lb_baseline(ctx: XdpContext) -> u32 {
             smac: cfg.lb_ext_mac,
             dmac: cfg.client_mac,
         };
-        return send(&ctx, &pkt, Side::Source, &cfg.vip, cfg.vport, out);
+        return send(ctx, &pkt, Side::Source, &cfg.vip, cfg.vport, out);
     }
     XDP_PASS
 }

@@ -39,7 +39,7 @@ use lb_ctl::{
     balancer::{
         BackendSpec, BackendState, Balancer, Mode, Protocol, ServiceSpec, addr_bytes, family,
     },
-    dataplane::{self, AttachMode, Dataplane},
+    dataplane::{self, AttachMode, Baseline, Dataplane},
 };
 use lb_tests::{
     fixnet::{self, FixtureNet, LB_EXT_MAC, LB_INT_MAC},
@@ -245,6 +245,9 @@ const BY_MTU_KEYS: [&str; 4] = [
     "lb_9000",
     "nftables_dnat_9000",
 ];
+/// `baseline_lookup`: `lb_baseline_lookup`, the yardstick with the one
+/// connection-table lookup (see lb-ebpf/src/baseline.rs).
+const RIG_NS_KEYS: [&str; 3] = ["baseline", "baseline_lookup", "lb"];
 const TCP_KEYS: [&str; 4] = ["direct", "lb", "nftables_dnat", "baseline"];
 
 const NS_KEYS: [&str; 6] = [
@@ -292,7 +295,7 @@ impl Report {
         }
         json!({
             "ns_per_packet": section(&NS_KEYS, &self.ns_per_packet, 1),
-            "rig_ns_per_packet": section(&["baseline", "lb"], &self.rig_ns_per_packet, 1),
+            "rig_ns_per_packet": section(&RIG_NS_KEYS, &self.rig_ns_per_packet, 1),
             "rig_requests_per_s": section(&["direct", "lb", "nftables_dnat"], &self.rig_requests_per_s, 0),
             "rig_tcp_gbps": section(&TCP_KEYS, &self.rig_tcp_gbps, 2),
             "rig_tcp_gbps_by_mtu": section(&BY_MTU_KEYS, &self.rig_tcp_gbps_by_mtu, 2),
@@ -400,7 +403,7 @@ impl Report {
                 "ns".into(),
             ]);
         }
-        for key in ["baseline", "lb"] {
+        for key in RIG_NS_KEYS {
             rows.push([
                 format!("rig_ns_per_packet.{key}"),
                 show(Self::get(&self.rig_ns_per_packet, key), 1),
@@ -480,6 +483,20 @@ impl Report {
                 _ => format!("established_{fam} <= 2 x baseline_{fam}: not measured"),
             });
         }
+        let rig_ns = |key| Self::get(&self.rig_ns_per_packet, key);
+        lines.push(match (rig_ns("lb"), rig_ns("baseline"), rig_ns("baseline_lookup")) {
+            (Some(l), Some(b), lookup) => format!(
+                "rig_ns_per_packet: lb <= 1.5 x baseline: {} (ratio of the medians {:.2}){}",
+                met(l <= 1.5 * b),
+                l / b,
+                lookup.map_or(String::new(), |k| format!(
+                    "; lb / baseline_lookup {:.2}, baseline_lookup / baseline {:.2} (no target: the one lookup's share)",
+                    l / k,
+                    k / b
+                ))
+            ),
+            _ => "rig_ns_per_packet: lb <= 1.5 x baseline: not measured".into(),
+        });
         for (section, name) in [
             (&self.rig_requests_per_s, "rig_requests_per_s"),
             (&self.rig_tcp_gbps, "rig_tcp_gbps"),
@@ -531,6 +548,13 @@ impl Report {
                         ),
                         _ => format!("{name}: not measured"),
                     });
+                }
+                if let (Some(l), Some(k)) = (capacity("lb"), capacity("baseline_lookup")) {
+                    lines.push(format!(
+                        "  (no target) by the LB thread's CPU ({flows}, {}): lb / baseline_lookup {:.2}",
+                        kind.name(),
+                        l / k
+                    ));
                 }
             }
         }
@@ -671,7 +695,7 @@ fn family_figures(v6: bool, runs: u64, ext: u32, int: u32) -> Result<FamilyFigur
         backend_mac: fixnet::backend_mac(backend_index),
         ..BaselineConfig::UNSET
     };
-    let baseline_object = dataplane::load_baseline(&config)?;
+    let baseline_object = dataplane::load_baseline(&config, Baseline::Plain)?;
     let baseline = xdp(&baseline_object, BASELINE_PROGRAM)?;
     // Same rewrite: the baseline's output is byte for byte lb_xdp's.
     let baseline_out = fixture::run_on(baseline, &frame, Some(ext))?;
@@ -953,7 +977,8 @@ fn rig_figures(secs: u64, report: &mut Report) -> Result<()> {
         .ns
         .exec("nft", ["delete", "table", "ip", "lbbench"])?;
 
-    // (d) rig_ns_per_packet: lb_xdp and lb_baseline (VIP:80 -> b1:80) in
+    // (d) rig_ns_per_packet: lb_xdp, lb_baseline and lb_baseline_lookup
+    // (VIP:80 -> b1:80) in
     // turn, a wrk window each per round.
     rig_ns_per_packet(&rig, secs, report)?;
 
@@ -961,7 +986,7 @@ fn rig_figures(secs: u64, report: &mut Report) -> Result<()> {
     // (VIP:5201 -> b1:5201), the XDP path with no lookups at all. If it is
     // no faster than lb_xdp, the XDP forwarding path of the veth rig caps
     // the figure, not lb_xdp's work.
-    let baseline = attach_baseline(&rig, IPERF_PORT)?;
+    let baseline = attach_baseline(&rig, IPERF_PORT, Baseline::Plain)?;
     let gbps = iperf(&rig, vip, secs).context("baseline: iperf3")?;
     report.rig_tcp_gbps.push(("baseline", Some(gbps.gbps)));
     report.detail(format!(
@@ -972,22 +997,24 @@ fn rig_figures(secs: u64, report: &mut Report) -> Result<()> {
 }
 
 /// Rounds of `rig_ns_per_packet`: each a wrk window through `lb_xdp`, then
-/// one through `lb_baseline`.
+/// one through `lb_baseline` and one through `lb_baseline_lookup`.
 const RIG_NS_ROUNDS: usize = 3;
 const _: () = assert!(
     RIG_NS_ROUNDS % 2 == 1,
     "the median of the rounds is the middle one"
 );
 
-/// `rig_ns_per_packet`: the kernel's run time per run of `lb_xdp` and of
-/// `lb_baseline` under the same wrk load, in [`RIG_NS_ROUNDS`] rounds of
-/// one window each, side by side: the machine's load drifts by more than
-/// the difference over the minutes between two lone windows. The figures
-/// are the medians of the rounds; each round's are in the details.
+/// `rig_ns_per_packet`: the kernel's run time per run of `lb_xdp`, of
+/// `lb_baseline` and of `lb_baseline_lookup` under the same wrk load, in
+/// [`RIG_NS_ROUNDS`] rounds of one window each, side by side: the
+/// machine's load drifts by more than the difference over the minutes
+/// between two lone windows. The figures are the medians of the rounds;
+/// each round's are in the details.
 fn rig_ns_per_packet(rig: &Rig, secs: u64, report: &mut Report) -> Result<()> {
     let vip = IpAddr::from(VIP_V4);
     let mut lb = Vec::new();
     let mut baseline = Vec::new();
+    let mut baseline_lookup = Vec::new();
     for round in 1..=RIG_NS_ROUNDS {
         let dp = attach_lb(rig)?;
         expect_body(rig, vip, "lb")?;
@@ -1002,32 +1029,46 @@ fn rig_ns_per_packet(rig: &Rig, secs: u64, report: &mut Report) -> Result<()> {
         ));
         lb.push(ns.ns_per_run());
 
-        let attached = attach_baseline(rig, HTTP_PORT)?;
-        expect_body(rig, vip, "baseline")?;
-        let program = xdp(&attached, BASELINE_PROGRAM)?;
-        let (ns, load) = bpf_stats_under_load(rig, vip, secs, program)
-            .with_context(|| format!("baseline: BPF stats, round {round}"))?;
-        drop(attached);
-        report.detail(format!(
-            "round {round}: lb_baseline under wrk (stats on): {ns}; wrk: {load}; lb / baseline {:.2}",
-            lb[round - 1] / ns.ns_per_run()
-        ));
-        baseline.push(ns.ns_per_run());
+        for (which, figures) in [
+            (Baseline::Plain, &mut baseline),
+            (Baseline::OneLookup, &mut baseline_lookup),
+        ] {
+            let name = which.program();
+            let attached = attach_baseline(rig, HTTP_PORT, which)?;
+            expect_body(rig, vip, name)?;
+            let program = xdp(&attached, name)?;
+            let (ns, load) = bpf_stats_under_load(rig, vip, secs, program)
+                .with_context(|| format!("{name}: BPF stats, round {round}"))?;
+            drop(attached);
+            report.detail(format!(
+                "round {round}: {name} under wrk (stats on): {ns}; wrk: {load}; lb / {name} {:.2}",
+                lb[round - 1] / ns.ns_per_run()
+            ));
+            figures.push(ns.ns_per_run());
+        }
     }
-    let ratios: Vec<f64> = lb.iter().zip(&baseline).map(|(l, b)| l / b).collect();
-    report.detail(format!(
-        "rig_ns_per_packet: medians of {RIG_NS_ROUNDS} rounds; lb / baseline per round {}, median {:.2}",
-        ratios
-            .iter()
-            .map(|r| format!("{r:.2}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        median(&ratios)
-    ));
+    for (name, figures) in [
+        ("baseline", &baseline),
+        ("baseline_lookup", &baseline_lookup),
+    ] {
+        let ratios: Vec<f64> = lb.iter().zip(figures).map(|(l, b)| l / b).collect();
+        report.detail(format!(
+            "rig_ns_per_packet: medians of {RIG_NS_ROUNDS} rounds; lb / {name} per round {}, median {:.2}",
+            ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            median(&ratios)
+        ));
+    }
     report.rig_ns_per_packet.push(("lb", Some(median(&lb))));
     report
         .rig_ns_per_packet
         .push(("baseline", Some(median(&baseline))));
+    report
+        .rig_ns_per_packet
+        .push(("baseline_lookup", Some(median(&baseline_lookup))));
     Ok(())
 }
 
@@ -1220,17 +1261,17 @@ fn ip_forwarded(ns: &Netns) -> Result<u64> {
         .context("ForwDatagrams")
 }
 
-/// lb_baseline attached (native) to the LB's two interfaces, forwarding
-/// VIP:port <-> b1:port.
-fn attach_baseline(rig: &Rig, port: u16) -> Result<Ebpf> {
+/// Baseline program `which` attached (native) to the LB's two interfaces,
+/// forwarding VIP:port <-> b1:port.
+fn attach_baseline(rig: &Rig, port: u16, which: Baseline) -> Result<Ebpf> {
     let config = rig_baseline_config(rig, port)?;
     rig.lb().ns.run_in(|| {
-        let mut ebpf = dataplane::load_baseline(&config)?;
-        let program = dataplane::baseline_program(&mut ebpf)?;
+        let mut ebpf = dataplane::load_baseline(&config, which)?;
+        let program = dataplane::baseline_program(&mut ebpf, which)?;
         for iface in [rig.lb().ext_iface, rig.lb().int_iface] {
             program
                 .attach(iface, XdpMode::Driver)
-                .with_context(|| format!("attaching lb_baseline to {iface}"))?;
+                .with_context(|| format!("attaching {} to {iface}", which.program()))?;
         }
         Ok(ebpf)
     })

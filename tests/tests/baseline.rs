@@ -1,11 +1,18 @@
-//! Packet fixtures for `lb_baseline`, the benchmark's yardstick (see
-//! docs/benchmarks.md): the NAT rewrite for its one configured service and
-//! backend, byte for byte, and nothing else. Needs root.
+//! Packet fixtures for `lb_baseline` and `lb_baseline_lookup`, the
+//! benchmark's yardsticks (see docs/benchmarks.md): the NAT rewrite for
+//! their one configured service and backend, byte for byte, and nothing
+//! else; the second also looks each frame's flow up in the connection
+//! table. Needs root.
 use std::net::{IpAddr, SocketAddr};
 
-use anyhow::Result;
-use lb_common::{BASELINE_PROGRAM, BaselineConfig};
-use lb_ctl::{balancer::addr_bytes, balancer::family, dataplane};
+use anyhow::{Context as _, Result};
+use aya::maps::HashMap;
+use lb_common::{BaselineConfig, Flow, FlowKey, maps};
+use lb_ctl::{
+    balancer::addr_bytes,
+    balancer::family,
+    dataplane::{self, Baseline},
+};
 use lb_tests::{
     fixnet::{self, FixtureNet, LB_EXT_MAC, LB_INT_MAC},
     fixture::{self, Action, Expect},
@@ -59,22 +66,30 @@ fn config(v6: bool, ext: u32, int: u32) -> BaselineConfig {
     }
 }
 
-/// Runs `test` with `lb_baseline` loaded for `config(ext, int)`, inside a
-/// fixture namespace.
+/// Runs `test` with each baseline program loaded for `config(ext, int)`,
+/// inside a fixture namespace: both forward alike.
 fn with_baseline(
-    make: impl Fn(u32, u32) -> BaselineConfig + Send,
-    test: impl Fn(&aya::programs::Xdp, u32, u32) -> Result<()> + Send,
+    make: impl Fn(u32, u32) -> BaselineConfig + Send + Sync,
+    test: impl Fn(&aya::programs::Xdp, u32, u32) -> Result<()> + Send + Sync,
 ) {
     let net = FixtureNet::build().expect("fixture namespace");
     let (ext, int) = (net.ext, net.int);
-    net.ns
-        .run_in(move || {
-            let mut ebpf = dataplane::load_baseline(&make(ext, int))?;
-            let program = dataplane::baseline_program(&mut ebpf)?;
-            assert_eq!(program.info()?.name_as_str(), Some(BASELINE_PROGRAM));
-            test(program, ext, int)
-        })
-        .unwrap();
+    for which in [Baseline::Plain, Baseline::OneLookup] {
+        net.ns
+            .run_in(|| {
+                let mut ebpf = dataplane::load_baseline(&make(ext, int), which)?;
+                let program = dataplane::baseline_program(&mut ebpf, which)?;
+                assert_eq!(program.info()?.name_as_str(), Some(kernel_name(which)));
+                test(program, ext, int).with_context(|| which.program())
+            })
+            .unwrap();
+    }
+}
+
+/// The program's name as the kernel keeps it (15 bytes at most).
+fn kernel_name(which: Baseline) -> &'static str {
+    let name = which.program();
+    &name[..name.len().min(15)]
 }
 
 fn expect(program: &aya::programs::Xdp, frame: &Frame, ingress: u32, e: Expect) -> Result<()> {
@@ -178,4 +193,39 @@ fn unset_forwards_nothing_and_same_interface_gets_xdp_tx() {
             )
         },
     );
+}
+
+#[test]
+fn lookup_baseline_finds_each_flow_it_recorded() {
+    let net = FixtureNet::build().expect("fixture namespace");
+    let (ext, int) = (net.ext, net.int);
+    net.ns
+        .run_in(|| {
+            let which = Baseline::OneLookup;
+            let mut ebpf = dataplane::load_baseline(&config(false, ext, int), which)?;
+            let request = Frame::new(client(false), SocketAddr::new(vip(false), VPORT), ACK)
+                .macs(packets::CLIENT_MAC, LB_EXT_MAC);
+            let reply = Frame::new(backend(false), client(false), ACK)
+                .macs(fixnet::backend_mac(0), LB_INT_MAC);
+            {
+                let program = dataplane::baseline_program(&mut ebpf, which)?;
+                for _ in 0..3 {
+                    let out = fixture::run_on(program, &request.build(), Some(ext))?;
+                    assert_eq!(out.action, Action::Redirect);
+                    let out = fixture::run_on(program, &reply.build(), Some(int))?;
+                    assert_eq!(out.action, Action::Redirect);
+                }
+            }
+            let flows: HashMap<_, FlowKey, Flow> =
+                HashMap::try_from(ebpf.map(maps::FLOWS).context("no connection table")?)?;
+            let mut keys: Vec<FlowKey> = flows.keys().collect::<Result<_, _>>()?;
+            let mut expected = vec![request.flow_key(), reply.flow_key()];
+            keys.sort_by_key(|k| (k.src, k.dst, k.sport, k.dport));
+            expected.sort_by_key(|k| (k.src, k.dst, k.sport, k.dport));
+            // One entry per direction however many frames: found, not added
+            // again.
+            assert_eq!(keys, expected);
+            Ok(())
+        })
+        .unwrap();
 }

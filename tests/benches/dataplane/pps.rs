@@ -1,8 +1,8 @@
 //! Small packets (issue 13): 64-byte UDP and TCP ACK-sized frames from the
 //! client namespace to the VIP, the packets per second the LB forwards
 //! counted as they leave it (on the far end of its link to the backends),
-//! through `lb_xdp`, `lb_baseline`, nftables DNAT and plain kernel
-//! routing, with one flow and with many; and the CPU time of the LB's
+//! through `lb_xdp`, `lb_baseline`, `lb_baseline_lookup`, nftables DNAT
+//! and plain kernel routing, with one flow and with many; and the CPU time of the LB's
 //! receive thread per packet. How and why so is in docs/benchmarks.md
 //! ("How the small-packet figures are measured").
 use std::{
@@ -26,7 +26,7 @@ use lb_common::{
 };
 use lb_ctl::{
     balancer::{BackendSpec, BackendState, Mode, Protocol, ServiceSpec, addr_bytes},
-    dataplane::{self, Dataplane},
+    dataplane::{self, Baseline, Dataplane},
 };
 use lb_tests::{
     netns::Netns,
@@ -54,7 +54,14 @@ fn lb_cpu() -> usize {
 
 /// The paths, as JSON keys; `generator` is the generator alone, into a
 /// drop on the LB's first interface.
-pub(super) const PATHS: [&str; 5] = ["generator", "lb", "baseline", "nftables_dnat", "routing"];
+pub(super) const PATHS: [&str; 6] = [
+    "generator",
+    "lb",
+    "baseline",
+    "baseline_lookup",
+    "nftables_dnat",
+    "routing",
+];
 pub(super) const FLOWS: [&str; 2] = ["one_flow", "many_flows"];
 pub(super) const KINDS: [Kind; 2] = [Kind::Udp, Kind::TcpAck];
 /// The SYN flood's window (its own JSON section): TCP SYNs, each of a new
@@ -177,11 +184,14 @@ pub(super) fn figures(secs: u64, report: &mut Report) -> Result<()> {
         drop(dp);
     }
 
-    // lb_baseline: VIP:PORT <-> b1:PORT.
-    {
-        let baseline = attach_baseline(&rig, PORT)?;
+    // lb_baseline and lb_baseline_lookup: VIP:PORT <-> b1:PORT.
+    for (which, path) in [
+        (Baseline::Plain, "baseline"),
+        (Baseline::OneLookup, "baseline_lookup"),
+    ] {
+        let baseline = attach_baseline(&rig, PORT, which)?;
         let xdp_sink = attach_xdp_sink(&rig.switch, &sink_port, b1)?;
-        windows(&setup, "baseline", VIP_V4, &xdp_sink, None, report)?;
+        windows(&setup, path, VIP_V4, &xdp_sink, None, report)?;
         drop(xdp_sink);
         drop(baseline);
     }
