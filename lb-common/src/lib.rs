@@ -245,7 +245,7 @@ pub const BENCH_SLOTS: u32 = 2;
 //   ~ 1 MiB, preallocated
 // - ICMP budget: per-CPU array, 1 x 16 B per CPU
 // - flow records: ring buffer, FLOW_RECORDS_BYTES = 4 MiB: 47,662 records
-//   of 88 B (8 B header + 76 B record rounded to 8), about 0.5 s of new
+//   of 88 B (8 B header + 80 B record), about 0.5 s of new
 //   flows at 100,000 a second before the daemon must have read them
 /// Bytes of the flow record ring ([`maps::FLOW_RECORDS`]): a power of two
 /// multiple of the page size, as the kernel requires.
@@ -398,8 +398,11 @@ impl Backend {
 }
 
 /// A flow's 5-tuple as it arrives (for [`maps::FLOWS`]: client to VIP; for
-/// [`maps::REPLIES`]: backend to client).
-#[repr(C)]
+/// [`maps::REPLIES`]: backend to client). Aligned to 8 bytes (its layout
+/// is the same as without), so that its addresses are read and compared
+/// as words ([`FlowKey::src_words`]): the BPF target makes eight byte
+/// loads of each unaligned word.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub src: [u8; 16],
@@ -420,9 +423,52 @@ impl FlowKey {
             & (self.proto == other.proto)
             & (self.sport == other.sport)
             & (self.dport == other.dport)
-            && same_addr(&self.src, &other.src)
-            && same_addr(&self.dst, &other.dst)
+            && self.src_words() == other.src_words()
+            && self.dst_words() == other.dst_words()
     }
+
+    /// The source address as two words (in memory order).
+    #[inline(always)]
+    pub fn src_words(&self) -> [u64; 2] {
+        // SAFETY: `src` is at offset 0 of an 8-aligned struct (asserted
+        // below).
+        unsafe { aligned_addr_words(&self.src) }
+    }
+
+    /// The destination address as two words (in memory order).
+    #[inline(always)]
+    pub fn dst_words(&self) -> [u64; 2] {
+        // SAFETY: `dst` is at offset 16 of an 8-aligned struct.
+        unsafe { aligned_addr_words(&self.dst) }
+    }
+}
+
+const _: () = assert!(
+    core::mem::offset_of!(FlowKey, src) % 8 == 0
+        && core::mem::offset_of!(FlowKey, dst) % 8 == 0
+        && core::mem::align_of::<FlowKey>() == 8
+);
+
+/// An address as the two native words it is made of, read as words.
+///
+/// # Safety
+/// `addr` is 8-aligned: a field at an offset that is a multiple of 8 of
+/// an 8-aligned struct.
+#[inline(always)]
+unsafe fn aligned_addr_words(addr: &[u8; 16]) -> [u64; 2] {
+    // SAFETY: 16 readable bytes, 8-aligned per the contract; any bits are
+    // a valid u64.
+    unsafe { *(addr as *const [u8; 16]).cast::<[u64; 2]>() }
+}
+
+/// Writes the two native words of an address.
+///
+/// # Safety
+/// As for [`aligned_addr_words`].
+#[inline(always)]
+unsafe fn set_aligned_addr_words(addr: &mut [u8; 16], words: [u64; 2]) {
+    // SAFETY: 16 writable bytes, 8-aligned per the contract.
+    unsafe { *(addr as *mut [u8; 16]).cast::<[u64; 2]>() = words }
 }
 
 /// The value of [`maps::FLOW_HASH`]: a flow key and its
@@ -465,7 +511,9 @@ pub struct Reply {
 /// client's side by `client`, `cport`, `reply.vip`, `reply.vport`,
 /// `proto`, `family`; from the backend's side by `client`, `cport`,
 /// `proto`, `family` and the backend's address and port.
-#[repr(C)]
+/// Aligned to 8 bytes (its layout is the same as without): its addresses
+/// are read and written as words.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NewFlow {
     pub client: [u8; 16],
@@ -491,8 +539,34 @@ impl NewFlow {
             & (self.proto == key.proto)
             & (self.cport == key.sport)
             & (self.reply.vport == key.dport)
-            && same_addr(&self.client, &key.src)
-            && same_addr(&self.reply.vip, &key.dst)
+            && self.client_words() == key.src_words()
+            && self.vip_words() == key.dst_words()
+    }
+
+    /// The client's address as two words (in memory order).
+    #[inline(always)]
+    pub fn client_words(&self) -> [u64; 2] {
+        // SAFETY: `client` is at offset 0 of an 8-aligned struct (asserted
+        // below).
+        unsafe { aligned_addr_words(&self.client) }
+    }
+
+    /// The VIP (`reply.vip`) as two words (in memory order).
+    #[inline(always)]
+    pub fn vip_words(&self) -> [u64; 2] {
+        // SAFETY: `reply.vip` is at offset 16 of an 8-aligned struct.
+        unsafe { aligned_addr_words(&self.reply.vip) }
+    }
+
+    /// Sets the client's address and the VIP from a client-side key's
+    /// source and destination, as words.
+    #[inline(always)]
+    pub fn set_addrs(&mut self, key: &FlowKey) {
+        // SAFETY: as in `client_words` and `vip_words`.
+        unsafe {
+            set_aligned_addr_words(&mut self.client, key.src_words());
+            set_aligned_addr_words(&mut self.reply.vip, key.dst_words());
+        }
     }
 
     /// Whether backend-side `key` (a backend's answer) is to this way's
@@ -505,7 +579,7 @@ impl NewFlow {
             & (self.proto == key.proto)
             & (self.mode == mode::NAT)
             & (self.cport == key.dport)
-            && same_addr(&self.client, &key.dst)
+            && self.client_words() == key.dst_words()
     }
 
     /// The flow table's entry this unconfirmed flow becomes.
@@ -518,6 +592,12 @@ impl NewFlow {
         }
     }
 }
+
+const _: () = assert!(
+    core::mem::offset_of!(NewFlow, client) % 8 == 0
+        && (core::mem::offset_of!(NewFlow, reply) + core::mem::offset_of!(Reply, vip)) % 8 == 0
+        && core::mem::align_of::<NewFlow>() == 8
+);
 
 /// Two addresses, compared as two 64-bit words in registers (in BPF: no
 /// memcmp call, and no 128-bit copies on the stack, which has no room).
@@ -613,6 +693,8 @@ pub struct FlowRecord {
     pub pad: u8,
     /// The entry written in [`maps::FLOWS`] (node-local ids).
     pub flow: Flow,
+    /// To [`FlowKey`]'s alignment.
+    pub pad2: u32,
 }
 
 /// ICMP time exceeded messages a CPU may send at once; it earns one more per
@@ -1125,6 +1207,35 @@ mod tests {
     }
 
     #[test]
+    fn addresses_compared_as_words_differ_in_any_byte() {
+        let key = FlowKey {
+            src: core::array::from_fn(|i| i as u8 + 1),
+            dst: core::array::from_fn(|i| i as u8 + 101),
+            sport: [0x9c, 0x40],
+            dport: [0, 80],
+            proto: IPPROTO_TCP,
+            family: AF_INET6,
+            pad: [0; 2],
+        };
+        let mut way = NewFlow::default();
+        way.set_addrs(&key);
+        way.reply.vport = key.dport;
+        way.cport = key.sport;
+        way.proto = key.proto;
+        way.family = key.family;
+        assert_eq!((way.client, way.reply.vip), (key.src, key.dst));
+        assert!(key.is(&key) && way.is_flow(&key));
+        for i in 0..16 {
+            let mut other = key;
+            other.src[i] ^= 0x80;
+            assert!(!key.is(&other) && !way.is_flow(&other), "src byte {i}");
+            let mut other = key;
+            other.dst[i] ^= 0x01;
+            assert!(!key.is(&other) && !way.is_flow(&other), "dst byte {i}");
+        }
+    }
+
+    #[test]
     fn counters_fill_their_slots_in_order() {
         for (slot, counter) in Counter::ALL.iter().enumerate() {
             assert_eq!(*counter as usize, slot);
@@ -1257,7 +1368,7 @@ mod tests {
         assert_eq!(size_of::<FragmentKey>(), 40);
         assert_eq!(size_of::<Fragment>(), 32);
         assert_eq!(size_of::<IcmpBudget>(), 16);
-        assert_eq!(size_of::<FlowRecord>(), 40 + 16 + 2 + 1 + 1 + 16);
+        assert_eq!(size_of::<FlowRecord>(), 40 + 16 + 2 + 1 + 1 + 16 + 4);
         assert_eq!(
             size_of::<BaselineConfig>(),
             16 + 2 + 16 + 2 + 1 + 3 + 4 + 4 + 4 * 6

@@ -15,6 +15,8 @@
 #![no_main]
 // The flow filter's atomic or (filter.rs).
 #![feature(core_intrinsics)]
+// `#[inline(always)]` on a closure (unconfirmed_reply).
+#![feature(stmt_expr_attributes)]
 #![allow(internal_features)]
 // Map keys are passed by reference on purpose: a copy would take room on the
 // 512-byte BPF stack and instructions on every packet.
@@ -647,9 +649,14 @@ fn unconfirmed_reply(key: &FlowKey) -> Option<*const Reply> {
     let ways = LB_NEW_FLOWS.get_ptr(slot.set)?;
     // SAFETY: a map value pointer from a successful lookup.
     let ways = unsafe { &*ways };
-    unconfirmed::find_reply(tags, ways, key, slot.tag, |id| {
-        LB_BACKENDS.get(id).is_some_and(|b| b.is_source_of(key))
-    })
+    unconfirmed::find_reply(
+        tags,
+        ways,
+        key,
+        slot.tag,
+        #[inline(always)]
+        |id| LB_BACKENDS.get(id).is_some_and(|b| b.is_source_of(key)),
+    )
 }
 
 /// The backend at `id` if it may take packets.

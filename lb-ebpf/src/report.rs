@@ -39,7 +39,7 @@ pub fn new_flow(
     let Some(mut entry) = ring.reserve::<FlowRecord>(0) else {
         return Report::RingFull;
     };
-    // Written in place: a record on the stack would take 76 of its 512
+    // Written in place: a record on the stack would take 80 of its 512
     // bytes.
     let record = entry.as_mut_ptr();
     // SAFETY: `record` points to a reserved, writable FlowRecord in the
@@ -51,6 +51,7 @@ pub fn new_flow(
         (*record).flags = if sorry { record_flags::SORRY } else { 0 };
         (*record).pad = 0;
         (*record).flow = *flow;
+        (*record).pad2 = 0;
     }
     // No wakeup: the daemon reads the ring on a timer. The kernel's
     // default wakes the reader whenever it has caught up, nearly every

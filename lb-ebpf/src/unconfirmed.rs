@@ -132,8 +132,7 @@ pub unsafe fn remember(
 /// Fills `way` in place (no copy on the stack: it has no room).
 #[inline(always)]
 fn write(way: &mut NewFlow, key: &FlowKey, flow: &Flow) {
-    way.client = key.src;
-    way.reply.vip = key.dst;
+    way.set_addrs(key);
     way.reply.vport = key.dport;
     way.reply.pad = [0; 2];
     way.reply.service = flow.service;

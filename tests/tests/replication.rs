@@ -30,6 +30,7 @@ fn expected_record(frame: &Frame, target: SocketAddr, flow: Flow, sorry: bool) -
         backend_port: target.port().to_be_bytes(),
         flags: if sorry { record_flags::SORRY } else { 0 },
         pad: 0,
+        pad2: 0,
         flow,
     }
 }

@@ -92,6 +92,7 @@ fn a_kernel_record_names_its_backend_by_address() {
         backend_port: 8080u16.to_be_bytes(),
         flags: 0,
         pad: 0,
+        pad2: 0,
         flow: Flow {
             backend: 41,
             generation: 9,
@@ -115,6 +116,7 @@ fn a_kernel_record_names_its_backend_by_address() {
         backend_port: 53u16.to_be_bytes(),
         flags: record_flags::SORRY,
         pad: 0,
+        pad2: 0,
         flow: Flow {
             mode: mode::DSR,
             ..record.flow
@@ -343,6 +345,7 @@ fn a_flow_goes_from_the_active_record_over_the_wire_to_the_standby_entries() {
         backend_port: 8080u16.to_be_bytes(),
         flags: 0,
         pad: 0,
+        pad2: 0,
         flow: Flow {
             backend: id,
             generation: active.tables().backends[&id].generation,
