@@ -978,8 +978,7 @@ fn rig_figures(secs: u64, report: &mut Report) -> Result<()> {
         .exec("nft", ["delete", "table", "ip", "lbbench"])?;
 
     // (d) rig_ns_per_packet: lb_xdp, lb_baseline and lb_baseline_lookup
-    // (VIP:80 -> b1:80) in
-    // turn, a wrk window each per round.
+    // (VIP:80 -> b1:80) in turn, a wrk window each per round.
     rig_ns_per_packet(&rig, secs, report)?;
 
     // (e) rig_tcp_gbps.baseline: bulk TCP through lb_baseline

@@ -220,10 +220,10 @@ fn lookup_baseline_finds_each_flow_it_recorded() {
                 HashMap::try_from(ebpf.map(maps::FLOWS).context("no connection table")?)?;
             let mut keys: Vec<FlowKey> = flows.keys().collect::<Result<_, _>>()?;
             let mut expected = vec![request.flow_key(), reply.flow_key()];
-            keys.sort_by_key(|k| (k.src, k.dst, k.sport, k.dport));
-            expected.sort_by_key(|k| (k.src, k.dst, k.sport, k.dport));
-            // One entry per direction however many frames: found, not added
-            // again.
+            let order = |k: &FlowKey| (k.src, k.dst, k.sport, k.dport);
+            keys.sort_by_key(order);
+            expected.sort_by_key(order);
+            // One entry per direction, however many frames.
             assert_eq!(keys, expected);
             Ok(())
         })

@@ -2,8 +2,8 @@
 //! client namespace to the VIP, the packets per second the LB forwards
 //! counted as they leave it (on the far end of its link to the backends),
 //! through `lb_xdp`, `lb_baseline`, `lb_baseline_lookup`, nftables DNAT
-//! and plain kernel routing, with one flow and with many; and the CPU time of the LB's
-//! receive thread per packet. How and why so is in docs/benchmarks.md
+//! and plain kernel routing, with one flow and with many; and the CPU time
+//! of the LB's receive thread per packet. How and why so is in docs/benchmarks.md
 //! ("How the small-packet figures are measured").
 use std::{
     collections::BTreeSet,
