@@ -34,7 +34,12 @@ use lb_tests::{
     rig::{CLIENT_V4, Rig, RigOptions, VIP_V4},
 };
 
-use super::{CpuTimes, Report, attach_baseline, mac_of, xdp};
+use super::{
+    attach::{attach_baseline, lb_on_rig, mac_of, xdp},
+    host::CpuTimes,
+    report::Report,
+    rig_ns::counters_moved,
+};
 
 /// The service port (and the backend's: NAT keeps it here, as nftables'
 /// `dnat to ADDR` does).
@@ -168,7 +173,7 @@ pub(super) fn figures(secs: u64, report: &mut Report) -> Result<()> {
                 sorry: None,
             })
             .collect();
-        let (dp, _) = super::lb_on_rig(&rig, &services)?;
+        let (dp, _) = lb_on_rig(&rig, &services)?;
         let forwarded = dp.counter(Counter::Forwarded)?;
         let xdp_sink = attach_xdp_sink(&rig.switch, &sink_port, b1)?;
         windows(&setup, "lb", VIP_V4, &xdp_sink, Some(&dp), report)?;
@@ -243,8 +248,8 @@ fn windows(
             match window(setup, path, dst, kind, flows, sink) {
                 Ok((figure, mut line)) => {
                     if let (Some(lb), Some(before)) = (lb, counters) {
-                        let moved = before
-                            .and_then(|before| Ok(super::counters_moved(&before, &lb.counters()?)));
+                        let moved =
+                            before.and_then(|before| Ok(counters_moved(&before, &lb.counters()?)));
                         line += &match moved {
                             Ok(moved) => {
                                 format!("; lb_xdp's counters (warm-up included): {moved}")
