@@ -1,6 +1,6 @@
 //! Builds the XDP object from `lb-ebpf` (bpfel-unknown-none, with the
 //! toolchain `lb-ebpf/rust-toolchain.toml` pins, linked by bpf-linker) and
-//! leaves it in OUT_DIR, where `src/dataplane.rs` embeds it. The eBPF
+//! leaves it in OUT_DIR, where `src/dataplane/load.rs` embeds it. The eBPF
 //! build's own output is shown only when it fails.
 #[path = "../lb-ebpf/ebpf_build.rs"]
 mod ebpf_build;
