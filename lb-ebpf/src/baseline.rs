@@ -46,7 +46,7 @@ fn baseline(ctx: &XdpContext, lookup: bool) -> u32 {
     let Ok(pkt) = packet::parse(ctx) else {
         return XDP_PASS;
     };
-    if lookup && crate::LB_FLOWS.get_ptr(&pkt.key).is_none() {
+    if lookup && crate::maps::LB_FLOWS.get_ptr(&pkt.key).is_none() {
         // The value is never read: the entry is there to be found.
         let flow = Flow {
             backend: 0,
@@ -54,7 +54,7 @@ fn baseline(ctx: &XdpContext, lookup: bool) -> u32 {
             service: 0,
             mode: 0,
         };
-        let _ = crate::LB_FLOWS.insert(&pkt.key, &flow, 0);
+        let _ = crate::maps::LB_FLOWS.insert(&pkt.key, &flow, 0);
     }
     // The pointer is hidden from the compiler so that it reads the fields
     // at run time rather than folding in the all-zero value of the object.

@@ -5,7 +5,7 @@
 //! on its interfaces (the kernel would answer ARP, neighbour solicitations,
 //! pings and connections for them). So, fenced, the program drops every
 //! packet addressed to a floating IP and every ARP request or neighbour
-//! solicitation for one; and service traffic is not forwarded (`main.rs`
+//! solicitation for one; and service traffic is not forwarded (`role.rs`
 //! treats a fenced node as standby).
 use aya_ebpf::{
     helpers::generated::{bpf_jiffies64, bpf_ktime_get_ns},

@@ -20,10 +20,10 @@
 //!   port again; an error the backend sent itself also gets the VIP as its
 //!   outer source, one a router sent keeps the router's.
 //!
-//! `main.rs` finds the flow and the route; this file parses the error and
-//! rewrites it, with every checksum that covers what changes: the outer
-//! IPv4 header, the ICMP checksum (for ICMPv6 with its pseudo-header), the
-//! quoted IPv4 header, and the quoted TCP or UDP checksum when the quote
+//! `icmp_dispatch.rs` finds the flow and the route; this file parses the
+//! error and rewrites it, with every checksum that covers what changes: the
+//! outer IPv4 header, the ICMP checksum (for ICMPv6 with its pseudo-header),
+//! the quoted IPv4 header, and the quoted TCP or UDP checksum when the quote
 //! holds it.
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
